@@ -1,0 +1,1 @@
+//! Analysis: turns targets into providers (`ImageInfo`, `LayerInfo`, ...) and registers actions.

@@ -1,0 +1,156 @@
+//! The content-addressed store: `cas/sha256/<hex>`, written atomically
+//! (temp file, fsync, rename) so a killed build never leaves a torn blob.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cache::{Digest, Sha256Writer};
+use crate::error::Error;
+
+/// A blob in the CAS: its digest and size (what an OCI descriptor needs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct BlobRef {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CasError {
+    #[error("Cache I/O error at `{path}`: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("Blob `{digest}` is not in the cache")]
+    Missing { digest: Digest },
+    #[error("Blob `{expected}` in the cache is corrupt (its bytes hash to `{actual}`); it was removed")]
+    Corrupt { expected: Digest, actual: Digest },
+}
+
+impl From<CasError> for Error {
+    fn from(error: CasError) -> Error {
+        match error {
+            CasError::Io { .. } => Error::environment(error.to_string()),
+            CasError::Missing { .. } | CasError::Corrupt { .. } => Error::internal(error.to_string()),
+        }
+    }
+}
+
+/// The content-addressed store under `<cache>/cas`.
+#[derive(Debug, Clone)]
+pub struct Cas {
+    root: PathBuf,
+}
+
+impl Cas {
+    /// Opens (creating if needed) the store under `cache_dir/cas`.
+    pub fn open(cache_dir: &Path) -> Result<Cas, CasError> {
+        let root = cache_dir.join("cas");
+        for dir in [root.join("sha256"), root.join("tmp")] {
+            fs::create_dir_all(&dir).map_err(|source| CasError::Io { path: dir.clone(), source })?;
+        }
+        Ok(Cas { root })
+    }
+
+    /// Where the blob lives (whether or not it exists yet).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("sha256").join(digest.hex())
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
+    }
+
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<BlobRef, CasError> {
+        let mut writer = self.writer()?;
+        writer.write_all(bytes).map_err(|source| CasError::Io { path: self.root.join("tmp"), source })?;
+        writer.commit()
+    }
+
+    /// A writer whose bytes become a blob on [`CasWriter::commit`]; dropped
+    /// without commit, it leaves nothing behind.
+    pub fn writer(&self) -> Result<CasWriter<'_>, CasError> {
+        let tmp_dir = self.root.join("tmp");
+        let temp =
+            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|source| CasError::Io { path: tmp_dir, source })?;
+        Ok(CasWriter { cas: self, inner: Sha256Writer::new(io::BufWriter::with_capacity(1 << 20, temp)) })
+    }
+
+    /// Reads a whole blob, checking its digest; a corrupt blob is removed so
+    /// the action that made it reruns.
+    pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, CasError> {
+        let path = self.path(digest);
+        let mut bytes = Vec::new();
+        match File::open(&path) {
+            Ok(mut file) => {
+                file.read_to_end(&mut bytes).map_err(|source| CasError::Io { path: path.clone(), source })?
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(CasError::Missing { digest: *digest }),
+            Err(source) => return Err(CasError::Io { path, source }),
+        };
+        let actual = Digest::of(&bytes);
+        if actual != *digest {
+            let _ = fs::remove_file(&path);
+            return Err(CasError::Corrupt { expected: *digest, actual });
+        }
+        Ok(bytes)
+    }
+}
+
+/// A blob being written into the CAS; hashed as it is written.
+pub struct CasWriter<'a> {
+    cas: &'a Cas,
+    inner: Sha256Writer<io::BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl CasWriter<'_> {
+    /// Flushes, fsyncs and renames the temp file to its digest's path.
+    pub fn commit(self) -> Result<BlobRef, CasError> {
+        let (digest, size, buffered) = self.inner.finish();
+        let io_error = |source| CasError::Io { path: self.cas.root.join("tmp"), source };
+        let temp = buffered.into_inner().map_err(|error| io_error(error.into_error()))?;
+        temp.as_file().sync_all().map_err(io_error)?;
+        let path = self.cas.path(&digest);
+        // Another process may have written the same blob: content addressing
+        // makes the rename idempotent.
+        temp.persist(&path).map_err(|error| CasError::Io { path, source: error.error })?;
+        Ok(BlobRef { digest, size })
+    }
+}
+
+impl Write for CasWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_and_verifies_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let blob = cas.put_bytes(b"layer").unwrap();
+        assert_eq!(blob, BlobRef { digest: Digest::of(b"layer"), size: 5 });
+        assert_eq!(cas.read_verified(&blob.digest).unwrap(), b"layer");
+
+        fs::write(cas.path(&blob.digest), b"flipped").unwrap();
+        assert!(matches!(cas.read_verified(&blob.digest), Err(CasError::Corrupt { .. })));
+        assert!(!cas.contains(&blob.digest), "a corrupt blob is dropped");
+    }
+
+    #[test]
+    fn uncommitted_writer_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let mut writer = cas.writer().unwrap();
+        writer.write_all(b"partial").unwrap();
+        drop(writer);
+        assert_eq!(fs::read_dir(dir.path().join("cas/tmp")).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(dir.path().join("cas/sha256")).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! Loading: evaluates `BUILD.star` and `.star` files with starlark-rust and records targets.

@@ -1,0 +1,23 @@
+//! berth builds OCI container images the way Bazel and Buck2 build code.
+//!
+//! ```text
+//! BUILD.star ──frontend──▶ target graph ──analysis──▶ action DAG ──exec──▶ CAS + action cache ──▶ berth-out/
+//!  (loading)               (graph)                    (actions)            (cache)                  (oci, registry)
+//! ```
+//!
+//! The modules below are listed in pipeline order. Only `frontend` and
+//! `analysis` touch the `starlark` crate; only `oci` and `registry` touch tar,
+//! compression, oci-spec and HTTP; only `cli` and `report` print.
+
+pub mod actions;
+pub mod analysis;
+pub mod cache;
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod frontend;
+pub mod graph;
+pub mod oci;
+pub mod registry;
+pub mod report;
+pub mod workspace;

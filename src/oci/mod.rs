@@ -1,0 +1,1 @@
+//! OCI formats: layer tars, compression, canonical JSON, configs, manifests, layouts, archives.

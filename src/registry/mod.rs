@@ -1,0 +1,1 @@
+//! The registry client: pulls and pushes over the OCI distribution API.
