@@ -1,0 +1,30 @@
+//! What `WORKSPACE.star` may set: workspace-wide settings, never targets.
+
+use std::path::PathBuf;
+
+/// The settings of one workspace, as `WORKSPACE.star` declared them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspaceSettings {
+    /// `workspace(name = ...)`.
+    pub name: Option<String>,
+    /// `registry(host, mirrors = [], insecure = False)`, in declaration order.
+    pub registries: Vec<RegistrySetting>,
+    /// `source_date_epoch(N)`; the `SOURCE_DATE_EPOCH` environment variable
+    /// wins when both are set, as reproducible-builds.org specifies.
+    pub source_date_epoch: Option<u64>,
+    /// `runc(path)`: the runc binary to use instead of the one on `PATH`.
+    pub runc: Option<PathBuf>,
+    /// `remote_cache(url)`.
+    pub remote_cache: Option<String>,
+}
+
+/// How to reach one registry host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySetting {
+    /// `host[:port]`, as it appears in image references.
+    pub host: String,
+    /// Hosts tried first, in order, for pulls.
+    pub mirrors: Vec<String>,
+    /// Plain HTTP instead of HTTPS (a local test registry).
+    pub insecure: bool,
+}

@@ -1,0 +1,1 @@
+//! Prerequisites of container tests (root, runc) and a busybox base made from `busybox-static`.
