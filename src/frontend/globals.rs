@@ -157,7 +157,7 @@ fn record<'v>(
     let kind = schema::kind(kind_name).expect("every native function has a kind");
     let location = call_site(eval, &package.build_file)
         .unwrap_or_else(|| Location { path: package.build_file.clone(), line: 1, column: 1 });
-    let generated = caller_is_library(eval);
+    let generated = caller_generates_names(eval);
     match check(kind, package, &location, generated, &kwargs) {
         Ok(target) => {
             let mut names = package.names.borrow_mut();
@@ -177,13 +177,19 @@ fn record<'v>(
     }
 }
 
-/// Whether the function that called the native rule is defined in the
-/// embedded library (`@berth//rules:...`), which alone may generate `#` names.
-fn caller_is_library(eval: &Evaluator) -> bool {
+/// Whether the native rule was called by a rule of the embedded library
+/// that generates `name#variant` targets (`oci_pull_images`): only those
+/// names may hold `#`.
+fn caller_generates_names(eval: &Evaluator) -> bool {
     let frames = eval.call_stack().frames;
-    // The last frame is the native call; its location is the line that made it.
-    frames.last().and_then(|frame| frame.location.as_ref()).is_some_and(|span| span.filename().starts_with("@berth//"))
+    let [.., caller, native] = frames.as_slice() else { return false };
+    // `native`'s location is the line that called it, inside `caller`.
+    let in_library = native.location.as_ref().is_some_and(|span| span.filename().starts_with("@berth//"));
+    in_library && GENERATORS.iter().any(|generator| caller.name == *generator || caller.name.ends_with(&format!(".{generator}")))
 }
+
+/// The library rules that declare `name#variant` targets.
+const GENERATORS: &[&str] = &["oci_pull_images"];
 
 fn check(
     kind: &Kind,
@@ -193,15 +199,19 @@ fn check(
     kwargs: &SmallMap<String, Value>,
 ) -> Result<TargetNode, Diagnostic> {
     let rule = kind.name;
-    let name = match kwargs.get("name") {
+    let name = match kwargs.get("name").filter(|value| !value.is_none()) {
         None => return Err(Diagnostic::new(format!("Missing required attribute `name` of `{rule}`"))),
         Some(value) => value.unpack_str().ok_or_else(|| {
             Diagnostic::new(format!("Attribute `name` of `{rule}` must be a string, not `{}`", value.get_type()))
         })?,
     };
     let label = target_label(&package.package, name, generated).map_err(|reason| {
-        Diagnostic::new(format!("Invalid target name `{name}`: {reason}"))
-            .hint("target names are file-like: letters, digits, `-`, `_`, `.`, `/`")
+        let hint = if name.contains('#') {
+            "declare `name#variant` targets with `oci_pull_images(name = ..., variants = {...})`"
+        } else {
+            "target names are file-like: letters, digits, `-`, `_`, `.`, `/`"
+        };
+        Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
     })?;
     let mut deps = Vec::new();
     let mut attrs = std::collections::BTreeMap::new();

@@ -42,7 +42,7 @@ pub(crate) fn guarded<T>(file: &str, run: impl FnOnce() -> starlark::Result<T>) 
     let _guard = Guard::enter(file);
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(classify(error)),
+        Ok(Err(error)) => Err(classify(file, error)),
         Err(panic) => {
             let reason = panic
                 .downcast_ref::<&str>()
@@ -57,7 +57,7 @@ pub(crate) fn guarded<T>(file: &str, run: impl FnOnce() -> starlark::Result<T>) 
     }
 }
 
-fn classify(error: starlark::Error) -> LoadError {
+fn classify(file: &str, error: starlark::Error) -> LoadError {
     let location = error.span().map(|span| {
         let begin = span.resolve_span().begin;
         Location { path: span.filename().to_owned(), line: begin.line as u32 + 1, column: begin.column as u32 + 1 }
@@ -66,23 +66,30 @@ fn classify(error: starlark::Error) -> LoadError {
     let limit = |message: String, hint: &str| LoadError::Limit(Diagnostic::new(message).maybe_at(location.clone()).hint(hint));
     if matches!(error.kind(), ErrorKind::StackOverflow(_)) {
         return limit(
-            format!("Starlark call stack exceeded {MAX_CALL_DEPTH} calls"),
+            format!("Evaluating `{file}` exceeded {MAX_CALL_DEPTH} nested calls"),
             "look for a function that calls itself without end",
         );
     }
     if message.starts_with("Execution duration limit") {
         return limit(
-            format!("Evaluation took more than {MAX_TICKS} steps (function calls and loop iterations)"),
+            format!("Evaluating `{file}` took more than {MAX_TICKS} steps (function calls and loop iterations)"),
             "look for a loop over a huge range; BUILD files should declare targets, not compute",
         );
     }
     if message.starts_with("Heap memory limit") {
         return limit(
-            format!("Evaluation used more than {} MiB of Starlark heap", MAX_HEAP_BYTES >> 20),
+            format!("Evaluating `{file}` used more than {} MiB of Starlark heap", MAX_HEAP_BYTES >> 20),
             "look for a list or string grown without bound",
         );
     }
-    LoadError::Starlark(error.to_string())
+    LoadError::Starlark(starlark_message(&error))
+}
+
+/// starlark-rust's rendering (with the source snippet), without the
+/// `error: ` it starts some messages with: the command line adds its own.
+pub(crate) fn starlark_message(error: &starlark::Error) -> String {
+    let text = error.to_string();
+    text.strip_prefix("error: ").map(str::to_owned).unwrap_or(text).trim_end().to_owned()
 }
 
 thread_local! {

@@ -130,7 +130,7 @@ impl<'a> Loader<'a> {
     fn parse_build(&self, package: &String) -> Result<ParsedBuild, LoadError> {
         let build_file = self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
         let text = read(&self.workspace.root, &build_file)?;
-        let ast = AstModule::parse(&build_file, text, &dialect()).map_err(|error| LoadError::Starlark(error.to_string()))?;
+        let ast = AstModule::parse(&build_file, text, &dialect()).map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let context = Label::new(package.clone(), BUILD_FILES[0]);
         let loads = resolve_loads(&ast, &context)?;
         Ok(ParsedBuild { package: package.clone(), build_file, ast, loads })
@@ -167,7 +167,7 @@ impl<'a> Loader<'a> {
             return Err(missing_star_file(&self.workspace.root, label, &path).at(load.location.clone()).into());
         }
         let text = read(&self.workspace.root, &path)?;
-        let ast = AstModule::parse(&path, text, &dialect()).map_err(|error| LoadError::Starlark(error.to_string()))?;
+        let ast = AstModule::parse(&path, text, &dialect()).map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let loads = resolve_loads(&ast, label)?;
         chain.push(label.clone());
         for inner in &loads {

@@ -22,7 +22,7 @@ fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
     let mut dialect = dialect();
     // Settings need no modules: a `load` here would be a misunderstanding.
     dialect.enable_load = false;
-    let ast = AstModule::parse(path, text.to_owned(), &dialect).map_err(|error| LoadError::Starlark(error.to_string()))?;
+    let ast = AstModule::parse(path, text.to_owned(), &dialect).map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
     let globals = globals::workspace().build();
     let context = EvalContext::for_workspace_file();
     let result = Module::with_temp_heap(|module| {
