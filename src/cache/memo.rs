@@ -182,7 +182,7 @@ fn is_racy(stamp: &FileStamp) -> bool {
     if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
         return true;
     }
-    let now_ns = (now.tv_sec as i64).saturating_mul(1_000_000_000).saturating_add(now.tv_nsec as i64);
+    let now_ns = now.tv_sec.saturating_mul(1_000_000_000).saturating_add(now.tv_nsec);
     stamp.mtime_ns.max(stamp.ctime_ns) > now_ns - RACY_WINDOW_NS
 }
 
