@@ -1,6 +1,7 @@
-//! The scheduler with fake actions and a fake sandbox: ordering, the `-j`
-//! bound, failure propagation, malformed graphs, cache hits, corrupt blobs,
-//! changing sources, and two builds sharing one cache at once.
+//! The engine end to end with fake actions and a fake sandbox: scheduler
+//! ordering, the `-j` bound, failure propagation, malformed graphs, cache
+//! hits, corrupt blobs, changing sources, two builds sharing one cache at
+//! once, and the build log behind `berth explain`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use berth::actions::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
 use berth::cache::{Cache, FileMemo, VerifiedReader};
 use berth::error::{Error, ErrorKind, Result};
-use berth::exec::{ActionStatus, BuildResult, ExecError, Executor, Sandbox};
+use berth::exec::{explain, ActionStatus, BuildLog, BuildResult, ExecError, Executor, Reason, Sandbox};
 use berth::report::NullReporter;
 use berth::workspace::Label;
 
@@ -388,4 +389,51 @@ fn two_builds_share_one_cache_at_once() {
     let (again, _) = build(&world);
     assert_eq!(again, a.0);
     assert_eq!(std::fs::read_dir(world.cache_dir.path().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn explain_names_the_changed_source_and_the_dependency_it_went_through() {
+    let world = World::new();
+    let out = world.workspace.path().join("berth-out");
+    let (graph, [_, _, image]) = diamond(&world);
+    let first = world.run(&graph, &[image], 2).unwrap();
+    BuildLog::new(&graph, &first).save(&out).unwrap();
+
+    let (last, previous) = BuildLog::load(&out);
+    assert!(previous.is_none());
+    let explained = explain(&label("image"), last.as_ref().unwrap(), None).unwrap();
+    assert_eq!(explained.len(), 1, "dependencies are followed only through changes");
+    assert_eq!(explained[0].reasons, vec![Reason::NoPreviousBuild]);
+
+    world.write("b.txt", b"[B!]");
+    let second = world.run(&graph, &[image], 2).unwrap();
+    BuildLog::new(&graph, &second).save(&out).unwrap();
+    let (last, previous) = BuildLog::load(&out);
+    let explained = explain(&label("image"), last.as_ref().unwrap(), previous.as_ref()).unwrap();
+    let lines: Vec<String> = explained
+        .iter()
+        .map(|action| {
+            let reasons: Vec<String> = action.reasons.iter().map(ToString::to_string).collect();
+            format!("{} {:?}: {}", action.name, action.status, reasons.join("; "))
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "//app:lib (test_step) Ran: source file `b.txt` changed: {} -> {}",
+                berth::cache::Digest::of(b"[b]"),
+                berth::cache::Digest::of(b"[B!]")
+            ),
+            "//app:image (test_step) Ran: dependency //app:lib (test_step) changed its output".to_owned(),
+        ]
+    );
+
+    // Nothing changed: everything is cached, nothing to explain.
+    let third = world.run(&graph, &[image], 2).unwrap();
+    BuildLog::new(&graph, &third).save(&out).unwrap();
+    let (last, previous) = BuildLog::load(&out);
+    let explained = explain(&label("image"), last.as_ref().unwrap(), previous.as_ref()).unwrap();
+    assert_eq!(explained.iter().map(|a| a.status).collect::<Vec<_>>(), [ActionStatus::Cached]);
+    assert!(explain(&label("nope"), last.as_ref().unwrap(), None).is_none());
 }
