@@ -27,10 +27,10 @@ pub enum CacheCommand {
 }
 
 pub fn run(args: CacheArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
-    let dir = resolve_cache_dir(global.cache_dir.as_deref())?;
+    let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
     match args.command {
         CacheCommand::Stats => {
-            let stats = stats(&dir)?;
+            let stats = stats(&dir).map_err(Error::from)?;
             println!("cache:       {}", dir.display());
             println!("cas blobs:   {} ({})", stats.cas_blobs, human_size(stats.cas_bytes));
             println!("ac entries:  {} ({})", stats.ac_entries, human_size(stats.ac_bytes));
@@ -39,16 +39,16 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         }
         CacheCommand::Gc { max_size } => {
             let max_size = parse_size(&max_size)?;
-            let lock = match CacheLock::try_exclusive(&dir)? {
+            let lock = match CacheLock::try_exclusive(&dir).map_err(Error::from)? {
                 Some(lock) => lock,
                 None => {
                     if !global.quiet {
                         eprintln!("Waiting for running builds to release the cache at `{}`", dir.display());
                     }
-                    CacheLock::exclusive(&dir)?
+                    CacheLock::exclusive(&dir).map_err(Error::from)?
                 }
             };
-            let report = gc(&dir, max_size, &lock)?;
+            let report = gc(&dir, max_size, &lock).map_err(Error::from)?;
             println!(
                 "Removed {} action cache entries and {} blobs ({}); the cache holds {}",
                 report.removed_ac_entries,

@@ -33,9 +33,9 @@ pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         None => return Err(not_in_workspace(&cwd).into()),
     }
     if args.cache {
-        let dir = resolve_cache_dir(global.cache_dir.as_deref())?;
+        let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
         if dir.exists() {
-            let lock = match CacheLock::try_exclusive(&dir)? {
+            let lock = match CacheLock::try_exclusive(&dir).map_err(Error::from)? {
                 Some(lock) => lock,
                 None => {
                     return Err(Error::user(format!(
