@@ -178,7 +178,18 @@ impl Executor<'_> {
                 continue;
             };
             drop(state);
-            let result = self.run_node(graph, node, shared, true);
+            // A panicking action must not leave the other workers waiting
+            // for a result that never comes.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_node(graph, node, shared, true)))
+                    .unwrap_or_else(|panic| {
+                        let action = &graph.nodes[node];
+                        Err(ExecError::ActionFailed {
+                            owner: action.owner.clone(),
+                            kind: action.action.kind(),
+                            source: Box::new(panic_error(panic)),
+                        })
+                    });
             state = shared.lock();
             match result {
                 Ok((done, record)) => {
@@ -278,7 +289,8 @@ impl Executor<'_> {
             })
             .collect();
         let context = ActionContext { inputs, cas: &self.cache.cas, scratch: &scratch };
-        let result = node.action.execute(&context);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.action.execute(&context)))
+            .unwrap_or_else(|panic| Err(panic_error(panic)));
         drop(context);
         let removed = self.sandbox.remove_scratch(&scratch);
 
@@ -340,6 +352,16 @@ impl Executor<'_> {
         state.records.insert(id, record);
         Ok(())
     }
+}
+
+/// An action's panic as an internal error (its message kept).
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| text.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    Error::internal(format!("The action panicked: {message}"))
 }
 
 /// The path as it enters a key: workspace-relative, `/`-separated.
