@@ -1,7 +1,9 @@
 //! Image archives for `berth export`: `oci-archive` (an OCI image layout in a
-//! tar, skopeo's `oci-archive:`) and `docker-archive` (what `docker save`
-//! writes since Docker 25: an OCI layout plus `manifest.json` with
-//! `RepoTags`, which `docker load` and `podman load` read). Both are plain,
+//! tar, skopeo's `oci-archive:`) and `docker-archive` (`docker save`'s format:
+//! `manifest.json` with `RepoTags`, the config and the layers, which
+//! `docker load` and `podman load` read). The docker archive has no
+//! `index.json`: podman would then read it as an OCI archive and take the
+//! tag for a name. Both are plain,
 //! deterministic tars written straight from the CAS into a temp file that is
 //! renamed into place, so nothing half-written is ever at the output path.
 
@@ -12,7 +14,7 @@ use std::path::Path;
 
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::layout::{image_blobs, layout_index, parse, read_blob, OCI_LAYOUT};
-use crate::oci::{canonical_json, read_root, ImageRoot, Manifest, OciError};
+use crate::oci::{canonical_json, read_root, Compression, ImageRoot, Manifest, OciError};
 
 /// Writes the image or index `root` as an OCI archive at `out_path`, with
 /// `ref_name` (the tag) as `org.opencontainers.image.ref.name`.
@@ -38,8 +40,14 @@ pub fn write_docker_archive(
             "A docker-archive holds a single image, and this is a multi-platform index\nhint: export one of the index's images, or use `--format oci-archive`".to_owned(),
         ));
     }
-    let blobs = checked_blobs(cas, &root)?;
     let parsed: Manifest = parse(&read_blob(cas, manifest.digest)?, manifest.digest, "image manifest")?;
+    if parsed.layers.iter().any(|layer| Compression::from_media_type(&layer.media_type) == Some(Compression::Zstd)) {
+        return Err(OciError::Unsupported(
+            "A docker-archive cannot hold zstd layers: Docker v2 images have no zstd media type and `docker load` before Docker 25 cannot read them\nhint: set `compression = \"gzip\"` on the image, or use `--format oci-archive`".to_owned(),
+        ));
+    }
+    // The image manifest itself is not part of a docker-archive.
+    let blobs: Vec<BlobRef> = checked_blobs(cas, &root)?.into_iter().filter(|blob| *blob != manifest).collect();
     let blob_path = |digest: Digest| format!("blobs/sha256/{}", digest.hex());
     let tags: Vec<String> = repo_tags.iter().map(|tag| with_default_tag(tag)).collect();
     let docker_manifest = serde_json::json!([{
@@ -49,12 +57,7 @@ pub fn write_docker_archive(
     }]);
     let docker_manifest = canonical_json(&docker_manifest)
         .map_err(|error| OciError::Unsupported(format!("Cannot serialize manifest.json: {error}")))?;
-    let ref_name = tags.first().and_then(|tag| tag.rsplit_once(':')).map(|(_, tag)| tag);
-    let files = vec![
-        ("index.json", layout_index(&root, ref_name)?),
-        ("manifest.json", docker_manifest),
-        ("oci-layout", OCI_LAYOUT.to_vec()),
-    ];
+    let files = vec![("manifest.json", docker_manifest)];
     write_archive(cas, &blobs, files, out_path)
 }
 
