@@ -209,6 +209,10 @@ impl TargetGraph {
                     }
                     labels.insert(label.clone());
                 }
+                // A target named `all` wins over the wildcard, as in Bazel.
+                Pattern::AllInPackage { package } if self.targets.contains_key(&Label::new(package.clone(), "all")) => {
+                    labels.insert(Label::new(package.clone(), "all"));
+                }
                 _ => labels.extend(
                     self.targets.keys().filter(|label| !self.implicit.contains(*label) && pattern.matches(label)).cloned(),
                 ),
