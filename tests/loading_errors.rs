@@ -27,7 +27,10 @@ fn query_fails(files: &[(&str, &str)]) -> String {
 
 #[test]
 fn unknown_attribute_suggests_the_closest() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "files(\n    name = \"srcs\",\n    srcz = [\"a.txt\"],\n)\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "files(\n    name = \"srcs\",\n    srcz = [\"a.txt\"],\n)\n"
+    )]));
 }
 
 #[test]
@@ -37,7 +40,10 @@ fn unknown_attribute_without_a_close_match_lists_the_attributes() {
 
 #[test]
 fn missing_required_attribute() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "oci_build_layer(name = \"build\", base = \"//:empty\")\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "oci_build_layer(name = \"build\", base = \"//:empty\")\n"
+    )]));
 }
 
 #[test]
@@ -57,7 +63,10 @@ fn bad_mode_string() {
 
 #[test]
 fn bad_compression_choice() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "oci_image_build(name = \"img\", compression = \"xz\")\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "oci_image_build(name = \"img\", compression = \"xz\")\n"
+    )]));
 }
 
 #[test]
@@ -94,7 +103,10 @@ fn unknown_label_in_another_package() {
 
 #[test]
 fn unknown_package() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "oci_image_build(name = \"img\", base = \"//nope:base\")\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "oci_image_build(name = \"img\", base = \"//nope:base\")\n"
+    )]));
 }
 
 #[test]
@@ -154,7 +166,10 @@ fn load_cycle() {
 
 #[test]
 fn syntax_error_keeps_the_starlark_snippet() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "files(\n    name = \"srcs\",\n    srcs = [\"a\",\n)\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "files(\n    name = \"srcs\",\n    srcs = [\"a\",\n)\n"
+    )]));
 }
 
 #[test]
@@ -175,7 +190,10 @@ fn fail_in_a_macro_shows_the_traceback() {
 
 #[test]
 fn glob_escaping_the_package() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "files(name = \"srcs\", srcs = glob([\"../secrets/*\"]))\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "files(name = \"srcs\", srcs = glob([\"../secrets/*\"]))\n"
+    )]));
 }
 
 #[test]
@@ -196,12 +214,18 @@ fn hash_is_reserved_for_generated_names() {
 
 #[test]
 fn pull_without_a_digest() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "oci_pull_image(name = \"py\", repository = \"python\")\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "oci_pull_image(name = \"py\", repository = \"python\")\n"
+    )]));
 }
 
 #[test]
 fn infinite_recursion_is_stopped() {
-    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", "def forever(n):\n    return forever(n + 1)\n\nforever(0)\n")]));
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "def forever(n):\n    return forever(n + 1)\n\nforever(0)\n"
+    )]));
 }
 
 #[test]
@@ -241,7 +265,11 @@ fn bad_workspace_setting() {
 #[test]
 fn no_workspace() {
     let dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_berth")).args(["query", "//..."]).current_dir(dir.path()).output().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["query", "//..."])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr).replace(&dir.path().display().to_string(), "[DIR]");
     insta::assert_snapshot!(stderr);
@@ -249,7 +277,10 @@ fn no_workspace() {
 
 #[test]
 fn unknown_target_in_a_pattern() {
-    insta::assert_snapshot!(fails(&[("app/BUILD.star", "oci_image_build(name = \"image\")\n")], &["query", "//app:imgae"]));
+    insta::assert_snapshot!(fails(
+        &[("app/BUILD.star", "oci_image_build(name = \"image\")\n")],
+        &["query", "//app:imgae"]
+    ));
 }
 
 #[test]

@@ -110,7 +110,14 @@ fn defaults_are_filled_and_deps_collected() {
     let build = target(&graph, "//app:b");
     assert_eq!(build.int("timeout"), Some(600));
     assert!(!build.bool("network"));
-    assert_eq!(graph.dependency_order(&[build.label.clone()]).iter().map(|t| t.label.to_string()).collect::<Vec<_>>(), ["//:empty", "//app:img", "//app:b"]);
+    assert_eq!(
+        graph
+            .dependency_order(std::slice::from_ref(&build.label))
+            .iter()
+            .map(|t| t.label.to_string())
+            .collect::<Vec<_>>(),
+        ["//:empty", "//app:img", "//app:b"]
+    );
 }
 
 #[test]
@@ -169,7 +176,10 @@ oci_image_build(name = "img", env = ["PATH=/bin", "LANG=C.UTF-8"], layers = [":l
     let image = target(&graph, "//app:img");
     assert_eq!(
         image.dict("env"),
-        [("PATH".to_owned(), AttrValue::String("/bin".into())), ("LANG".to_owned(), AttrValue::String("C.UTF-8".into()))]
+        [
+            ("PATH".to_owned(), AttrValue::String("/bin".into())),
+            ("LANG".to_owned(), AttrValue::String("C.UTF-8".into()))
+        ]
     );
 }
 
@@ -177,7 +187,10 @@ oci_image_build(name = "img", env = ["PATH=/bin", "LANG=C.UTF-8"], layers = [":l
 fn glob_in_a_macro_uses_the_calling_package() {
     let workspace = TestWorkspace::new();
     workspace
-        .file("tools/defs.star", "def all_files(name):\n    files(name = name, srcs = glob([\"**/*.txt\"], exclude = [\"skip/**\"]))\n")
+        .file(
+            "tools/defs.star",
+            "def all_files(name):\n    files(name = name, srcs = glob([\"**/*.txt\"], exclude = [\"skip/**\"]))\n",
+        )
         .file("app/BUILD.star", "load(\"//tools:defs.star\", \"all_files\")\nall_files(name = \"txt\")\n")
         .file("app/b.txt", "")
         .file("app/a.txt", "")
@@ -186,7 +199,10 @@ fn glob_in_a_macro_uses_the_calling_package() {
         .file("app/sub/BUILD.star", "")
         .file("app/sub/e.txt", "");
     let graph = load(&workspace, &["//app:txt"]);
-    assert_eq!(target(&graph, "//app:txt").attr("srcs"), &labels(&["//app:a.txt", "//app:b.txt", "//app:nested/c.txt"]));
+    assert_eq!(
+        target(&graph, "//app:txt").attr("srcs"),
+        &labels(&["//app:a.txt", "//app:b.txt", "//app:nested/c.txt"])
+    );
 }
 
 #[test]
@@ -203,7 +219,10 @@ fn dialect_has_types_f_strings_and_keyword_only_arguments() {
 #[test]
 fn workspace_settings_are_read() {
     let workspace = TestWorkspace::new();
-    workspace.file("WORKSPACE.star", "workspace(name = \"w\")\nregistry(\"127.0.0.1:5000\", insecure = True)\nsource_date_epoch(42)\n");
+    workspace.file(
+        "WORKSPACE.star",
+        "workspace(name = \"w\")\nregistry(\"127.0.0.1:5000\", insecure = True)\nsource_date_epoch(42)\n",
+    );
     let opened = Workspace::discover(&workspace.path("")).unwrap();
     assert_eq!(opened.settings.name.as_deref(), Some("w"));
     assert_eq!(opened.settings.source_date_epoch, Some(42));

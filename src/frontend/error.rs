@@ -21,7 +21,7 @@ pub enum LoadError {
     #[error("{0}")]
     Limit(Diagnostic),
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Graph(Box<GraphError>),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error("Cannot read `{path}`: {source}")]
@@ -87,11 +87,17 @@ impl From<Diagnostic> for LoadError {
     }
 }
 
+impl From<GraphError> for LoadError {
+    fn from(error: GraphError) -> LoadError {
+        LoadError::Graph(Box::new(error))
+    }
+}
+
 impl From<LoadError> for Error {
     fn from(error: LoadError) -> Error {
         match error {
             LoadError::Workspace(error) => error.into(),
-            LoadError::Graph(error) => error.into(),
+            LoadError::Graph(error) => (*error).into(),
             LoadError::Io { .. } => Error::environment(error.to_string()),
             LoadError::Starlark(_) | LoadError::Invalid(_) | LoadError::Limit(_) => Error::user(error.to_string()),
         }
@@ -107,6 +113,9 @@ mod tests {
         let diagnostic = Diagnostic::new("Unknown attribute `srcz`")
             .at(Location { path: "app/BUILD.star".into(), line: 3, column: 1 })
             .hint("did you mean `srcs`?");
-        assert_eq!(diagnostic.to_string(), "Unknown attribute `srcz`\n  --> app/BUILD.star:3:1\nhint: did you mean `srcs`?");
+        assert_eq!(
+            diagnostic.to_string(),
+            "Unknown attribute `srcz`\n  --> app/BUILD.star:3:1\nhint: did you mean `srcs`?"
+        );
     }
 }

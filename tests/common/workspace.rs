@@ -109,7 +109,8 @@ impl TestWorkspace {
     /// `[WORKSPACE]`.
     pub fn redact(&self, text: &str) -> String {
         let root = self.root().display().to_string();
-        let canonical = std::fs::canonicalize(self.root()).map(|path| path.display().to_string()).unwrap_or(root.clone());
+        let canonical =
+            std::fs::canonicalize(self.root()).map(|path| path.display().to_string()).unwrap_or(root.clone());
         text.replace(&canonical, "[WORKSPACE]").replace(&root, "[WORKSPACE]")
     }
 }
