@@ -206,7 +206,10 @@ fn check(
 ) -> Result<TargetNode, Diagnostic> {
     let rule = kind.name;
     let name = match kwargs.get("name").filter(|value| !value.is_none()) {
-        None => return Err(Diagnostic::new(format!("Missing required attribute `name` of `{rule}`"))),
+        None => {
+            return Err(Diagnostic::new(format!("Missing required attribute `name` of `{rule}`"))
+                .hint("every target needs a `name`, unique in its package"))
+        }
         Some(value) => value.unpack_str().ok_or_else(|| {
             Diagnostic::new(format!("Attribute `name` of `{rule}` must be a string, not `{}`", value.get_type()))
         })?,
@@ -240,14 +243,14 @@ fn check(
             Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
         })?;
         if attr.required && coerced == crate::graph::AttrValue::None {
-            return Err(missing(rule, attr.name, &label));
+            return Err(missing(kind, attr.name, &label));
         }
         attrs.insert(attr.name.to_owned(), coerced);
     }
     for attr in kind.attrs {
         if !attrs.contains_key(attr.name) {
             if attr.required {
-                return Err(missing(rule, attr.name, &label));
+                return Err(missing(kind, attr.name, &label));
             }
             attrs.insert(attr.name.to_owned(), schema::default_value(attr, &mut deps));
         }
@@ -262,8 +265,14 @@ fn check(
     Ok(TargetNode { label, kind: rule.to_owned(), attrs, deps, location: location.clone() })
 }
 
-fn missing(rule: &str, attr: &str, label: &Label) -> Diagnostic {
-    Diagnostic::new(format!("Missing required attribute `{attr}` of `{rule}` target `{label}`"))
+fn missing(kind: &Kind, attr: &str, label: &Label) -> Diagnostic {
+    let required: Vec<String> =
+        kind.attrs.iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
+    Diagnostic::new(format!("Missing required attribute `{attr}` of `{}` target `{label}`", kind.name)).hint(format!(
+        "`{}` requires `name`, {}",
+        kind.name,
+        required.join(", ")
+    ))
 }
 
 fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'static str> {

@@ -4,7 +4,7 @@
 //!
 //! starlark-rust enforces a call-depth limit, a tick limit (one tick per call
 //! or loop iteration) and a heap limit (checked every 1,000 ticks). Single
-//! native operations such as `"x" * (1 << 30)` or `list(range(10**10))`
+//! native operations such as `"x" * (1 << 30)` or `[0] * (1 << 28)`
 //! allocate their result in one go, between two checks; Rust aborts the
 //! process when such an allocation fails. `GuardedAllocator` refuses any
 //! single allocation above `MAX_ALLOCATION` made while a file evaluates, and
@@ -169,7 +169,7 @@ fn refuse((file, length): (*const u8, usize), size: usize) -> ! {
     write(b"` tried to allocate ");
     write(&digits[at..]);
     write(b" bytes at once; berth stops at 1 GiB\n");
-    write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `list(range(10**10))`\n");
+    write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `[0] * (1 << 28)`\n");
     // SAFETY: `_exit` ends the process without running code that could allocate.
     unsafe { libc::_exit(1) }
 }

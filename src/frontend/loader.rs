@@ -86,7 +86,8 @@ impl<'a> Loader<'a> {
             .map_err(|error| LoadError::Starlark(format!("Cannot start the loading threads: {error}")))?;
         while !pending.is_empty() {
             let batch: Vec<String> = std::mem::take(&mut pending).into_iter().collect();
-            let parsed = pool.install(|| batch.par_iter().map(|package| self.parse_build(package)).collect::<Vec<_>>());
+            let parsed =
+                pool.install(|| batch.par_iter().map(|package| self.parse_build(package.as_str())).collect::<Vec<_>>());
             let parsed = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
             for build in &parsed {
                 for load in &build.loads {
@@ -128,15 +129,15 @@ impl<'a> Loader<'a> {
         Ok(packages)
     }
 
-    fn parse_build(&self, package: &String) -> Result<ParsedBuild, LoadError> {
+    fn parse_build(&self, package: &str) -> Result<ParsedBuild, LoadError> {
         let build_file =
             self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
         let text = read(&self.workspace.root, &build_file)?;
         let ast = AstModule::parse(&build_file, text, &dialect())
             .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
-        let context = Label::new(package.clone(), BUILD_FILES[0]);
+        let context = Label::new(package, BUILD_FILES[0]);
         let loads = resolve_loads(&ast, &context)?;
-        Ok(ParsedBuild { package: package.clone(), build_file, ast, loads })
+        Ok(ParsedBuild { package: package.to_owned(), build_file, ast, loads })
     }
 
     /// Evaluates the `.star` file `load` names (and what it loads), once.

@@ -37,12 +37,12 @@ impl Pattern {
             if package.is_empty() {
                 return Err(invalid("package paths have no leading, trailing or double slashes"));
             }
-            check_package(package).map_err(|reason| invalid(reason))?;
+            check_package(package).map_err(&invalid)?;
             return Ok(Pattern::Recursive { package: package.to_owned() });
         }
         if let Some((package, name)) = rest.split_once(':') {
             if name == "all" || name == "*" {
-                check_package(package).map_err(|reason| invalid(reason))?;
+                check_package(package).map_err(&invalid)?;
                 return Ok(Pattern::AllInPackage { package: package.to_owned() });
             }
         }
