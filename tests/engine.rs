@@ -325,6 +325,18 @@ fn a_missing_source_fails_its_action() {
 }
 
 #[test]
+fn source_paths_outside_the_workspace_are_refused() {
+    let world = World::new();
+    for path in ["/etc/hostname", "../outside.txt"] {
+        let mut graph = ActionGraph::default();
+        let id = graph.add(label("layer"), world.step("layer", vec![Input::Source(path.into())], Behavior::Succeed));
+        let error = world.run(&graph, &[id], 1).unwrap_err().to_string();
+        assert!(error.ends_with("is not relative to the workspace root"), "{error}");
+    }
+    assert!(world.log.executed().is_empty());
+}
+
+#[test]
 fn a_source_that_changes_while_read_fails_the_action() {
     let world = World::new();
     world.write("a.txt", b"[a]");
