@@ -23,5 +23,5 @@ pub use credentials::Credentials;
 pub use error::RegistryError;
 pub use manifest::{media_types, Descriptor, Platform, MAX_MANIFEST_SIZE};
 pub use pull::PulledImage;
-pub use push::{BlobSources, PushRequest};
+pub use push::{BlobSources, PushOutcome, PushRequest};
 pub use reference::{ImageRef, Reference};
