@@ -47,9 +47,9 @@ impl Reference {
             }
             None => (text, None),
         };
-        let (host, path) = rest
-            .split_once('/')
-            .ok_or_else(|| bad(text, "no registry host; write it out, as in `<host>[:port]/<repository>:<tag>`"))?;
+        let (host, path) = rest.split_once('/').ok_or_else(|| {
+            bad(text, "no registry host (berth has no default registry); write `<host>[:port]/<repository>:<tag>`")
+        })?;
         if !looks_like_host(host) {
             return Err(bad(
                 text,
