@@ -859,6 +859,87 @@ fn components_of_link(target: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     components(target).map_err(|reason| format!("is a hard link whose target {}", reason.trim_start_matches("has ")))
 }
 
+/// One entry of a layer captured from a directory tree (`run_step`).
+///
+/// Interim: `run_step` writes its layer through [`write_tree_layer`] until
+/// the reproducible layer writer of `oci::layer` is on main.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeEntry {
+    /// Absolute path in the layer.
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub body: TreeBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeBody {
+    Directory,
+    /// A file on disk; files sharing an inode become hard links.
+    File {
+        source: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+}
+
+/// Writes `entries` (sorted by path, parents first) as a gzip layer into the
+/// CAS with every mtime set to `mtime`; returns the blob and the diff_id.
+pub fn write_tree_layer(
+    entries: &[TreeEntry],
+    mtime: u64,
+    cas: &Cas,
+) -> Result<(crate::cache::BlobRef, Digest), Error> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    let write_error = |error: io::Error| Error::environment(format!("Cannot write a layer into the cache: {error}"));
+    let writer = cas.writer()?;
+    let gzip = flate2::GzBuilder::new().mtime(0).operating_system(255).write(writer, flate2::Compression::new(6));
+    let mut tar = tar::Builder::new(crate::cache::Sha256Writer::new(gzip));
+    let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
+    for entry in entries {
+        let name = entry.path.trim_start_matches('/');
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(entry.mode);
+        header.set_uid(entry.uid.into());
+        header.set_gid(entry.gid.into());
+        header.set_mtime(mtime);
+        header.set_size(0);
+        match &entry.body {
+            TreeBody::Directory => {
+                header.set_entry_type(tar::EntryType::Directory);
+                tar.append_data(&mut header, name, io::empty()).map_err(write_error)?;
+            }
+            TreeBody::Symlink { target } => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                tar.append_link(&mut header, name, target).map_err(write_error)?;
+            }
+            TreeBody::File { source } => {
+                let file = File::open(source)
+                    .map_err(|error| Error::environment(format!("Cannot read `{}`: {error}", source.display())))?;
+                let stat = file.metadata().map_err(write_error)?;
+                if stat.nlink() > 1 {
+                    if let Some(first) = inodes.get(&(stat.dev(), stat.ino())) {
+                        header.set_entry_type(tar::EntryType::Link);
+                        tar.append_link(&mut header, name, first).map_err(write_error)?;
+                        continue;
+                    }
+                    inodes.insert((stat.dev(), stat.ino()), name.to_owned());
+                }
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(stat.len());
+                tar.append_data(&mut header, name, file.take(stat.len())).map_err(write_error)?;
+            }
+        }
+    }
+    let hashed = tar.into_inner().map_err(write_error)?;
+    let (diff_id, _, gzip) = hashed.finish();
+    let blob = gzip.finish().map_err(write_error)?.commit()?;
+    Ok((blob, diff_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -872,7 +953,7 @@ mod tests {
 
     #[test]
     fn pax_records_parse() {
-        let pax = Pax::parse(b"12 path=a/b\n11 uid=1000\n").unwrap();
+        let pax = Pax::parse(b"12 path=a/b\n12 uid=1000\n").unwrap();
         assert_eq!(pax.path.as_deref(), Some(&b"a/b"[..]));
         assert_eq!(pax.uid, Some(1000));
         assert!(Pax::parse(b"99 path=x\n").is_err());
