@@ -161,6 +161,9 @@ impl Action for RunStep {
                 stderr_tail(&outcome.stderr),
             )));
         }
+        if let Some(message) = outcome.runtime_error() {
+            return Err(Error::environment(format!("runc could not start the step `{}`: {message}", self.describe())));
+        }
         if outcome.exit_code != 0 {
             return Err(Error::user(format!(
                 "Step `{}` failed with exit code {}{}",

@@ -121,6 +121,18 @@ pub struct Outcome {
     pub stderr: Vec<u8>,
 }
 
+impl Outcome {
+    /// runc's own error when it could not start the process (captured
+    /// stdio only), as opposed to the process failing.
+    pub fn runtime_error(&self) -> Option<String> {
+        if self.exit_code == 0 {
+            return None;
+        }
+        let stderr = String::from_utf8_lossy(&self.stderr);
+        stderr.lines().find(|line| line.contains("level=error") && line.contains("runc run failed")).map(str::to_owned)
+    }
+}
+
 impl Runc {
     /// Finds runc (the `runc(path)` setting, else `PATH`) and checks that
     /// berth runs as root.
@@ -390,6 +402,14 @@ fn cgroup_available(controller: &str) -> bool {
 
 /// The OCI runtime configuration (`config.json`) of `container`.
 pub fn config(container: &Container) -> Value {
+    // Docker's 1048576, or what berth's own hard limit allows (runc cannot
+    // raise it past the host's `fs.nr_open`).
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    let open_files = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
+        0 => limit.rlim_max.min(1_048_576),
+        _ => 1024,
+    };
     let mut namespaces =
         vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
     if !container.network {
@@ -418,7 +438,7 @@ pub fn config(container: &Container) -> Value {
                 "effective": CAPABILITIES,
                 "permitted": CAPABILITIES,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": open_files, "soft": open_files}],
             "noNewPrivileges": true,
         },
         "root": {"path": container.rootfs, "readonly": false},
