@@ -16,16 +16,14 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use crate::actions::layer_output;
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, ResolvedInput};
 use crate::cache::{BlobRef, Cas, Digest};
 use crate::error::{Error, Result};
 use crate::exec::{
     extract_layers, merge_env, resolve_user, Container, ImageRuntimeConfig, Limits, RootFs, Runc, StackMode, StdioMode,
 };
-use crate::oci::{write_tree_layer, TreeBody, TreeEntry};
-
-/// The OCI media type of the layers this action writes.
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder};
 
 /// Lines of a failing step's stderr shown in the error.
 const STDERR_TAIL_LINES: usize = 40;
@@ -173,12 +171,23 @@ impl Action for RunStep {
             )));
         }
         let entries = capture(rootfs.merged(), &self.spec)?;
-        let (blob, diff_id) = write_tree_layer(&entries, self.spec.source_date_epoch, ctx.cas)?;
+        let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
+        for entry in entries {
+            let meta = EntryMeta { mode: Some(entry.mode), uid: entry.uid, gid: entry.gid, mtime: None };
+            let body = match entry.body {
+                CapturedBody::Directory => Body::Directory,
+                CapturedBody::File { source, size } => Body::File {
+                    source: FileSource::Path { path: source, size, digest: None },
+                    executable: entry.mode & 0o111 != 0,
+                },
+                CapturedBody::Symlink { target } => Body::Symlink { target },
+            };
+            builder.add(&entry.path, meta, body)?;
+        }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let packed = builder.write_to_cas(ctx.cas, Compression::Gzip, threads)?;
         drop(rootfs);
-        Ok(ActionOutput {
-            blobs: BTreeMap::from([("layer".to_owned(), blob)]),
-            metadata: serde_json::json!({"diff_id": diff_id, "media_type": LAYER_MEDIA_TYPE}),
-        })
+        Ok(layer_output(&packed))
     }
 }
 
@@ -235,6 +244,30 @@ impl RunStep {
             text
         }
     }
+}
+
+/// One entry of the captured layer, as the step left it on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Absolute path in the layer.
+    pub path: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub body: CapturedBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapturedBody {
+    Directory,
+    /// A file of the container's root; files sharing an inode stay hard links.
+    File {
+        source: PathBuf,
+        size: u64,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 fn blob_named(output: &ActionOutput, names: &[&str]) -> Result<BlobRef> {
@@ -301,7 +334,7 @@ fn exclude_set(patterns: &[String]) -> Result<GlobSet> {
 /// directories) minus what `exclude` matches, sorted by path, owners and
 /// modes as the step left them. Reads the root after the container is gone,
 /// never following a symlink: an output below a symlink is refused.
-pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<TreeEntry>> {
+pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<Captured>> {
     let exclude = exclude_set(&spec.exclude)?;
     let excluded = |path: &str| {
         let name = path.rsplit('/').next().unwrap_or(path);
@@ -311,7 +344,7 @@ pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<TreeEntry>> {
         Some(dir) => Some(container_components(dir)?.join("/")),
         None => None,
     };
-    let mut entries: BTreeMap<String, TreeEntry> = BTreeMap::new();
+    let mut entries: BTreeMap<String, Captured> = BTreeMap::new();
     for output in &spec.outputs {
         let components = container_components(output)?;
         let Some((name, parents)) = components.split_last() else {
@@ -345,7 +378,7 @@ pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<TreeEntry>> {
                     prefix.push('/');
                     prefix.push_str(component);
                     let entry =
-                        TreeEntry { path: prefix.clone(), mode: 0o755, uid: 0, gid: 0, body: TreeBody::Directory };
+                        Captured { path: prefix.clone(), mode: 0o755, uid: 0, gid: 0, body: CapturedBody::Directory };
                     entries.entry(prefix.clone()).or_insert(entry);
                 }
                 format!("{prefix}/{name}")
@@ -365,13 +398,13 @@ pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<TreeEntry>> {
     Ok(entries.into_values().collect())
 }
 
-fn directory_entry(path: String, metadata: &fs::Metadata) -> TreeEntry {
-    TreeEntry {
+fn directory_entry(path: String, metadata: &fs::Metadata) -> Captured {
+    Captured {
         path,
         mode: metadata.mode() & 0o7777,
         uid: metadata.uid(),
         gid: metadata.gid(),
-        body: TreeBody::Directory,
+        body: CapturedBody::Directory,
     }
 }
 
@@ -380,31 +413,28 @@ fn add_tree(
     dest: String,
     metadata: &fs::Metadata,
     excluded: &dyn Fn(&str) -> bool,
-    entries: &mut BTreeMap<String, TreeEntry>,
+    entries: &mut BTreeMap<String, Captured>,
 ) -> Result<()> {
     let file_type = metadata.file_type();
     let body = if file_type.is_dir() {
-        TreeBody::Directory
+        CapturedBody::Directory
     } else if file_type.is_file() {
-        TreeBody::File { source: host.to_path_buf() }
+        CapturedBody::File { source: host.to_path_buf(), size: metadata.len() }
     } else if file_type.is_symlink() {
         let target = fs::read_link(host)
             .map_err(|error| Error::environment(format!("Cannot read the symlink `{dest}`: {error}")))?;
-        TreeBody::Symlink { target }
+        let Some(target) = target.to_str() else {
+            return Err(Error::user(format!("The target of the symlink `{dest}` is not UTF-8")));
+        };
+        CapturedBody::Symlink { target: target.to_owned() }
     } else {
         // Sockets, fifos and device nodes do not belong in a layer.
         return Ok(());
     };
-    let is_dir = body == TreeBody::Directory;
+    let is_dir = body == CapturedBody::Directory;
     entries.insert(
         dest.clone(),
-        TreeEntry {
-            path: dest.clone(),
-            mode: metadata.mode() & 0o7777,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
-            body,
-        },
+        Captured { path: dest.clone(), mode: metadata.mode() & 0o7777, uid: metadata.uid(), gid: metadata.gid(), body },
     );
     if is_dir {
         let read_error = |error| Error::environment(format!("Cannot read the output directory `{dest}`: {error}"));
@@ -464,7 +494,7 @@ mod tests {
         assert!(capture(root.path(), &spec(&["relative"], &[])).is_err());
         // The symlink itself is captured as a symlink, not followed.
         let entries = capture(root.path(), &spec(&["/out"], &[])).unwrap();
-        assert_eq!(entries[0].body, TreeBody::Symlink { target: "/etc".into() });
+        assert_eq!(entries[0].body, CapturedBody::Symlink { target: "/etc".into() });
     }
 
     #[test]
