@@ -4,6 +4,7 @@
 mod action;
 mod fetch_blob;
 mod pack_layer;
+mod run_step;
 mod write_config;
 mod write_index;
 mod write_manifest;
@@ -11,6 +12,7 @@ mod write_manifest;
 pub use action::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
 pub use fetch_blob::FetchBlob;
 pub use pack_layer::{layer_output, LayerOutput, PackLayer};
+pub use run_step::{capture, BaseConfig, Captured, CapturedBody, RunStep, RunStepRuntime, RunStepSpec};
 pub use write_config::{ConfigLayer, WriteConfig};
 pub use write_index::WriteIndex;
 pub use write_manifest::{WriteManifest, BASE_DIGEST_ANNOTATION};
