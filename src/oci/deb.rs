@@ -322,7 +322,10 @@ pub fn normalise_member_path(raw: &str) -> Result<Option<String>, DebError> {
     Ok(if parts.is_empty() { None } else { Some(format!("/{}", parts.join("/"))) })
 }
 
-fn read_data_entries(member: &str, tar_bytes: &[u8]) -> Result<Vec<DebEntry>, DebError> {
+/// The entries of an uncompressed tar read as a data archive (`member`
+/// names it in errors): paths normalised and checked, hard links resolved,
+/// the root left out.
+pub fn read_data_entries(member: &str, tar_bytes: &[u8]) -> Result<Vec<DebEntry>, DebError> {
     let corrupt = |source| DebError::Corrupt { member: member.to_owned(), source };
     let mut archive = tar::Archive::new(tar_bytes);
     let mut entries: Vec<DebEntry> = Vec::new();
@@ -487,7 +490,7 @@ pub fn write_ar(members: &[(&str, Vec<u8>)]) -> io::Result<Vec<u8>> {
         if name.len() > 16 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "ar member names are at most 16 bytes"));
         }
-        write!(out, "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n", 0, 0, 0, "100644", data.len())?;
+        writeln!(out, "{name:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`", 0, 0, 0, "100644", data.len())?;
         out.extend_from_slice(data);
         if data.len() % 2 == 1 {
             out.push(b'\n');
