@@ -374,7 +374,8 @@ pub fn read_data_entries(member: &str, tar_bytes: &[u8]) -> Result<Vec<DebEntry>
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::with_capacity(entry.size() as usize);
+                // The size comes from the header: never trust it beyond the archive.
+                let mut data = Vec::with_capacity(entry.size().min(tar_bytes.len() as u64) as usize);
                 entry.read_to_end(&mut data).map_err(corrupt)?;
                 DebEntryKind::File(data)
             }
@@ -706,6 +707,17 @@ mod tests {
             ("./a", tar::EntryType::Regular, b"two", None),
         ]));
         assert!(matches!(read_deb(&twice), Err(DebError::DuplicatePath { path }) if path == "/a"));
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_size_is_corrupt_not_an_abort() {
+        let mut tar = raw_tar(&[("./big", tar::EntryType::Regular, b"", None)]);
+        let mut header = tar::Header::from_byte_slice(&tar[..512]).clone();
+        header.set_size(1 << 40);
+        header.set_cksum();
+        tar[..512].copy_from_slice(header.as_bytes());
+        let error = read_deb(&deb_with_data_tar(tar)).unwrap_err();
+        assert!(matches!(error, DebError::Corrupt { .. }), "{error}");
     }
 
     #[test]
