@@ -78,6 +78,10 @@ update_lock() {
         ((${#roots[@]} > 0)) || roots=("${default_roots[@]}")
     fi
     ensure_package_lists
+    local root
+    for root in "${roots[@]}"; do
+        apt-cache show --no-all-versions "$root:$arch" >/dev/null 2>&1 || die "apt knows no package \`$root\` for $arch"
+    done
     local tmp
     tmp=$(mktemp)
     {
