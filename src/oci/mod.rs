@@ -1,3 +1,29 @@
-//! OCI formats: layer tars, compression, canonical JSON, configs, manifests, layouts, archives.
+//! OCI formats: layer tars and their compression, canonical JSON, image
+//! configs, manifests and indexes, image layouts and archives. Actions
+//! (`crate::actions`) call into this module; nothing else touches tar,
+//! compression or the OCI wire formats (`registry` aside).
 
+mod archive;
+mod canonical_json;
+mod compress;
+mod config;
 pub mod deb;
+mod error;
+mod layer;
+mod layout;
+mod manifest;
+pub mod media_types;
+
+pub use archive::{write_docker_archive, write_oci_archive};
+pub use canonical_json::canonical_json;
+pub use compress::{decoder, Compression, Compressor, GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_LEVEL};
+pub use config::{
+    rfc3339, ConfigSettings, EmptyObject, ExecConfig, Healthcheck, History, ImageConfig, NewLayer, RootFs,
+};
+pub use error::OciError;
+pub use layer::{
+    normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar,
+    Ownership, PackedLayer, DIR_MODE, FILE_MODE, SYMLINK_MODE,
+};
+pub use layout::{image_blobs, missing_blobs, read_root, write_layout, ImageRoot};
+pub use manifest::{Descriptor, Index, Manifest, Platform, REF_NAME_ANNOTATION};

@@ -1,0 +1,145 @@
+//! `pack_layer`: a declarative layer (`oci_layer`, `files` used as a package)
+//! packed from its source files into a compressed layer blob.
+//!
+//! Output: blob `layer`; metadata `diff_id` and `media_type`. Other kinds that
+//! make layers (`run_step`, `deb_layer`) report theirs the same way, through
+//! [`layer_output`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::actions::{Action, ActionContext, ActionOutput, Input, ResolvedInput};
+use crate::cache::{BlobRef, Digest};
+use crate::error::Result;
+use crate::oci::{
+    Body, Compression, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, OciError, PackedLayer,
+};
+
+/// Packs `entries` into one layer.
+///
+/// Built by analysis:
+/// ```
+/// # use berth::actions::PackLayer;
+/// # use berth::oci::{Compression, LayerEntry};
+/// let action = PackLayer {
+///     sources: vec!["app/main.py".into()],
+///     entries: vec![
+///         LayerEntry::file("/app/main.py", 0, false),
+///         LayerEntry::contents("/etc/motd", "hello\n").with_mode(0o600),
+///         LayerEntry::symlink("/usr/bin/app", "/app/main.py"),
+///     ],
+///     compression: Compression::Gzip,
+///     source_date_epoch: 0,
+///     threads: 0,
+/// };
+/// ```
+#[derive(Debug, Clone)]
+pub struct PackLayer {
+    /// Workspace-relative source files, in the order `EntryKind::File { source }`
+    /// indexes them; they become the action's inputs in that order.
+    pub sources: Vec<PathBuf>,
+    /// The layer's entries; missing parent directories are added (0755).
+    pub entries: Vec<LayerEntry>,
+    pub compression: Compression,
+    /// The mtime of entries that set none (the workspace's
+    /// `source_date_epoch(N)`, else 0).
+    pub source_date_epoch: u64,
+    /// Threads compressing gzip blocks; 0 means every core. Not a param: it
+    /// never changes the bytes.
+    pub threads: usize,
+}
+
+impl Action for PackLayer {
+    fn kind(&self) -> &'static str {
+        "pack_layer"
+    }
+
+    fn kind_version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        serde_json::json!({
+            "entries": self.entries,
+            "compression": self.compression,
+            "source_date_epoch": self.source_date_epoch,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        self.sources.iter().cloned().map(Input::Source).collect()
+    }
+
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+        let bad_inputs = |reason: String| OciError::BadInputs { kind: "pack_layer", reason };
+        if ctx.inputs.len() != self.sources.len() {
+            return Err(bad_inputs(format!("{} inputs for {} sources", ctx.inputs.len(), self.sources.len())).into());
+        }
+        let mut builder = LayerBuilder::new(self.source_date_epoch);
+        for entry in &self.entries {
+            let body = match &entry.kind {
+                EntryKind::File { source, executable } => match ctx.inputs.get(*source) {
+                    Some(ResolvedInput::Source { path, digest, size }) => Body::File {
+                        source: FileSource::Path { path: path.clone(), size: *size, digest: Some(*digest) },
+                        executable: *executable,
+                    },
+                    _ => return Err(bad_inputs(format!("entry `{}` names no source file", entry.path)).into()),
+                },
+                EntryKind::Contents { contents } => {
+                    Body::File { source: FileSource::Bytes(contents.as_bytes().to_vec()), executable: false }
+                }
+                EntryKind::Symlink { target } => Body::Symlink { target: target.clone() },
+                EntryKind::Directory => Body::Directory,
+            };
+            let meta: EntryMeta = entry.meta();
+            builder.add(&entry.path, meta, body)?;
+        }
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            threads => threads,
+        };
+        let packed = builder.write_to_cas(ctx.cas, self.compression, threads)?;
+        Ok(layer_output(&packed))
+    }
+}
+
+/// The output of an action that made a layer: blob `layer`, metadata
+/// `diff_id` and `media_type`.
+pub fn layer_output(packed: &PackedLayer) -> ActionOutput {
+    ActionOutput {
+        blobs: BTreeMap::from([("layer".to_owned(), packed.blob)]),
+        metadata: serde_json::json!({
+            "diff_id": packed.diff_id,
+            "media_type": packed.media_type(),
+        }),
+    }
+}
+
+/// A layer as another action's output describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerOutput {
+    pub blob: BlobRef,
+    pub diff_id: Digest,
+    pub media_type: String,
+}
+
+impl LayerOutput {
+    /// Reads the `layer` convention; `kind` names the reader in errors.
+    pub fn parse(output: &ActionOutput, kind: &'static str) -> Result<LayerOutput, OciError> {
+        let bad = |reason: &str| OciError::BadInputs { kind, reason: format!("a layer input {reason}") };
+        let blob = *output.blobs.get("layer").ok_or_else(|| bad("has no `layer` blob"))?;
+        let diff_id = output
+            .metadata
+            .get("diff_id")
+            .and_then(|value| value.as_str())
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| bad("has no `diff_id`"))?;
+        let media_type = output
+            .metadata
+            .get("media_type")
+            .and_then(|value| value.as_str())
+            .ok_or_else(|| bad("has no `media_type`"))?
+            .to_owned();
+        Ok(LayerOutput { blob, diff_id, media_type })
+    }
+}

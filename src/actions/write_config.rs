@@ -1,0 +1,133 @@
+//! `write_config`: the image config of an `oci_image_build` target, its base
+//! image's config merged with the target's settings and new layers.
+//!
+//! Inputs: the base image (optional; an output with blobs `manifest` and
+//! `config`), then the new layers (outputs with blob `layer` and metadata
+//! `diff_id`). Output: blob `config`; metadata `diff_ids` (all of them, base
+//! first) and `platform`.
+
+use std::collections::BTreeMap;
+
+use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput, ResolvedInput};
+use crate::error::Result;
+use crate::oci::{canonical_json, media_types, ConfigSettings, ImageConfig, NewLayer, OciError};
+
+/// Writes one image config.
+///
+/// ```
+/// # use berth::actions::{ActionId, ConfigLayer, WriteConfig};
+/// # use berth::oci::ConfigSettings;
+/// let action = WriteConfig {
+///     base: Some(ActionId(0)),
+///     layers: vec![ConfigLayer { action: ActionId(1), created_by: "berth oci_layer //app:files".into() }],
+///     settings: ConfigSettings { cmd: Some(vec!["/app".into()]), ..ConfigSettings::default() },
+/// };
+/// ```
+#[derive(Debug, Clone)]
+pub struct WriteConfig {
+    /// The base image's action (`None` for `//:empty`: then
+    /// `settings.architecture` is required and `os` defaults to `linux`).
+    pub base: Option<ActionId>,
+    /// The new layers, bottom first.
+    pub layers: Vec<ConfigLayer>,
+    pub settings: ConfigSettings,
+}
+
+/// A new layer of an image and its history line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigLayer {
+    pub action: ActionId,
+    /// The history's `created_by`, e.g. `berth oci_layer //app:files`.
+    pub created_by: String,
+}
+
+impl Action for WriteConfig {
+    fn kind(&self) -> &'static str {
+        "write_config"
+    }
+
+    fn kind_version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        serde_json::json!({
+            "has_base": self.base.is_some(),
+            "created_by": self.layers.iter().map(|layer| &layer.created_by).collect::<Vec<_>>(),
+            "settings": self.settings,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        self.base.iter().copied().chain(self.layers.iter().map(|layer| layer.action)).map(Input::Action).collect()
+    }
+
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+        let outputs = action_inputs(ctx, "write_config", self.base.is_some() as usize + self.layers.len())?;
+        let (base, layers) = outputs.split_at(self.base.is_some() as usize);
+        let base_config = match base.first() {
+            Some(base) => Some(read_config(ctx, base, "write_config")?),
+            None => None,
+        };
+        let new_layers = layers
+            .iter()
+            .zip(&self.layers)
+            .map(|(output, layer)| {
+                let parsed = LayerOutput::parse(output, "write_config")?;
+                Ok(NewLayer { diff_id: parsed.diff_id, created_by: layer.created_by.clone() })
+            })
+            .collect::<Result<Vec<_>, OciError>>()?;
+        let config = ImageConfig::derive(base_config.as_ref(), &self.settings, &new_layers)?;
+        let bytes = canonical_json(&config).map_err(|error| OciError::Unsupported(error.to_string()))?;
+        let blob = ctx.cas.put_bytes(&bytes)?;
+        Ok(ActionOutput {
+            blobs: BTreeMap::from([("config".to_owned(), blob)]),
+            metadata: serde_json::json!({
+                "media_type": media_types::CONFIG,
+                "diff_ids": config.rootfs.diff_ids,
+                "platform": config.platform(),
+            }),
+        })
+    }
+}
+
+/// The action outputs among `ctx.inputs`, checking there are `expected`.
+pub(crate) fn action_inputs<'a>(
+    ctx: &'a ActionContext<'_>,
+    kind: &'static str,
+    expected: usize,
+) -> Result<Vec<&'a ActionOutput>, OciError> {
+    let outputs: Vec<&ActionOutput> = ctx
+        .inputs
+        .iter()
+        .map(|input| match input {
+            ResolvedInput::Action(output) => Ok(*output),
+            ResolvedInput::Source { path, .. } => Err(OciError::BadInputs {
+                kind,
+                reason: format!("source file `{}` among image inputs", path.display()),
+            }),
+        })
+        .collect::<Result<_, _>>()?;
+    if outputs.len() != expected {
+        return Err(OciError::BadInputs { kind, reason: format!("{} inputs, expected {expected}", outputs.len()) });
+    }
+    Ok(outputs)
+}
+
+/// The config of an image output (blob `config`), parsed.
+pub(crate) fn read_config(
+    ctx: &ActionContext<'_>,
+    image: &ActionOutput,
+    kind: &'static str,
+) -> Result<ImageConfig, OciError> {
+    let blob = image
+        .blobs
+        .get("config")
+        .ok_or_else(|| OciError::BadInputs { kind, reason: "an image input has no `config` blob".to_owned() })?;
+    let bytes = ctx.cas.read_verified(&blob.digest)?;
+    serde_json::from_slice(&bytes).map_err(|error| OciError::BadBlob {
+        digest: blob.digest,
+        what: "image config",
+        reason: error.to_string(),
+    })
+}

@@ -1,0 +1,146 @@
+//! Image archives for `berth export`: `oci-archive` (an OCI image layout in a
+//! tar, skopeo's `oci-archive:`) and `docker-archive` (what `docker save`
+//! writes since Docker 25: an OCI layout plus `manifest.json` with
+//! `RepoTags`, which `docker load` and `podman load` read). Both are plain,
+//! deterministic tars written straight from the CAS into a temp file that is
+//! renamed into place, so nothing half-written is ever at the output path.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::cache::{BlobRef, Cas, CasError, Digest};
+use crate::oci::layout::{image_blobs, layout_index, parse, read_blob, OCI_LAYOUT};
+use crate::oci::{canonical_json, read_root, ImageRoot, Manifest, OciError};
+
+/// Writes the image or index `root` as an OCI archive at `out_path`, with
+/// `ref_name` (the tag) as `org.opencontainers.image.ref.name`.
+pub fn write_oci_archive(cas: &Cas, root: BlobRef, ref_name: Option<&str>, out_path: &Path) -> Result<(), OciError> {
+    let root = read_root(cas, root)?;
+    let blobs = checked_blobs(cas, &root)?;
+    let files = vec![("index.json", layout_index(&root, ref_name)?), ("oci-layout", OCI_LAYOUT.to_vec())];
+    write_archive(cas, &blobs, files, out_path)
+}
+
+/// Writes the image `manifest` as a Docker archive at `out_path`, tagged
+/// `repo_tags` (`registry.example/app:1.0`; a name without a tag gets
+/// `:latest`, as `docker tag` does).
+pub fn write_docker_archive(
+    cas: &Cas,
+    manifest: BlobRef,
+    repo_tags: &[String],
+    out_path: &Path,
+) -> Result<(), OciError> {
+    let root = read_root(cas, manifest)?;
+    if root.is_index() {
+        return Err(OciError::Unsupported(
+            "A docker-archive holds a single image, and this is a multi-platform index\nhint: export one of the index's images, or use `--format oci-archive`".to_owned(),
+        ));
+    }
+    let blobs = checked_blobs(cas, &root)?;
+    let parsed: Manifest = parse(&read_blob(cas, manifest.digest)?, manifest.digest, "image manifest")?;
+    let blob_path = |digest: Digest| format!("blobs/sha256/{}", digest.hex());
+    let tags: Vec<String> = repo_tags.iter().map(|tag| with_default_tag(tag)).collect();
+    let docker_manifest = serde_json::json!([{
+        "Config": blob_path(parsed.config.digest),
+        "RepoTags": tags,
+        "Layers": parsed.layers.iter().map(|layer| blob_path(layer.digest)).collect::<Vec<_>>(),
+    }]);
+    let docker_manifest = canonical_json(&docker_manifest)
+        .map_err(|error| OciError::Unsupported(format!("Cannot serialize manifest.json: {error}")))?;
+    let ref_name = tags.first().and_then(|tag| tag.rsplit_once(':')).map(|(_, tag)| tag);
+    let files = vec![
+        ("index.json", layout_index(&root, ref_name)?),
+        ("manifest.json", docker_manifest),
+        ("oci-layout", OCI_LAYOUT.to_vec()),
+    ];
+    write_archive(cas, &blobs, files, out_path)
+}
+
+fn with_default_tag(reference: &str) -> String {
+    let name = reference.rsplit('/').next().unwrap_or(reference);
+    if name.contains(':') || name.contains('@') {
+        reference.to_owned()
+    } else {
+        format!("{reference}:latest")
+    }
+}
+
+fn checked_blobs(cas: &Cas, root: &ImageRoot) -> Result<Vec<BlobRef>, OciError> {
+    let mut blobs = image_blobs(cas, root)?;
+    let missing: Vec<Digest> =
+        blobs.iter().filter(|blob| !cas.contains(&blob.digest)).map(|blob| blob.digest).collect();
+    if !missing.is_empty() {
+        return Err(OciError::MissingBlobs { digests: missing });
+    }
+    // Sorted so the archive's entry order is the byte order of the paths.
+    blobs.sort_by_key(|blob| blob.digest.hex());
+    blobs.dedup();
+    Ok(blobs)
+}
+
+/// `blobs/`, `blobs/sha256/`, the blobs, then `files` (already in byte
+/// order, all after `blobs/`), with fixed owners, modes and times.
+fn write_archive(cas: &Cas, blobs: &[BlobRef], files: Vec<(&str, Vec<u8>)>, out_path: &Path) -> Result<(), OciError> {
+    let write_error = || OciError::write(out_path.display().to_string());
+    let parent = out_path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(parent).map_err(write_error())?;
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, temp));
+    for dir in ["blobs", "blobs/sha256"] {
+        let mut header = header(0o755, 0);
+        header.set_entry_type(tar::EntryType::Directory);
+        tar.append_data(&mut header, dir, io::empty()).map_err(write_error())?;
+    }
+    for blob in blobs {
+        let path = cas.path(&blob.digest);
+        let file = File::open(&path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => OciError::MissingBlobs { digests: vec![blob.digest] },
+            _ => OciError::Read { path: path.clone(), source },
+        })?;
+        let mut reader = VerifyingReader { inner: file.take(blob.size), hasher: Default::default() };
+        let mut header = header(0o644, blob.size);
+        tar.append_data(&mut header, format!("blobs/sha256/{}", blob.digest.hex()), &mut reader)
+            .map_err(write_error())?;
+        let actual = Digest::from_bytes(sha2::Digest::finalize(reader.hasher).into());
+        if actual != blob.digest {
+            let _ = fs::remove_file(&path);
+            return Err(OciError::Cas(CasError::Corrupt { expected: blob.digest, actual }));
+        }
+    }
+    for (name, bytes) in files {
+        let mut header = header(0o644, bytes.len() as u64);
+        tar.append_data(&mut header, name, &bytes[..]).map_err(write_error())?;
+    }
+    let temp =
+        tar.into_inner().map_err(write_error())?.into_inner().map_err(|error| write_error()(error.into_error()))?;
+    temp.as_file().sync_all().map_err(write_error())?;
+    fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o644)).map_err(write_error())?;
+    temp.persist(out_path).map_err(|error| write_error()(error.error))?;
+    Ok(())
+}
+
+fn header(mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(size);
+    header
+}
+
+/// Hashes a CAS blob while it is copied, so a corrupt blob is caught.
+struct VerifyingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for VerifyingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..read]);
+        Ok(read)
+    }
+}
