@@ -2,12 +2,14 @@
 //! actions during analysis; `exec` runs them and `cache` remembers them.
 
 mod action;
+mod deb_layer;
 mod pack_layer;
 mod write_config;
 mod write_index;
 mod write_manifest;
 
 pub use action::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
+pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
 pub use pack_layer::{layer_output, LayerOutput, PackLayer};
 pub use write_config::{ConfigLayer, WriteConfig};
 pub use write_index::WriteIndex;
