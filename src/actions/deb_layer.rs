@@ -170,7 +170,36 @@ pub fn union(packages: Vec<(PathBuf, Deb)>) -> Result<Vec<DebEntry>, DebLayerErr
             merged.insert(entry.path.clone(), (index, entry));
         }
     }
+    // A path under another package's symlink or file: dpkg would write
+    // through the link (or fail); a layer can do neither, so name both.
+    for (path, (index, entry)) in &merged {
+        let mut parent = path.as_str();
+        while let Some(cut) = parent.rfind('/').filter(|&cut| cut > 0) {
+            parent = &path[..cut];
+            match merged.get(parent) {
+                Some((parent_index, parent_entry)) if parent_entry.kind != DebEntryKind::Directory => {
+                    return Err(DebLayerError::Conflict {
+                        path: parent.to_owned(),
+                        first: names[*parent_index].clone(),
+                        first_what: describe(parent_entry),
+                        second: names[*index].clone(),
+                        second_what: format!("the parent directory of {} `{path}`", kind_name(entry)),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(merged.into_values().map(|(_, entry)| entry).collect())
+}
+
+fn kind_name(entry: &DebEntry) -> &'static str {
+    match entry.kind {
+        DebEntryKind::File(_) => "file",
+        DebEntryKind::Directory => "directory",
+        DebEntryKind::Symlink(_) => "symlink",
+        DebEntryKind::HardLink(_) => "hard link",
+    }
 }
 
 fn describe(entry: &DebEntry) -> String {
@@ -396,6 +425,23 @@ mod tests {
         assert!(matches!(modes, Err(DebLayerError::Conflict { .. })), "same bytes, other mode");
         let dir_vs_file = union(vec![deb("a", vec![dir("/x", 0o755)]), deb("b", vec![file("/x", "")])]);
         assert!(matches!(dir_vs_file, Err(DebLayerError::Conflict { .. })));
+
+        // Merged /usr: a symlink `/bin` in one package, `/bin/busybox` in another.
+        let under_link = union(vec![
+            deb("base-files", vec![entry("/bin", DebEntryKind::Symlink("usr/bin".into()), 0o777)]),
+            deb("busybox", vec![dir("/bin", 0o755), file("/bin/busybox", "elf")]),
+        ]);
+        assert!(matches!(under_link, Err(DebLayerError::Conflict { .. })), "directory over symlink");
+        let under_link = union(vec![
+            deb("base-files", vec![entry("/bin", DebEntryKind::Symlink("usr/bin".into()), 0o777)]),
+            deb("busybox", vec![file("/bin/busybox", "elf")]),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            under_link.starts_with("`/bin` is a symlink to `usr/bin` in `base-files` 1.0-1 (`third_party/debs/base-files.deb`) but the parent directory of file `/bin/busybox` in `busybox`"),
+            "{under_link}"
+        );
     }
 
     #[test]

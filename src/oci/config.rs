@@ -164,9 +164,11 @@ impl Healthcheck {
                 "retries" => {
                     check.retries = Some(value.as_u64().ok_or_else(|| bad("`retries` must be an int".to_owned()))?)
                 }
-                other => return Err(bad(format!(
+                other => {
+                    return Err(bad(format!(
                     "unknown key `{other}`\nhint: use test, interval, timeout, start_period, start_interval, retries"
-                ))),
+                )))
+                }
             }
         }
         if check.test.is_empty() {
