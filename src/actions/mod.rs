@@ -2,6 +2,7 @@
 //! actions during analysis; `exec` runs them and `cache` remembers them.
 
 mod action;
+mod deb_layer;
 mod fetch_blob;
 mod pack_layer;
 mod run_step;
@@ -10,6 +11,7 @@ mod write_index;
 mod write_manifest;
 
 pub use action::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
+pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
 pub use fetch_blob::FetchBlob;
 pub use pack_layer::{layer_output, LayerOutput, PackLayer};
 pub use run_step::{capture, BaseConfig, Captured, CapturedBody, RunStep, RunStepRuntime, RunStepSpec};

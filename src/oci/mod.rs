@@ -7,6 +7,7 @@ mod archive;
 mod canonical_json;
 mod compress;
 mod config;
+pub mod deb;
 mod error;
 mod extract;
 mod layer;
