@@ -9,6 +9,7 @@ use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::oci;
+use crate::session::TargetOutput;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -62,19 +63,33 @@ impl ExportRequest {
 
 pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let request = ExportRequest::from_args(args)?;
-    let _ = (&request, global);
-    // Building LABEL into an image root (the manifest or index in the CAS,
-    // with its lazily pulled layers fetched) lands with `berth build`; then
-    // this calls `export_root(&cas, root, request.format, &names, &request.output)`.
-    anyhow::bail!("`berth export` needs `berth build`, which is not wired up yet")
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    // An archive holds every byte: lazily pulled base layers are fetched.
+    let (_, output) = session.build_label(&request.label, true)?;
+    let (root, repository, tags) = match &output {
+        TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
+            (root, repository, tags)
+        }
+        TargetOutput::Layer { .. } => {
+            return Err(Error::user(format!(
+                "`{}` is a layer, not an image
+hint: export an `oci_image_build` or `oci_image_index` target",
+                request.label
+            ))
+            .into())
+        }
+    };
+    let repository = repository.as_deref().unwrap_or("berth.local/image");
+    let names: Vec<String> = tags.iter().map(|tag| format!("{repository}:{tag}")).collect();
+    export_root(&session.cache.cas, root.blob, request.format, &names, &request.output)?;
+    Ok(0)
 }
 
 /// Writes an image that is in the CAS as an archive at `output`, atomically.
 /// `names` are the image's `repository:tag` names: the docker archive's
 /// `RepoTags`; the first one's tag is the OCI archive's
 /// `org.opencontainers.image.ref.name`.
-// `run` calls this once `berth build` can give it an image root.
-#[allow(dead_code)]
 pub fn export_root(
     cas: &Cas,
     root: BlobRef,
@@ -94,7 +109,6 @@ pub fn export_root(
 
 /// The tag of `repository:tag` (`latest` without one); a `:` before the last
 /// `/` is a registry port, not a tag.
-#[allow(dead_code)]
 fn tag_of(name: &str) -> &str {
     let last = name.rsplit('/').next().unwrap_or(name);
     last.rsplit_once(':').map_or("latest", |(_, tag)| tag)

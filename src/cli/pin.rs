@@ -5,7 +5,7 @@ use clap::Args;
 
 use crate::cli::GlobalArgs;
 use crate::registry::{Client, ClientOptions, Reference};
-use crate::workspace::RegistrySetting;
+use crate::workspace::{RegistrySetting, Workspace};
 
 #[derive(Debug, Args)]
 pub struct PinArgs {
@@ -28,7 +28,13 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    let client = Client::new(client_options(global)).map_err(crate::error::Error::from)?;
+    // Outside a workspace there are no `registry(...)` settings: HTTPS only.
+    let registries = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| Workspace::discover(&cwd).ok())
+        .map(|workspace| workspace.settings.registries)
+        .unwrap_or_default();
+    let client = Client::new(client_options(global, &registries)).map_err(crate::error::Error::from)?;
     let (digest, _media_type) = client.resolve_tag(&reference, args.anonymous).map_err(crate::error::Error::from)?;
     let name = args.name.unwrap_or_else(|| target_name(&reference.image.repository));
     let anonymous = if args.anonymous { "    anonymous = True,\n" } else { "" };
@@ -39,20 +45,10 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The registry client options for this invocation.
-///
-/// Integration point: `registry(...)` settings come from `WORKSPACE.star`
-/// once workspace evaluation lands; until then plain-HTTP registries are
-/// named in `BERTH_INSECURE_REGISTRIES` (comma-separated `host:port`).
-pub(crate) fn client_options(global: &GlobalArgs) -> ClientOptions {
-    let registries = std::env::var("BERTH_INSECURE_REGISTRIES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-        .map(|host| RegistrySetting { host: host.to_owned(), mirrors: Vec::new(), insecure: true })
-        .collect();
-    ClientOptions { registries, offline: global.offline, ..ClientOptions::default() }
+/// The registry client options for this invocation: the workspace's
+/// `registry(...)` settings and `--offline`.
+pub(crate) fn client_options(global: &GlobalArgs, registries: &[RegistrySetting]) -> ClientOptions {
+    ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() }
 }
 
 /// `team/web-app` → `web-app`; characters a target name cannot hold become `_`.
