@@ -191,9 +191,11 @@ fn compression(target: &TargetNode) -> Result<Compression> {
 }
 
 /// A list attribute that may also be unset (`None` keeps the base's value).
+/// The schema's default is the empty list, so `[]` counts as unset too.
 fn strings_or_none(target: &TargetNode, attr: &str) -> Result<Option<Vec<String>>> {
     match target.attr(attr) {
         AttrValue::None => Ok(None),
+        AttrValue::List(items) if items.is_empty() => Ok(None),
         AttrValue::List(items) => items
             .iter()
             .map(|item| match item {
