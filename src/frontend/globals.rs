@@ -222,38 +222,29 @@ fn check(
         };
         Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
     })?;
+    for key in kwargs.keys().filter(|key| *key != "name" && kind.attr(key).is_none()) {
+        let names = kind.attrs.iter().map(|attr| attr.name);
+        let hint = match closest(key, names) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "`{rule}` takes {}",
+                kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
+    }
+    // In schema order, so `deps` does not depend on the order of the call's arguments.
     let mut deps = Vec::new();
     let mut attrs = std::collections::BTreeMap::new();
-    for (key, value) in kwargs.iter() {
-        if key == "name" {
-            continue;
-        }
-        let Some(attr) = kind.attr(key) else {
-            let names = kind.attrs.iter().map(|attr| attr.name);
-            let hint = match closest(key, names) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!(
-                    "`{rule}` takes {}",
-                    kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
-                ),
-            };
-            return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
-        };
-        let coerced = schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
-            Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
-        })?;
-        if attr.required && coerced == crate::graph::AttrValue::None {
-            return Err(missing(kind, attr.name, &label));
-        }
-        attrs.insert(attr.name.to_owned(), coerced);
-    }
     for attr in kind.attrs {
-        if !attrs.contains_key(attr.name) {
-            if attr.required {
-                return Err(missing(kind, attr.name, &label));
-            }
-            attrs.insert(attr.name.to_owned(), schema::default_value(attr, &mut deps));
-        }
+        let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
+            Some(value) => schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
+                Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
+            })?,
+            None if attr.required => return Err(missing(kind, attr.name, &label)),
+            None => schema::default_value(attr, &mut deps),
+        };
+        attrs.insert(attr.name.to_owned(), coerced);
     }
     if rule == "oci_pull_image"
         && attrs["sha"] == crate::graph::AttrValue::None
