@@ -222,7 +222,7 @@ fn check(
         };
         Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
     })?;
-    for key in kwargs.keys().filter(|key| *key != "name" && kind.attr(key).is_none()) {
+    if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
         let names = kind.attrs.iter().map(|attr| attr.name);
         let hint = match closest(key, names) {
             Some(near) => format!("did you mean `{near}`?"),
