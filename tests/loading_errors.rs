@@ -292,3 +292,13 @@ fn pattern_under_a_missing_directory() {
 fn malformed_query() {
     insta::assert_snapshot!(fails(&[("app/BUILD.star", "")], &["query", "deps(//app:x"]));
 }
+
+#[test]
+fn many_large_lists_exit_cleanly() {
+    // Each list is under the single-allocation cap; together they are not,
+    // long before the heap limit's next check.
+    let stderr =
+        query_fails(&[("app/BUILD.star", "items = []\nfor i in range(100):\n    items.append([i] * 10000000)\n")]);
+    assert!(stderr.starts_with("error: Evaluating `app/BUILD.star` "), "{stderr}");
+    assert!(stderr.contains("GiB"), "{stderr}");
+}

@@ -301,12 +301,11 @@ impl<'a> Loader<'a> {
     }
 
     fn no_such_package(&self, label: &Label) -> Diagnostic {
-        let mut diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
-        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`.
+        let diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
+        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`: walk up to the nearest package.
         let mut package = label.package.as_str();
-        while let Some((parent, _)) =
-            package.rsplit_once('/').or(if package.is_empty() { None } else { Some(("", package)) })
-        {
+        while !package.is_empty() {
+            let parent = package.rsplit_once('/').map_or("", |(parent, _)| parent);
             if self.workspace.build_file(parent).is_some() {
                 let rest = &label.path()[if parent.is_empty() { 0 } else { parent.len() + 1 }..];
                 if self.workspace.root.join(label.path()).is_file() {
@@ -316,8 +315,7 @@ impl<'a> Loader<'a> {
             }
             package = parent;
         }
-        diagnostic = diagnostic.hint("a package is a directory holding `BUILD.star`");
-        diagnostic
+        diagnostic.hint("a package is a directory holding `BUILD.star`")
     }
 
     fn unknown_label(
