@@ -1,0 +1,388 @@
+//! What goes into a layer: `files` and `oci_layer` attributes turned into a
+//! list of destination paths and what each holds, checked for the mistakes
+//! users make (missing files, bad prefixes, two things at one path).
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::graph::{AttrValue, TargetNode};
+use crate::workspace::Label;
+
+/// One path of a layer and what it holds, before packing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEntry {
+    /// Absolute, normalised path inside the image (`/app/main.py`).
+    pub path: String,
+    pub content: PlannedContent,
+    /// `None`: normalised (0644, or 0755 for directories and executables).
+    pub mode: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+    /// `None`: `SOURCE_DATE_EPOCH` or 0.
+    pub mtime: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlannedContent {
+    /// A source file, by workspace-relative path.
+    Source(String),
+    Contents(String),
+    Symlink(String),
+    Directory,
+}
+
+/// Where a `files` target's sources land: `/<package dir>/<src>`, unless
+/// `strip_prefix` or `prefix` say otherwise.
+pub fn files_entries(target: &TargetNode, sources: &[SourceRef]) -> Result<Vec<PlannedEntry>> {
+    let placement = Placement::from_target(target, Anchor::Workspace)?;
+    sources.iter().map(|source| placement.place(target, source)).collect()
+}
+
+/// A source file named by a label attribute, with the path it has in the
+/// workspace (its label's package joined with its name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    pub label: Label,
+    pub workspace_path: String,
+}
+
+impl SourceRef {
+    pub fn new(label: &Label) -> SourceRef {
+        let workspace_path =
+            if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
+        SourceRef { label: label.clone(), workspace_path }
+    }
+}
+
+/// Which directory a source's default destination is relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// `files`: `/<package dir>/<src>`, as the design says.
+    Workspace,
+    /// `oci_layer`: `/<src>`, like a `COPY` from the package directory.
+    Package,
+}
+
+/// The `prefix` / `strip_prefix` / ownership attributes of a target.
+pub struct Placement {
+    package: String,
+    anchor: Anchor,
+    /// Workspace-relative directory removed from each source path.
+    strip: Option<String>,
+    prefix: String,
+    mode: Option<u32>,
+    uid: u32,
+    gid: u32,
+    mtime: Option<u64>,
+}
+
+impl Placement {
+    pub fn from_target(target: &TargetNode, anchor: Anchor) -> Result<Placement> {
+        let package = target.label.package.clone();
+        let strip = match target.string("strip_prefix") {
+            None | Some("") => None,
+            Some(strip) => Some(resolve_strip_prefix(target, &package, strip)?),
+        };
+        let prefix = match target.string("prefix") {
+            None => String::new(),
+            Some(prefix) => normalise_image_path(target, "prefix", prefix)?,
+        };
+        Ok(Placement {
+            package,
+            anchor,
+            strip,
+            prefix: if prefix == "/" { String::new() } else { prefix },
+            mode: mode_attr(target)?,
+            uid: id_attr(target, "uid")?,
+            gid: id_attr(target, "gid")?,
+            mtime: match target.int("mtime") {
+                None => None,
+                Some(mtime) if mtime >= 0 => Some(mtime as u64),
+                Some(mtime) => return Err(attr_error(target, "mtime", &format!("`{mtime}` is negative"))),
+            },
+        })
+    }
+
+    /// The entry for one source file.
+    pub fn place(&self, target: &TargetNode, source: &SourceRef) -> Result<PlannedEntry> {
+        let relative = match &self.strip {
+            Some(strip) => match source.workspace_path.strip_prefix(strip.as_str()).and_then(|r| r.strip_prefix('/')) {
+                Some(rest) => rest.to_owned(),
+                None => {
+                    return Err(Error::user(format!(
+                        "{}: source `{}` of `{}` is not under `strip_prefix` directory `{strip}`\nhint: strip_prefix is relative to the package; start it with `/` to name a workspace directory",
+                        target.location, source.workspace_path, target.label
+                    )))
+                }
+            },
+            None => match self.anchor {
+                Anchor::Workspace => source.workspace_path.clone(),
+                Anchor::Package if self.package.is_empty() => source.workspace_path.clone(),
+                Anchor::Package => match source.workspace_path.strip_prefix(&format!("{}/", self.package)) {
+                    Some(rest) => rest.to_owned(),
+                    // A source from another package keeps its workspace path.
+                    None => source.workspace_path.clone(),
+                },
+            },
+        };
+        Ok(self.entry(format!("{}/{relative}", self.prefix), PlannedContent::Source(source.workspace_path.clone())))
+    }
+
+    /// An entry at an explicit destination, with this target's ownership.
+    pub fn entry(&self, path: String, content: PlannedContent) -> PlannedEntry {
+        let mode = match content {
+            PlannedContent::Source(_) | PlannedContent::Contents(_) => self.mode,
+            PlannedContent::Symlink(_) | PlannedContent::Directory => None,
+        };
+        PlannedEntry { path, content, mode, uid: self.uid, gid: self.gid, mtime: self.mtime }
+    }
+
+    /// Moves an entry that already has a destination (from a `files` target)
+    /// under this target's `prefix`.
+    pub fn reprefix(&self, mut entry: PlannedEntry) -> PlannedEntry {
+        entry.path = format!("{}{}", self.prefix, entry.path);
+        entry
+    }
+}
+
+/// `oci_layer`'s entries, from every content attribute; `sources` are the
+/// resolved `srcs` (source files and the entries of `files` targets).
+pub fn layer_entries(target: &TargetNode, srcs: Vec<LayerSource>) -> Result<Vec<PlannedEntry>> {
+    let placement = Placement::from_target(target, Anchor::Package)?;
+    let mut entries = Vec::new();
+    for src in srcs {
+        match src {
+            LayerSource::File(source) => entries.push(placement.place(target, &source)?),
+            LayerSource::Entries(from_files) => entries.extend(from_files.into_iter().map(|e| placement.reprefix(e))),
+        }
+    }
+    for (dest, value) in target.dict("files") {
+        let source = match value {
+            AttrValue::Label(label) => SourceRef::new(label),
+            _ => return Err(attr_error(target, "files", &format!("the value for `{dest}` is not a label"))),
+        };
+        let path = normalise_image_path(target, "files", dest)?;
+        entries.push(placement.entry(path, PlannedContent::Source(source.workspace_path)));
+    }
+    for (dest, value) in target.dict("contents") {
+        let AttrValue::String(text) = value else {
+            return Err(attr_error(target, "contents", &format!("the value for `{dest}` is not a string")));
+        };
+        let path = normalise_image_path(target, "contents", dest)?;
+        entries.push(placement.entry(path, PlannedContent::Contents(text.clone())));
+    }
+    for (dest, value) in target.dict("symlinks") {
+        let AttrValue::String(link_target) = value else {
+            return Err(attr_error(target, "symlinks", &format!("the value for `{dest}` is not a string")));
+        };
+        let path = normalise_image_path(target, "symlinks", dest)?;
+        entries.push(placement.entry(path, PlannedContent::Symlink(link_target.clone())));
+    }
+    for dir in target.strings("directories") {
+        let path = normalise_image_path(target, "directories", dir)?;
+        entries.push(placement.entry(path, PlannedContent::Directory));
+    }
+    check_no_duplicates(target, &entries)?;
+    Ok(entries)
+}
+
+/// A resolved `srcs` item of `oci_layer`.
+pub enum LayerSource {
+    File(SourceRef),
+    /// The entries of a `files` target, already placed.
+    Entries(Vec<PlannedEntry>),
+}
+
+/// Two entries at one path would make the layer depend on which one the
+/// tar reader keeps: refuse them by name.
+pub fn check_no_duplicates(target: &TargetNode, entries: &[PlannedEntry]) -> Result<()> {
+    let mut seen: BTreeMap<&str, &PlannedEntry> = BTreeMap::new();
+    for entry in entries {
+        if let Some(first) = seen.insert(&entry.path, entry) {
+            if first.content == PlannedContent::Directory && entry.content == PlannedContent::Directory {
+                continue;
+            }
+            return Err(Error::user(format!(
+                "{}: `{}` puts two entries at `{}` ({} and {})\nhint: give one of them another destination with `prefix`, `strip_prefix` or `files`",
+                target.location,
+                target.label,
+                entry.path,
+                describe(&first.content),
+                describe(&entry.content)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn describe(content: &PlannedContent) -> String {
+    match content {
+        PlannedContent::Source(path) => format!("source `{path}`"),
+        PlannedContent::Contents(_) => "inline contents".to_owned(),
+        PlannedContent::Symlink(target) => format!("a symlink to `{target}`"),
+        PlannedContent::Directory => "a directory".to_owned(),
+    }
+}
+
+/// `strip_prefix`: relative to the package, or workspace-relative when it
+/// starts with `/`; either way it must stay inside the package, so a layer
+/// never depends on where another package keeps its files.
+fn resolve_strip_prefix(target: &TargetNode, package: &str, strip: &str) -> Result<String> {
+    let joined = match strip.strip_prefix('/') {
+        Some(absolute) => absolute.trim_end_matches('/').to_owned(),
+        None if package.is_empty() => strip.trim_end_matches('/').to_owned(),
+        None => format!("{package}/{}", strip.trim_end_matches('/')),
+    };
+    let normalised = normalise_relative(&joined)
+        .ok_or_else(|| attr_error(target, "strip_prefix", &format!("`{strip}` leaves the workspace")))?;
+    let inside = package.is_empty()
+        || normalised == package
+        || normalised.strip_prefix(package).is_some_and(|rest| rest.starts_with('/'));
+    if !inside {
+        return Err(Error::user(format!(
+            "{}: `strip_prefix` `{strip}` of `{}` is outside its package `{package}`\nhint: use a directory inside `{package}` (relative, or starting with `/{package}`)",
+            target.location, target.label
+        )));
+    }
+    Ok(normalised)
+}
+
+/// Resolves `.` and `..` in a `/`-separated relative path; `None` if it
+/// climbs above its start. The empty path stands for the workspace root.
+fn normalise_relative(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// An absolute, normalised path inside the image; `..` may not climb above `/`.
+pub fn normalise_image_path(target: &TargetNode, attr: &str, path: &str) -> Result<String> {
+    match normalise_relative(path) {
+        Some(relative) if relative.is_empty() => Ok("/".to_owned()),
+        Some(relative) => Ok(format!("/{relative}")),
+        None => Err(attr_error(target, attr, &format!("path `{path}` climbs above `/`"))),
+    }
+}
+
+/// `mode` is already an int (the front-end parses `"0755"`); it must fit in
+/// the 12 permission bits.
+fn mode_attr(target: &TargetNode) -> Result<Option<u32>> {
+    match target.int("mode") {
+        None => Ok(None),
+        Some(mode) if (0..=0o7777).contains(&mode) => Ok(Some(mode as u32)),
+        Some(mode) => Err(attr_error(
+            target,
+            "mode",
+            &format!("`{mode:#o}` is not a file mode\nhint: use an octal mode such as 0o644 or \"0755\""),
+        )),
+    }
+}
+
+fn id_attr(target: &TargetNode, attr: &str) -> Result<u32> {
+    match target.int(attr) {
+        None => Ok(0),
+        Some(id) => u32::try_from(id).map_err(|_| attr_error(target, attr, &format!("`{id}` is not a valid id"))),
+    }
+}
+
+pub fn attr_error(target: &TargetNode, attr: &str, problem: &str) -> Error {
+    Error::user(format!("{}: attribute `{attr}` of `{}`: {problem}", target.location, target.label))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Location;
+
+    fn target(kind: &str, package: &str, attrs: Vec<(&str, AttrValue)>) -> TargetNode {
+        TargetNode {
+            label: Label::new(package, "t"),
+            kind: kind.to_owned(),
+            attrs: attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            deps: vec![],
+            location: Location { path: format!("{package}/BUILD.star"), line: 1, column: 1 },
+        }
+    }
+
+    fn source(package: &str, name: &str) -> SourceRef {
+        SourceRef::new(&Label::new(package, name))
+    }
+
+    fn string(text: &str) -> AttrValue {
+        AttrValue::String(text.to_owned())
+    }
+
+    #[test]
+    fn files_land_under_their_package_dir() {
+        let t = target("files", "app", vec![]);
+        let entries = files_entries(&t, &[source("app", "src/main.py")]).unwrap();
+        assert_eq!(entries[0].path, "/app/src/main.py");
+        assert_eq!(entries[0].content, PlannedContent::Source("app/src/main.py".into()));
+    }
+
+    #[test]
+    fn strip_prefix_and_prefix_move_files() {
+        let t = target("files", "app", vec![("strip_prefix", string("src")), ("prefix", string("/opt/app"))]);
+        let entries = files_entries(&t, &[source("app", "src/main.py")]).unwrap();
+        assert_eq!(entries[0].path, "/opt/app/main.py");
+
+        let absolute = target("files", "app", vec![("strip_prefix", string("/app"))]);
+        assert_eq!(files_entries(&absolute, &[source("app", "x")]).unwrap()[0].path, "/x");
+    }
+
+    #[test]
+    fn strip_prefix_outside_the_package_is_refused() {
+        for bad in ["/etc", "../other", "/"] {
+            let t = target("files", "app", vec![("strip_prefix", string(bad))]);
+            let error = files_entries(&t, &[source("app", "x")]).unwrap_err();
+            assert!(
+                error.message.contains("outside its package") || error.message.contains("leaves"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn oci_layer_sources_are_relative_to_the_package() {
+        let t = target(
+            "oci_layer",
+            "hello",
+            vec![
+                ("prefix", string("/app")),
+                ("contents", AttrValue::Dict(vec![("/etc/motd".into(), string("hi"))])),
+                ("symlinks", AttrValue::Dict(vec![("/bin/sh".into(), string("busybox"))])),
+                ("directories", AttrValue::List(vec![string("/tmp")])),
+            ],
+        );
+        let entries = layer_entries(&t, vec![LayerSource::File(source("hello", "hello.sh"))]).unwrap();
+        let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/app/hello.sh", "/etc/motd", "/bin/sh", "/tmp"]);
+    }
+
+    #[test]
+    fn duplicate_destinations_are_refused_by_path() {
+        let t = target("oci_layer", "p", vec![("contents", AttrValue::Dict(vec![("/a".into(), string("x"))]))]);
+        let error = layer_entries(&t, vec![LayerSource::File(source("p", "a"))]).unwrap_err();
+        assert!(error.message.contains("two entries at `/a`"), "{error}");
+    }
+
+    #[test]
+    fn invalid_mode_is_refused() {
+        let t = target("oci_layer", "p", vec![("mode", AttrValue::Int(0o17777))]);
+        assert!(layer_entries(&t, vec![]).unwrap_err().message.contains("is not a file mode"));
+    }
+
+    #[test]
+    fn paths_may_not_climb_above_root() {
+        let t = target("oci_layer", "p", vec![("directories", AttrValue::List(vec![string("/../etc")]))]);
+        assert!(layer_entries(&t, vec![]).is_err());
+    }
+}
