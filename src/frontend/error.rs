@@ -107,6 +107,9 @@ mod tests {
         let diagnostic = Diagnostic::new("Unknown attribute `srcz`")
             .at(Location { path: "app/BUILD.star".into(), line: 3, column: 1 })
             .hint("did you mean `srcs`?");
-        assert_eq!(diagnostic.to_string(), "Unknown attribute `srcz`\n  --> app/BUILD.star:3:1\nhint: did you mean `srcs`?");
+        assert_eq!(
+            diagnostic.to_string(),
+            "Unknown attribute `srcz`\n  --> app/BUILD.star:3:1\nhint: did you mean `srcs`?"
+        );
     }
 }

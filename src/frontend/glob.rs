@@ -12,7 +12,12 @@ use crate::workspace::{is_skipped_dir, BUILD_FILES};
 /// The package-relative paths of the files under `dir` (the directory of
 /// `package`) that match one of `include` and none of `exclude`, sorted by
 /// bytes. `*` stays within a directory; `**` crosses directories.
-pub(crate) fn glob_package(dir: &Path, package: &str, include: &[String], exclude: &[String]) -> Result<Vec<String>, Diagnostic> {
+pub(crate) fn glob_package(
+    dir: &Path,
+    package: &str,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<String>, Diagnostic> {
     let include = compile(package, include)?;
     let exclude = compile(package, exclude)?;
     let mut files = Vec::new();
@@ -88,7 +93,16 @@ mod tests {
 
     #[test]
     fn matches_files_sorted_without_subpackages() {
-        let dir = package(&["b.py", "a.py", "z.txt", "src/c.py", "src/deep/d.py", "sub/BUILD.star", "sub/e.py", ".hidden/f.py"]);
+        let dir = package(&[
+            "b.py",
+            "a.py",
+            "z.txt",
+            "src/c.py",
+            "src/deep/d.py",
+            "sub/BUILD.star",
+            "sub/e.py",
+            ".hidden/f.py",
+        ]);
         let got = glob_package(dir.path(), "app", &strings(&["*.py"]), &[]).unwrap();
         assert_eq!(got, ["a.py", "b.py"]);
         let got = glob_package(dir.path(), "app", &strings(&["**/*.py"]), &strings(&["src/deep/**"])).unwrap();

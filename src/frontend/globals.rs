@@ -155,8 +155,11 @@ fn record<'v>(
     let context = EvalContext::of(eval);
     let package = package_context(context, &format!("native.{kind_name}"))?;
     let kind = schema::kind(kind_name).expect("every native function has a kind");
-    let location = call_site(eval, &package.build_file)
-        .unwrap_or_else(|| Location { path: package.build_file.clone(), line: 1, column: 1 });
+    let location = call_site(eval, &package.build_file).unwrap_or_else(|| Location {
+        path: package.build_file.clone(),
+        line: 1,
+        column: 1,
+    });
     let generated = caller_generates_names(eval);
     match check(kind, package, &location, generated, &kwargs) {
         Ok(target) => {
@@ -185,7 +188,10 @@ fn caller_generates_names(eval: &Evaluator) -> bool {
     let [.., caller, native] = frames.as_slice() else { return false };
     // `native`'s location is the line that called it, inside `caller`.
     let in_library = native.location.as_ref().is_some_and(|span| span.filename().starts_with("@berth//"));
-    in_library && GENERATORS.iter().any(|generator| caller.name == *generator || caller.name.ends_with(&format!(".{generator}")))
+    in_library
+        && GENERATORS
+            .iter()
+            .any(|generator| caller.name == *generator || caller.name.ends_with(&format!(".{generator}")))
 }
 
 /// The library rules that declare `name#variant` targets.
@@ -246,7 +252,10 @@ fn check(
             attrs.insert(attr.name.to_owned(), schema::default_value(attr, &mut deps));
         }
     }
-    if rule == "oci_pull_image" && attrs["sha"] == crate::graph::AttrValue::None && attrs["digest"] == crate::graph::AttrValue::None {
+    if rule == "oci_pull_image"
+        && attrs["sha"] == crate::graph::AttrValue::None
+        && attrs["digest"] == crate::graph::AttrValue::None
+    {
         return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
             .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`"));
     }
@@ -274,7 +283,10 @@ fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'s
 #[starlark_module]
 fn workspace_functions(builder: &mut GlobalsBuilder) {
     /// `workspace(name = "...")`: the workspace's name.
-    fn workspace<'v>(#[starlark(require = named)] name: String, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
+    fn workspace<'v>(
+        #[starlark(require = named)] name: String,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<NoneType> {
         settings(eval, "workspace", |settings| {
             settings.name = Some(name);
             Ok(())
@@ -303,7 +315,8 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
     /// `source_date_epoch(N)`: the timestamp written into layers and configs.
     fn source_date_epoch<'v>(seconds: i64, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
         settings(eval, "source_date_epoch", |settings| {
-            let seconds = u64::try_from(seconds).map_err(|_| format!("`source_date_epoch` must not be negative, not {seconds}"))?;
+            let seconds = u64::try_from(seconds)
+                .map_err(|_| format!("`source_date_epoch` must not be negative, not {seconds}"))?;
             settings.source_date_epoch = Some(seconds);
             Ok(())
         })

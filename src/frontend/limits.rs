@@ -63,7 +63,8 @@ fn classify(file: &str, error: starlark::Error) -> LoadError {
         Location { path: span.filename().to_owned(), line: begin.line as u32 + 1, column: begin.column as u32 + 1 }
     });
     let message = error.without_diagnostic().to_string();
-    let limit = |message: String, hint: &str| LoadError::Limit(Diagnostic::new(message).maybe_at(location.clone()).hint(hint));
+    let limit =
+        |message: String, hint: &str| LoadError::Limit(Diagnostic::new(message).maybe_at(location.clone()).hint(hint));
     if matches!(error.kind(), ErrorKind::StackOverflow(_)) {
         return limit(
             format!("Evaluating `{file}` exceeded {MAX_CALL_DEPTH} nested calls"),

@@ -94,7 +94,8 @@ impl<'a> Loader<'a> {
                 }
             }
             let this = &self;
-            let results = pool.install(|| parsed.into_par_iter().map(|build| this.evaluate_build(build)).collect::<Vec<_>>());
+            let results =
+                pool.install(|| parsed.into_par_iter().map(|build| this.evaluate_build(build)).collect::<Vec<_>>());
             for result in results {
                 let (package, targets) = result?;
                 loaded.insert(package, targets);
@@ -128,9 +129,11 @@ impl<'a> Loader<'a> {
     }
 
     fn parse_build(&self, package: &String) -> Result<ParsedBuild, LoadError> {
-        let build_file = self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
+        let build_file =
+            self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
         let text = read(&self.workspace.root, &build_file)?;
-        let ast = AstModule::parse(&build_file, text, &dialect()).map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
+        let ast = AstModule::parse(&build_file, text, &dialect())
+            .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let context = Label::new(package.clone(), BUILD_FILES[0]);
         let loads = resolve_loads(&ast, &context)?;
         Ok(ParsedBuild { package: package.clone(), build_file, ast, loads })
@@ -167,7 +170,8 @@ impl<'a> Loader<'a> {
             return Err(missing_star_file(&self.workspace.root, label, &path).at(load.location.clone()).into());
         }
         let text = read(&self.workspace.root, &path)?;
-        let ast = AstModule::parse(&path, text, &dialect()).map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
+        let ast = AstModule::parse(&path, text, &dialect())
+            .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let loads = resolve_loads(&ast, label)?;
         chain.push(label.clone());
         for inner in &loads {
@@ -182,12 +186,22 @@ impl<'a> Loader<'a> {
     }
 
     fn module(&self, label: &Label) -> &FrozenModule {
-        self.library.module(label).or_else(|| self.star_modules.get(label)).expect("loads are evaluated before their users")
+        self.library
+            .module(label)
+            .or_else(|| self.star_modules.get(label))
+            .expect("loads are evaluated before their users")
     }
 
     /// Evaluates a `.star` file whose loads are all evaluated, and freezes it.
-    fn evaluate(&self, ast: AstModule, loads: &[LoadStmt], context: &EvalContext, label: &Label) -> Result<FrozenModule, LoadError> {
-        let modules: HashMap<&str, &FrozenModule> = loads.iter().map(|load| (load.id.as_str(), self.module(&load.label))).collect();
+    fn evaluate(
+        &self,
+        ast: AstModule,
+        loads: &[LoadStmt],
+        context: &EvalContext,
+        label: &Label,
+    ) -> Result<FrozenModule, LoadError> {
+        let modules: HashMap<&str, &FrozenModule> =
+            loads.iter().map(|load| (load.id.as_str(), self.module(&load.label))).collect();
         let loader = ReturnFileLoader { modules: &modules };
         let result = Module::with_temp_heap(|module| {
             let evaluated = {
@@ -216,7 +230,8 @@ impl<'a> Loader<'a> {
             targets: Default::default(),
             names: Default::default(),
         });
-        let modules: HashMap<&str, &FrozenModule> = loads.iter().map(|load| (load.id.as_str(), self.module(&load.label))).collect();
+        let modules: HashMap<&str, &FrozenModule> =
+            loads.iter().map(|load| (load.id.as_str(), self.module(&load.label))).collect();
         let loader = ReturnFileLoader { modules: &modules };
         let result = Module::with_temp_heap(|module| {
             let mut eval = Evaluator::new(&module);
@@ -248,7 +263,9 @@ impl<'a> Loader<'a> {
                 if targets.contains_key(dep) || sources.contains_key(dep) {
                     continue;
                 }
-                let source = self.source_file(dep).map_err(|diagnostic| self.unknown_label(&targets, target, dep, diagnostic))?;
+                let source = self
+                    .source_file(dep)
+                    .map_err(|diagnostic| self.unknown_label(&targets, target, dep, diagnostic))?;
                 sources.insert(dep.clone(), source);
             }
         }
@@ -286,7 +303,9 @@ impl<'a> Loader<'a> {
         let mut diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
         // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`.
         let mut package = label.package.as_str();
-        while let Some((parent, _)) = package.rsplit_once('/').or(if package.is_empty() { None } else { Some(("", package)) }) {
+        while let Some((parent, _)) =
+            package.rsplit_once('/').or(if package.is_empty() { None } else { Some(("", package)) })
+        {
             if self.workspace.build_file(parent).is_some() {
                 let rest = &label.path()[if parent.is_empty() { 0 } else { parent.len() + 1 }..];
                 if self.workspace.root.join(label.path()).is_file() {
@@ -316,7 +335,11 @@ impl<'a> Loader<'a> {
             }
             None => {
                 let build_file = self.workspace.build_file(&dep.package).unwrap_or_default();
-                let names: Vec<&str> = targets.keys().filter(|label| label.package == dep.package).map(|label| label.name.as_str()).collect();
+                let names: Vec<&str> = targets
+                    .keys()
+                    .filter(|label| label.package == dep.package)
+                    .map(|label| label.name.as_str())
+                    .collect();
                 let hint = match closest(&dep.name, names.iter().copied()) {
                     Some(near) => format!("did you mean `{}`?", Label { name: near.to_owned(), ..dep.clone() }),
                     None => "a label names a target, or a file of its package".to_owned(),
@@ -368,10 +391,11 @@ fn resolve_loads(ast: &AstModule, context: &Label) -> Result<Vec<LoadStmt>, Load
         .into_iter()
         .map(|load| {
             let location = location_of(&load.span);
-            let label = Label::parse_in(load.module_id, context)
-                .map_err(|error| Diagnostic::new(format!("Cannot load `{}`: {error}", load.module_id)).at(location.clone()).hint(
-                    "load workspace files as `//pkg:file.star` and the library as `@berth//rules:defs.star`",
-                ))?;
+            let label = Label::parse_in(load.module_id, context).map_err(|error| {
+                Diagnostic::new(format!("Cannot load `{}`: {error}", load.module_id))
+                    .at(location.clone())
+                    .hint("load workspace files as `//pkg:file.star` and the library as `@berth//rules:defs.star`")
+            })?;
             let symbols = load.symbols.values().map(|their| (*their).to_owned()).collect();
             Ok(LoadStmt { id: load.module_id.to_owned(), label, location, symbols })
         })

@@ -38,10 +38,9 @@ impl Library {
     /// The library, evaluated on first use.
     pub fn get() -> Result<&'static Library, LoadError> {
         static LIBRARY: OnceLock<Result<Library, String>> = OnceLock::new();
-        LIBRARY
-            .get_or_init(|| Library::evaluate().map_err(|error| error.to_string()))
-            .as_ref()
-            .map_err(|error| LoadError::Starlark(format!("The embedded rule library does not load (a bug in berth):\n{error}")))
+        LIBRARY.get_or_init(|| Library::evaluate().map_err(|error| error.to_string())).as_ref().map_err(|error| {
+            LoadError::Starlark(format!("The embedded rule library does not load (a bug in berth):\n{error}"))
+        })
     }
 
     /// The frozen module of a library file, if `label` names one.
@@ -92,8 +91,8 @@ fn evaluate_file(
     let ast = AstModule::parse(&label.to_string(), text.to_owned(), &dialect()).map_err(starlark_error)?;
     let mut loads = Vec::new();
     for load in ast.loads() {
-        let target = Label::parse_in(load.module_id, label)
-            .map_err(|error| LoadError::Starlark(format!("{label}: {error}")))?;
+        let target =
+            Label::parse_in(load.module_id, label).map_err(|error| LoadError::Starlark(format!("{label}: {error}")))?;
         evaluate_file(&target, globals, modules, depth + 1)?;
         loads.push((load.module_id.to_owned(), modules[&target].clone()));
     }

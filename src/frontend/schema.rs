@@ -229,7 +229,12 @@ impl CoerceError {
 
 /// Coerces `value` for `attr`, resolving labels against `package` and
 /// appending every label named to `deps`. `None` means "unset".
-pub(crate) fn coerce(attr: &Attr, value: Value, package: &str, deps: &mut Vec<Label>) -> Result<AttrValue, CoerceError> {
+pub(crate) fn coerce(
+    attr: &Attr,
+    value: Value,
+    package: &str,
+    deps: &mut Vec<Label>,
+) -> Result<AttrValue, CoerceError> {
     if value.is_none() {
         return Ok(default_value(attr, deps));
     }
@@ -516,7 +521,8 @@ mod tests {
 
     #[test]
     fn plain_dicts_keep_nested_values() {
-        let (value, _) = coerce_expr("oci_image_build", "healthcheck", r#"{"test": ["CMD", "true"], "retries": 3}"#).unwrap();
+        let (value, _) =
+            coerce_expr("oci_image_build", "healthcheck", r#"{"test": ["CMD", "true"], "retries": 3}"#).unwrap();
         assert_eq!(
             value,
             AttrValue::Dict(vec![

@@ -22,7 +22,8 @@ fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
     let mut dialect = dialect();
     // Settings need no modules: a `load` here would be a misunderstanding.
     dialect.enable_load = false;
-    let ast = AstModule::parse(path, text.to_owned(), &dialect).map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
+    let ast = AstModule::parse(path, text.to_owned(), &dialect)
+        .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
     let globals = globals::workspace().build();
     let context = EvalContext::for_workspace_file();
     let result = Module::with_temp_heap(|module| {
@@ -62,7 +63,11 @@ runc("/usr/sbin/runc")
                 name: Some("demo".into()),
                 registries: vec![
                     RegistrySetting { host: "localhost:5000".into(), mirrors: vec![], insecure: true },
-                    RegistrySetting { host: "docker.io".into(), mirrors: vec!["mirror.gcr.io".into()], insecure: false },
+                    RegistrySetting {
+                        host: "docker.io".into(),
+                        mirrors: vec!["mirror.gcr.io".into()],
+                        insecure: false
+                    },
                 ],
                 source_date_epoch: Some(1_700_000_000),
                 runc: Some("/usr/sbin/runc".into()),

@@ -59,7 +59,9 @@ impl QueryExpr {
             QueryExpr::Pattern(Pattern::Target(label)) if graph.source_file(label).is_some() => {
                 Ok(BTreeSet::from([label.clone()]))
             }
-            QueryExpr::Pattern(pattern) => Ok(graph.resolve_patterns(std::slice::from_ref(pattern))?.into_iter().collect()),
+            QueryExpr::Pattern(pattern) => {
+                Ok(graph.resolve_patterns(std::slice::from_ref(pattern))?.into_iter().collect())
+            }
             QueryExpr::Deps(inner) => Ok(graph.transitive_deps(&inner.evaluate(graph)?)),
             QueryExpr::Rdeps(universe, inner) => {
                 let universe = graph.transitive_deps(&universe.evaluate(graph)?);

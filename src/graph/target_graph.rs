@@ -210,7 +210,10 @@ impl TargetGraph {
                     labels.insert(label.clone());
                 }
                 _ => labels.extend(
-                    self.targets.keys().filter(|label| !self.implicit.contains(*label) && pattern.matches(label)).cloned(),
+                    self.targets
+                        .keys()
+                        .filter(|label| !self.implicit.contains(*label) && pattern.matches(label))
+                        .cloned(),
                 ),
             }
         }
@@ -225,7 +228,13 @@ impl TargetGraph {
             .values()
             .find(|target| target.label.package == label.package && !self.implicit.contains(&target.label))
             .map(|target| target.location.path.clone())
-            .unwrap_or_else(|| if label.package.is_empty() { "BUILD.star".into() } else { format!("{}/BUILD.star", label.package) });
+            .unwrap_or_else(|| {
+                if label.package.is_empty() {
+                    "BUILD.star".into()
+                } else {
+                    format!("{}/BUILD.star", label.package)
+                }
+            });
         let names = self.targets.keys().filter(|other| other.package == label.package).map(|other| other.name.as_str());
         let hint = closest(&label.name, names)
             .map(|name| format!("did you mean `{}`?", Label { name: name.to_owned(), ..label.clone() }));
@@ -279,7 +288,12 @@ impl TargetGraph {
         self.reach(&starts, Direction::Incoming, Some(universe))
     }
 
-    fn reach(&self, starts: &BTreeSet<Label>, direction: Direction, within: Option<&BTreeSet<Label>>) -> BTreeSet<Label> {
+    fn reach(
+        &self,
+        starts: &BTreeSet<Label>,
+        direction: Direction,
+        within: Option<&BTreeSet<Label>>,
+    ) -> BTreeSet<Label> {
         let mut seen = BTreeSet::new();
         let mut stack: Vec<NodeIndex> = starts.iter().filter_map(|label| self.index.get(label).copied()).collect();
         while let Some(node) = stack.pop() {
@@ -331,7 +345,8 @@ mod tests {
     #[test]
     fn orders_dependencies_first() {
         let graph = graph();
-        let order: Vec<String> = graph.dependency_order(&[Label::new("app", "img")]).iter().map(|t| t.label.to_string()).collect();
+        let order: Vec<String> =
+            graph.dependency_order(&[Label::new("app", "img")]).iter().map(|t| t.label.to_string()).collect();
         assert_eq!(order, ["//:empty", "//lib:base", "//app:layer", "//app:img"]);
         assert_eq!(graph.topological_order().len(), 5);
     }
@@ -340,10 +355,16 @@ mod tests {
     fn patterns_skip_implicit_targets_unless_named() {
         let graph = graph();
         let all = graph.resolve_patterns(&[Pattern::parse("//...").unwrap()]).unwrap();
-        assert_eq!(all.iter().map(Label::to_string).collect::<Vec<_>>(), ["//app:img", "//app:layer", "//lib:base", "//lib:other"]);
+        assert_eq!(
+            all.iter().map(Label::to_string).collect::<Vec<_>>(),
+            ["//app:img", "//app:layer", "//lib:base", "//lib:other"]
+        );
         assert_eq!(graph.resolve_patterns(&[Pattern::parse("//:empty").unwrap()]).unwrap(), [Label::new("", "empty")]);
         let error = graph.resolve_patterns(&[Pattern::parse("//app:imgg").unwrap()]).unwrap_err();
-        assert_eq!(error.to_string(), "Target `//app:imgg` not found in `app/BUILD.star`\nhint: did you mean `//app:img`?");
+        assert_eq!(
+            error.to_string(),
+            "Target `//app:imgg` not found in `app/BUILD.star`\nhint: did you mean `//app:img`?"
+        );
     }
 
     #[test]
@@ -352,18 +373,21 @@ mod tests {
         let deps = graph.transitive_deps(&labels(&["//app:layer"]));
         assert_eq!(deps, labels(&["//app:layer", "//app:main.py", "//lib:base"]));
         let universe = graph.transitive_deps(&labels(&["//app:img", "//lib:other"]));
-        assert_eq!(graph.reverse_deps(&universe, &labels(&["//lib:base"])), labels(&["//lib:base", "//app:layer", "//app:img"]));
+        assert_eq!(
+            graph.reverse_deps(&universe, &labels(&["//lib:base"])),
+            labels(&["//lib:base", "//app:layer", "//app:img"])
+        );
     }
 
     #[test]
     fn reports_the_cycle() {
-        let error = TargetGraph::new(
-            [node("//b:y", &["//a:x"]), node("//a:x", &["//b:y"]), node("//c:z", &["//a:x"])],
-            [],
-            [],
-        )
-        .unwrap_err();
-        assert!(error.to_string().starts_with("Dependency cycle: //a:x -> //b:y -> //a:x\n  --> a/BUILD.star:1:1"), "{error}");
+        let error =
+            TargetGraph::new([node("//b:y", &["//a:x"]), node("//a:x", &["//b:y"]), node("//c:z", &["//a:x"])], [], [])
+                .unwrap_err();
+        assert!(
+            error.to_string().starts_with("Dependency cycle: //a:x -> //b:y -> //a:x\n  --> a/BUILD.star:1:1"),
+            "{error}"
+        );
         let error = TargetGraph::new([node("//a:x", &["//a:x"])], [], []).unwrap_err();
         assert!(error.to_string().starts_with("Dependency cycle: //a:x -> //a:x"), "{error}");
     }

@@ -13,9 +13,10 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 
 use crate::cache::{BlobRef, Cas, CasError, Digest, Sha256Writer};
+use crate::oci::{Descriptor, Platform};
 use crate::registry::client::{status_error, Call, Endpoint, Failure};
-use crate::registry::manifest::{self, media_types, Parsed};
-use crate::registry::{Client, Descriptor, ImageRef, Platform, Reference, RegistryError, MAX_MANIFEST_SIZE};
+use crate::registry::manifest::{self, Parsed, ACCEPT};
+use crate::registry::{Client, ImageRef, Reference, RegistryError, MAX_MANIFEST_SIZE};
 
 /// A pinned image resolved at analysis time: its manifest and config are in
 /// the CAS, its layers are only described (fetch them with
@@ -65,7 +66,7 @@ impl Client {
         platform: Option<&str>,
         anonymous: bool,
     ) -> Result<PulledImage, RegistryError> {
-        let wanted = platform.map(Platform::parse).transpose()?;
+        let wanted = platform.map(manifest::parse_platform).transpose()?;
         let (root, parsed) = self.manifest_blob(cas, image, digest, None, anonymous)?;
         let (index, manifest, parsed, platform) = match parsed {
             Parsed::Manifest { .. } => (None, root, parsed, None),
@@ -226,7 +227,7 @@ impl Client {
         let call = Call {
             method: Method::GET,
             url: endpoint.url(&format!("{}/manifests/{reference}", image.repository)),
-            headers: vec![("Accept", media_types::ACCEPT.to_owned())],
+            headers: vec![("Accept", ACCEPT.to_owned())],
             body: None,
             scopes: &scopes,
             anonymous,

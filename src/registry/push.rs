@@ -14,10 +14,11 @@ use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode, Url};
 
 use crate::cache::{BlobRef, Cas, CasError, Digest};
+use crate::oci::Descriptor;
 use crate::registry::client::{status_error, Call, CallBody, Endpoint, Failure};
 use crate::registry::manifest::{self, Parsed};
 use crate::registry::reference::validate_tag;
-use crate::registry::{Client, Descriptor, ImageRef, PulledImage, RegistryError};
+use crate::registry::{Client, ImageRef, PulledImage, RegistryError};
 
 /// Where blobs that a pushed image references came from: the repositories
 /// of pulled base images. A blob missing from the CAS (a lazily pulled base

@@ -137,7 +137,10 @@ mod tests {
         let library = Label::parse("@berth//rules:defs.star", "").unwrap();
         assert_eq!(library.to_string(), "@berth//rules:defs.star");
         assert_eq!(Label::parse_in(":image.star", &library).unwrap().to_string(), "@berth//rules:image.star");
-        assert_eq!(Label::parse_in("//tools:defs.star", &Label::new("app", "BUILD.star")).unwrap().path(), "tools/defs.star");
+        assert_eq!(
+            Label::parse_in("//tools:defs.star", &Label::new("app", "BUILD.star")).unwrap().path(),
+            "tools/defs.star"
+        );
         assert_eq!(Label::new("", "empty").path(), "empty");
     }
 

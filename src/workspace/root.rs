@@ -33,7 +33,9 @@ pub enum WorkspaceError {
     Io { path: String, source: std::io::Error },
     #[error("Package `//{package}` does not exist (no `BUILD.star` in `{package}/`){hint}")]
     NoSuchPackage { package: String, hint: String },
-    #[error("Directory `{package}/` does not exist\nhint: `//{package}/...` walks an existing directory of the workspace")]
+    #[error(
+        "Directory `{package}/` does not exist\nhint: `//{package}/...` walks an existing directory of the workspace"
+    )]
     NoSuchDirectory { package: String },
 }
 
@@ -55,10 +57,11 @@ impl Workspace {
 
     /// Opens the workspace rooted at `root` (which holds `WORKSPACE.star`).
     pub fn open(root: &Path) -> Result<Workspace, Error> {
-        let root = fs::canonicalize(root)
-            .map_err(|source| WorkspaceError::Io { path: root.display().to_string(), source })?;
+        let root =
+            fs::canonicalize(root).map_err(|source| WorkspaceError::Io { path: root.display().to_string(), source })?;
         let path = root.join(WORKSPACE_FILE);
-        let text = fs::read_to_string(&path).map_err(|source| WorkspaceError::Io { path: WORKSPACE_FILE.to_owned(), source })?;
+        let text = fs::read_to_string(&path)
+            .map_err(|source| WorkspaceError::Io { path: WORKSPACE_FILE.to_owned(), source })?;
         let settings = crate::frontend::evaluate_workspace_file(WORKSPACE_FILE, &text)?;
         Ok(Workspace { root, settings })
     }
@@ -134,7 +137,8 @@ pub fn is_skipped_dir(name: &str) -> bool {
 
 /// The nearest ancestor of `cwd` (or `cwd` itself) holding `WORKSPACE.star`.
 pub fn find_root(cwd: &Path) -> Result<PathBuf, WorkspaceError> {
-    let start = fs::canonicalize(cwd).map_err(|source| WorkspaceError::Io { path: cwd.display().to_string(), source })?;
+    let start =
+        fs::canonicalize(cwd).map_err(|source| WorkspaceError::Io { path: cwd.display().to_string(), source })?;
     start
         .ancestors()
         .find(|dir| dir.join(WORKSPACE_FILE).is_file())
