@@ -59,7 +59,7 @@ pub fn push_built(args: &PushArgs, global: &GlobalArgs, cas: &Cas, built: &Built
     for pulled in &built.pulled {
         sources.add_image(pulled);
     }
-    let client = Client::new(super::pin::client_options(global)).map_err(crate::error::Error::from)?;
+    let client = Client::new(super::pin::client_options(global)?).map_err(crate::error::Error::from)?;
     let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
     let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
     if !global.quiet {
