@@ -42,13 +42,26 @@ fn push(
     client.push(cas, &request).unwrap()
 }
 
+/// Adds up the bytes the client reports moving.
+#[derive(Default)]
+struct CountBytes(std::sync::atomic::AtomicU64);
+
+impl berth::report::Reporter for CountBytes {
+    fn report(&self, event: &berth::report::Event<'_>) {
+        if let berth::report::Event::BytesTransferred { bytes } = event {
+            self.0.fetch_add(*bytes, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 #[test]
 fn an_image_pushed_by_berth_is_copied_by_skopeo_and_a_second_push_uploads_nothing() {
     require!(DOCKER_REGISTRY, SKOPEO);
     let registry = Registry::start();
     let (_cache, cas) = temp_cas();
     let no_creds = tempfile::tempdir().unwrap();
-    let client = client(&[registry.host()], no_creds.path());
+    let bytes = std::sync::Arc::new(CountBytes::default());
+    let client = client(&[registry.host()], no_creds.path()).with_reporter(bytes.clone());
     let image = TestImage::build(&cas, 1, &[300_000, 200_000, 100_000]);
 
     let first = push(&client, &cas, &image, &format!("{}/team/app", registry.host()), &["v1", "latest"]);
@@ -59,8 +72,11 @@ fn an_image_pushed_by_berth_is_copied_by_skopeo_and_a_second_push_uploads_nothin
         assert!(registry.stored_blob(&blob.digest), "{} stored", blob.digest);
     }
 
+    assert_eq!(bytes.0.load(std::sync::atomic::Ordering::SeqCst), first.uploaded_bytes, "progress reported");
+
     let again = push(&client, &cas, &image, &format!("{}/team/app", registry.host()), &["v1"]);
     assert_eq!((again.uploaded_blobs, again.existing_blobs, again.uploaded_bytes), (0, 4, 0));
+    assert_eq!(bytes.0.load(std::sync::atomic::Ordering::SeqCst), first.uploaded_bytes, "nothing moved");
 
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");

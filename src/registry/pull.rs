@@ -319,8 +319,10 @@ impl Client {
         }
         let mut writer = Sha256Writer::new(cas.writer().map_err(RegistryError::from)?);
         // One byte more than expected is enough to know the body is too long.
-        io::copy(&mut response.take(descriptor.size + 1), &mut writer)
-            .map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
+        let mut body = Progress { inner: response.take(descriptor.size + 1), client: self, unreported: 0 };
+        let copied = io::copy(&mut body, &mut writer);
+        self.transferred(body.unreported);
+        copied.map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
         let (actual, size, cas_writer) = writer.finish();
         if size != descriptor.size {
             return Err(Failure::retriable(RegistryError::SizeMismatch {
@@ -342,6 +344,24 @@ impl Client {
             }));
         }
         Ok(cas_writer.commit().map_err(RegistryError::from)?)
+    }
+}
+
+/// Reports bytes read from a body every MiB, for progress on large blobs.
+struct Progress<'a, R> {
+    inner: R,
+    client: &'a Client,
+    unreported: u64,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.unreported += read as u64;
+        if self.unreported >= 1 << 20 {
+            self.client.transferred(std::mem::take(&mut self.unreported));
+        }
+        Ok(read)
     }
 }
 

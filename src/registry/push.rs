@@ -263,6 +263,9 @@ impl Client {
                 // transit (the registry checks the digest): start over.
                 return Err(Failure::retriable(status_error(endpoint, &put, &put.url, response)));
             }
+            if chunk_min.is_none() {
+                self.transferred(blob.size);
+            }
             Ok(BlobOutcome::Uploaded(blob.size))
         })
     }
@@ -291,6 +294,7 @@ impl Client {
                 return Err(Failure::retriable(status_error(endpoint, &patch, &patch.url, response)));
             }
             url = location(endpoint, &patch, response)?;
+            self.transferred(len);
             offset += len;
         }
         Ok(url)
