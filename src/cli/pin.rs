@@ -5,7 +5,7 @@ use clap::Args;
 
 use crate::cli::GlobalArgs;
 use crate::registry::{Client, ClientOptions, Reference};
-use crate::workspace::{RegistrySetting, Workspace};
+use crate::workspace::{find_root, Workspace, WorkspaceError};
 
 #[derive(Debug, Args)]
 pub struct PinArgs {
@@ -28,13 +28,7 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    // Outside a workspace there are no `registry(...)` settings: HTTPS only.
-    let registries = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| Workspace::discover(&cwd).ok())
-        .map(|workspace| workspace.settings.registries)
-        .unwrap_or_default();
-    let client = Client::new(client_options(global, &registries)).map_err(crate::error::Error::from)?;
+    let client = Client::new(client_options(global)?).map_err(crate::error::Error::from)?;
     let (digest, _media_type) = client.resolve_tag(&reference, args.anonymous).map_err(crate::error::Error::from)?;
     let name = args.name.unwrap_or_else(|| target_name(&reference.image.repository));
     let anonymous = if args.anonymous { "    anonymous = True,\n" } else { "" };
@@ -45,10 +39,17 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The registry client options for this invocation: the workspace's
-/// `registry(...)` settings and `--offline`.
-pub(crate) fn client_options(global: &GlobalArgs, registries: &[RegistrySetting]) -> ClientOptions {
-    ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() }
+/// The registry client options for this invocation: `registry(...)`
+/// settings (mirrors, plain HTTP) from the enclosing workspace's
+/// `WORKSPACE.star`, if there is one; none outside a workspace.
+pub(crate) fn client_options(global: &GlobalArgs) -> anyhow::Result<ClientOptions> {
+    let cwd = std::env::current_dir()?;
+    let registries = match find_root(&cwd) {
+        Ok(root) => Workspace::open(&root)?.settings.registries,
+        Err(WorkspaceError::NotFound { .. }) => Vec::new(),
+        Err(error) => return Err(crate::error::Error::from(error).into()),
+    };
+    Ok(ClientOptions { registries, offline: global.offline, ..ClientOptions::default() })
 }
 
 /// `team/web-app` → `web-app`; characters a target name cannot hold become `_`.

@@ -5,7 +5,7 @@ use clap::Args;
 
 use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
-use crate::registry::{BlobSources, Client, ImageRef, PulledImage, PushRequest};
+use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
 use crate::session::TargetOutput;
 use crate::workspace::RegistrySetting;
 
@@ -77,7 +77,8 @@ pub fn push_built(
     for pulled in &built.pulled {
         sources.add_image(pulled);
     }
-    let client = Client::new(super::pin::client_options(global, registries)).map_err(crate::error::Error::from)?;
+    let options = ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
+    let client = Client::new(options).map_err(crate::error::Error::from)?;
     let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
     let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
     if !global.quiet {

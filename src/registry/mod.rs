@@ -21,7 +21,7 @@ mod reference;
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
 pub use error::RegistryError;
-pub use manifest::{media_types, Descriptor, Platform, MAX_MANIFEST_SIZE};
+pub use manifest::{parse_platform, platform_satisfies, ACCEPT, MAX_MANIFEST_SIZE};
 pub use pull::PulledImage;
 pub use push::{BlobSources, PushOutcome, PushRequest};
 pub use reference::{ImageRef, Reference};
