@@ -1,8 +1,28 @@
-//! The content-addressed store (CAS), the action cache, and the digests that
-//! name everything in them.
+//! The content-addressed store (CAS), the action cache, the file-digest
+//! memo, and the digests and keys that name everything in them. `exec`
+//! reads and writes it; `cli cache` measures and trims it.
 
+mod ac;
+mod atomic;
+mod canonical;
 mod cas;
 mod digest;
+mod dir;
+mod error;
+mod gc;
+mod key;
+mod lock;
+mod memo;
+mod verify;
 
+pub use ac::ActionCache;
+pub use canonical::canonical_json;
 pub use cas::{BlobRef, Cas, CasError, CasWriter};
 pub use digest::{Digest, DigestError, Sha256Writer};
+pub use dir::{resolve_cache_dir, Cache};
+pub use error::CacheError;
+pub use gc::{gc, stats, CacheStats, GcReport};
+pub use key::{output_digest, KeyInput, KeyInputs, BERTH_FORMAT_VERSION};
+pub use lock::CacheLock;
+pub use memo::{FileDigest, FileMemo, FileStamp};
+pub use verify::VerifiedReader;

@@ -1,8 +1,12 @@
-//! `berth cache stats|gc [--max-size SIZE]`
+//! `berth cache stats|gc [--max-size SIZE]`: measure the cache, or evict
+//! least recently used entries until it fits (under the exclusive lock, so
+//! it is safe while other builds run: it waits for them).
 
 use clap::{Args, Subcommand};
 
+use crate::cache::{gc, resolve_cache_dir, stats, CacheLock};
 use crate::cli::GlobalArgs;
+use crate::error::Error;
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -22,6 +26,101 @@ pub enum CacheCommand {
     },
 }
 
-pub fn run(_args: CacheArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth cache` is not wired up yet")
+pub fn run(args: CacheArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
+    match args.command {
+        CacheCommand::Stats => {
+            let stats = stats(&dir).map_err(Error::from)?;
+            println!("cache:       {}", dir.display());
+            println!("cas blobs:   {} ({})", stats.cas_blobs, human_size(stats.cas_bytes));
+            println!("ac entries:  {} ({})", stats.ac_entries, human_size(stats.ac_bytes));
+            println!("other:       {}", human_size(stats.other_bytes));
+            println!("total:       {}", human_size(stats.total_bytes()));
+        }
+        CacheCommand::Gc { max_size } => {
+            let max_size = parse_size(&max_size)?;
+            let lock = match CacheLock::try_exclusive(&dir).map_err(Error::from)? {
+                Some(lock) => lock,
+                None => {
+                    if !global.quiet {
+                        eprintln!("Waiting for running builds to release the cache at `{}`", dir.display());
+                    }
+                    CacheLock::exclusive(&dir).map_err(Error::from)?
+                }
+            };
+            let report = gc(&dir, max_size, &lock).map_err(Error::from)?;
+            println!(
+                "Removed {} action cache entries and {} blobs ({}); the cache holds {}",
+                report.removed_ac_entries,
+                report.removed_blobs,
+                human_size(report.removed_bytes),
+                human_size(report.remaining_bytes)
+            );
+        }
+    }
+    Ok(0)
+}
+
+const UNITS: [(&str, u64); 5] = [("B", 1), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)];
+
+/// Parses `500M`, `10G`, `1.5G`, `750K`, `1024` (bytes), with an optional
+/// `B` or `iB` after the unit, case-insensitive; units are powers of 1024.
+pub(crate) fn parse_size(text: &str) -> Result<u64, Error> {
+    let invalid = || {
+        Error::user(format!(
+            "Invalid size `{text}`: expected a number with an optional unit K, M, G or T\nhint: for example `--max-size 500M` or `--max-size 10G`"
+        ))
+    };
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit.strip_suffix("IB").or_else(|| unit.strip_suffix('B').filter(|u| !u.is_empty())).unwrap_or(&unit);
+    let multiplier = match unit {
+        "" => 1,
+        unit => UNITS.iter().find(|(name, _)| *name == unit).map(|(_, factor)| *factor).ok_or_else(invalid)?,
+    };
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    let bytes = value * multiplier as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(bytes as u64)
+}
+
+/// `1536` → `1.5 KiB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    let (name, factor) = UNITS.iter().rev().find(|(_, factor)| bytes >= *factor).copied().unwrap_or(("B", 1));
+    if factor == 1 {
+        format!("{bytes} B")
+    } else {
+        format!("{:.1} {name}iB", bytes as f64 / factor as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("500M").unwrap(), 500 << 20);
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("10g").unwrap(), 10 << 30);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_size("2KB").unwrap(), 2048);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        for bad in ["", "M", "10X", "-5M", "1.2.3G", "ten"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn formats_sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(10 << 30), "10.0 GiB");
+    }
 }

@@ -1,8 +1,16 @@
-//! `berth clean [--cache]`
+//! `berth clean [--cache]`: removes the workspace's `berth-out/`, and with
+//! `--cache` the cache directory's contents (waiting for no build to hold it).
 
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Args;
 
+use crate::cache::{resolve_cache_dir, CacheLock};
 use crate::cli::GlobalArgs;
+use crate::error::Error;
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -11,6 +19,79 @@ pub struct CleanArgs {
     pub cache: bool,
 }
 
-pub fn run(_args: CleanArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth clean` is not wired up yet")
+pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let cwd = std::env::current_dir().context("Cannot read the current directory")?;
+    match workspace_root(&cwd) {
+        Some(root) => {
+            let out = root.join("berth-out");
+            remove_dir(&out)?;
+            if !global.quiet {
+                eprintln!("Removed `{}`", out.display());
+            }
+        }
+        None if args.cache => {}
+        None => return Err(not_in_workspace(&cwd).into()),
+    }
+    if args.cache {
+        let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
+        if dir.exists() {
+            let lock = match CacheLock::try_exclusive(&dir).map_err(Error::from)? {
+                Some(lock) => lock,
+                None => {
+                    return Err(Error::user(format!(
+                        "The cache at `{}` is in use by a running build\nhint: run `berth clean --cache` again when it has finished",
+                        dir.display()
+                    ))
+                    .into())
+                }
+            };
+            for entry in fs::read_dir(&dir).with_context(|| format!("Cannot read `{}`", dir.display()))? {
+                let path = entry?.path();
+                // The lock file stays: removing it would let a build start on a
+                // fresh lock while this one is held.
+                if path.file_name() != Some("lock".as_ref()) {
+                    remove_any(&path)?;
+                }
+            }
+            drop(lock);
+            if !global.quiet {
+                eprintln!("Removed the cache at `{}`", dir.display());
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// The nearest ancestor of `start` (or `start` itself) holding `WORKSPACE.star`.
+pub(crate) fn workspace_root(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find(|dir| dir.join("WORKSPACE.star").is_file()).map(Path::to_owned)
+}
+
+pub(crate) fn not_in_workspace(cwd: &Path) -> Error {
+    Error::user(format!(
+        "Not inside a workspace: no `WORKSPACE.star` in `{}` or any parent directory\nhint: run berth from inside a workspace",
+        cwd.display()
+    ))
+}
+
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(Error::environment(format!("Cannot remove `{}`: {error}", dir.display())).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn remove_any(path: &Path) -> anyhow::Result<()> {
+    if fs::symlink_metadata(path).map(|metadata| metadata.is_dir()).unwrap_or(false) {
+        remove_dir(path)
+    } else {
+        match fs::remove_file(path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(Error::environment(format!("Cannot remove `{}`: {error}", path.display())).into())
+            }
+            _ => Ok(()),
+        }
+    }
 }

@@ -1,8 +1,11 @@
-//! `berth push LABEL [--repository R] [--tag T]...`
+//! `berth push LABEL [--repository R] [--tag T]...`: builds the image, pushes
+//! it and everything it references, prints the pushed manifest digest.
 
 use clap::Args;
 
+use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
+use crate::registry::{BlobSources, Client, ImageRef, PulledImage, PushRequest};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -16,6 +19,55 @@ pub struct PushArgs {
     pub tags: Vec<String>,
 }
 
-pub fn run(_args: PushArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth push` is not wired up yet")
+pub fn run(args: PushArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
+    // Integration point: `berth build` turns `args.label` into a `BuiltImage`
+    // and calls `push_built`.
+    anyhow::bail!(
+        "`berth push {}` needs `berth build` to hand it the built image; that step is not wired yet",
+        args.label
+    )
+}
+
+/// What building a pushable label yields.
+#[allow(dead_code)] // Constructed by the `berth build` integration.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// The image manifest or index, in the CAS.
+    pub root: BlobRef,
+    pub media_type: String,
+    /// The target's `repository` and `tag`/`tags` attributes.
+    pub repository: Option<String>,
+    pub tags: Vec<String>,
+    /// The pulled base images it is built on: their layers may be missing
+    /// from the CAS (lazy pulls) and are mounted or fetched from there.
+    pub pulled: Vec<PulledImage>,
+}
+
+/// Pushes a built image where the flags (or the target) say, printing the
+/// manifest digest on stdout.
+#[allow(dead_code)] // Called by the `berth build` integration.
+pub fn push_built(args: &PushArgs, global: &GlobalArgs, cas: &Cas, built: &BuiltImage) -> anyhow::Result<i32> {
+    let repository = args.repository.as_ref().or(built.repository.as_ref()).ok_or_else(|| {
+        crate::error::Error::user(format!(
+            "Target `{}` has no `repository` to push to\nhint: set `repository` on the target or pass `--repository`",
+            args.label
+        ))
+    })?;
+    let destination = ImageRef::parse(repository).map_err(crate::error::Error::from)?;
+    let tags = if args.tags.is_empty() { built.tags.clone() } else { args.tags.clone() };
+    let mut sources = BlobSources::new();
+    for pulled in &built.pulled {
+        sources.add_image(pulled);
+    }
+    let client = Client::new(super::pin::client_options(global)).map_err(crate::error::Error::from)?;
+    let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
+    let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
+    if !global.quiet {
+        eprintln!(
+            "Pushed {repository}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
+            outcome.uploaded_blobs, outcome.uploaded_bytes, outcome.mounted_blobs, outcome.existing_blobs
+        );
+    }
+    println!("{}", outcome.digest);
+    Ok(0)
 }

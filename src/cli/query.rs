@@ -1,8 +1,14 @@
 //! `berth query [EXPR] [--output label|json|dot]`
 
+use std::io::Write;
+
 use clap::{Args, ValueEnum};
 
 use crate::cli::GlobalArgs;
+use crate::error::Error;
+use crate::frontend;
+use crate::graph::{self, render_query, QueryExpr};
+use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
@@ -21,6 +27,26 @@ pub enum QueryOutput {
     Dot,
 }
 
-pub fn run(_args: QueryArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth query` is not wired up yet")
+impl From<QueryOutput> for graph::QueryOutput {
+    fn from(output: QueryOutput) -> graph::QueryOutput {
+        match output {
+            QueryOutput::Label => graph::QueryOutput::Label,
+            QueryOutput::Json => graph::QueryOutput::Json,
+            QueryOutput::Dot => graph::QueryOutput::Dot,
+        }
+    }
+}
+
+pub fn run(args: QueryArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
+    let expr = QueryExpr::parse(&args.expr).map_err(Error::from)?;
+    let workspace = Workspace::discover(&std::env::current_dir()?)?;
+    let graph = frontend::load(&workspace, &expr.patterns())?;
+    let labels = expr.evaluate(&graph).map_err(Error::from)?;
+    let text = render_query(&graph, &labels, args.output.into());
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        // A closed pipe (`berth query | head`) is not an error.
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(0),
+    }
 }

@@ -1,1 +1,22 @@
-//! Loading: evaluates `BUILD.star` and `.star` files with starlark-rust and records targets.
+//! Loading: evaluates `WORKSPACE.star`, `BUILD.star` and `.star` files with
+//! starlark-rust and records the targets they declare as `graph::TargetNode`s.
+//! No Starlark value leaves this module.
+//!
+//! Rules are Starlark macros in `rules/*.star` (embedded, `@berth//rules:...`)
+//! over one native primitive per kind, `native.<kind>(name = ..., **attrs)`,
+//! whose attribute schemas live in `schema`.
+
+mod context;
+mod error;
+mod glob;
+mod globals;
+mod limits;
+mod loader;
+mod prelude;
+mod schema;
+mod workspace_file;
+
+pub use error::{Diagnostic, LoadError};
+pub use limits::GuardedAllocator;
+pub use loader::load;
+pub use workspace_file::evaluate_workspace_file;

@@ -1,7 +1,9 @@
 //! Image archives for `berth export`: `oci-archive` (an OCI image layout in a
-//! tar, skopeo's `oci-archive:`) and `docker-archive` (what `docker save`
-//! writes since Docker 25: an OCI layout plus `manifest.json` with
-//! `RepoTags`, which `docker load` and `podman load` read). Both are plain,
+//! tar, skopeo's `oci-archive:`) and `docker-archive` (`docker save`'s format:
+//! `manifest.json` with `RepoTags`, the config and the layers, which
+//! `docker load` and `podman load` read). The docker archive has no
+//! `index.json`: podman would then read it as an OCI archive and take the
+//! tag for a name. Both are plain,
 //! deterministic tars written straight from the CAS into a temp file that is
 //! renamed into place, so nothing half-written is ever at the output path.
 
@@ -12,7 +14,7 @@ use std::path::Path;
 
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::layout::{image_blobs, layout_index, parse, read_blob, OCI_LAYOUT};
-use crate::oci::{canonical_json, read_root, ImageRoot, Manifest, OciError};
+use crate::oci::{canonical_json, read_root, Compression, ImageRoot, Manifest, OciError};
 
 /// Writes the image or index `root` as an OCI archive at `out_path`, with
 /// `ref_name` (the tag) as `org.opencontainers.image.ref.name`.
@@ -38,8 +40,14 @@ pub fn write_docker_archive(
             "A docker-archive holds a single image, and this is a multi-platform index\nhint: export one of the index's images, or use `--format oci-archive`".to_owned(),
         ));
     }
-    let blobs = checked_blobs(cas, &root)?;
     let parsed: Manifest = parse(&read_blob(cas, manifest.digest)?, manifest.digest, "image manifest")?;
+    if parsed.layers.iter().any(|layer| Compression::from_media_type(&layer.media_type) == Some(Compression::Zstd)) {
+        return Err(OciError::Unsupported(
+            "A docker-archive cannot hold zstd layers: Docker v2 images have no zstd media type and `docker load` before Docker 25 cannot read them\nhint: set `compression = \"gzip\"` on the image, or use `--format oci-archive`".to_owned(),
+        ));
+    }
+    // The image manifest itself is not part of a docker-archive.
+    let blobs: Vec<BlobRef> = checked_blobs(cas, &root)?.into_iter().filter(|blob| *blob != manifest).collect();
     let blob_path = |digest: Digest| format!("blobs/sha256/{}", digest.hex());
     let tags: Vec<String> = repo_tags.iter().map(|tag| with_default_tag(tag)).collect();
     let docker_manifest = serde_json::json!([{
@@ -49,12 +57,7 @@ pub fn write_docker_archive(
     }]);
     let docker_manifest = canonical_json(&docker_manifest)
         .map_err(|error| OciError::Unsupported(format!("Cannot serialize manifest.json: {error}")))?;
-    let ref_name = tags.first().and_then(|tag| tag.rsplit_once(':')).map(|(_, tag)| tag);
-    let files = vec![
-        ("index.json", layout_index(&root, ref_name)?),
-        ("manifest.json", docker_manifest),
-        ("oci-layout", OCI_LAYOUT.to_vec()),
-    ];
+    let files = vec![("manifest.json", docker_manifest)];
     write_archive(cas, &blobs, files, out_path)
 }
 
@@ -142,5 +145,91 @@ impl<R: Read> Read for VerifyingReader<R> {
         let read = self.inner.read(buf)?;
         sha2::Digest::update(&mut self.hasher, &buf[..read]);
         Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::oci::{media_types, Descriptor, REF_NAME_ANNOTATION};
+
+    fn read_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut archive = tar::Archive::new(File::open(path).unwrap());
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let mut entry = entry.unwrap();
+                assert_eq!((entry.header().mtime().unwrap(), entry.header().uid().unwrap()), (0, 0));
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                (entry.path().unwrap().display().to_string(), bytes)
+            })
+            .collect()
+    }
+
+    fn image(cas: &Cas) -> (BlobRef, BlobRef, BlobRef) {
+        let layer = cas.put_bytes(b"not really a tar").unwrap();
+        let config = cas.put_bytes(br#"{"architecture":"amd64","os":"linux"}"#).unwrap();
+        let manifest = Manifest::new(
+            Descriptor::new(media_types::CONFIG, config),
+            vec![Descriptor::new(media_types::LAYER_GZIP, layer)],
+            Default::default(),
+        );
+        (cas.put_bytes(&canonical_json(&manifest).unwrap()).unwrap(), config, layer)
+    }
+
+    #[test]
+    fn oci_archive_holds_the_layout_with_the_ref_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (manifest, config, layer) = image(&cas);
+        let out = dir.path().join("image.tar");
+        write_oci_archive(&cas, manifest, Some("1.0"), &out).unwrap();
+        let entries = read_entries(&out);
+        let mut expected: Vec<String> = [manifest, config, layer]
+            .iter()
+            .map(|blob| format!("blobs/sha256/{}", blob.digest.hex()))
+            .chain(["blobs", "blobs/sha256", "index.json", "oci-layout"].map(str::to_owned))
+            .collect();
+        expected.sort();
+        assert_eq!(entries.keys().cloned().collect::<Vec<_>>(), expected);
+        let index: serde_json::Value = serde_json::from_slice(&entries["index.json"]).unwrap();
+        assert_eq!(index["manifests"][0]["annotations"][REF_NAME_ANNOTATION], "1.0");
+        assert_eq!(index["manifests"][0]["digest"], manifest.digest.to_string());
+    }
+
+    #[test]
+    fn docker_archive_lists_config_and_layers_with_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (manifest, config, layer) = image(&cas);
+        let out = dir.path().join("image.tar");
+        write_docker_archive(&cas, manifest, &["example.com:5000/app".to_owned()], &out).unwrap();
+        let entries = read_entries(&out);
+        assert!(!entries.contains_key("index.json"));
+        let docker: serde_json::Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+        assert_eq!(
+            docker,
+            serde_json::json!([{
+                "Config": format!("blobs/sha256/{}", config.digest.hex()),
+                "Layers": [format!("blobs/sha256/{}", layer.digest.hex())],
+                "RepoTags": ["example.com:5000/app:latest"],
+            }])
+        );
+    }
+
+    #[test]
+    fn a_corrupt_blob_fails_the_archive_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (manifest, _, layer) = image(&cas);
+        fs::write(cas.path(&layer.digest), b"not really a taR").unwrap();
+        let out = dir.path().join("image.tar");
+        let error = write_oci_archive(&cas, manifest, None, &out).unwrap_err();
+        assert!(matches!(error, OciError::Cas(CasError::Corrupt { .. })), "{error}");
+        assert!(!out.exists());
     }
 }

@@ -219,13 +219,19 @@ impl LayerBuilder {
     }
 
     /// Adds one entry at an absolute, normalised `path`. A path that is
-    /// already there is a user error naming it.
+    /// already there is a user error naming it (unless both are the same
+    /// directory).
     pub fn add(&mut self, path: &str, meta: EntryMeta, body: Body) -> Result<(), OciError> {
         validate_path(path)?;
         if path == "/" && body != Body::Directory {
             return Err(OciError::InvalidPath { path: path.to_owned(), reason: "the root can only be a directory" });
         }
-        if self.entries.contains_key(path) {
+        if let Some(existing) = self.entries.get(path) {
+            // The same directory declared twice (by two `files` targets) is
+            // one directory; anything else at one path is ambiguous.
+            if existing.body == Body::Directory && body == Body::Directory && existing.meta == meta {
+                return Ok(());
+            }
             return Err(OciError::DuplicatePath { path: path.to_owned() });
         }
         self.entries.insert(path.to_owned(), Planned { meta, body });
@@ -763,7 +769,8 @@ mod tests {
     fn duplicates_and_bad_paths_are_user_errors() {
         let mut builder = LayerBuilder::new(0);
         builder.add("/a", EntryMeta::default(), Body::Directory).unwrap();
-        let error = builder.add("/a", EntryMeta::default(), Body::Directory).unwrap_err();
+        builder.add("/a", EntryMeta::default(), Body::Directory).unwrap();
+        let error = builder.add("/a", EntryMeta { uid: 1, ..EntryMeta::default() }, Body::Directory).unwrap_err();
         assert_eq!(error.to_string().lines().next().unwrap(), "Duplicate path `/a` in the layer");
         assert_eq!(crate::error::Error::from(error).kind, crate::error::ErrorKind::User);
         for bad in ["a", "/a/", "/a//b", "/a/./b", "/a/../b", ""] {

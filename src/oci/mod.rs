@@ -9,6 +9,7 @@ mod compress;
 mod config;
 pub mod deb;
 mod error;
+mod extract;
 mod layer;
 mod layout;
 mod manifest;
@@ -21,6 +22,10 @@ pub use config::{
     rfc3339, ConfigSettings, EmptyObject, ExecConfig, Healthcheck, History, ImageConfig, NewLayer, RootFs,
 };
 pub use error::OciError;
+pub use extract::{
+    extract_layer_cached, is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, UnpackStats,
+    OPAQUE_XATTR,
+};
 pub use layer::{
     normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar,
     Ownership, PackedLayer, DIR_MODE, FILE_MODE, SYMLINK_MODE,

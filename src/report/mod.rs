@@ -1,1 +1,8 @@
-//! Reporting: draws engine events on the console (the only module besides `cli` that prints).
+//! Reporting: the events the engine emits, and the console that draws them
+//! (the only module besides `cli` that prints).
+
+mod console;
+mod event;
+
+pub use console::{ConsoleMode, ConsoleReporter, Verbosity};
+pub use event::{Event, NullReporter, Reporter};

@@ -53,7 +53,8 @@ impl Label {
             }
         } else if let Some(name) = rest.strip_prefix(':') {
             (current_package.to_owned(), name.to_owned())
-        } else if !rest.contains(':') && !rest.contains('/') && !rest.is_empty() {
+        } else if !rest.contains(':') && !rest.is_empty() {
+            // A relative name may hold slashes (`srcs = ["src/main.py"]`), as in Bazel.
             (current_package.to_owned(), rest)
         } else {
             return Err(invalid("expected `//pkg:name` or `:name`"));
@@ -67,10 +68,34 @@ impl Label {
         if name.is_empty() {
             return Err(invalid("the target name is empty"));
         }
-        if name.contains(':') || name.starts_with('/') {
-            return Err(invalid("target names may not contain `:` or start with `/`"));
+        if name.contains(':') || name.starts_with('/') || name.ends_with('/') {
+            return Err(invalid("target names may not contain `:` or start or end with `/`"));
+        }
+        if name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+            return Err(invalid("target names may not contain empty, `.` or `..` path segments"));
         }
         Ok(Label { repo, package, name })
+    }
+
+    /// Parses `text` as written in a file declared by `context` (a BUILD or
+    /// `.star` file's label): relative and `//` labels stay in `context`'s
+    /// repository, as in Bazel, so `@berth` files can load each other by `:name`.
+    pub fn parse_in(text: &str, context: &Label) -> Result<Label, LabelError> {
+        let mut label = Label::parse(text, &context.package)?;
+        if label.repo.is_none() && !text.starts_with('@') {
+            label.repo.clone_from(&context.repo);
+        }
+        Ok(label)
+    }
+
+    /// The path the label names relative to its repository root:
+    /// `//app:src/main.py` → `app/src/main.py`.
+    pub fn path(&self) -> String {
+        if self.package.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.package, self.name)
+        }
     }
 
     /// The label without its `#variant` suffix.
@@ -108,13 +133,20 @@ mod tests {
         assert_eq!(Label::parse("img", "app").unwrap(), Label::new("app", "img"));
         assert_eq!(Label::parse("//:empty", "app").unwrap(), Label::new("", "empty"));
         assert_eq!(Label::parse("//base:python#slim", "").unwrap().base(), Label::new("base", "python"));
+        assert_eq!(Label::parse("src/main.py", "app").unwrap(), Label::new("app", "src/main.py"));
         let library = Label::parse("@berth//rules:defs.star", "").unwrap();
         assert_eq!(library.to_string(), "@berth//rules:defs.star");
+        assert_eq!(Label::parse_in(":image.star", &library).unwrap().to_string(), "@berth//rules:image.star");
+        assert_eq!(
+            Label::parse_in("//tools:defs.star", &Label::new("app", "BUILD.star")).unwrap().path(),
+            "tools/defs.star"
+        );
+        assert_eq!(Label::new("", "empty").path(), "empty");
     }
 
     #[test]
     fn refuses_malformed_labels() {
-        for bad in ["//", "//a/../b:c", "//a/:b", "app:img", "//a:", "@other//a:b", "//a:b:c"] {
+        for bad in ["//", "//a/../b:c", "//a/:b", "app:img", "//a:", "@other//a:b", "//a:b:c", "../x", "a//b", "./x"] {
             assert!(Label::parse(bad, "").is_err(), "{bad} should be refused");
         }
     }

@@ -1,0 +1,25 @@
+//! One analysis function per native kind: a target's attributes and its
+//! dependencies' providers in, its provider (and registered actions) out.
+
+mod files;
+mod image_build;
+mod image_index;
+mod oci_layer;
+
+use crate::analysis::{Analyzer, Provider};
+use crate::error::{Error, Result};
+use crate::graph::TargetNode;
+
+pub fn analyze_target(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+    match target.kind.as_str() {
+        "files" => files::analyze(analyzer, target),
+        "oci_layer" => oci_layer::analyze(analyzer, target),
+        "oci_image_empty" => image_build::analyze_empty(analyzer, target),
+        "oci_image_build" => image_build::analyze(analyzer, target),
+        "oci_image_index" => image_index::analyze(analyzer, target),
+        other => Err(Error::user(format!(
+            "{}: `{}` is a `{other}` target, which this version of berth cannot build yet",
+            target.location, target.label
+        ))),
+    }
+}

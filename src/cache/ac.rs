@@ -1,0 +1,128 @@
+//! The action cache: `ac/<key hex>` holds the canonical JSON of the
+//! [`ActionOutput`] an action produced. An entry is a hit only if every blob
+//! it references is still in the CAS.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::actions::ActionOutput;
+use crate::cache::atomic::{ensure_dir, touch, write_atomic};
+use crate::cache::error::io_at;
+use crate::cache::{canonical_json, CacheError, Cas, Digest};
+
+/// The action cache under `<cache>/ac`.
+#[derive(Debug, Clone)]
+pub struct ActionCache {
+    root: PathBuf,
+    tmp: PathBuf,
+}
+
+impl ActionCache {
+    /// Opens (creating if needed) the action cache under `cache_dir/ac`.
+    pub fn open(cache_dir: &Path) -> Result<ActionCache, CacheError> {
+        let root = cache_dir.join("ac");
+        let tmp = cache_dir.join("tmp");
+        for dir in [&root, &tmp] {
+            ensure_dir(dir).map_err(io_at(dir))?;
+        }
+        Ok(ActionCache { root, tmp })
+    }
+
+    /// Where the entry for `key` lives (whether or not it exists).
+    pub fn path(&self, key: &Digest) -> PathBuf {
+        self.root.join(key.hex())
+    }
+
+    /// The cached output for `key`, if there is one whose blobs are all in
+    /// `cas`. A hit refreshes the entry's access stamp (for `cache gc`). An
+    /// entry that does not parse is removed and counts as a miss.
+    pub fn get(&self, key: &Digest, cas: &Cas) -> Result<Option<ActionOutput>, CacheError> {
+        let path = self.path(key);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CacheError::Io { path, source }),
+        };
+        let output: ActionOutput = match serde_json::from_slice(&bytes) {
+            Ok(output) => output,
+            Err(_) => {
+                // A foreign or damaged file: not ours to trust, cheap to rebuild.
+                let _ = fs::remove_file(&path);
+                return Ok(None);
+            }
+        };
+        if !output.blobs.values().all(|blob| cas.contains(&blob.digest)) {
+            return Ok(None);
+        }
+        // Best effort: a read-only cache still serves hits.
+        let _ = touch(&path);
+        Ok(Some(output))
+    }
+
+    /// Records `output` under `key`. Idempotent: two processes that ran the
+    /// same action write the same bytes, and the rename is atomic.
+    pub fn put(&self, key: &Digest, output: &ActionOutput) -> Result<(), CacheError> {
+        let path = self.path(key);
+        write_atomic(&self.tmp, &path, &canonical_json(output)).map_err(io_at(path))
+    }
+
+    /// Forgets the entry for `key` (used when one of its blobs turned out corrupt).
+    pub fn remove(&self, key: &Digest) -> Result<(), CacheError> {
+        let path = self.path(key);
+        match fs::remove_file(&path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => Err(CacheError::Io { path, source: error }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn output(cas: &Cas, bytes: &[u8]) -> ActionOutput {
+        let blob = cas.put_bytes(bytes).unwrap();
+        ActionOutput { blobs: BTreeMap::from([("layer".to_owned(), blob)]), metadata: serde_json::json!({"n": 1}) }
+    }
+
+    #[test]
+    fn miss_then_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let ac = ActionCache::open(dir.path()).unwrap();
+        let key = Digest::of(b"key");
+        assert_eq!(ac.get(&key, &cas).unwrap(), None);
+        let out = output(&cas, b"bytes");
+        ac.put(&key, &out).unwrap();
+        assert_eq!(ac.get(&key, &cas).unwrap(), Some(out.clone()));
+        ac.put(&key, &out).unwrap();
+        assert_eq!(ac.get(&key, &cas).unwrap(), Some(out), "writes are idempotent");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no temp file left");
+    }
+
+    #[test]
+    fn entry_with_a_missing_blob_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let ac = ActionCache::open(dir.path()).unwrap();
+        let key = Digest::of(b"key");
+        let out = output(&cas, b"bytes");
+        ac.put(&key, &out).unwrap();
+        fs::remove_file(cas.path(&out.blobs["layer"].digest)).unwrap();
+        assert_eq!(ac.get(&key, &cas).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_entry_is_a_miss_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let ac = ActionCache::open(dir.path()).unwrap();
+        let key = Digest::of(b"key");
+        fs::write(ac.path(&key), b"{not json").unwrap();
+        assert_eq!(ac.get(&key, &cas).unwrap(), None);
+        assert!(!ac.path(&key).exists());
+    }
+}

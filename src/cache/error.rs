@@ -1,0 +1,47 @@
+//! Errors of the cache layer (action cache, file-digest memo, lock, gc).
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::cache::CasError;
+use crate::error::Error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("Cache I/O error at `{path}`: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Cas(#[from] CasError),
+    #[error("Source file `{path}` not found\nhint: check the `srcs` of the target that declares it")]
+    SourceMissing { path: PathBuf },
+    #[error("Cannot read source file `{path}`: {source}")]
+    SourceUnreadable { path: PathBuf, source: io::Error },
+    #[error("Source file `{path}` changed while berth was reading it\nhint: run the build again once the file stops changing")]
+    SourceChanged { path: PathBuf },
+    #[error("No cache directory: neither `--cache-dir`, `BERTH_CACHE_DIR`, `XDG_CACHE_HOME` nor `HOME` is set")]
+    NoCacheDir,
+    #[error("Cannot lock the cache at `{path}`: {source}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("Garbage collection needs the cache's exclusive lock")]
+    NotExclusive,
+}
+
+impl From<CacheError> for Error {
+    fn from(error: CacheError) -> Error {
+        match error {
+            CacheError::Cas(error) => error.into(),
+            CacheError::SourceMissing { .. } | CacheError::SourceChanged { .. } => Error::user(error.to_string()),
+            CacheError::NotExclusive => Error::internal(error.to_string()),
+            CacheError::Io { .. }
+            | CacheError::SourceUnreadable { .. }
+            | CacheError::NoCacheDir
+            | CacheError::Lock { .. } => Error::environment(error.to_string()),
+        }
+    }
+}
+
+/// Shorthand for mapping an `io::Error` at `path` into [`CacheError::Io`].
+pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> CacheError {
+    let path = path.into();
+    move |source| CacheError::Io { path, source }
+}

@@ -1,0 +1,196 @@
+//! Resource limits of Starlark evaluation, so that a runaway BUILD or `.star`
+//! file ends in a clear error in bounded time and memory instead of hanging
+//! or aborting berth.
+//!
+//! starlark-rust enforces a call-depth limit, a tick limit (one tick per call
+//! or loop iteration) and a heap limit (checked every 1,000 ticks). Single
+//! native operations such as `"x" * (1 << 30)` or `[0] * (1 << 28)`
+//! allocate their result in one go, between two checks; Rust aborts the
+//! process when such an allocation fails. `GuardedAllocator` refuses any
+//! single allocation above `MAX_ALLOCATION` made while a file evaluates, and
+//! exits with an error naming the file instead.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use starlark::eval::Evaluator;
+use starlark::ErrorKind;
+
+use crate::frontend::error::{Diagnostic, LoadError};
+use crate::graph::Location;
+
+/// Deepest Starlark call stack: rule macros nest a handful deep.
+pub(crate) const MAX_CALL_DEPTH: usize = 200;
+/// Function calls plus loop iterations per file.
+pub(crate) const MAX_TICKS: u64 = 10_000_000;
+/// Starlark heap per file.
+pub(crate) const MAX_HEAP_BYTES: usize = 1 << 30;
+/// Largest single allocation while a file evaluates.
+pub(crate) const MAX_ALLOCATION: usize = 1 << 30;
+
+/// Sets every limit on a fresh evaluator.
+pub(crate) fn apply(eval: &mut Evaluator) {
+    eval.set_max_callstack_size(MAX_CALL_DEPTH).expect("a fresh evaluator has no call-stack limit");
+    eval.set_max_tick_count(MAX_TICKS).expect("a fresh evaluator has no tick limit");
+    eval.set_max_heap_size(MAX_HEAP_BYTES).expect("a fresh evaluator has no heap limit");
+}
+
+/// Runs an evaluation of `file` with the allocation guard on, turning
+/// Starlark errors (and panics of native code) into `LoadError`s.
+pub(crate) fn guarded<T>(file: &str, run: impl FnOnce() -> starlark::Result<T>) -> Result<T, LoadError> {
+    let _guard = Guard::enter(file);
+    match catch_unwind(AssertUnwindSafe(run)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(classify(file, error)),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|text| text.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(LoadError::Limit(
+                Diagnostic::new(format!("Evaluating `{file}` failed inside a built-in: {reason}"))
+                    .hint("this is most likely an operation on a value far too large; check loops and repetitions"),
+            ))
+        }
+    }
+}
+
+fn classify(file: &str, error: starlark::Error) -> LoadError {
+    let location = error.span().map(|span| {
+        let begin = span.resolve_span().begin;
+        Location { path: span.filename().to_owned(), line: begin.line as u32 + 1, column: begin.column as u32 + 1 }
+    });
+    let message = error.without_diagnostic().to_string();
+    let limit =
+        |message: String, hint: &str| LoadError::Limit(Diagnostic::new(message).maybe_at(location.clone()).hint(hint));
+    if matches!(error.kind(), ErrorKind::StackOverflow(_)) {
+        return limit(
+            format!("Evaluating `{file}` exceeded {MAX_CALL_DEPTH} nested calls"),
+            "look for a function that calls itself without end",
+        );
+    }
+    if message.starts_with("Execution duration limit") {
+        return limit(
+            format!("Evaluating `{file}` took more than {MAX_TICKS} steps (function calls and loop iterations)"),
+            "look for a loop over a huge range; BUILD files should declare targets, not compute",
+        );
+    }
+    if message.starts_with("Heap memory limit") {
+        return limit(
+            format!("Evaluating `{file}` used more than {} MiB of Starlark heap", MAX_HEAP_BYTES >> 20),
+            "look for a list or string grown without bound",
+        );
+    }
+    LoadError::Starlark(starlark_message(&error))
+}
+
+/// starlark-rust's rendering (with the source snippet), without the
+/// `error: ` it starts some messages with: the command line adds its own.
+pub(crate) fn starlark_message(error: &starlark::Error) -> String {
+    let text = error.to_string();
+    text.strip_prefix("error: ").map(str::to_owned).unwrap_or(text).trim_end().to_owned()
+}
+
+thread_local! {
+    /// The file being evaluated on this thread, while the guard is on.
+    static GUARDED_FILE: Cell<Option<(*const u8, usize)>> = const { Cell::new(None) };
+}
+
+/// Turns the allocation guard on for this thread while it lives.
+struct Guard {
+    previous: Option<(*const u8, usize)>,
+}
+
+impl Guard {
+    fn enter(file: &str) -> Guard {
+        let previous = GUARDED_FILE.with(|cell| cell.replace(Some((file.as_ptr(), file.len()))));
+        Guard { previous }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        GUARDED_FILE.with(|cell| cell.set(self.previous));
+    }
+}
+
+/// The system allocator, refusing huge allocations while Starlark evaluates
+/// on the current thread (see the module documentation). Outside evaluation
+/// it is `System` plus one comparison.
+pub struct GuardedAllocator;
+
+#[global_allocator]
+static ALLOCATOR: GuardedAllocator = GuardedAllocator;
+
+fn guarded_file() -> Option<(*const u8, usize)> {
+    // `try_with`: the thread-local may be gone while the thread exits.
+    GUARDED_FILE.try_with(Cell::get).ok().flatten()
+}
+
+fn check(size: usize) {
+    if size > MAX_ALLOCATION {
+        if let Some(file) = guarded_file() {
+            refuse(file, size);
+        }
+    }
+}
+
+fn check_result(pointer: *mut u8, size: usize) -> *mut u8 {
+    if pointer.is_null() {
+        if let Some(file) = guarded_file() {
+            refuse(file, size);
+        }
+    }
+    pointer
+}
+
+/// Prints the error without allocating and exits with the user-error code.
+fn refuse((file, length): (*const u8, usize), size: usize) -> ! {
+    fn write(bytes: &[u8]) {
+        // SAFETY: writing an initialised buffer to stderr.
+        unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+    }
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = size;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    write(b"error: Evaluating `");
+    // SAFETY: the guard holds a pointer to the file name, alive while it is on.
+    write(unsafe { std::slice::from_raw_parts(file, length) });
+    write(b"` tried to allocate ");
+    write(&digits[at..]);
+    write(b" bytes at once; berth stops at 1 GiB\n");
+    write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `[0] * (1 << 28)`\n");
+    // SAFETY: `_exit` ends the process without running code that could allocate.
+    unsafe { libc::_exit(1) }
+}
+
+unsafe impl GlobalAlloc for GuardedAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        check(layout.size());
+        check_result(unsafe { System.alloc(layout) }, layout.size())
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        check(layout.size());
+        check_result(unsafe { System.alloc_zeroed(layout) }, layout.size())
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(pointer, layout) }
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        check(new_size);
+        check_result(unsafe { System.realloc(pointer, layout, new_size) }, new_size)
+    }
+}

@@ -1,0 +1,446 @@
+//! The loading phase: finds the packages the patterns need, evaluates their
+//! BUILD files (in parallel) and the `.star` files they load (once each,
+//! frozen and shared), and resolves every label into the target graph.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::path::Path;
+
+use rayon::prelude::*;
+use starlark::environment::{FrozenModule, Module};
+use starlark::eval::{Evaluator, ReturnFileLoader};
+use starlark::syntax::{AstModule, Dialect, DialectTypes};
+use starlark::values::FrozenHeapName;
+
+use crate::error::Error;
+use crate::frontend::context::{EvalContext, PackageContext};
+use crate::frontend::error::{Diagnostic, LoadError};
+use crate::frontend::limits;
+use crate::frontend::prelude::Library;
+use crate::frontend::schema::{self, EMPTY_IMAGE};
+use crate::graph::{closest, AttrValue, Location, SourceFile, TargetGraph, TargetNode};
+use crate::workspace::{Label, Pattern, Workspace, BUILD_FILES};
+
+/// The Starlark dialect of every berth file: standard plus `load`,
+/// f-strings, type annotations (checked) and keyword-only arguments.
+pub(crate) fn dialect() -> Dialect {
+    Dialect {
+        enable_keyword_only_arguments: true,
+        enable_types: DialectTypes::Enable,
+        enable_f_strings: true,
+        enable_top_level_stmt: true,
+        ..Dialect::Standard
+    }
+}
+
+/// Loads the packages `patterns` name, and the packages of their
+/// dependencies, transitively, into a target graph.
+///
+/// Only those packages are evaluated. Labels are resolved: each names a
+/// target, or else an existing file of its package (a source file); anything
+/// else is an error naming the BUILD file, line and column. `//:empty` is
+/// always in the graph. Resolve the patterns themselves with
+/// `TargetGraph::resolve_patterns`.
+pub fn load(workspace: &Workspace, patterns: &[Pattern]) -> Result<TargetGraph, Error> {
+    Loader::new(workspace)?.run(patterns).map_err(Error::from)
+}
+
+/// One `load` statement, resolved.
+struct LoadStmt {
+    /// The string as written, which the Starlark loader is asked for.
+    id: String,
+    label: Label,
+    location: Location,
+    /// The names it imports from the module.
+    symbols: Vec<String>,
+}
+
+/// A BUILD file, parsed, with its loads resolved.
+struct ParsedBuild {
+    package: String,
+    build_file: String,
+    ast: AstModule,
+    loads: Vec<LoadStmt>,
+}
+
+struct Loader<'a> {
+    workspace: &'a Workspace,
+    library: &'static Library,
+    /// Evaluated workspace `.star` files, by label.
+    star_modules: HashMap<Label, FrozenModule>,
+}
+
+impl<'a> Loader<'a> {
+    fn new(workspace: &'a Workspace) -> Result<Loader<'a>, LoadError> {
+        Ok(Loader { workspace, library: Library::get()?, star_modules: HashMap::new() })
+    }
+
+    fn run(mut self, patterns: &[Pattern]) -> Result<TargetGraph, LoadError> {
+        let mut pending = self.initial_packages(patterns)?;
+        let mut loaded: BTreeMap<String, Vec<TargetNode>> = BTreeMap::new();
+        // Large stacks: deeply nested Starlark recurses in the parser and evaluator.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .stack_size(16 << 20)
+            .thread_name(|index| format!("berth-loading-{index}"))
+            .build()
+            .map_err(|error| LoadError::Starlark(format!("Cannot start the loading threads: {error}")))?;
+        while !pending.is_empty() {
+            let batch: Vec<String> = std::mem::take(&mut pending).into_iter().collect();
+            let parsed =
+                pool.install(|| batch.par_iter().map(|package| self.parse_build(package.as_str())).collect::<Vec<_>>());
+            let parsed = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
+            for build in &parsed {
+                for load in &build.loads {
+                    self.load_star(load, &mut Vec::new())?;
+                }
+            }
+            let this = &self;
+            let results =
+                pool.install(|| parsed.into_par_iter().map(|build| this.evaluate_build(build)).collect::<Vec<_>>());
+            for result in results {
+                let (package, targets) = result?;
+                loaded.insert(package, targets);
+            }
+            for package in &batch {
+                for dep in loaded[package].iter().flat_map(|target| &target.deps) {
+                    if !loaded.contains_key(&dep.package) && self.workspace.build_file(&dep.package).is_some() {
+                        pending.insert(dep.package.clone());
+                    }
+                }
+            }
+        }
+        self.resolve(loaded)
+    }
+
+    fn initial_packages(&self, patterns: &[Pattern]) -> Result<BTreeSet<String>, LoadError> {
+        let mut packages = BTreeSet::new();
+        for pattern in patterns {
+            match pattern {
+                Pattern::Recursive { package } => packages.extend(self.workspace.packages_under(package)?),
+                Pattern::Target(label) if label.to_string() == EMPTY_IMAGE => {
+                    packages.extend(self.workspace.build_file("").map(|_| String::new()));
+                }
+                _ => {
+                    self.workspace.require_package(pattern.package())?;
+                    packages.insert(pattern.package().to_owned());
+                }
+            }
+        }
+        Ok(packages)
+    }
+
+    fn parse_build(&self, package: &str) -> Result<ParsedBuild, LoadError> {
+        let build_file =
+            self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
+        let text = read(&self.workspace.root, &build_file)?;
+        let ast = AstModule::parse(&build_file, text, &dialect())
+            .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
+        let context = Label::new(package, BUILD_FILES[0]);
+        let loads = resolve_loads(&ast, &context)?;
+        Ok(ParsedBuild { package: package.to_owned(), build_file, ast, loads })
+    }
+
+    /// Evaluates the `.star` file `load` names (and what it loads), once.
+    fn load_star(&mut self, load: &LoadStmt, chain: &mut Vec<Label>) -> Result<(), LoadError> {
+        let label = &load.label;
+        if label.repo.is_some() {
+            let module = self.library.module(label).ok_or_else(|| {
+                Diagnostic::new(format!("Cannot load `{label}`: the rule library has no such file"))
+                    .at(load.location.clone())
+                    .hint("the library's public entry point is `@berth//rules:defs.star`")
+            })?;
+            return check_symbols(load, module);
+        }
+        if let Some(module) = self.star_modules.get(label) {
+            return check_symbols(load, module);
+        }
+        if let Some(start) = chain.iter().position(|other| other == label) {
+            let cycle: Vec<String> = chain[start..].iter().chain([label]).map(|label| format!("`{label}`")).collect();
+            return Err(Diagnostic::new(format!("Load cycle: {}", cycle.join(" -> ")))
+                .at(load.location.clone())
+                .hint("move what both files need into a third `.star` file")
+                .into());
+        }
+        if !label.name.ends_with(".star") {
+            return Err(Diagnostic::new(format!("Cannot load `{label}`: only `.star` files can be loaded"))
+                .at(load.location.clone())
+                .into());
+        }
+        let path = label.path();
+        if !self.workspace.root.join(&path).is_file() {
+            return Err(missing_star_file(&self.workspace.root, label, &path).at(load.location.clone()).into());
+        }
+        let text = read(&self.workspace.root, &path)?;
+        let ast = AstModule::parse(&path, text, &dialect())
+            .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
+        let loads = resolve_loads(&ast, label)?;
+        chain.push(label.clone());
+        for inner in &loads {
+            self.load_star(inner, chain)?;
+        }
+        chain.pop();
+        let context = EvalContext::for_star_file();
+        let module = self.evaluate(ast, &loads, &context, label)?;
+        let result = check_symbols(load, &module);
+        self.star_modules.insert(label.clone(), module);
+        result
+    }
+
+    fn module(&self, label: &Label) -> &FrozenModule {
+        self.library
+            .module(label)
+            .or_else(|| self.star_modules.get(label))
+            .expect("loads are evaluated before their users")
+    }
+
+    /// Evaluates a `.star` file whose loads are all evaluated, and freezes it.
+    fn evaluate(
+        &self,
+        ast: AstModule,
+        loads: &[LoadStmt],
+        context: &EvalContext,
+        label: &Label,
+    ) -> Result<FrozenModule, LoadError> {
+        let modules: HashMap<&str, &FrozenModule> =
+            loads.iter().map(|load| (load.id.as_str(), self.module(&load.label))).collect();
+        let loader = ReturnFileLoader { modules: &modules };
+        let result = Module::with_temp_heap(|module| {
+            let evaluated = {
+                let mut eval = Evaluator::new(&module);
+                eval.set_loader(&loader);
+                eval.extra = Some(context);
+                limits::apply(&mut eval);
+                limits::guarded(&label.path(), || eval.eval_module(ast, &self.library.globals))
+            };
+            match evaluated {
+                Ok(_) => module
+                    .freeze_named(FrozenHeapName::User(Box::new(label.to_string())))
+                    .map_err(|error| LoadError::Starlark(format!("Cannot freeze `{label}`: {error:?}"))),
+                Err(error) => Err(error),
+            }
+        });
+        result.map_err(|error| context.error.take().unwrap_or(error))
+    }
+
+    fn evaluate_build(&self, build: ParsedBuild) -> Result<(String, Vec<TargetNode>), LoadError> {
+        let ParsedBuild { package, build_file, ast, loads } = build;
+        let context = EvalContext::for_package(PackageContext {
+            dir: self.workspace.package_dir(&package),
+            package: package.clone(),
+            build_file: build_file.clone(),
+            targets: Default::default(),
+            names: Default::default(),
+        });
+        let modules: HashMap<&str, &FrozenModule> =
+            loads.iter().map(|load| (load.id.as_str(), self.module(&load.label))).collect();
+        let loader = ReturnFileLoader { modules: &modules };
+        let result = Module::with_temp_heap(|module| {
+            let mut eval = Evaluator::new(&module);
+            eval.set_loader(&loader);
+            eval.extra = Some(&context);
+            limits::apply(&mut eval);
+            limits::guarded(&build_file, || eval.eval_module(ast, &self.library.globals)).map(|_| ())
+        });
+        if let Err(error) = result {
+            return Err(context.error.take().unwrap_or(error));
+        }
+        let package_context = context.package.expect("a BUILD file is evaluated with its package");
+        Ok((package, package_context.targets.into_inner()))
+    }
+
+    /// Turns every dependency into a target or a source file, and builds the graph.
+    fn resolve(&self, loaded: BTreeMap<String, Vec<TargetNode>>) -> Result<TargetGraph, LoadError> {
+        let empty = Label::parse(EMPTY_IMAGE, "").expect("a valid label");
+        let mut targets: BTreeMap<Label, TargetNode> =
+            loaded.into_values().flatten().map(|target| (target.label.clone(), target)).collect();
+        let mut implicit = Vec::new();
+        if !targets.contains_key(&empty) {
+            targets.insert(empty.clone(), implicit_empty(&empty));
+            implicit.push(empty);
+        }
+        let mut sources: BTreeMap<Label, SourceFile> = BTreeMap::new();
+        for target in targets.values() {
+            for dep in &target.deps {
+                if targets.contains_key(dep) || sources.contains_key(dep) {
+                    continue;
+                }
+                let source = self
+                    .source_file(dep)
+                    .map_err(|diagnostic| self.unknown_label(&targets, target, dep, diagnostic))?;
+                sources.insert(dep.clone(), source);
+            }
+        }
+        Ok(TargetGraph::new(targets.into_values(), sources.into_values(), implicit)?)
+    }
+
+    /// The source file `label` names, or why it names nothing.
+    fn source_file(&self, label: &Label) -> Result<SourceFile, Option<Diagnostic>> {
+        let package_dir = self.workspace.package_dir(&label.package);
+        if self.workspace.build_file(&label.package).is_none() {
+            return Err(Some(self.no_such_package(label)));
+        }
+        let path = label.path();
+        if !self.workspace.root.join(&path).is_file() {
+            return Err(None);
+        }
+        // A file below a subpackage belongs to that package, not this one.
+        let mut dir = package_dir.clone();
+        let mut inner = label.package.clone();
+        for part in label.name.split('/').collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs).unwrap_or_default() {
+            dir.push(part);
+            inner = if inner.is_empty() { (*part).to_owned() } else { format!("{inner}/{part}") };
+            if BUILD_FILES.iter().any(|build| dir.join(build).is_file()) {
+                let rest = &path[inner.len() + 1..];
+                return Err(Some(
+                    Diagnostic::new(format!("`{label}` names a file of another package, `//{inner}`"))
+                        .hint(format!("write `//{inner}:{rest}`")),
+                ));
+            }
+        }
+        Ok(SourceFile { label: label.clone(), path })
+    }
+
+    fn no_such_package(&self, label: &Label) -> Diagnostic {
+        let mut diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
+        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`.
+        let mut package = label.package.as_str();
+        while let Some((parent, _)) =
+            package.rsplit_once('/').or(if package.is_empty() { None } else { Some(("", package)) })
+        {
+            if self.workspace.build_file(parent).is_some() {
+                let rest = &label.path()[if parent.is_empty() { 0 } else { parent.len() + 1 }..];
+                if self.workspace.root.join(label.path()).is_file() {
+                    return diagnostic.hint(format!("the file belongs to `//{parent}`: write `//{parent}:{rest}`"));
+                }
+                break;
+            }
+            package = parent;
+        }
+        diagnostic = diagnostic.hint("a package is a directory holding `BUILD.star`");
+        diagnostic
+    }
+
+    fn unknown_label(
+        &self,
+        targets: &BTreeMap<Label, TargetNode>,
+        target: &TargetNode,
+        dep: &Label,
+        diagnostic: Option<Diagnostic>,
+    ) -> LoadError {
+        let attr = naming_attr(target, dep).map(|attr| format!("`{attr}` of ")).unwrap_or_default();
+        let context = format!(" (named by {attr}`{}`)", target.label);
+        let diagnostic = match diagnostic {
+            Some(mut diagnostic) => {
+                diagnostic.message.push_str(&context);
+                diagnostic
+            }
+            None => {
+                let build_file = self.workspace.build_file(&dep.package).unwrap_or_default();
+                let names: Vec<&str> = targets
+                    .keys()
+                    .filter(|label| label.package == dep.package)
+                    .map(|label| label.name.as_str())
+                    .collect();
+                let hint = match closest(&dep.name, names.iter().copied()) {
+                    Some(near) => format!("did you mean `{}`?", Label { name: near.to_owned(), ..dep.clone() }),
+                    None => "a label names a target, or a file of its package".to_owned(),
+                };
+                Diagnostic::new(format!("Target `{dep}` not found in `{build_file}`{context}")).hint(hint)
+            }
+        };
+        diagnostic.at(target.location.clone()).into()
+    }
+}
+
+/// The attribute of `target` whose value names `dep`.
+fn naming_attr<'t>(target: &'t TargetNode, dep: &Label) -> Option<&'t str> {
+    fn names(value: &AttrValue, dep: &Label) -> bool {
+        match value {
+            AttrValue::Label(label) => label == dep,
+            AttrValue::List(items) => items.iter().any(|item| names(item, dep)),
+            AttrValue::Dict(entries) => entries.iter().any(|(_, item)| names(item, dep)),
+            _ => false,
+        }
+    }
+    target.attrs.iter().find(|(_, value)| names(value, dep)).map(|(name, _)| name.as_str())
+}
+
+fn implicit_empty(label: &Label) -> TargetNode {
+    let kind = schema::kind("oci_image_empty").expect("a native kind");
+    let mut deps = Vec::new();
+    let attrs = kind.attrs.iter().map(|attr| (attr.name.to_owned(), schema::default_value(attr, &mut deps))).collect();
+    TargetNode {
+        label: label.clone(),
+        kind: kind.name.to_owned(),
+        attrs,
+        deps,
+        location: Location { path: crate::workspace::WORKSPACE_FILE.to_owned(), line: 1, column: 1 },
+    }
+}
+
+fn read(root: &Path, path: &str) -> Result<String, LoadError> {
+    fs::read_to_string(root.join(path)).map_err(|source| LoadError::Io { path: path.to_owned(), source })
+}
+
+fn location_of(span: &starlark::codemap::FileSpan) -> Location {
+    let begin = span.resolve_span().begin;
+    Location { path: span.filename().to_owned(), line: begin.line as u32 + 1, column: begin.column as u32 + 1 }
+}
+
+fn resolve_loads(ast: &AstModule, context: &Label) -> Result<Vec<LoadStmt>, LoadError> {
+    ast.loads()
+        .into_iter()
+        .map(|load| {
+            let location = location_of(&load.span);
+            let label = Label::parse_in(load.module_id, context).map_err(|error| {
+                Diagnostic::new(format!("Cannot load `{}`: {error}", load.module_id))
+                    .at(location.clone())
+                    .hint("load workspace files as `//pkg:file.star` and the library as `@berth//rules:defs.star`")
+            })?;
+            let symbols = load.symbols.values().map(|their| (*their).to_owned()).collect();
+            Ok(LoadStmt { id: load.module_id.to_owned(), label, location, symbols })
+        })
+        .collect()
+}
+
+fn check_symbols(load: &LoadStmt, module: &FrozenModule) -> Result<(), LoadError> {
+    let names: Vec<String> = module.names().map(|name| name.as_str().to_owned()).collect();
+    for symbol in &load.symbols {
+        if !names.contains(symbol) {
+            let hint = match closest(symbol, names.iter().map(String::as_str)) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None if symbol.starts_with('_') => "names starting with `_` are private to their file".to_owned(),
+                None => format!("`{}` defines {}", load.label, list(&names)),
+            };
+            return Err(Diagnostic::new(format!("`{}` has no symbol `{symbol}`", load.label))
+                .at(load.location.clone())
+                .hint(hint)
+                .into());
+        }
+    }
+    Ok(())
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "nothing public".to_owned();
+    }
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    sorted.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+}
+
+fn missing_star_file(root: &Path, label: &Label, path: &str) -> Diagnostic {
+    let diagnostic = Diagnostic::new(format!("Cannot load `{label}`: `{path}` does not exist"));
+    let dir = root.join(&label.package);
+    let siblings: Vec<String> = fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".star") && !BUILD_FILES.contains(&name.as_str()))
+        .collect();
+    match closest(&label.name, siblings.iter().map(String::as_str)) {
+        Some(near) => diagnostic.hint(format!("did you mean `{}`?", Label { name: near.to_owned(), ..label.clone() })),
+        None => diagnostic.hint("load workspace files by label, as in `//tools:defs.star`"),
+    }
+}

@@ -1,0 +1,92 @@
+//! `WORKSPACE.star`: evaluated for settings only (`workspace`, `registry`,
+//! `source_date_epoch`, `remote_cache`, `runc`); it declares no targets.
+
+use starlark::environment::Module;
+use starlark::eval::Evaluator;
+use starlark::syntax::AstModule;
+
+use crate::error::Error;
+use crate::frontend::context::EvalContext;
+use crate::frontend::error::LoadError;
+use crate::frontend::globals;
+use crate::frontend::limits;
+use crate::frontend::loader::dialect;
+use crate::workspace::WorkspaceSettings;
+
+/// Evaluates the text of `WORKSPACE.star` (`path` is how errors name it).
+pub fn evaluate_workspace_file(path: &str, text: &str) -> Result<WorkspaceSettings, Error> {
+    evaluate(path, text).map_err(Error::from)
+}
+
+fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
+    let mut dialect = dialect();
+    // Settings need no modules: a `load` here would be a misunderstanding.
+    dialect.enable_load = false;
+    let ast = AstModule::parse(path, text.to_owned(), &dialect)
+        .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
+    let globals = globals::workspace().build();
+    let context = EvalContext::for_workspace_file();
+    let result = Module::with_temp_heap(|module| {
+        let mut eval = Evaluator::new(&module);
+        eval.extra = Some(&context);
+        limits::apply(&mut eval);
+        limits::guarded(path, || eval.eval_module(ast, &globals)).map(|_| ())
+    });
+    if let Err(error) = result {
+        return Err(context.error.take().unwrap_or(error));
+    }
+    Ok(context.settings.expect("a workspace context has settings").into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::RegistrySetting;
+
+    #[test]
+    fn reads_every_setting() {
+        let settings = evaluate(
+            "WORKSPACE.star",
+            r#"
+workspace(name = "demo")
+registry("localhost:5000", insecure = True)
+registry("docker.io", mirrors = ["mirror.gcr.io"])
+source_date_epoch(1700000000)
+remote_cache("grpc://cache:8980")
+runc("/usr/sbin/runc")
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            settings,
+            WorkspaceSettings {
+                name: Some("demo".into()),
+                registries: vec![
+                    RegistrySetting { host: "localhost:5000".into(), mirrors: vec![], insecure: true },
+                    RegistrySetting {
+                        host: "docker.io".into(),
+                        mirrors: vec!["mirror.gcr.io".into()],
+                        insecure: false
+                    },
+                ],
+                source_date_epoch: Some(1_700_000_000),
+                runc: Some("/usr/sbin/runc".into()),
+                remote_cache: Some("grpc://cache:8980".into()),
+            }
+        );
+        assert_eq!(evaluate("WORKSPACE.star", "").unwrap(), WorkspaceSettings::default());
+    }
+
+    #[test]
+    fn refuses_bad_settings_and_rules() {
+        for (text, wanted) in [
+            ("source_date_epoch(-1)", "must not be negative"),
+            ("registry('a')\nregistry('a')", "Registry `a` is declared twice"),
+            ("oci_image_build(name = 'x')", "Variable `oci_image_build` not found"),
+            ("load('//x:y.star', 'z')", "load"),
+        ] {
+            let error = evaluate("WORKSPACE.star", text).unwrap_err().to_string();
+            assert!(error.contains(wanted), "{text}: {error}");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The events the engine emits while it builds, and the [`Reporter`] trait
+//! that receives them. No UI here: `report::console` draws them.
+
+use std::time::Duration;
+
+use crate::actions::ActionId;
+use crate::workspace::Label;
+
+/// Something that happened during a build, in the order it happened.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Execution starts; `actions` is the number of actions it will visit.
+    BuildStarted { actions: usize },
+    /// An action missed the cache and starts running.
+    ActionStarted { id: ActionId, owner: &'a Label, kind: &'a str },
+    /// An action's output came from the action cache.
+    ActionCached { id: ActionId, owner: &'a Label, kind: &'a str },
+    /// An action ran and its output is stored.
+    ActionFinished { id: ActionId, owner: &'a Label, kind: &'a str, duration: Duration },
+    /// An action failed; the build stops scheduling new work.
+    ActionFailed { id: ActionId, owner: &'a Label, kind: &'a str, message: &'a str },
+    /// Bytes moved to or from a registry (progress of pulls and pushes).
+    BytesTransferred { bytes: u64 },
+    /// Execution ended, successfully or not.
+    BuildFinished { ran: usize, cached: usize, duration: Duration, success: bool },
+}
+
+/// Receives engine events. Called from worker threads, so implementations
+/// are `Sync` and return quickly.
+pub trait Reporter: Send + Sync {
+    fn report(&self, event: &Event<'_>);
+}
+
+/// Drops every event (library use, tests).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullReporter;
+
+impl Reporter for NullReporter {
+    fn report(&self, _event: &Event<'_>) {}
+}

@@ -1,0 +1,141 @@
+//! Target patterns: `//...`, `//pkg/...`, `//pkg:all`, `//pkg:name`, the
+//! arguments of `berth build` and `berth query`.
+
+use std::fmt;
+
+use crate::workspace::{Label, LabelError};
+
+/// A set of targets named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pattern {
+    /// `//...` (`package` is `""`) or `//pkg/...`: every target of the
+    /// package and of the packages below it.
+    Recursive { package: String },
+    /// `//pkg:all` (also `//pkg:*`): every target of one package.
+    AllInPackage { package: String },
+    /// `//pkg:name`: one target.
+    Target(Label),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PatternError {
+    #[error("Invalid target pattern `{pattern}`: {reason}\nhint: patterns look like `//...`, `//pkg/...`, `//pkg:all` or `//pkg:name`")]
+    Invalid { pattern: String, reason: String },
+}
+
+impl Pattern {
+    /// Parses an absolute pattern (`//` first).
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        let invalid = |reason: &str| PatternError::Invalid { pattern: text.to_owned(), reason: reason.to_owned() };
+        let Some(rest) = text.strip_prefix("//") else {
+            return Err(invalid("patterns start with `//`"));
+        };
+        if rest == "..." {
+            return Ok(Pattern::Recursive { package: String::new() });
+        }
+        if let Some(package) = rest.strip_suffix("/...") {
+            if package.is_empty() {
+                return Err(invalid("package paths have no leading, trailing or double slashes"));
+            }
+            check_package(package).map_err(&invalid)?;
+            return Ok(Pattern::Recursive { package: package.to_owned() });
+        }
+        if let Some((package, name)) = rest.split_once(':') {
+            if name == "all" || name == "*" {
+                check_package(package).map_err(&invalid)?;
+                return Ok(Pattern::AllInPackage { package: package.to_owned() });
+            }
+        }
+        match Label::parse(text, "") {
+            Ok(label) => Ok(Pattern::Target(label)),
+            Err(LabelError::Invalid { reason, .. }) => Err(invalid(reason)),
+        }
+    }
+
+    /// Whether `label` (a target of the main workspace) is in the set.
+    pub fn matches(&self, label: &Label) -> bool {
+        if label.repo.is_some() {
+            return false;
+        }
+        match self {
+            Pattern::Recursive { package } => is_within(&label.package, package),
+            Pattern::AllInPackage { package } => &label.package == package,
+            Pattern::Target(target) => target == label,
+        }
+    }
+
+    /// The package the pattern starts from: the one directory to walk for
+    /// `Recursive`, the one package otherwise.
+    pub fn package(&self) -> &str {
+        match self {
+            Pattern::Recursive { package } | Pattern::AllInPackage { package } => package,
+            Pattern::Target(label) => &label.package,
+        }
+    }
+}
+
+/// Whether `package` is `ancestor` or below it (`""` holds everything).
+pub fn is_within(package: &str, ancestor: &str) -> bool {
+    ancestor.is_empty()
+        || package == ancestor
+        || (package.starts_with(ancestor) && package.as_bytes().get(ancestor.len()) == Some(&b'/'))
+}
+
+fn check_package(package: &str) -> Result<(), &'static str> {
+    if package.is_empty() {
+        return Ok(());
+    }
+    if package.starts_with('/') || package.ends_with('/') || package.contains("//") || package.contains(':') {
+        return Err("package paths have no leading, trailing or double slashes");
+    }
+    if package.split('/').any(|part| part == "." || part == ".." || part == "...") {
+        return Err("package paths may not contain `.`, `..` or `...`");
+    }
+    Ok(())
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Recursive { package } if package.is_empty() => write!(f, "//..."),
+            Pattern::Recursive { package } => write!(f, "//{package}/..."),
+            Pattern::AllInPackage { package } => write!(f, "//{package}:all"),
+            Pattern::Target(label) => write!(f, "{label}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(Pattern::parse("//...").unwrap(), Pattern::Recursive { package: String::new() });
+        assert_eq!(Pattern::parse("//app/...").unwrap(), Pattern::Recursive { package: "app".into() });
+        assert_eq!(Pattern::parse("//app:all").unwrap(), Pattern::AllInPackage { package: "app".into() });
+        assert_eq!(Pattern::parse("//:all").unwrap(), Pattern::AllInPackage { package: String::new() });
+        assert_eq!(Pattern::parse("//app:img").unwrap(), Pattern::Target(Label::new("app", "img")));
+        assert_eq!(Pattern::parse("//app").unwrap(), Pattern::Target(Label::new("app", "app")));
+        for text in ["//...", "//app/...", "//app:all", "//app:img"] {
+            assert_eq!(Pattern::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_patterns() {
+        for bad in ["app", ":img", "//a/../b/...", "///...", "//a//b:all", "//a:"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn matches_by_package_boundary() {
+        let app = Pattern::parse("//app/...").unwrap();
+        assert!(app.matches(&Label::new("app", "x")));
+        assert!(app.matches(&Label::new("app/api", "x")));
+        assert!(!app.matches(&Label::new("apple", "x")));
+        assert!(Pattern::parse("//...").unwrap().matches(&Label::new("", "x")));
+        assert!(!Pattern::parse("//app:all").unwrap().matches(&Label::new("app/api", "x")));
+    }
+}

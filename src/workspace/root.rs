@@ -1,0 +1,207 @@
+//! The workspace root (the nearest ancestor holding `WORKSPACE.star`) and the
+//! packages under it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::workspace::WorkspaceSettings;
+
+/// The file that marks the workspace root.
+pub const WORKSPACE_FILE: &str = "WORKSPACE.star";
+
+/// The file names that make a directory a package, in order of preference.
+pub const BUILD_FILES: [&str; 2] = ["BUILD.star", "BUILD"];
+
+/// Directories never walked for packages or globbed: build outputs, Cargo's
+/// `target/`, and hidden directories (`.git`, `.berth`, ...).
+const SKIPPED_DIRS: [&str; 2] = ["berth-out", "target"];
+
+/// A workspace: its root directory and the settings of its `WORKSPACE.star`.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// Absolute path of the directory holding `WORKSPACE.star`.
+    pub root: PathBuf,
+    pub settings: WorkspaceSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("No `WORKSPACE.star` found in `{cwd}` or any parent directory\nhint: create an empty `WORKSPACE.star` at the root of your workspace")]
+    NotFound { cwd: String },
+    #[error("Cannot read `{path}`: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("Package `//{package}` does not exist (no `BUILD.star` in `{package}/`){hint}")]
+    NoSuchPackage { package: String, hint: String },
+    #[error(
+        "Directory `{package}/` does not exist\nhint: `//{package}/...` walks an existing directory of the workspace"
+    )]
+    NoSuchDirectory { package: String },
+}
+
+impl From<WorkspaceError> for Error {
+    fn from(error: WorkspaceError) -> Error {
+        match error {
+            WorkspaceError::Io { .. } => Error::environment(error.to_string()),
+            _ => Error::user(error.to_string()),
+        }
+    }
+}
+
+impl Workspace {
+    /// Finds the workspace holding `cwd` and evaluates its `WORKSPACE.star`.
+    pub fn discover(cwd: &Path) -> Result<Workspace, Error> {
+        let root = find_root(cwd)?;
+        Workspace::open(&root)
+    }
+
+    /// Opens the workspace rooted at `root` (which holds `WORKSPACE.star`).
+    pub fn open(root: &Path) -> Result<Workspace, Error> {
+        let root =
+            fs::canonicalize(root).map_err(|source| WorkspaceError::Io { path: root.display().to_string(), source })?;
+        let path = root.join(WORKSPACE_FILE);
+        let text = fs::read_to_string(&path)
+            .map_err(|source| WorkspaceError::Io { path: WORKSPACE_FILE.to_owned(), source })?;
+        let settings = crate::frontend::evaluate_workspace_file(WORKSPACE_FILE, &text)?;
+        Ok(Workspace { root, settings })
+    }
+
+    /// `berth-out/` under the root.
+    pub fn out_dir(&self) -> PathBuf {
+        self.root.join("berth-out")
+    }
+
+    /// The directory of `package` (`""` is the root).
+    pub fn package_dir(&self, package: &str) -> PathBuf {
+        if package.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(package)
+        }
+    }
+
+    /// The BUILD file of `package` relative to the root, if it is a package.
+    pub fn build_file(&self, package: &str) -> Option<String> {
+        let dir = self.package_dir(package);
+        BUILD_FILES.iter().find(|name| dir.join(name).is_file()).map(|name| join(package, name))
+    }
+
+    /// Every package at or below `package`, sorted.
+    pub fn packages_under(&self, package: &str) -> Result<Vec<String>, WorkspaceError> {
+        let dir = self.package_dir(package);
+        if !dir.is_dir() {
+            return Err(WorkspaceError::NoSuchDirectory { package: package.to_owned() });
+        }
+        let mut packages = Vec::new();
+        self.walk(package, &mut packages)?;
+        packages.sort();
+        Ok(packages)
+    }
+
+    fn walk(&self, package: &str, packages: &mut Vec<String>) -> Result<(), WorkspaceError> {
+        if self.build_file(package).is_some() {
+            packages.push(package.to_owned());
+        }
+        let dir = self.package_dir(package);
+        let entries = fs::read_dir(&dir).map_err(|source| WorkspaceError::Io { path: display_dir(package), source })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| WorkspaceError::Io { path: display_dir(package), source })?;
+            // `file_type` does not follow symlinks: a linked directory is not walked, so no loops.
+            let is_dir = entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false);
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if is_dir && !is_skipped_dir(&name) {
+                self.walk(&join(package, &name), packages)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that `package` has a BUILD file.
+    pub fn require_package(&self, package: &str) -> Result<String, WorkspaceError> {
+        self.build_file(package).ok_or_else(|| {
+            let hint = match package.rsplit_once('/') {
+                Some((parent, last)) if self.build_file(parent).is_some() => {
+                    format!("\nhint: a file there belongs to `//{parent}`: did you mean `//{parent}:{last}/...`?")
+                }
+                _ => "\nhint: a package is a directory holding `BUILD.star`".to_owned(),
+            };
+            WorkspaceError::NoSuchPackage { package: package.to_owned(), hint }
+        })
+    }
+}
+
+/// Whether a directory is never a package nor globbed into.
+pub fn is_skipped_dir(name: &str) -> bool {
+    name.starts_with('.') || SKIPPED_DIRS.contains(&name)
+}
+
+/// The nearest ancestor of `cwd` (or `cwd` itself) holding `WORKSPACE.star`.
+pub fn find_root(cwd: &Path) -> Result<PathBuf, WorkspaceError> {
+    let start =
+        fs::canonicalize(cwd).map_err(|source| WorkspaceError::Io { path: cwd.display().to_string(), source })?;
+    start
+        .ancestors()
+        .find(|dir| dir.join(WORKSPACE_FILE).is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| WorkspaceError::NotFound { cwd: cwd.display().to_string() })
+}
+
+fn join(package: &str, name: &str) -> String {
+    if package.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{package}/{name}")
+    }
+}
+
+fn display_dir(package: &str) -> String {
+    if package.is_empty() {
+        ".".to_owned()
+    } else {
+        format!("{package}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for file in files {
+            let path = dir.path().join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn finds_the_nearest_root() {
+        let dir = tree(&["WORKSPACE.star", "a/b/c/file", "a/WORKSPACE.star"]);
+        let root = find_root(&dir.path().join("a/b/c")).unwrap();
+        assert_eq!(root, fs::canonicalize(dir.path().join("a")).unwrap());
+        assert!(matches!(find_root(Path::new("/")), Err(WorkspaceError::NotFound { .. })));
+    }
+
+    #[test]
+    fn walks_packages_skipping_outputs_and_hidden_dirs() {
+        let dir = tree(&[
+            "WORKSPACE.star",
+            "BUILD.star",
+            "app/BUILD.star",
+            "app/api/BUILD",
+            "app/data/file.txt",
+            "berth-out/x/BUILD.star",
+            "target/debug/BUILD.star",
+            ".git/BUILD.star",
+            "lib/deep/er/BUILD.star",
+        ]);
+        let workspace = Workspace::open(dir.path()).unwrap();
+        assert_eq!(workspace.packages_under("").unwrap(), ["", "app", "app/api", "lib/deep/er"]);
+        assert_eq!(workspace.packages_under("app").unwrap(), ["app", "app/api"]);
+        assert_eq!(workspace.build_file("app/api").as_deref(), Some("app/api/BUILD"));
+        assert!(matches!(workspace.packages_under("nope"), Err(WorkspaceError::NoSuchDirectory { .. })));
+        assert!(workspace.require_package("app/data").unwrap_err().to_string().contains("`//app:data/...`"));
+    }
+}
