@@ -1,6 +1,7 @@
 //! One analysis function per native kind: a target's attributes and its
 //! dependencies' providers in, its provider (and registered actions) out.
 
+mod deb_layer;
 mod files;
 mod image_build;
 mod image_index;
@@ -14,6 +15,7 @@ pub fn analyze_target(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Resul
     match target.kind.as_str() {
         "files" => files::analyze(analyzer, target),
         "oci_layer" => oci_layer::analyze(analyzer, target),
+        "deb_layer" => deb_layer::analyze(analyzer, target),
         "oci_image_empty" => image_build::analyze_empty(analyzer, target),
         "oci_image_build" => image_build::analyze(analyzer, target),
         "oci_image_index" => image_index::analyze(analyzer, target),
