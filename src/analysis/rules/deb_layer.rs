@@ -1,4 +1,6 @@
-//! `deb_layer`: one layer from the data archives of pinned `.deb` files.
+//! `deb_layer`: a layer from the data archives of `.deb` source files, each
+//! pinned by its sha256. The layer is built by one `deb_layer` action
+//! (`actions::DebLayer`), gzip-compressed like an image's default layers.
 
 use std::path::PathBuf;
 
@@ -15,7 +17,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             Some(path) => debs.push(PathBuf::from(path)),
             None => {
                 return Err(Error::user(format!(
-                    "{}: `debs` of `{}` names `{label}`, which is not a `.deb` file of the workspace\nhint: run `scripts/fetch-debs.sh` to fetch the pinned files",
+                    "{}: `debs` of `{}` names `{label}`, which is a target, not a `.deb` file\nhint: `debs` takes the `.deb` files of the package (fetch them with `scripts/fetch-debs.sh`)",
                     target.location, target.label
                 )))
             }
