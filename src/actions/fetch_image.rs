@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::actions::{Action, ActionContext, ActionOutput, Input};
 use crate::error::Result;
-use crate::registry::{Client, Descriptor, PulledImage};
+use crate::oci::Descriptor;
+use crate::registry::{Client, PulledImage};
 
 #[derive(Debug)]
 pub struct FetchImage {
@@ -42,14 +43,7 @@ impl Action for FetchImage {
     /// trimmed by `berth cache gc` in between (a no-op when they are there).
     fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
         let pulled = &self.pulled;
-        let config = Descriptor {
-            media_type: pulled.config_media_type.clone(),
-            digest: pulled.config.digest,
-            size: pulled.config.size,
-            urls: None,
-            annotations: None,
-            platform: None,
-        };
+        let config = Descriptor::new(pulled.config_media_type.clone(), pulled.config);
         let config = self.client.fetch_blob(ctx.cas, &pulled.image, &config, pulled.anonymous)?;
         if !ctx.cas.contains(&pulled.manifest.digest) {
             self.client.resolve(ctx.cas, &pulled.image, pulled.digest, None, pulled.anonymous)?;

@@ -77,7 +77,8 @@ pub fn push_built(
     for pulled in &built.pulled {
         sources.add_image(pulled);
     }
-    let options = ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
+    let options =
+        ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
     let client = Client::new(options).map_err(crate::error::Error::from)?;
     let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
     let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
