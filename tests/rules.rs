@@ -141,7 +141,7 @@ files(name = "srcs", srcs = ["main.py"])
     assert_eq!(pex.attr("entrypoint"), &strings(&["/app/server.pex"]));
     assert_eq!(pex.string("python_main"), Some("main.py"));
     assert_eq!(pex.attr("packages"), &labels(&["//app:deps.pex", "//app:srcs", "//app:server.pex"]));
-    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["/app/main.py"]));
+    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["python3", "/app/main.py"]));
     assert_eq!(target(&graph, "//app:explicit").attr("entrypoint"), &strings(&["/bin/sh"]));
 }
 

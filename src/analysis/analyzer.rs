@@ -187,6 +187,22 @@ impl Analyzer<'_> {
     }
 }
 
+/// A user error about `target`, laid out as the front-end lays out its own:
+/// the message, then `  --> file:line:col` of the target's declaration,
+/// then the `hint:` line, if any.
+pub fn at(target: &TargetNode, message: String) -> Error {
+    let (text, hint) = match message.split_once("\nhint: ") {
+        Some((text, hint)) => (text, Some(hint)),
+        None => (message.as_str(), None),
+    };
+    let mut rendered = format!("{text}\n  --> {}", target.location);
+    if let Some(hint) = hint {
+        rendered.push_str("\nhint: ");
+        rendered.push_str(hint);
+    }
+    Error::user(rendered)
+}
+
 /// The label of a target as the history's `created_by` and errors show it.
 pub fn created_by(target: &TargetNode) -> String {
     format!("berth {} {}", target.kind, target.label)

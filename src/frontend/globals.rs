@@ -322,11 +322,11 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
         })
     }
 
-    /// `remote_cache(url)`: a remote cache to read and write actions through.
+    /// `remote_cache(url)`: reserved by the design for a remote cache, which
+    /// berth does not have yet; refusing it beats silently building without.
     fn remote_cache<'v>(url: String, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
-        settings(eval, "remote_cache", |settings| {
-            settings.remote_cache = Some(url);
-            Ok(())
+        settings(eval, "remote_cache", |_| {
+            Err(format!("berth has no remote cache yet, so `remote_cache(\"{url}\")` cannot be honoured; remove it"))
         })
     }
 

@@ -3,8 +3,8 @@
 
 use crate::actions::{BaseConfig, RunStep, RunStepRuntime, RunStepSpec};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{Analyzer, LayerInfo, Provider};
-use crate::error::{Error, Result};
+use crate::analysis::{at, Analyzer, LayerInfo, Provider};
+use crate::error::Result;
 use crate::graph::{AttrValue, TargetNode};
 use crate::oci::Compression;
 
@@ -13,12 +13,10 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     let (base_config, base_layers) = match analyzer.provider(&base_label)? {
         crate::analysis::Provider::Image(image) => (BaseConfig::Action(image.image), image.layer_blobs.clone()),
         other => {
-            return Err(Error::user(format!(
-                "{}: `base` of `{}` is `{base_label}`, which is {}, not an image",
-                target.location,
-                target.label,
-                other.describe()
-            )))
+            return Err(at(
+                target,
+                format!("`base` of `{}` is `{base_label}`, which is {}, not an image", target.label, other.describe()),
+            ))
         }
     };
     let mut packages = Vec::new();
@@ -28,10 +26,9 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             Provider::Layer(LayerInfo::Planned { entries, .. }) => analyzer.pack(label, &entries, Compression::Gzip)?,
             Provider::Layer(LayerInfo::Built { action, .. }) => action,
             other => {
-                return Err(Error::user(format!(
-                    "{}: `packages` of `{}` names `{label}`, which is {}\nhint: stage files with `files`, `oci_layer` or another build step",
-                    target.location,
-                    target.label,
+                return Err(at(target, format!(
+                "`packages` of `{}` names `{label}`, which is {}\nhint: stage files with `files`, `oci_layer` or another build step",
+                target.label,
                     other.describe()
                 )))
             }
@@ -41,10 +38,13 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     let command = target.strings("command").into_iter().map(str::to_owned).collect::<Vec<_>>();
     let argv = target.strings("argv").into_iter().map(str::to_owned).collect::<Vec<_>>();
     if command.is_empty() == argv.is_empty() {
-        return Err(Error::user(format!(
-            "{}: `{}` needs exactly one of `command` (shell lines) and `argv` (one program, no shell)",
-            target.location, target.label
-        )));
+        return Err(at(
+            target,
+            format!(
+                "`{}` needs exactly one of `command` (shell lines) and `argv` (one program, no shell)",
+                target.label
+            ),
+        ));
     }
     let outputs: Vec<String> = target.strings("outputs").into_iter().map(str::to_owned).collect();
     if let Some(relative) = outputs.iter().find(|output| !output.starts_with('/')) {

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use crate::actions::DebLayer;
-use crate::analysis::{Analyzer, LayerInfo, Provider};
-use crate::error::{Error, Result};
+use crate::analysis::{at, Analyzer, LayerInfo, Provider};
+use crate::error::Result;
 use crate::graph::TargetNode;
 use crate::oci::Compression;
 
@@ -16,16 +16,16 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
         match analyzer.source_path(label) {
             Some(path) => debs.push(PathBuf::from(path)),
             None => {
-                return Err(Error::user(format!(
-                    "{}: `debs` of `{}` names `{label}`, which is a target, not a `.deb` file\nhint: `debs` takes the `.deb` files of the package (fetch them with `scripts/fetch-debs.sh`)",
-                    target.location, target.label
+                return Err(at(target, format!(
+                "`debs` of `{}` names `{label}`, which is a target, not a `.deb` file\nhint: `debs` takes the `.deb` files of the package (fetch them with `scripts/fetch-debs.sh`)",
+                target.label
                 )))
             }
         }
     }
     let sha256s: Vec<String> = target.strings("sha256s").into_iter().map(str::to_owned).collect();
     let action = DebLayer::new(debs, &sha256s, Compression::Gzip, analyzer.ctx.source_date_epoch)
-        .map_err(|error| Error::user(format!("{}: `{}`: {error}", target.location, target.label)))?;
+        .map_err(|error| at(target, format!("`{}`: {error}", target.label)))?;
     let action = analyzer.actions.add(target.label.clone(), Box::new(action));
     Ok(Provider::Layer(LayerInfo::Built { action, main_output: None }))
 }

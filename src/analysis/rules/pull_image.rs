@@ -5,7 +5,7 @@
 
 use crate::actions::{FetchBlob, FetchImage};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{Analyzer, ImageInfo, Provider};
+use crate::analysis::{at, Analyzer, ImageInfo, Provider};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
 use crate::graph::TargetNode;
@@ -19,7 +19,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     let client = analyzer.registry()?;
     let pulled = client
         .resolve(analyzer.ctx.cas, &image, digest, target.string("platform"), anonymous)
-        .map_err(|error| Error::from(error).context(format!("{}: pulling `{}`", target.location, target.label)))?;
+        .map_err(|error| Error::from(error).context(format!("Pulling `{}` ({})", target.label, target.location)))?;
 
     let owner = &target.label;
     let layer_blobs = pulled
@@ -44,9 +44,8 @@ fn pinned_digest(target: &TargetNode) -> Result<Digest> {
         (None, Some(sha)) => ("sha", sha),
         (Some(_), Some(_)) => return Err(attr_error(target, "digest", "give `digest` or `sha`, not both")),
         (None, None) => {
-            return Err(Error::user(format!(
-                "{}: `{}` names no digest\nhint: pin the image with `digest = \"sha256:...\"`; `berth pin {}:TAG` prints a ready rule",
-                target.location,
+            return Err(at(target, format!(
+                "`{}` names no digest\nhint: pin the image with `digest = \"sha256:...\"`; `berth pin {}:TAG` prints a ready rule",
                 target.label,
                 target.string("repository").unwrap_or("REPOSITORY")
             )))
