@@ -10,6 +10,7 @@ use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::oci;
 use crate::session::TargetOutput;
+use crate::workspace::Label;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -66,24 +67,43 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
     // An archive holds every byte: lazily pulled base layers are fetched.
-    let (_, output) = session.build_label(&request.label, true)?;
-    let (root, repository, tags) = match &output {
+    let (built, output) = session.build_label(&request.label, true)?;
+    let label = built.targets.keys().next().cloned().expect("one label was built");
+    let (root, names) = match &output {
         TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
-            (root, repository, tags)
+            (root, image_names(&label, repository.as_deref(), tags))
         }
         TargetOutput::Layer { .. } => {
             return Err(Error::user(format!(
-                "`{}` is a layer, not an image
-hint: export an `oci_image_build` or `oci_image_index` target",
-                request.label
+                "`{label}` is a layer, not an image\nhint: export an `oci_image_build` or `oci_image_index` target; the layer blob is in `berth-out/`"
             ))
             .into())
         }
     };
-    let repository = repository.as_deref().unwrap_or("berth.local/image");
-    let names: Vec<String> = tags.iter().map(|tag| format!("{repository}:{tag}")).collect();
     export_root(&session.cache.cas, root.blob, request.format, &names, &request.output)?;
     Ok(0)
+}
+
+/// `repository:tag` for each tag of the target (`latest` without tags); a
+/// target without `repository` is named after its label
+/// (`//app/web:image` → `app/web/image`), as `docker load` needs a name.
+fn image_names(label: &Label, repository: Option<&str>, tags: &[String]) -> Vec<String> {
+    let repository = match repository {
+        Some(repository) => repository.to_owned(),
+        None => {
+            let path =
+                if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
+            path.to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') { c } else { '-' })
+                .collect()
+        }
+    };
+    if tags.is_empty() {
+        vec![format!("{repository}:latest")]
+    } else {
+        tags.iter().map(|tag| format!("{repository}:{tag}")).collect()
+    }
 }
 
 /// Writes an image that is in the CAS as an archive at `output`, atomically.
@@ -117,6 +137,17 @@ fn tag_of(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_repository_and_tags_or_the_label() {
+        let label = Label::parse("//app/Web:image", "").unwrap();
+        assert_eq!(image_names(&label, None, &[]), ["app/web/image:latest"]);
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        assert_eq!(
+            image_names(&label, Some("registry:5000/web"), &tags),
+            ["registry:5000/web:1.0", "registry:5000/web:latest"]
+        );
+    }
 
     #[test]
     fn tags_of_names() {
