@@ -177,6 +177,38 @@ mod tests {
     }
 
     #[test]
+    fn built_layouts_give_config_and_layers_and_refill_the_cache() {
+        use crate::oci::{canonical_json, write_layout, Descriptor, ImageRoot};
+        let dir = tempfile::tempdir().unwrap();
+        let build_cas = Cas::open(&dir.path().join("build-cache")).unwrap();
+        let config = build_cas.put_bytes(br#"{"config":{"Cmd":["true"]}}"#).unwrap();
+        let layers = [build_cas.put_bytes(b"layer one").unwrap(), build_cas.put_bytes(b"layer two").unwrap()];
+        let manifest = crate::oci::Manifest::new(
+            Descriptor::new(media_types::CONFIG, config),
+            layers.iter().map(|layer| Descriptor::new(media_types::LAYER_GZIP, *layer)).collect(),
+            Default::default(),
+        );
+        let manifest = build_cas.put_bytes(&canonical_json(&manifest).unwrap()).unwrap();
+        let layout = dir.path().join("berth-out/app/img");
+        let root = ImageRoot { blob: manifest, media_type: media_types::MANIFEST.to_owned() };
+        write_layout(&build_cas, &root, None, &layout).unwrap();
+
+        // A cache cleaned since the build: the blobs come back from the layout.
+        let cas = Cas::open(&dir.path().join("fresh-cache")).unwrap();
+        let image = read_built_image(&layout, &cas, &Label::new("app", "img")).unwrap();
+        assert_eq!(image, BuiltImage { config: config.digest, layers: layers.map(|layer| layer.digest).to_vec() });
+        assert!(cas.contains(&config.digest) && cas.contains(&layers[1].digest));
+
+        // A layout blob that does not match its name is refused.
+        let fresh = Cas::open(&dir.path().join("third-cache")).unwrap();
+        let blob = layout.join("blobs/sha256").join(layers[0].digest.hex());
+        std::fs::remove_file(&blob).unwrap();
+        std::fs::write(&blob, b"tampered").unwrap();
+        let error = read_built_image(&layout, &fresh, &Label::new("app", "img")).unwrap_err();
+        assert!(error.message.contains("does not match its digest"), "{}", error.message);
+    }
+
+    #[test]
     fn unbuilt_images_say_how_to_build_them() {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(&dir.path().join("cache")).unwrap();
