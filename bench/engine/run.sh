@@ -27,7 +27,7 @@ export BERTH_CACHE_DIR="$work/cache"
 cd "$work/ws"
 
 echo "== cold build ($images images, $((images * files_per_image)) files, ${total_mb} MB)" >&2
-/usr/bin/time -f "cold build: %e s wall, %M KB max RSS" "$berth" --console plain build //... 2>"$work/cold.log" \
+/usr/bin/time -f "cold build: %e s wall, %M KB max RSS" "$berth" --console plain build //... >/dev/null 2>"$work/cold.log" \
     || { cat "$work/cold.log" >&2; exit 1; }
 tail -n 2 "$work/cold.log" >&2
 
@@ -37,12 +37,12 @@ echo "== no-op rebuild" >&2
 hyperfine --warmup 3 --runs 20 --export-json "$work/noop.json" \
     "$berth --console none build //..."
 mean=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['results'][0]['mean'])" "$work/noop.json")
-"$berth" --console plain build //... 2>"$work/noop.log"
+"$berth" --console plain build //... >/dev/null 2>"$work/noop.log"
 grep -q " 0 ran," "$work/noop.log" || { echo "error: the no-op rebuild ran actions:" >&2; cat "$work/noop.log" >&2; exit 1; }
 
 echo "== touch one file" >&2
 printf 'touched\n' >> "$work/ws/svc007/src/file00.bin"
-"$berth" --console plain build //... 2>"$work/touch.log"
+"$berth" --console plain build //... >/dev/null 2>"$work/touch.log"
 ran=$(grep -c '^ran ' "$work/touch.log" || true)
 foreign=$(grep '^ran ' "$work/touch.log" | grep -v ' //svc007:' || true)
 cat "$work/touch.log" >&2

@@ -1,15 +1,70 @@
-//! `berth pin IMAGE:TAG`
+//! `berth pin IMAGE:TAG`: resolves a tag to a digest with the registry and
+//! prints a ready `oci_pull_image(...)` on stdout.
 
 use clap::Args;
 
 use crate::cli::GlobalArgs;
+use crate::registry::{Client, ClientOptions, Reference};
+use crate::workspace::{find_root, Workspace, WorkspaceError};
 
 #[derive(Debug, Args)]
 pub struct PinArgs {
     /// `registry/repository:tag` to resolve
     pub image: String,
+    /// The target name to print (default: the repository's last component)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Ask the registry without credentials
+    #[arg(long)]
+    pub anonymous: bool,
 }
 
-pub fn run(_args: PinArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth pin` is not wired up yet")
+pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let reference = Reference::parse(&args.image).map_err(crate::error::Error::from)?;
+    if reference.tag.is_none() && reference.digest.is_none() {
+        return Err(crate::error::Error::user(format!(
+            "`{}` names no tag to pin\nhint: write `{}:<tag>`",
+            args.image, args.image
+        ))
+        .into());
+    }
+    let client = Client::new(client_options(global)?).map_err(crate::error::Error::from)?;
+    let (digest, _media_type) = client.resolve_tag(&reference, args.anonymous).map_err(crate::error::Error::from)?;
+    let name = args.name.unwrap_or_else(|| target_name(&reference.image.repository));
+    let anonymous = if args.anonymous { "    anonymous = True,\n" } else { "" };
+    print!(
+        "oci_pull_image(\n    name = \"{name}\",\n    repository = \"{}\",\n    digest = \"{digest}\",\n{anonymous})\n",
+        reference.image
+    );
+    Ok(0)
+}
+
+/// The registry client options for this invocation: `registry(...)`
+/// settings (mirrors, plain HTTP) from the enclosing workspace's
+/// `WORKSPACE.star`, if there is one; none outside a workspace.
+pub(crate) fn client_options(global: &GlobalArgs) -> anyhow::Result<ClientOptions> {
+    let cwd = std::env::current_dir()?;
+    let registries = match find_root(&cwd) {
+        Ok(root) => Workspace::open(&root)?.settings.registries,
+        Err(WorkspaceError::NotFound { .. }) => Vec::new(),
+        Err(error) => return Err(crate::error::Error::from(error).into()),
+    };
+    Ok(ClientOptions { registries, offline: global.offline, ..ClientOptions::default() })
+}
+
+/// `team/web-app` → `web-app`; characters a target name cannot hold become `_`.
+fn target_name(repository: &str) -> String {
+    let last = repository.rsplit('/').next().unwrap_or(repository);
+    last.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_come_from_the_last_component() {
+        assert_eq!(target_name("team/web-app"), "web-app");
+        assert_eq!(target_name("python3.12"), "python3_12");
+    }
 }

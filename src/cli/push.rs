@@ -1,8 +1,13 @@
-//! `berth push LABEL [--repository R] [--tag T]...`
+//! `berth push LABEL [--repository R] [--tag T]...`: builds the image, pushes
+//! it and everything it references, prints the pushed manifest digest.
 
 use clap::Args;
 
+use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
+use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
+use crate::session::TargetOutput;
+use crate::workspace::RegistrySetting;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -16,6 +21,73 @@ pub struct PushArgs {
     pub tags: Vec<String>,
 }
 
-pub fn run(_args: PushArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth push` is not wired up yet")
+pub fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    // Base layers are not fetched: the push mounts them from their
+    // repository, or fetches them only if the registry lacks them.
+    let (built, output) = session.build_label(&args.label, false)?;
+    let image = match output {
+        TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
+            BuiltImage { root: root.blob, media_type: root.media_type, repository, tags, pulled: built.analysis.pulled }
+        }
+        TargetOutput::Layer { .. } => {
+            return Err(crate::error::Error::user(format!(
+                "`{}` is a layer, not an image\nhint: push an `oci_image_build` or `oci_image_index` target",
+                args.label
+            ))
+            .into())
+        }
+    };
+    push_built(&args, global, &session.cache.cas, &image, &session.workspace.settings.registries)
+}
+
+/// What building a pushable label yields.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// The image manifest or index, in the CAS.
+    pub root: BlobRef,
+    pub media_type: String,
+    /// The target's `repository` and `tag`/`tags` attributes.
+    pub repository: Option<String>,
+    pub tags: Vec<String>,
+    /// The pulled base images it is built on: their layers may be missing
+    /// from the CAS (lazy pulls) and are mounted or fetched from there.
+    pub pulled: Vec<PulledImage>,
+}
+
+/// Pushes a built image where the flags (or the target) say, printing the
+/// manifest digest on stdout.
+pub fn push_built(
+    args: &PushArgs,
+    global: &GlobalArgs,
+    cas: &Cas,
+    built: &BuiltImage,
+    registries: &[RegistrySetting],
+) -> anyhow::Result<i32> {
+    let repository = args.repository.as_ref().or(built.repository.as_ref()).ok_or_else(|| {
+        crate::error::Error::user(format!(
+            "Target `{}` has no `repository` to push to\nhint: set `repository` on the target or pass `--repository`",
+            args.label
+        ))
+    })?;
+    let destination = ImageRef::parse(repository).map_err(crate::error::Error::from)?;
+    let tags = if args.tags.is_empty() { built.tags.clone() } else { args.tags.clone() };
+    let mut sources = BlobSources::new();
+    for pulled in &built.pulled {
+        sources.add_image(pulled);
+    }
+    let options =
+        ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
+    let client = Client::new(options).map_err(crate::error::Error::from)?;
+    let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
+    let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
+    if !global.quiet {
+        eprintln!(
+            "Pushed {repository}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
+            outcome.uploaded_blobs, outcome.uploaded_bytes, outcome.mounted_blobs, outcome.existing_blobs
+        );
+    }
+    println!("{}", outcome.digest);
+    Ok(0)
 }

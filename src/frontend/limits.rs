@@ -4,11 +4,13 @@
 //!
 //! starlark-rust enforces a call-depth limit, a tick limit (one tick per call
 //! or loop iteration) and a heap limit (checked every 1,000 ticks). Single
-//! native operations such as `"x" * (1 << 30)` or `list(range(10**10))`
-//! allocate their result in one go, between two checks; Rust aborts the
-//! process when such an allocation fails. `GuardedAllocator` refuses any
-//! single allocation above `MAX_ALLOCATION` made while a file evaluates, and
-//! exits with an error naming the file instead.
+//! native operations such as `"x" * (1 << 30)` or `[0] * (1 << 28)`
+//! allocate their result in one go, between two checks, and a loop of a few
+//! hundred such operations can exhaust memory before the next check; Rust
+//! aborts the process when an allocation fails. `GuardedAllocator` refuses,
+//! while a file evaluates on the current thread, any single allocation above
+//! `MAX_ALLOCATION` and any allocation that takes the thread's live memory
+//! above `MAX_LIVE_BYTES`, and exits with an error naming the file instead.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -28,6 +30,9 @@ pub(crate) const MAX_TICKS: u64 = 10_000_000;
 pub(crate) const MAX_HEAP_BYTES: usize = 1 << 30;
 /// Largest single allocation while a file evaluates.
 pub(crate) const MAX_ALLOCATION: usize = 1 << 30;
+/// Most memory a file's evaluation may hold at once (allocated minus freed on
+/// its thread), above the heap limit, which is only checked now and then.
+pub(crate) const MAX_LIVE_BYTES: isize = 2 << 30;
 
 /// Sets every limit on a fresh evaluator.
 pub(crate) fn apply(eval: &mut Evaluator) {
@@ -96,23 +101,28 @@ pub(crate) fn starlark_message(error: &starlark::Error) -> String {
 thread_local! {
     /// The file being evaluated on this thread, while the guard is on.
     static GUARDED_FILE: Cell<Option<(*const u8, usize)>> = const { Cell::new(None) };
+    /// Bytes allocated minus bytes freed on this thread since the guard went on.
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
 }
 
 /// Turns the allocation guard on for this thread while it lives.
 struct Guard {
     previous: Option<(*const u8, usize)>,
+    previous_live: isize,
 }
 
 impl Guard {
     fn enter(file: &str) -> Guard {
         let previous = GUARDED_FILE.with(|cell| cell.replace(Some((file.as_ptr(), file.len()))));
-        Guard { previous }
+        let previous_live = LIVE_BYTES.with(|cell| cell.replace(0));
+        Guard { previous, previous_live }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         GUARDED_FILE.with(|cell| cell.set(self.previous));
+        LIVE_BYTES.with(|cell| cell.set(self.previous_live));
     }
 }
 
@@ -129,29 +139,47 @@ fn guarded_file() -> Option<(*const u8, usize)> {
     GUARDED_FILE.try_with(Cell::get).ok().flatten()
 }
 
-fn check(size: usize) {
+/// Accounts for `grown` more bytes (negative when freed) and refuses the
+/// allocation of `size` bytes if it breaks a limit.
+fn account(size: usize, grown: isize) {
+    let Some(file) = guarded_file() else { return };
     if size > MAX_ALLOCATION {
-        if let Some(file) = guarded_file() {
-            refuse(file, size);
-        }
+        refuse(file, Refusal::Single(size));
+    }
+    let live = LIVE_BYTES.try_with(|cell| {
+        let live = cell.get().saturating_add(grown);
+        cell.set(live);
+        live
+    });
+    if live.is_ok_and(|live| live > MAX_LIVE_BYTES) {
+        refuse(file, Refusal::Live);
     }
 }
 
 fn check_result(pointer: *mut u8, size: usize) -> *mut u8 {
     if pointer.is_null() {
         if let Some(file) = guarded_file() {
-            refuse(file, size);
+            refuse(file, Refusal::Single(size));
         }
     }
     pointer
 }
 
+enum Refusal {
+    Single(usize),
+    Live,
+}
+
 /// Prints the error without allocating and exits with the user-error code.
-fn refuse((file, length): (*const u8, usize), size: usize) -> ! {
+fn refuse((file, length): (*const u8, usize), refusal: Refusal) -> ! {
     fn write(bytes: &[u8]) {
         // SAFETY: writing an initialised buffer to stderr.
         unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
     }
+    let size = match refusal {
+        Refusal::Single(size) => size,
+        Refusal::Live => 0,
+    };
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = size;
@@ -166,31 +194,42 @@ fn refuse((file, length): (*const u8, usize), size: usize) -> ! {
     write(b"error: Evaluating `");
     // SAFETY: the guard holds a pointer to the file name, alive while it is on.
     write(unsafe { std::slice::from_raw_parts(file, length) });
-    write(b"` tried to allocate ");
-    write(&digits[at..]);
-    write(b" bytes at once; berth stops at 1 GiB\n");
-    write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `list(range(10**10))`\n");
+    match refusal {
+        Refusal::Single(_) => {
+            write(b"` tried to allocate ");
+            write(&digits[at..]);
+            write(b" bytes at once; berth stops at 1 GiB\n");
+            write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `[0] * (1 << 28)`\n");
+        }
+        Refusal::Live => {
+            write(b"` used more than 2 GiB of memory\n");
+            write(b"hint: look for a loop building large strings or lists\n");
+        }
+    }
     // SAFETY: `_exit` ends the process without running code that could allocate.
     unsafe { libc::_exit(1) }
 }
 
 unsafe impl GlobalAlloc for GuardedAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        check(layout.size());
+        account(layout.size(), layout.size() as isize);
         check_result(unsafe { System.alloc(layout) }, layout.size())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        check(layout.size());
+        account(layout.size(), layout.size() as isize);
         check_result(unsafe { System.alloc_zeroed(layout) }, layout.size())
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        if guarded_file().is_some() {
+            let _ = LIVE_BYTES.try_with(|cell| cell.set(cell.get() - layout.size() as isize));
+        }
         unsafe { System.dealloc(pointer, layout) }
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        check(new_size);
+        account(new_size, new_size as isize - layout.size() as isize);
         check_result(unsafe { System.realloc(pointer, layout, new_size) }, new_size)
     }
 }

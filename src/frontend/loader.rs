@@ -86,7 +86,8 @@ impl<'a> Loader<'a> {
             .map_err(|error| LoadError::Starlark(format!("Cannot start the loading threads: {error}")))?;
         while !pending.is_empty() {
             let batch: Vec<String> = std::mem::take(&mut pending).into_iter().collect();
-            let parsed = pool.install(|| batch.par_iter().map(|package| self.parse_build(package)).collect::<Vec<_>>());
+            let parsed =
+                pool.install(|| batch.par_iter().map(|package| self.parse_build(package.as_str())).collect::<Vec<_>>());
             let parsed = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
             for build in &parsed {
                 for load in &build.loads {
@@ -128,15 +129,15 @@ impl<'a> Loader<'a> {
         Ok(packages)
     }
 
-    fn parse_build(&self, package: &String) -> Result<ParsedBuild, LoadError> {
+    fn parse_build(&self, package: &str) -> Result<ParsedBuild, LoadError> {
         let build_file =
             self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
         let text = read(&self.workspace.root, &build_file)?;
         let ast = AstModule::parse(&build_file, text, &dialect())
             .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
-        let context = Label::new(package.clone(), BUILD_FILES[0]);
+        let context = Label::new(package, BUILD_FILES[0]);
         let loads = resolve_loads(&ast, &context)?;
-        Ok(ParsedBuild { package: package.clone(), build_file, ast, loads })
+        Ok(ParsedBuild { package: package.to_owned(), build_file, ast, loads })
     }
 
     /// Evaluates the `.star` file `load` names (and what it loads), once.
@@ -300,12 +301,11 @@ impl<'a> Loader<'a> {
     }
 
     fn no_such_package(&self, label: &Label) -> Diagnostic {
-        let mut diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
-        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`.
+        let diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
+        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`: walk up to the nearest package.
         let mut package = label.package.as_str();
-        while let Some((parent, _)) =
-            package.rsplit_once('/').or(if package.is_empty() { None } else { Some(("", package)) })
-        {
+        while !package.is_empty() {
+            let parent = package.rsplit_once('/').map_or("", |(parent, _)| parent);
             if self.workspace.build_file(parent).is_some() {
                 let rest = &label.path()[if parent.is_empty() { 0 } else { parent.len() + 1 }..];
                 if self.workspace.root.join(label.path()).is_file() {
@@ -315,8 +315,7 @@ impl<'a> Loader<'a> {
             }
             package = parent;
         }
-        diagnostic = diagnostic.hint("a package is a directory holding `BUILD.star`");
-        diagnostic
+        diagnostic.hint("a package is a directory holding `BUILD.star`")
     }
 
     fn unknown_label(

@@ -64,9 +64,9 @@ pub enum GraphError {
     #[error("Dependency cycle: {}\n  --> {location}\nhint: a target cannot depend on itself, directly or through other targets", render_cycle(.cycle))]
     Cycle { cycle: Vec<Label>, location: Location },
     #[error("Target `{label}` not found in `{build_file}`{}", hint_line(.hint))]
-    NoSuchTarget { label: Label, build_file: String, hint: Option<String> },
+    NoSuchTarget { label: String, build_file: String, hint: Option<String> },
     #[error("`{label}` depends on `{dep}`, which is not in the target graph")]
-    MissingNode { label: Label, dep: Label },
+    MissingNode { label: String, dep: String },
     #[error("Invalid query `{query}`: {reason}\nhint: queries look like `//...`, `deps(//app:img)` or `rdeps(//..., //lib:base)`")]
     Query { query: String, reason: String },
 }
@@ -121,7 +121,7 @@ impl TargetGraph {
         for target in graph.targets.values() {
             for dep in &target.deps {
                 let Some(&to) = graph.index.get(dep) else {
-                    return Err(GraphError::MissingNode { label: target.label.clone(), dep: dep.clone() });
+                    return Err(GraphError::MissingNode { label: target.label.to_string(), dep: dep.to_string() });
                 };
                 graph.graph.update_edge(graph.index[&target.label], to, ());
             }
@@ -209,6 +209,10 @@ impl TargetGraph {
                     }
                     labels.insert(label.clone());
                 }
+                // A target named `all` wins over the wildcard, as in Bazel.
+                Pattern::AllInPackage { package } if self.targets.contains_key(&Label::new(package.clone(), "all")) => {
+                    labels.insert(Label::new(package.clone(), "all"));
+                }
                 _ => labels.extend(
                     self.targets
                         .keys()
@@ -238,7 +242,7 @@ impl TargetGraph {
         let names = self.targets.keys().filter(|other| other.package == label.package).map(|other| other.name.as_str());
         let hint = closest(&label.name, names)
             .map(|name| format!("did you mean `{}`?", Label { name: name.to_owned(), ..label.clone() }));
-        GraphError::NoSuchTarget { label: label.clone(), build_file, hint }
+        GraphError::NoSuchTarget { label: label.to_string(), build_file, hint }
     }
 
     /// The targets reachable from `roots` (them included), dependencies

@@ -1,0 +1,99 @@
+//! `fetch_blob`: a layer (or any blob) of a pulled image, fetched from its
+//! registry when some action needs its bytes.
+//!
+//! The key holds the blob's digest, size and media type, not the repository:
+//! where the bytes come from does not change them, so the same layer pulled
+//! through two repositories or a mirror is one cache entry.
+
+use std::sync::Arc;
+
+use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::error::Result;
+use crate::oci::Descriptor;
+use crate::registry::{Client, ImageRef};
+
+/// Fetches one blob of `image` into the CAS. Output blob: `blob`; metadata:
+/// `media_type`.
+#[derive(Debug)]
+pub struct FetchBlob {
+    /// The shared registry client (connection pool, tokens).
+    pub client: Arc<Client>,
+    /// Where to fetch from; not part of the key.
+    pub image: ImageRef,
+    pub anonymous: bool,
+    /// The layer's descriptor from the pulled manifest.
+    pub descriptor: Descriptor,
+}
+
+impl Action for FetchBlob {
+    fn kind(&self) -> &'static str {
+        "fetch_blob"
+    }
+
+    fn kind_version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        serde_json::json!({
+            "digest": self.descriptor.digest,
+            "size": self.descriptor.size,
+            "media_type": self.descriptor.media_type,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        Vec::new()
+    }
+
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+        let blob = self.client.fetch_blob(ctx.cas, &self.image, &self.descriptor, self.anonymous)?;
+        Ok(ActionOutput {
+            blobs: [("blob".to_owned(), blob)].into_iter().collect(),
+            metadata: serde_json::json!({ "media_type": self.descriptor.media_type }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{BlobRef, Cas, Digest};
+    use crate::registry::ClientOptions;
+
+    fn action(repository: &str, bytes: &[u8]) -> FetchBlob {
+        FetchBlob {
+            client: Arc::new(Client::new(ClientOptions { offline: true, ..ClientOptions::default() }).unwrap()),
+            image: ImageRef::parse(repository).unwrap(),
+            anonymous: true,
+            descriptor: Descriptor::new(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                BlobRef { digest: Digest::of(bytes), size: bytes.len() as u64 },
+            ),
+        }
+    }
+
+    #[test]
+    fn the_repository_is_not_part_of_the_key() {
+        let a = action("127.0.0.1:5000/a", b"layer");
+        let b = action("127.0.0.1:5000/b", b"layer");
+        assert_eq!(a.params(), b.params());
+        assert_ne!(a.params(), action("127.0.0.1:5000/a", b"other").params());
+        assert_eq!(a.params()["digest"], Digest::of(b"layer").to_string());
+    }
+
+    #[test]
+    fn a_cached_blob_needs_no_network_and_a_missing_one_fails_offline() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let fetch = action("127.0.0.1:9/a", b"layer");
+        let ctx = ActionContext { inputs: Vec::new(), cas: &cas, scratch: dir.path() };
+        let error = fetch.execute(&ctx).unwrap_err();
+        assert!(error.message.contains("--offline"), "{}", error.message);
+
+        let blob = cas.put_bytes(b"layer").unwrap();
+        let output = fetch.execute(&ctx).unwrap();
+        assert_eq!(output.blobs["blob"], blob);
+        assert_eq!(output.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    }
+}

@@ -1,0 +1,204 @@
+//! Registry authentication: the `WWW-Authenticate` challenge, the Bearer
+//! token flow (<https://distribution.github.io/distribution/spec/auth/token/>)
+//! and Basic auth, with tokens cached per host and scope until they expire.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::registry::{Credentials, RegistryError};
+
+/// Token responses larger than this are refused (real ones are a few KiB).
+pub const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+
+/// What a registry asked for in its `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Basic,
+}
+
+/// Parses `Bearer realm="...",service="...",scope="..."` or `Basic realm=...`.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let params = parse_params(rest);
+    let get = |key: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+    Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope") })
+}
+
+/// `key="quoted, value",key2=token` → pairs (commas inside quotes kept).
+fn parse_params(text: &str) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=')).collect();
+        if key.is_empty() || chars.next() != Some('=') {
+            return params;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>().trim().to_owned();
+        }
+        params.push((key.trim().to_owned(), value));
+    }
+}
+
+/// How to authorize the next request to a host for a set of scopes.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    /// The last challenge each host sent, so a new scope fetches its token
+    /// before the first request instead of after a 401.
+    challenges: Mutex<HashMap<String, Challenge>>,
+    tokens: Mutex<HashMap<(String, String), CachedToken>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    value: String,
+    expires: Instant,
+}
+
+impl AuthCache {
+    pub fn challenge(&self, host: &str) -> Option<Challenge> {
+        self.challenges.lock().unwrap().get(host).cloned()
+    }
+
+    pub fn remember_challenge(&self, host: &str, challenge: Challenge) {
+        self.challenges.lock().unwrap().insert(host.to_owned(), challenge);
+    }
+
+    /// A cached token that has not expired yet.
+    pub fn token(&self, host: &str, scopes: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap();
+        let token = tokens.get(&(host.to_owned(), scopes.to_owned()))?;
+        (token.expires > Instant::now()).then(|| token.value.clone())
+    }
+
+    pub fn store_token(&self, host: &str, scopes: &str, value: String, lifetime: Duration) {
+        let expires = Instant::now() + lifetime;
+        self.tokens.lock().unwrap().insert((host.to_owned(), scopes.to_owned()), CachedToken { value, expires });
+    }
+
+    /// Forgets a token the registry refused (expired or revoked early).
+    pub fn forget_token(&self, host: &str, scopes: &str) {
+        self.tokens.lock().unwrap().remove(&(host.to_owned(), scopes.to_owned()));
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// Asks the token server named by a Bearer challenge for a token covering
+/// `scopes`; returns the token and how long to keep it.
+pub fn fetch_token(
+    http: &reqwest::blocking::Client,
+    host: &str,
+    realm: &str,
+    service: Option<&str>,
+    scopes: &[String],
+    credentials: Option<&Credentials>,
+) -> Result<(String, Duration), RegistryError> {
+    let failed = |reason: String| RegistryError::Token { host: host.to_owned(), reason };
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(service) = service {
+        query.push(("service", service));
+    }
+    for scope in scopes {
+        query.push(("scope", scope));
+    }
+    let mut request = http.get(realm).query(&query).timeout(Duration::from_secs(60));
+    if let Some(credentials) = credentials {
+        request = request.header(reqwest::header::AUTHORIZATION, credentials.basic_header());
+    }
+    let response = request.send().map_err(|error| failed(format!("`{realm}`: {error}")))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(RegistryError::Denied {
+            host: host.to_owned(),
+            repository: scopes.join(" "),
+            reason: format!("the token server `{realm}` answered {status}"),
+        });
+    }
+    if !status.is_success() {
+        return Err(failed(format!("`{realm}` answered {status}")));
+    }
+    if response.content_length().is_some_and(|length| length > MAX_TOKEN_RESPONSE) {
+        return Err(failed(format!("the token response is larger than {MAX_TOKEN_RESPONSE} bytes")));
+    }
+    let mut body = Vec::new();
+    response
+        .take(MAX_TOKEN_RESPONSE + 1)
+        .read_to_end(&mut body)
+        .map_err(|error| failed(format!("reading the token: {error}")))?;
+    if body.len() as u64 > MAX_TOKEN_RESPONSE {
+        return Err(failed(format!("the token response is larger than {MAX_TOKEN_RESPONSE} bytes")));
+    }
+    let parsed: TokenResponse =
+        serde_json::from_slice(&body).map_err(|error| failed(format!("the token response is not JSON: {error}")))?;
+    let token = parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| failed("the token response holds no `token`".to_owned()))?;
+    // The spec's default lifetime is 60 s; renew a little early.
+    let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10)).saturating_sub(Duration::from_secs(5));
+    Ok((token, lifetime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenges_with_quoted_commas() {
+        let header = r#"Bearer realm="https://auth.test/token",service="reg.test",scope="repository:a/b:pull,push""#;
+        assert_eq!(
+            parse_challenge(header),
+            Some(Challenge::Bearer {
+                realm: "https://auth.test/token".into(),
+                service: Some("reg.test".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(parse_challenge("Bearer service=x"), None, "a Bearer challenge needs a realm");
+    }
+
+    #[test]
+    fn tokens_expire() {
+        let cache = AuthCache::default();
+        cache.store_token("h", "s", "t".into(), Duration::from_secs(60));
+        assert_eq!(cache.token("h", "s").as_deref(), Some("t"));
+        assert_eq!(cache.token("h", "other"), None);
+        cache.store_token("h", "s", "t".into(), Duration::ZERO);
+        assert_eq!(cache.token("h", "s"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! What can go wrong talking to a registry, and whose fault it is.
+
+use crate::cache::{CasError, Digest};
+use crate::error::Error;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("Invalid image reference `{text}`: {reason}")]
+    BadReference { text: String, reason: String },
+
+    #[error("Registry `{host}` is unreachable: {reason}\nhint: check the host name and port, and `registry(host, insecure = True)` in `WORKSPACE.star` for a plain-HTTP registry")]
+    Unreachable { host: String, reason: String },
+
+    #[error("Registry `{host}` answered {status} to {method} `{path}`{detail}")]
+    Status { host: String, method: String, path: String, status: u16, detail: String },
+
+    #[error("{what} `{reference}` not found in `{repository}`")]
+    NotFound { what: &'static str, repository: String, reference: String },
+
+    #[error("Access to `{repository}` was denied by `{host}`: {reason}\nhint: log in with credentials in `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), or set `anonymous = True` for a public image")]
+    Denied { host: String, repository: String, reason: String },
+
+    #[error("Token server for `{host}` failed: {reason}")]
+    Token { host: String, reason: String },
+
+    #[error("Digest mismatch for {what} `{expected}` from `{repository}`: the registry sent {size} bytes hashing to `{actual}`\nhint: the registry or something between it and berth is corrupting data; nothing was cached")]
+    DigestMismatch { what: &'static str, repository: String, expected: Digest, actual: Digest, size: u64 },
+
+    #[error("Size mismatch for {what} `{digest}` from `{repository}`: expected {expected} bytes, got {actual}")]
+    SizeMismatch { what: &'static str, repository: String, digest: Digest, expected: u64, actual: u64 },
+
+    #[error("{what} from `{repository}` is larger than the {limit}-byte limit")]
+    TooLarge { what: &'static str, repository: String, limit: u64 },
+
+    #[error("Transfer from `{host}` was cut short: {reason}")]
+    Transfer { host: String, reason: String },
+
+    #[error("Manifest `{digest}` of `{repository}` is not a valid image manifest or index: {reason}")]
+    BadManifest { repository: String, digest: Digest, reason: String },
+
+    #[error("No manifest for platform `{platform}` in index `{digest}` of `{repository}`; available: {}\nhint: set `platform` to one of the available platforms", available.join(", "))]
+    NoMatchingPlatform { repository: String, digest: Digest, platform: String, available: Vec<String> },
+
+    #[error(
+        "Invalid platform `{text}`: expected `os/architecture` or `os/architecture/variant`, e.g. `linux/arm64/v8`"
+    )]
+    BadPlatform { text: String },
+
+    #[error("Cannot read Docker credentials from `{path}`: {reason}")]
+    DockerConfig { path: String, reason: String },
+
+    #[error("Credential helper `docker-credential-{helper}` failed for `{host}`: {reason}")]
+    CredentialHelper { helper: String, host: String, reason: String },
+
+    #[error("{what} `{digest}` is not in the cache and `--offline` forbids fetching it from `{repository}`")]
+    Offline { what: &'static str, repository: String, digest: Digest },
+
+    #[error("Blob `{digest}` is neither in the cache nor in any known source repository, so it cannot be pushed")]
+    MissingBlob { digest: Digest },
+
+    #[error("Cannot read `{path}`: {source}")]
+    Io { path: String, source: std::io::Error },
+
+    #[error(transparent)]
+    Cas(#[from] CasError),
+}
+
+impl From<RegistryError> for Error {
+    fn from(error: RegistryError) -> Error {
+        use RegistryError::*;
+        match error {
+            Cas(cas) => cas.into(),
+            Unreachable { .. }
+            | Status { .. }
+            | Token { .. }
+            | Transfer { .. }
+            | CredentialHelper { .. }
+            | Io { .. } => Error::environment(error.to_string()),
+            BadReference { .. }
+            | NotFound { .. }
+            | Denied { .. }
+            | DigestMismatch { .. }
+            | SizeMismatch { .. }
+            | TooLarge { .. }
+            | BadManifest { .. }
+            | NoMatchingPlatform { .. }
+            | BadPlatform { .. }
+            | DockerConfig { .. }
+            | Offline { .. }
+            | MissingBlob { .. } => Error::user(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Pulls: resolving a pinned image to its manifest and config at analysis
+//! time, and fetching layer blobs lazily when an action needs their bytes.
+//!
+//! Every manifest and blob is checked against its digest and size before it
+//! is used or written to the CAS: blobs stream through a hasher into a
+//! [`crate::cache::CasWriter`] that is committed only when the digest
+//! matches. A mismatch is retried (the corruption may be in transit) and
+//! ends in [`RegistryError::DigestMismatch`] naming the blob.
+
+use std::io::{self, Read};
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, StatusCode};
+
+use crate::cache::{BlobRef, Cas, CasError, Digest, Sha256Writer};
+use crate::oci::{Descriptor, Platform};
+use crate::registry::client::{status_error, Call, Endpoint, Failure};
+use crate::registry::manifest::{self, Parsed, ACCEPT};
+use crate::registry::{Client, ImageRef, Reference, RegistryError, MAX_MANIFEST_SIZE};
+
+/// A pinned image resolved at analysis time: its manifest and config are in
+/// the CAS, its layers are only described (fetch them with
+/// [`Client::fetch_blob`] or the `fetch_blob` action).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PulledImage {
+    /// Where it came from (and where its layers are fetched or mounted from).
+    pub image: ImageRef,
+    /// The pinned digest: of the index when `index` is set, else of `manifest`.
+    pub digest: Digest,
+    /// The index the manifest was picked from, when the digest named one.
+    pub index: Option<BlobRef>,
+    /// The image manifest, in the CAS.
+    pub manifest: BlobRef,
+    pub manifest_media_type: String,
+    /// The image config, in the CAS.
+    pub config: BlobRef,
+    pub config_media_type: String,
+    /// The layers, base first; their blobs are not fetched yet.
+    pub layers: Vec<Descriptor>,
+    /// The platform of the index entry, when picked from an index.
+    pub platform: Option<Platform>,
+    /// Pulled without credentials (`anonymous = True`).
+    pub anonymous: bool,
+}
+
+fn pull_scope(image: &ImageRef) -> Vec<String> {
+    vec![format!("repository:{}:pull", image.repository)]
+}
+
+/// A verified manifest: its bytes, the media type the registry gave it.
+struct FetchedManifest {
+    bytes: Vec<u8>,
+    content_type: Option<String>,
+}
+
+impl Client {
+    /// Resolves a pinned image: puts its manifest (and index) and config in
+    /// the CAS and describes its layers. No network access when they are
+    /// cached already. For an index, `platform` (`os/arch[/variant]`,
+    /// default the host's) picks the manifest.
+    pub fn resolve(
+        &self,
+        cas: &Cas,
+        image: &ImageRef,
+        digest: Digest,
+        platform: Option<&str>,
+        anonymous: bool,
+    ) -> Result<PulledImage, RegistryError> {
+        let wanted = platform.map(manifest::parse_platform).transpose()?;
+        let (root, parsed) = self.manifest_blob(cas, image, digest, None, anonymous)?;
+        let (index, manifest, parsed, platform) = match parsed {
+            Parsed::Manifest { .. } => (None, root, parsed, None),
+            Parsed::Index { manifests, .. } => {
+                let wanted = wanted.unwrap_or_else(Platform::host);
+                let entry = manifest::select_platform(&manifests, &wanted).map_err(|available| {
+                    RegistryError::NoMatchingPlatform {
+                        repository: image.to_string(),
+                        digest,
+                        platform: wanted.to_string(),
+                        available,
+                    }
+                })?;
+                let (child, parsed) = self.manifest_blob(cas, image, entry.digest, Some(entry.size), anonymous)?;
+                (Some(root), child, parsed, entry.platform.clone())
+            }
+        };
+        let Parsed::Manifest { media_type, config, layers } = parsed else {
+            return Err(RegistryError::BadManifest {
+                repository: image.to_string(),
+                digest: manifest.digest,
+                reason: "an index entry names another index, not an image manifest".to_owned(),
+            });
+        };
+        let config_ref = self.fetch_blob(cas, image, &config, anonymous)?;
+        Ok(PulledImage {
+            image: image.clone(),
+            digest,
+            index,
+            manifest,
+            manifest_media_type: media_type,
+            config: config_ref,
+            config_media_type: config.media_type,
+            layers,
+            platform,
+            anonymous,
+        })
+    }
+
+    /// Resolves a tag (or checks a digest) with the registry itself, never a
+    /// mirror: tags move, and `berth pin` must see where they point now.
+    /// Returns the manifest's digest and media type.
+    pub fn resolve_tag(&self, reference: &Reference, anonymous: bool) -> Result<(Digest, String), RegistryError> {
+        let name = reference.manifest_reference().unwrap_or_else(|| "latest".to_owned());
+        let image = &reference.image;
+        if self.options.offline {
+            return Err(RegistryError::Unreachable {
+                host: image.host.clone(),
+                reason: "`--offline` forbids resolving tags".to_owned(),
+            });
+        }
+        let endpoint = self.endpoint(&image.host)?;
+        let fetched =
+            self.retrying(|| self.fetch_manifest_once(&endpoint, image, &name, reference.digest, anonymous))?;
+        let digest = Digest::of(&fetched.bytes);
+        let parsed = manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
+            .map_err(|reason| RegistryError::BadManifest { repository: image.to_string(), digest, reason })?;
+        let media_type = match parsed {
+            Parsed::Manifest { media_type, .. } | Parsed::Index { media_type, .. } => media_type,
+        };
+        Ok((digest, media_type))
+    }
+
+    /// Fetches a blob into the CAS unless it is there already, checking its
+    /// digest and size; a blob that fails is fetched again and never cached.
+    pub fn fetch_blob(
+        &self,
+        cas: &Cas,
+        image: &ImageRef,
+        descriptor: &Descriptor,
+        anonymous: bool,
+    ) -> Result<BlobRef, RegistryError> {
+        let blob = BlobRef { digest: descriptor.digest, size: descriptor.size };
+        let path = cas.path(&blob.digest);
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.len() == blob.size => return Ok(blob),
+            // A torn or foreign file under this name: fetch it again.
+            Ok(_) => std::fs::remove_file(&path).map_err(|source| CasError::Io { path: path.clone(), source })?,
+            Err(_) => {}
+        }
+        if self.options.offline {
+            return Err(RegistryError::Offline { what: "Blob", repository: image.to_string(), digest: blob.digest });
+        }
+        self.pull_from(image, &mut |endpoint| self.fetch_blob_once(cas, endpoint, image, descriptor, anonymous))
+    }
+
+    /// Tries each mirror briefly, then the registry with full retries.
+    fn pull_from<T>(
+        &self,
+        image: &ImageRef,
+        attempt: &mut dyn FnMut(&Endpoint) -> Result<T, Failure>,
+    ) -> Result<T, RegistryError> {
+        let endpoints = self.pull_endpoints(&image.host)?;
+        let (registry, mirrors) = endpoints.split_last().expect("the registry itself is always an endpoint");
+        for mirror in mirrors {
+            if let Ok(value) = self.retrying_n(2, &mut || attempt(mirror)) {
+                return Ok(value);
+            }
+        }
+        self.retrying(|| attempt(registry))
+    }
+
+    /// The manifest `digest` from the CAS, or fetched, checked and stored.
+    fn manifest_blob(
+        &self,
+        cas: &Cas,
+        image: &ImageRef,
+        digest: Digest,
+        size: Option<u64>,
+        anonymous: bool,
+    ) -> Result<(BlobRef, Parsed), RegistryError> {
+        let cached = match cas.read_verified(&digest) {
+            Ok(bytes) => Some(bytes),
+            Err(CasError::Missing { .. } | CasError::Corrupt { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let (bytes, content_type) = match cached {
+            Some(bytes) => (bytes, None),
+            None => {
+                if self.options.offline {
+                    return Err(RegistryError::Offline { what: "Manifest", repository: image.to_string(), digest });
+                }
+                let reference = digest.to_string();
+                let fetched = self.pull_from(image, &mut |endpoint| {
+                    self.fetch_manifest_once(endpoint, image, &reference, Some(digest), anonymous)
+                })?;
+                (fetched.bytes, fetched.content_type)
+            }
+        };
+        if let Some(size) = size.filter(|size| *size != bytes.len() as u64) {
+            return Err(RegistryError::SizeMismatch {
+                what: "manifest",
+                repository: image.to_string(),
+                digest,
+                expected: size,
+                actual: bytes.len() as u64,
+            });
+        }
+        let parsed = manifest::parse(&bytes, content_type.as_deref()).map_err(|reason| RegistryError::BadManifest {
+            repository: image.to_string(),
+            digest,
+            reason,
+        })?;
+        let blob = cas.put_bytes(&bytes)?;
+        Ok((blob, parsed))
+    }
+
+    fn fetch_manifest_once(
+        &self,
+        endpoint: &Endpoint,
+        image: &ImageRef,
+        reference: &str,
+        expected: Option<Digest>,
+        anonymous: bool,
+    ) -> Result<FetchedManifest, Failure> {
+        let scopes = pull_scope(image);
+        let repository = image.to_string();
+        let call = Call {
+            method: Method::GET,
+            url: endpoint.url(&format!("{}/manifests/{reference}", image.repository)),
+            headers: vec![("Accept", ACCEPT.to_owned())],
+            body: None,
+            scopes: &scopes,
+            anonymous,
+            repository: &repository,
+        };
+        let response = self.send(endpoint, &call)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                return Err(Failure::fatal(RegistryError::NotFound {
+                    what: "Manifest",
+                    repository,
+                    reference: reference.to_owned(),
+                }))
+            }
+            _ => return Err(Failure::fatal(status_error(endpoint, &call, &call.url, response))),
+        }
+        let too_large = || {
+            Failure::fatal(RegistryError::TooLarge {
+                what: "Manifest",
+                repository: repository.clone(),
+                limit: MAX_MANIFEST_SIZE,
+            })
+        };
+        if response.content_length().is_some_and(|length| length > MAX_MANIFEST_SIZE) {
+            return Err(too_large());
+        }
+        let content_type =
+            response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let header_digest = response
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<Digest>().ok());
+        let mut bytes = Vec::new();
+        response
+            .take(MAX_MANIFEST_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(too_large());
+        }
+        let actual = Digest::of(&bytes);
+        // A tag has no digest to check against but the registry's own header.
+        if let Some(expected) = expected.or(header_digest) {
+            if actual != expected {
+                return Err(Failure::retriable(RegistryError::DigestMismatch {
+                    what: "manifest",
+                    repository,
+                    expected,
+                    actual,
+                    size: bytes.len() as u64,
+                }));
+            }
+        }
+        Ok(FetchedManifest { bytes, content_type })
+    }
+
+    fn fetch_blob_once(
+        &self,
+        cas: &Cas,
+        endpoint: &Endpoint,
+        image: &ImageRef,
+        descriptor: &Descriptor,
+        anonymous: bool,
+    ) -> Result<BlobRef, Failure> {
+        let scopes = pull_scope(image);
+        let repository = image.to_string();
+        let call = Call {
+            method: Method::GET,
+            url: endpoint.url(&format!("{}/blobs/{}", image.repository, descriptor.digest)),
+            headers: Vec::new(),
+            body: None,
+            scopes: &scopes,
+            anonymous,
+            repository: &repository,
+        };
+        let response = self.send(endpoint, &call)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                return Err(Failure::fatal(RegistryError::NotFound {
+                    what: "Blob",
+                    repository,
+                    reference: descriptor.digest.to_string(),
+                }))
+            }
+            _ => return Err(Failure::fatal(status_error(endpoint, &call, &call.url, response))),
+        }
+        let mut writer = Sha256Writer::new(cas.writer().map_err(RegistryError::from)?);
+        // One byte more than expected is enough to know the body is too long.
+        let mut body = Progress { inner: response.take(descriptor.size + 1), client: self, unreported: 0 };
+        let copied = io::copy(&mut body, &mut writer);
+        self.transferred(body.unreported);
+        copied.map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
+        let (actual, size, cas_writer) = writer.finish();
+        if size != descriptor.size {
+            return Err(Failure::retriable(RegistryError::SizeMismatch {
+                what: "blob",
+                repository,
+                digest: descriptor.digest,
+                expected: descriptor.size,
+                actual: size,
+            }));
+        }
+        if actual != descriptor.digest {
+            // Dropping the writer uncommitted leaves nothing in the CAS.
+            return Err(Failure::retriable(RegistryError::DigestMismatch {
+                what: "blob",
+                repository,
+                expected: descriptor.digest,
+                actual,
+                size,
+            }));
+        }
+        Ok(cas_writer.commit().map_err(RegistryError::from)?)
+    }
+}
+
+/// Reports bytes read from a body every MiB, for progress on large blobs.
+struct Progress<'a, R> {
+    inner: R,
+    client: &'a Client,
+    unreported: u64,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.unreported += read as u64;
+        if self.unreported >= 1 << 20 {
+            self.client.transferred(std::mem::take(&mut self.unreported));
+        }
+        Ok(read)
+    }
+}
+
+fn transfer_error(endpoint: &Endpoint, error: &io::Error) -> RegistryError {
+    RegistryError::Transfer { host: endpoint.host.clone(), reason: crate::registry::client::error_chain(error) }
+}
