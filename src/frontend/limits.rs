@@ -24,10 +24,14 @@ use crate::graph::Location;
 
 /// Deepest Starlark call stack: rule macros nest a handful deep.
 pub(crate) const MAX_CALL_DEPTH: usize = 200;
-/// Function calls plus loop iterations per file.
-pub(crate) const MAX_TICKS: u64 = 10_000_000;
+/// Function calls plus loop iterations per file. Also bounds how deep a value
+/// can nest (each level costs a tick), which freezing walks recursively on
+/// a `STACK_BYTES` stack: a million levels fit.
+pub(crate) const MAX_TICKS: u64 = 1_000_000;
 /// Starlark heap per file.
 pub(crate) const MAX_HEAP_BYTES: usize = 1 << 30;
+/// Stack of the threads that parse and evaluate files.
+pub(crate) const STACK_BYTES: usize = 256 << 20;
 /// Largest single allocation while a file evaluates.
 pub(crate) const MAX_ALLOCATION: usize = 1 << 30;
 /// Most memory a file's evaluation may hold at once (allocated minus freed on
@@ -231,5 +235,132 @@ unsafe impl GlobalAlloc for GuardedAllocator {
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         account(new_size, new_size as isize - layout.size() as isize);
         check_result(unsafe { System.realloc(pointer, layout, new_size) }, new_size)
+    }
+}
+
+/// Most operators and brackets in one statement: the parser recurses once per
+/// nesting level, so a machine-made `[[[[...]]]]` could overflow its stack.
+pub(crate) const MAX_STATEMENT_NESTING: usize = 2000;
+/// Deepest indentation, in columns, for the same reason.
+pub(crate) const MAX_INDENT: usize = 2000;
+
+/// Refuses source text whose statements could nest deeper than the parser's
+/// stack allows, before it is parsed. A lexical scan: strings and comments
+/// are skipped; brackets, operators and the keywords that build expressions
+/// are counted per statement.
+pub(crate) fn check_nesting(path: &str, text: &str) -> Result<(), LoadError> {
+    let bytes = text.as_bytes();
+    let (mut at, mut line, mut depth, mut count, mut line_start) = (0usize, 1u32, 0usize, 0usize, true);
+    let mut statement_line = 1u32;
+    let too_deep = |line: u32, what: String| {
+        LoadError::Limit(
+            Diagnostic::new(format!("Statement nests too deeply to load: {what}"))
+                .at(Location { path: path.to_owned(), line, column: 1 })
+                .hint("split it into smaller statements or functions"),
+        )
+    };
+    while at < bytes.len() {
+        if line_start {
+            let indent = bytes[at..].iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+            if indent > MAX_INDENT {
+                return Err(too_deep(line, format!("indented more than {MAX_INDENT} columns")));
+            }
+            line_start = false;
+        }
+        let byte = bytes[at];
+        match byte {
+            b'#' => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+                continue;
+            }
+            b'\'' | b'"' => {
+                let triple = bytes[at..].starts_with(&[byte; 3]);
+                at += if triple { 3 } else { 1 };
+                while at < bytes.len() {
+                    match bytes[at] {
+                        b'\\' => at += 1,
+                        b'\n' => line += 1,
+                        quote if quote == byte && (!triple || bytes[at..].starts_with(&[byte; 3])) => {
+                            at += if triple { 3 } else { 1 };
+                            break;
+                        }
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                continue;
+            }
+            b'\n' => {
+                line += 1;
+                line_start = true;
+                let continued = at > 0 && bytes[at - 1] == b'\\';
+                if depth == 0 && !continued {
+                    count = 0;
+                    statement_line = line;
+                }
+            }
+            b';' if depth == 0 => {
+                count = 0;
+                statement_line = line;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                count += 1;
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'|' | b'&' | b'^' | b'~' | b'<' | b'>' | b'=' | b'!' => count += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let end = at + bytes[at..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+                if matches!(&bytes[at..end], b"not" | b"and" | b"or" | b"if" | b"else" | b"lambda" | b"for" | b"in") {
+                    count += 1;
+                }
+                at = end;
+                if count > MAX_STATEMENT_NESTING {
+                    return Err(too_deep(
+                        statement_line,
+                        format!("more than {MAX_STATEMENT_NESTING} operators and brackets"),
+                    ));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if count > MAX_STATEMENT_NESTING {
+            return Err(too_deep(statement_line, format!("more than {MAX_STATEMENT_NESTING} operators and brackets")));
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_files_pass_the_nesting_check() {
+        let text = "load(\"//x:y.star\", \"z\")\n# a comment with ((((( and '\ndef f(a, *, b = [1, 2]):\n    return {\"k\": a + b} if a else None\n\ns = \"\"\"\n[[[[ not counted\n\"\"\"\nsrcs = [\n" .to_owned()
+            + &"    \"file.txt\",\n".repeat(5000)
+            + "]\n";
+        check_nesting("BUILD.star", &text).unwrap();
+        let many = "x = 1\n".repeat(10000) + &"y = a + b\n".repeat(5000);
+        check_nesting("BUILD.star", &many).unwrap();
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_line() {
+        for text in [
+            format!("a = 1\nx = {}{}\n", "[".repeat(3000), "]".repeat(3000)),
+            format!("a = 1\nx = {}1\n", "-".repeat(3000)),
+            format!("a = 1\nx = {}True\n", "not ".repeat(3000)),
+            format!("a = 1\nx = ({})\n", "1 +\n".repeat(3000) + "1"),
+        ] {
+            let error = check_nesting("app/BUILD.star", &text).unwrap_err().to_string();
+            assert!(error.starts_with("Statement nests too deeply to load: more than 2000 operators and brackets\n  --> app/BUILD.star:2:1"), "{error}");
+        }
+        let indented = format!("if True:\n{}pass\n", " ".repeat(3000));
+        assert!(check_nesting("a", &indented).unwrap_err().to_string().contains("indented more than 2000 columns"));
     }
 }

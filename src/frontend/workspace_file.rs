@@ -19,6 +19,7 @@ pub fn evaluate_workspace_file(path: &str, text: &str) -> Result<WorkspaceSettin
 }
 
 fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
+    limits::check_nesting(path, text)?;
     let mut dialect = dialect();
     // Settings need no modules: a `load` here would be a misunderstanding.
     dialect.enable_load = false;
