@@ -49,9 +49,7 @@ pub struct SourceRef {
 
 impl SourceRef {
     pub fn new(label: &Label) -> SourceRef {
-        let workspace_path =
-            if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
-        SourceRef { label: label.clone(), workspace_path }
+        SourceRef { label: label.clone(), workspace_path: label.path() }
     }
 }
 

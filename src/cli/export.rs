@@ -90,14 +90,12 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
 fn image_names(label: &Label, repository: Option<&str>, tags: &[String]) -> Vec<String> {
     let repository = match repository {
         Some(repository) => repository.to_owned(),
-        None => {
-            let path =
-                if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
-            path.to_ascii_lowercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') { c } else { '-' })
-                .collect()
-        }
+        None => label
+            .path()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') { c } else { '-' })
+            .collect(),
     };
     if tags.is_empty() {
         vec![format!("{repository}:latest")]
