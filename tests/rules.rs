@@ -46,6 +46,7 @@ oci_python_image(name = "py", packages = [":srcs"], python_main = "/app/main.py"
 oci_image_index(name = "index", images = [":img", ":alias"])
 oci_pull_image(name = "pulled", repository = "library/busybox", digest = "{DIGEST}")
 oci_pull(name = "pulled2", repository = "library/busybox", sha = "{DIGEST}")
+oci_pull(name = "pulled3", image = "library/busybox", digest = "{DIGEST}")
 oci_pull_images(name = "multi", repository = "library/python", variants = {{"slim": "{DIGEST}"}})
 deb_layer(name = "debs", debs = ["x.deb"], sha256s = ["00"])
 "#
@@ -68,11 +69,14 @@ deb_layer(name = "debs", debs = ["x.deb"], sha256s = ["00"])
         ("multi#slim", "oci_pull_image"),
         ("pulled", "oci_pull_image"),
         ("pulled2", "oci_pull_image"),
+        ("pulled3", "oci_pull_image"),
         ("py", "oci_image_build"),
         ("scratch", "oci_image_empty"),
         ("srcs", "files"),
     ];
     assert_eq!(kinds, expected.map(|(name, kind)| (name.to_owned(), kind.to_owned())));
+    let pulled3 = graph.targets().find(|t| t.label.name == "pulled3").unwrap();
+    assert_eq!(pulled3.string("repository"), Some("library/busybox"), "rules_oci's `image` is the repository");
     let sources: Vec<String> = graph.source_files().map(|source| source.path.clone()).collect();
     assert_eq!(sources, ["app/a.txt", "app/x.deb"]);
 }
