@@ -300,7 +300,11 @@ fn base_layers_are_extracted_once() {
     for index in 0..3 {
         fixture.run(spec(&[&format!("echo {index} > /n")], &["/n"]), &[], StackMode::Auto).unwrap();
     }
-    let layers: Vec<_> = std::fs::read_dir(fixture.cache().join("layers")).unwrap().flatten().collect();
+    let layers: Vec<_> = std::fs::read_dir(fixture.cache().join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .collect();
     assert_eq!(layers.len(), 1, "one extracted directory for the one base layer");
     let base_digest = fixture.base.blobs["layer"].digest;
     assert_eq!(layers[0].file_name().to_str().unwrap(), base_digest.hex());
