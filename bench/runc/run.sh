@@ -56,5 +56,5 @@ echo "== a ${big_mib} MiB base, then ten steps on it"
 ls -l "$work/big.tar.gz"
 "$bench" steps "$work/cache-big" "$work/big.tar.gz" 11 "$step" | tee "$work/big.txt"
 echo "extraction directories under $work/cache-big/layers:"
-ls "$work/cache-big/layers"
+ls -d "$work"/cache-big/layers/*/
 echo "steps that extracted the base: $(grep -c 'cold' "$work/big.txt") of $(grep -c '^step' "$work/big.txt")"

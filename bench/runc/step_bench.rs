@@ -97,7 +97,7 @@ fn run_steps(cache: &Path, base: &Path, count: usize, command: &str) {
         let seconds = started.elapsed().as_secs_f64();
         println!("step {index} {} {seconds:.4}", if warm { "warm" } else { "cold(extracts)" });
     }
-    let layers = std::fs::read_dir(cache.join("layers")).unwrap().count();
+    let layers = std::fs::read_dir(cache.join("layers")).unwrap().flatten().filter(|e| e.path().is_dir()).count();
     println!("extracted layer directories: {layers}");
 }
 
