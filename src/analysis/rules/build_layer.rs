@@ -76,9 +76,6 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
         outputs: outputs.clone(),
         exclude: target.strings("exclude").into_iter().map(str::to_owned).collect(),
         workdir: target.string("workdir").map(str::to_owned),
-        // `output_path` only says where the layer also appears under
-        // `berth-out/` (see `session::write_outputs`); it never changes it.
-        output_path: None,
         timeout_secs,
         network: target.bool("network"),
         source_date_epoch: analyzer.ctx.source_date_epoch,
