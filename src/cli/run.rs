@@ -1,7 +1,5 @@
 //! `berth run LABEL [-- ARG...]`
 
-use std::path::Path;
-
 use clap::Args;
 
 use crate::cache::{Cas, Digest};
@@ -54,11 +52,7 @@ impl RunRequest {
 pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
-    let package = std::env::current_dir()
-        .ok()
-        .and_then(|cwd| cwd.strip_prefix(&session.workspace.root).ok().and_then(Path::to_str).map(str::to_owned))
-        .unwrap_or_default();
-    let request = RunRequest::new(args, &package)?;
+    let request = RunRequest::new(args, &session.current_package())?;
     // Before any build work: a machine that cannot run containers says so
     // at once (exit 3).
     let runc = Runc::locate(session.workspace.settings.runc.as_deref()).map_err(Error::from)?;

@@ -106,13 +106,16 @@ impl<'a> Session<'a> {
         Ok(Built { graph, analysis, result, targets })
     }
 
+    /// The package of the current directory (`""` at the root or outside
+    /// any package), which relative labels and patterns are resolved in.
+    pub fn current_package(&self) -> String {
+        std::env::current_dir().ok().and_then(|cwd| self.workspace.package_of(&cwd)).unwrap_or_default()
+    }
+
     /// Builds one label (written relative to the current directory's
     /// package, as `:img` or `//app:img`) and returns its output.
     pub fn build_label(&self, text: &str, fetch_layers: bool) -> Result<(Built, TargetOutput)> {
-        let cwd = std::env::current_dir()
-            .map_err(|error| Error::environment(format!("Cannot read the current directory: {error}")))?;
-        let package = cwd.strip_prefix(&self.workspace.root).ok().and_then(Path::to_str).unwrap_or_default();
-        let label = Label::parse(text, package).map_err(|error| Error::user(error.to_string()))?;
+        let label = Label::parse(text, &self.current_package()).map_err(|error| Error::user(error.to_string()))?;
         let built = self.build(&[Pattern::Target(label.clone())], fetch_layers)?;
         let output = built
             .targets
