@@ -137,6 +137,11 @@ fn write_layout_of_present_blobs(
 ) -> Result<Vec<Digest>, OciError> {
     let (blobs, missing): (Vec<BlobRef>, Vec<BlobRef>) =
         image_blobs(cas, root)?.into_iter().partition(|blob| cas.contains(&blob.digest));
+    let index = layout_index(root, ref_name)?;
+    let missing: Vec<Digest> = missing.into_iter().map(|blob| blob.digest).collect();
+    if is_up_to_date(cas, &blobs, &index, dir) {
+        return Ok(missing);
+    }
     let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     fs::create_dir_all(parent).map_err(OciError::write(parent.display().to_string()))?;
@@ -153,12 +158,27 @@ fn write_layout_of_present_blobs(
         link_or_copy(&cas.path(&blob.digest), &target).map_err(write_error(&target))?;
     }
     write_file(&temp.path().join("oci-layout"), OCI_LAYOUT)?;
-    write_file(&temp.path().join("index.json"), &layout_index(root, ref_name)?)?;
+    write_file(&temp.path().join("index.json"), &index)?;
     for sub in [temp.path().to_path_buf(), temp.path().join("blobs"), blob_dir] {
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).map_err(write_error(&sub))?;
     }
     replace_dir(temp.keep(), dir)?;
-    Ok(missing.into_iter().map(|blob| blob.digest).collect())
+    Ok(missing)
+}
+
+/// Whether `dir` already is this layout: the same `index.json`, and every
+/// blob a hard link to its CAS file. A no-op build then touches nothing
+/// under `berth-out/` but a few stats.
+fn is_up_to_date(cas: &Cas, blobs: &[BlobRef], index: &[u8], dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let same_file = |a: &Path, b: &Path| match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    };
+    fs::read(dir.join("index.json")).is_ok_and(|existing| existing == index)
+        && blobs
+            .iter()
+            .all(|blob| same_file(&dir.join("blobs/sha256").join(blob.digest.hex()), &cas.path(&blob.digest)))
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OciError> {

@@ -3,6 +3,7 @@
 //! links into the CAS so an output costs no extra space.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::actions::{ActionOutput, LayerOutput};
@@ -127,13 +128,19 @@ fn layer_extension(media_type: &str) -> &'static str {
 /// Hard-links a CAS blob to `path` (copying across filesystems), replacing
 /// what was there through a temp name so the path is never half-written.
 fn link_blob(cas: &Cas, digest: Digest, path: &Path) -> Result<()> {
+    let blob = cas.path(&digest);
+    if let (Ok(existing), Ok(wanted)) = (fs::metadata(path), fs::metadata(&blob)) {
+        if (existing.ino(), existing.dev()) == (wanted.ino(), wanted.dev()) {
+            return Ok(());
+        }
+    }
     let io_error = |error: std::io::Error| Error::environment(format!("Cannot write `{}`: {error}", path.display()));
     let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_error)?;
     let temp = parent.join(format!(".{}.tmp", digest.hex()));
     let _ = fs::remove_file(&temp);
-    if fs::hard_link(cas.path(&digest), &temp).is_err() {
-        fs::copy(cas.path(&digest), &temp).map_err(io_error)?;
+    if fs::hard_link(&blob, &temp).is_err() {
+        fs::copy(&blob, &temp).map_err(io_error)?;
     }
     fs::rename(&temp, path).map_err(io_error)
 }
