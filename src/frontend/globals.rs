@@ -253,6 +253,9 @@ fn check(
         return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
             .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`"));
     }
+    // Every label once, in first-mention order.
+    let mut seen = std::collections::HashSet::with_capacity(deps.len());
+    deps.retain(|dep| seen.insert(dep.clone()));
     Ok(TargetNode { label, kind: rule.to_owned(), attrs, deps, location: location.clone() })
 }
 

@@ -123,7 +123,8 @@ impl TargetGraph {
                 let Some(&to) = graph.index.get(dep) else {
                     return Err(GraphError::MissingNode { label: target.label.to_string(), dep: dep.to_string() });
                 };
-                graph.graph.update_edge(graph.index[&target.label], to, ());
+                // `deps` holds each label once, so no edge is added twice.
+                graph.graph.add_edge(graph.index[&target.label], to, ());
             }
         }
         graph.check_acyclic()?;
