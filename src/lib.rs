@@ -20,4 +20,5 @@ pub mod graph;
 pub mod oci;
 pub mod registry;
 pub mod report;
+pub mod session;
 pub mod workspace;

@@ -126,19 +126,28 @@ impl Sandbox for FakeSandbox {
 }
 
 struct World {
-    cache_dir: tempfile::TempDir,
-    workspace: tempfile::TempDir,
+    cache_dir: PathBuf,
+    workspace: PathBuf,
     log: Arc<Log>,
     sandbox: FakeSandbox,
+    _temp: Vec<tempfile::TempDir>,
 }
 
 impl World {
     fn new() -> World {
+        let (cache_dir, workspace) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let world = World::at(cache_dir.path(), workspace.path());
+        World { _temp: vec![cache_dir, workspace], ..world }
+    }
+
+    /// A world over existing directories (shared with another process).
+    fn at(cache_dir: &Path, workspace: &Path) -> World {
         World {
-            cache_dir: tempfile::tempdir().unwrap(),
-            workspace: tempfile::tempdir().unwrap(),
+            cache_dir: cache_dir.to_owned(),
+            workspace: workspace.to_owned(),
             log: Arc::default(),
             sandbox: FakeSandbox::default(),
+            _temp: Vec::new(),
         }
     }
 
@@ -147,7 +156,7 @@ impl World {
     }
 
     fn write(&self, path: &str, bytes: &[u8]) {
-        std::fs::write(self.workspace.path().join(path), bytes).unwrap();
+        std::fs::write(self.workspace.as_path().join(path), bytes).unwrap();
     }
 
     fn run(&self, graph: &ActionGraph, wanted: &[ActionId], jobs: usize) -> Result<BuildResult, ExecError> {
@@ -161,8 +170,8 @@ impl World {
         wanted: &[ActionId],
         jobs: usize,
     ) -> Result<BuildResult, ExecError> {
-        let cache = Cache::open(self.cache_dir.path()).unwrap();
-        let memo = FileMemo::load(self.cache_dir.path(), self.workspace.path()).unwrap();
+        let cache = Cache::open(self.cache_dir.as_path()).unwrap();
+        let memo = FileMemo::load(self.cache_dir.as_path(), self.workspace.as_path()).unwrap();
         let executor = Executor { cache: &cache, memo: &memo, sandbox, reporter: &NullReporter, jobs };
         let result = executor.run(graph, wanted);
         assert!(sandbox.live.lock().unwrap().is_empty(), "every scratch dir is removed");
@@ -170,12 +179,12 @@ impl World {
     }
 
     fn blob(&self, result: &BuildResult, id: ActionId) -> Vec<u8> {
-        let cache = Cache::open(self.cache_dir.path()).unwrap();
+        let cache = Cache::open(self.cache_dir.as_path()).unwrap();
         cache.cas.read_verified(&result.outputs[&id].blobs["out"].digest).unwrap()
     }
 
     fn ac_entries(&self) -> usize {
-        std::fs::read_dir(self.cache_dir.path().join("ac")).unwrap().count()
+        std::fs::read_dir(self.cache_dir.as_path().join("ac")).unwrap().count()
     }
 }
 
@@ -316,6 +325,18 @@ fn a_missing_source_fails_its_action() {
 }
 
 #[test]
+fn source_paths_outside_the_workspace_are_refused() {
+    let world = World::new();
+    for path in ["/etc/hostname", "../outside.txt"] {
+        let mut graph = ActionGraph::default();
+        let id = graph.add(label("layer"), world.step("layer", vec![Input::Source(path.into())], Behavior::Succeed));
+        let error = world.run(&graph, &[id], 1).unwrap_err().to_string();
+        assert!(error.ends_with("is not relative to the workspace root"), "{error}");
+    }
+    assert!(world.log.executed().is_empty());
+}
+
+#[test]
 fn a_source_that_changes_while_read_fails_the_action() {
     let world = World::new();
     world.write("a.txt", b"[a]");
@@ -357,7 +378,7 @@ fn a_lost_blob_is_a_cache_miss() {
     let world = World::new();
     let (graph, [layer, _, image]) = diamond(&world);
     let first = world.run(&graph, &[image], 2).unwrap();
-    let cache = Cache::open(world.cache_dir.path()).unwrap();
+    let cache = Cache::open(world.cache_dir.as_path()).unwrap();
     std::fs::remove_file(cache.cas.path(&first.outputs[&layer].blobs["out"].digest)).unwrap();
     let second = world.run(&graph, &[image], 2).unwrap();
     assert_eq!(second.records[&layer].status, ActionStatus::Ran);
@@ -370,7 +391,7 @@ fn a_corrupt_blob_is_dropped_and_its_producer_rebuilt() {
     let world = World::new();
     let (graph, [layer, _, image]) = diamond(&world);
     let first = world.run(&graph, &[image], 2).unwrap();
-    let cache = Cache::open(world.cache_dir.path()).unwrap();
+    let cache = Cache::open(world.cache_dir.as_path()).unwrap();
     let layer_blob = cache.cas.path(&first.outputs[&layer].blobs["out"].digest);
     std::fs::write(&layer_blob, b"bit rot!").unwrap();
     // Force the consumer to run (and read the corrupt blob).
@@ -383,44 +404,92 @@ fn a_corrupt_blob_is_dropped_and_its_producer_rebuilt() {
     assert_eq!(std::fs::read(&layer_blob).unwrap(), b"layer[a]", "the blob is whole again");
 }
 
+/// A chain of 12 actions over one source file, each also reading the
+/// outputs of the two before it. Returns every output and the last key.
+fn chain(world: &World) -> (BTreeMap<ActionId, ActionOutput>, berth::cache::Digest) {
+    let mut graph = ActionGraph::default();
+    let mut previous = Vec::new();
+    for i in 0..12 {
+        let mut inputs = vec![Input::Source("a.txt".into())];
+        inputs.extend(previous.iter().rev().take(2).map(|id| Input::Action(*id)));
+        let step = Step {
+            name: format!("s{i}"),
+            inputs,
+            log: world.log.clone(),
+            behavior: Behavior::Succeed,
+            delay: Duration::from_millis(5),
+        };
+        previous.push(graph.add(label(&format!("s{i}")), Box::new(step)));
+    }
+    let last = *previous.last().unwrap();
+    let result = world.run_in(&FakeSandbox::default(), &graph, &[last], 3).unwrap();
+    (result.outputs, result.records[&last].key)
+}
+
 #[test]
 fn two_builds_share_one_cache_at_once() {
     let world = World::new();
     world.write("a.txt", b"[a]");
-    let build = |world: &World| {
-        let mut graph = ActionGraph::default();
-        let mut previous = Vec::new();
-        for i in 0..12 {
-            let mut inputs = vec![Input::Source("a.txt".into())];
-            inputs.extend(previous.iter().rev().take(2).map(|id| Input::Action(*id)));
-            let step = Step {
-                name: format!("s{i}"),
-                inputs,
-                log: world.log.clone(),
-                behavior: Behavior::Succeed,
-                delay: Duration::from_millis(5),
-            };
-            previous.push(graph.add(label(&format!("s{i}")), Box::new(step)));
-        }
-        let last = *previous.last().unwrap();
-        let result = world.run_in(&FakeSandbox::default(), &graph, &[last], 3).unwrap();
-        (result.outputs, result.records[&last].key)
-    };
     let (a, b) = std::thread::scope(|scope| {
-        let a = scope.spawn(|| build(&world));
-        let b = scope.spawn(|| build(&world));
+        let a = scope.spawn(|| chain(&world));
+        let b = scope.spawn(|| chain(&world));
         (a.join().unwrap(), b.join().unwrap())
     });
     assert_eq!(a, b, "both builds see identical outputs and keys");
-    let (again, _) = build(&world);
+    let (again, _) = chain(&world);
     assert_eq!(again, a.0);
-    assert_eq!(std::fs::read_dir(world.cache_dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(world.cache_dir.join("tmp")).unwrap().count(), 0);
+}
+
+/// The child half of `two_processes_share_one_cache_at_once`.
+#[test]
+#[ignore]
+fn chain_in_a_child_process() {
+    let (Some(cache), Some(workspace)) =
+        (std::env::var_os("BERTH_TEST_CHILD_CACHE"), std::env::var_os("BERTH_TEST_CHILD_WORKSPACE"))
+    else {
+        return;
+    };
+    let world = World::at(Path::new(&cache), Path::new(&workspace));
+    let (outputs, key) = chain(&world);
+    let digests: Vec<String> = outputs.values().map(|output| output.blobs["out"].digest.to_string()).collect();
+    // On its own line: libtest has already printed `test ... ` on this one.
+    println!("\nCHILD-RESULT {key} {}", digests.join(","));
+}
+
+#[test]
+fn two_processes_share_one_cache_at_once() {
+    let world = World::new();
+    world.write("a.txt", b"[a]");
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "chain_in_a_child_process", "--nocapture", "--test-threads=1"])
+            .env("BERTH_TEST_CHILD_CACHE", &world.cache_dir)
+            .env("BERTH_TEST_CHILD_WORKSPACE", &world.workspace)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children = [spawn(), spawn()];
+    let results: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(output.status.success());
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            stdout.lines().find(|line| line.starts_with("CHILD-RESULT ")).expect("the child reports").to_owned()
+        })
+        .collect();
+    assert_eq!(results[0], results[1], "both processes produce identical outputs and keys");
+    let (outputs, key) = chain(&world);
+    assert!(results[0].starts_with(&format!("CHILD-RESULT {key} ")));
+    assert_eq!(outputs.len(), 12);
 }
 
 #[test]
 fn explain_names_the_changed_source_and_the_dependency_it_went_through() {
     let world = World::new();
-    let out = world.workspace.path().join("berth-out");
+    let out = world.workspace.as_path().join("berth-out");
     let (graph, [_, _, image]) = diamond(&world);
     let first = world.run(&graph, &[image], 2).unwrap();
     BuildLog::new(&graph, &first).save(&out).unwrap();
@@ -476,7 +545,7 @@ fn noop_rebuild_of_a_large_graph() {
     let mut wanted = Vec::new();
     for image in 0..200 {
         let dir = format!("svc{image:03}");
-        std::fs::create_dir_all(world.workspace.path().join(&dir)).unwrap();
+        std::fs::create_dir_all(world.workspace.as_path().join(&dir)).unwrap();
         let sources: Vec<Input> = (0..10)
             .map(|file| {
                 let path = format!("{dir}/file{file:02}.bin");

@@ -49,6 +49,40 @@ pub struct PackLayer {
     pub threads: usize,
 }
 
+impl PackLayer {
+    /// An empty layer; add entries with [`PackLayer::push`] and
+    /// [`PackLayer::push_source`].
+    pub fn new(compression: Compression, source_date_epoch: u64) -> PackLayer {
+        PackLayer { sources: Vec::new(), entries: Vec::new(), compression, source_date_epoch, threads: 0 }
+    }
+
+    /// Adds a file at `path` with the bytes of the workspace-relative
+    /// `source` (one input per distinct source, in order of first use), and
+    /// returns the entry to set its mode, owner or mtime.
+    pub fn push_source(
+        &mut self,
+        path: impl Into<String>,
+        source: impl Into<PathBuf>,
+        executable: bool,
+    ) -> &mut LayerEntry {
+        let source = source.into();
+        let index = match self.sources.iter().position(|existing| *existing == source) {
+            Some(index) => index,
+            None => {
+                self.sources.push(source);
+                self.sources.len() - 1
+            }
+        };
+        self.push(LayerEntry::file(path, index, executable))
+    }
+
+    /// Adds an entry that reads no source (contents, symlink, directory).
+    pub fn push(&mut self, entry: LayerEntry) -> &mut LayerEntry {
+        self.entries.push(entry);
+        self.entries.last_mut().expect("just pushed")
+    }
+}
+
 impl Action for PackLayer {
     fn kind(&self) -> &'static str {
         "pack_layer"

@@ -1,6 +1,11 @@
 //! Analysis: turns targets into providers (`ImageInfo`, `LayerInfo`, ...)
 //! and registers the actions that build them. Nothing runs here.
 
+mod analyzer;
 mod layer_contents;
+mod providers;
+mod rules;
 
+pub use analyzer::{analyze, at, created_by, shared, Analysis, AnalysisContext, Analyzer};
 pub use layer_contents::{PlannedContent, PlannedEntry};
+pub use providers::{FilesInfo, ImageInfo, IndexInfo, LayerInfo, Provider};

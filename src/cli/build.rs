@@ -1,8 +1,14 @@
-//! `berth build [PATTERN...]`
+//! `berth build [PATTERN...]`: builds the targets, writes `berth-out/`, and
+//! prints one line per requested target: its label and main digest.
+
+use std::io::Write;
 
 use clap::Args;
 
 use crate::cli::GlobalArgs;
+use crate::error::Error;
+use crate::session::write_outputs;
+use crate::workspace::Pattern;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -11,6 +17,27 @@ pub struct BuildArgs {
     pub patterns: Vec<String>,
 }
 
-pub fn run(_args: BuildArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth build` is not wired up yet")
+pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let patterns = parse_patterns(&args.patterns)?;
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    let built = session.build(&patterns, false)?;
+    let not_fetched = write_outputs(&session.cache.cas, &session.workspace.out_dir(), &built)?;
+    if !global.quiet {
+        for (label, count) in not_fetched {
+            eprintln!(
+                "note: `berth-out/` for `{label}` leaves out {count} base layer(s) that were not downloaded (lazy pull); `berth export` and `berth push` fetch or mount them"
+            );
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    for (label, output) in &built.targets {
+        writeln!(stdout, "{label} {}", output.digest())?;
+    }
+    Ok(0)
+}
+
+/// Parses command-line patterns, each on its own (`//app:img`, `//...`).
+pub fn parse_patterns(texts: &[String]) -> anyhow::Result<Vec<Pattern>> {
+    texts.iter().map(|text| Pattern::parse(text).map_err(|error| Error::user(error.to_string()).into())).collect()
 }

@@ -2,7 +2,14 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
+
+use crate::cache::resolve_cache_dir;
+use crate::error::Error;
+use crate::exec::default_jobs;
+use crate::report::{ConsoleMode, ConsoleReporter, Reporter, Verbosity};
+use crate::session::{Session, SessionOptions};
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
@@ -33,4 +40,33 @@ pub enum Console {
     Fancy,
     Plain,
     None,
+}
+
+impl GlobalArgs {
+    /// The console reporter these flags ask for.
+    pub fn reporter(&self) -> ConsoleReporter {
+        let mode = match self.console {
+            Console::Auto => ConsoleMode::Auto,
+            Console::Fancy => ConsoleMode::Fancy,
+            Console::Plain => ConsoleMode::Plain,
+            Console::None => ConsoleMode::None,
+        };
+        let verbosity = match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, true) => Verbosity::Verbose,
+            (false, false) => Verbosity::Normal,
+        };
+        ConsoleReporter::new(mode, verbosity)
+    }
+
+    /// Opens the workspace around the current directory and the cache.
+    pub fn session<'a>(&self, reporter: &'a dyn Reporter) -> anyhow::Result<Session<'a>> {
+        let options = SessionOptions {
+            cache_dir: resolve_cache_dir(self.cache_dir.as_deref()).map_err(Error::from)?,
+            jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
+            offline: self.offline,
+        };
+        let cwd = std::env::current_dir().context("Cannot read the current directory")?;
+        Ok(Session::open(&cwd, options, reporter)?)
+    }
 }

@@ -1,8 +1,15 @@
 //! `berth run LABEL [-- ARG...]`
 
+use std::path::Path;
+
 use clap::Args;
 
+use crate::cache::{Cas, Digest};
 use crate::cli::GlobalArgs;
+use crate::error::Error;
+use crate::exec::{run_image, RunImageRequest, Runc, StackMode};
+use crate::oci::{media_types, ImageRoot, Index, Manifest, Platform};
+use crate::workspace::Label;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -19,6 +26,116 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-pub fn run(_args: RunArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("`berth run` is not wired up yet")
+/// `berth run`'s flags, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub label: Label,
+    pub env: Vec<String>,
+    pub network: bool,
+    pub args: Vec<String>,
+}
+
+impl RunRequest {
+    /// Checks the flags; `package` is the package of the current directory
+    /// (for relative labels such as `:image`).
+    pub fn new(args: RunArgs, package: &str) -> Result<RunRequest, Error> {
+        let label = Label::parse(&args.label, package).map_err(|error| Error::user(error.to_string()))?;
+        for entry in &args.env {
+            if !entry.split_once('=').is_some_and(|(key, _)| !key.is_empty()) {
+                return Err(Error::user(format!(
+                    "`--env {entry}` is not KEY=VALUE\nhint: write it as `--env {entry}=value`"
+                )));
+            }
+        }
+        Ok(RunRequest { label, env: args.env, network: args.network, args: args.args })
+    }
+}
+
+pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    let package = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.strip_prefix(&session.workspace.root).ok().and_then(Path::to_str).map(str::to_owned))
+        .unwrap_or_default();
+    let request = RunRequest::new(args, &package)?;
+    // Before any build work: a machine that cannot run containers says so
+    // at once (exit 3).
+    let runc = Runc::locate(session.workspace.settings.runc.as_deref()).map_err(Error::from)?;
+    let (_, output) = session.build_label(&request.label.to_string(), true)?;
+    let root = output.root().ok_or_else(|| {
+        Error::user(format!("`{}` is a layer, not an image\nhint: run an `oci_image_build` target", request.label))
+    })?;
+    let cas = &session.cache.cas;
+    let image = host_image(cas, root, &request.label)?;
+    let config = cas.read_verified(&image.config).map_err(Error::from)?;
+    let code = run_image(&RunImageRequest {
+        cas,
+        cache_dir: session.cache.dir(),
+        config: &config,
+        layers: &image.layers,
+        args: request.args,
+        env: request.env,
+        network: request.network,
+        runc: &runc,
+        stack: StackMode::Auto,
+    })?;
+    Ok(code)
+}
+
+/// The config and layers of a built image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+}
+
+/// The image to run: the root itself, or the host's entry of an index.
+fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage, Error> {
+    let mut descriptor_digest = root.blob.digest;
+    let mut media_type = root.media_type.clone();
+    while media_types::is_index(&media_type) {
+        let index: Index = read_json(cas, &descriptor_digest)?;
+        let host = Platform::host();
+        let entry = index
+            .manifests
+            .iter()
+            .find(|entry| entry.platform.as_ref().is_some_and(|p| p.os == host.os && p.architecture == host.architecture))
+            .ok_or_else(|| {
+                Error::user(format!(
+                    "Image index `{label}` has no manifest for `{}/{}`\nhint: `berth run` runs images of the host's platform",
+                    host.os, host.architecture
+                ))
+            })?;
+        descriptor_digest = entry.digest;
+        media_type = entry.media_type.clone();
+    }
+    let manifest: Manifest = read_json(cas, &descriptor_digest)?;
+    Ok(BuiltImage {
+        config: manifest.config.digest,
+        layers: manifest.layers.iter().map(|layer| layer.digest).collect(),
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(cas: &Cas, digest: &Digest) -> Result<T, Error> {
+    let bytes = cas.read_verified(digest).map_err(Error::from)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| Error::internal(format!("Blob `{digest}` is not valid JSON: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(label: &str, env: &[&str]) -> RunArgs {
+        RunArgs { label: label.into(), env: env.iter().map(|e| e.to_string()).collect(), network: false, args: vec![] }
+    }
+
+    #[test]
+    fn requests_check_labels_and_env() {
+        let request = RunRequest::new(args(":img", &["A=1", "B="]), "app").unwrap();
+        assert_eq!(request.label, Label::new("app", "img"));
+        assert!(RunRequest::new(args(":img", &["NOVALUE"]), "app").unwrap_err().message.contains("KEY=VALUE"));
+        assert!(RunRequest::new(args(":img", &["=x"]), "app").is_err());
+    }
 }

@@ -238,6 +238,14 @@ impl Executor<'_> {
         for input in node.action.inputs() {
             match input {
                 Input::Source(path) => {
+                    // Keys hold workspace-relative paths only, so they do not
+                    // depend on where the workspace is checked out.
+                    if path.is_absolute() || path.components().any(|part| part == std::path::Component::ParentDir) {
+                        return Err(failed(Error::internal(format!(
+                            "Source path `{}` is not relative to the workspace root",
+                            path.display()
+                        ))));
+                    }
                     let file = self.memo.digest(&path).map_err(|error| failed(error.into()))?;
                     key_inputs.push(KeyInput::File { path: slash_path(&path), digest: file.digest });
                     resolved.push(Resolved::Source {

@@ -21,7 +21,7 @@ pub enum LoadError {
     #[error("{0}")]
     Limit(Diagnostic),
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Graph(Box<GraphError>),
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
     #[error("Cannot read `{path}`: {source}")]
@@ -87,11 +87,17 @@ impl From<Diagnostic> for LoadError {
     }
 }
 
+impl From<GraphError> for LoadError {
+    fn from(error: GraphError) -> LoadError {
+        LoadError::Graph(Box::new(error))
+    }
+}
+
 impl From<LoadError> for Error {
     fn from(error: LoadError) -> Error {
         match error {
             LoadError::Workspace(error) => error.into(),
-            LoadError::Graph(error) => error.into(),
+            LoadError::Graph(error) => (*error).into(),
             LoadError::Io { .. } => Error::environment(error.to_string()),
             LoadError::Starlark(_) | LoadError::Invalid(_) | LoadError::Limit(_) => Error::user(error.to_string()),
         }

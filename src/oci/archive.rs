@@ -147,3 +147,89 @@ impl<R: Read> Read for VerifyingReader<R> {
         Ok(read)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::oci::{media_types, Descriptor, REF_NAME_ANNOTATION};
+
+    fn read_entries(path: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut archive = tar::Archive::new(File::open(path).unwrap());
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let mut entry = entry.unwrap();
+                assert_eq!((entry.header().mtime().unwrap(), entry.header().uid().unwrap()), (0, 0));
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                (entry.path().unwrap().display().to_string(), bytes)
+            })
+            .collect()
+    }
+
+    fn image(cas: &Cas) -> (BlobRef, BlobRef, BlobRef) {
+        let layer = cas.put_bytes(b"not really a tar").unwrap();
+        let config = cas.put_bytes(br#"{"architecture":"amd64","os":"linux"}"#).unwrap();
+        let manifest = Manifest::new(
+            Descriptor::new(media_types::CONFIG, config),
+            vec![Descriptor::new(media_types::LAYER_GZIP, layer)],
+            Default::default(),
+        );
+        (cas.put_bytes(&canonical_json(&manifest).unwrap()).unwrap(), config, layer)
+    }
+
+    #[test]
+    fn oci_archive_holds_the_layout_with_the_ref_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (manifest, config, layer) = image(&cas);
+        let out = dir.path().join("image.tar");
+        write_oci_archive(&cas, manifest, Some("1.0"), &out).unwrap();
+        let entries = read_entries(&out);
+        let mut expected: Vec<String> = [manifest, config, layer]
+            .iter()
+            .map(|blob| format!("blobs/sha256/{}", blob.digest.hex()))
+            .chain(["blobs", "blobs/sha256", "index.json", "oci-layout"].map(str::to_owned))
+            .collect();
+        expected.sort();
+        assert_eq!(entries.keys().cloned().collect::<Vec<_>>(), expected);
+        let index: serde_json::Value = serde_json::from_slice(&entries["index.json"]).unwrap();
+        assert_eq!(index["manifests"][0]["annotations"][REF_NAME_ANNOTATION], "1.0");
+        assert_eq!(index["manifests"][0]["digest"], manifest.digest.to_string());
+    }
+
+    #[test]
+    fn docker_archive_lists_config_and_layers_with_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (manifest, config, layer) = image(&cas);
+        let out = dir.path().join("image.tar");
+        write_docker_archive(&cas, manifest, &["example.com:5000/app".to_owned()], &out).unwrap();
+        let entries = read_entries(&out);
+        assert!(!entries.contains_key("index.json"));
+        let docker: serde_json::Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+        assert_eq!(
+            docker,
+            serde_json::json!([{
+                "Config": format!("blobs/sha256/{}", config.digest.hex()),
+                "Layers": [format!("blobs/sha256/{}", layer.digest.hex())],
+                "RepoTags": ["example.com:5000/app:latest"],
+            }])
+        );
+    }
+
+    #[test]
+    fn a_corrupt_blob_fails_the_archive_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let (manifest, _, layer) = image(&cas);
+        fs::write(cas.path(&layer.digest), b"not really a taR").unwrap();
+        let out = dir.path().join("image.tar");
+        let error = write_oci_archive(&cas, manifest, None, &out).unwrap_err();
+        assert!(matches!(error, OciError::Cas(CasError::Corrupt { .. })), "{error}");
+        assert!(!out.exists());
+    }
+}

@@ -219,13 +219,19 @@ impl LayerBuilder {
     }
 
     /// Adds one entry at an absolute, normalised `path`. A path that is
-    /// already there is a user error naming it.
+    /// already there is a user error naming it (unless both are the same
+    /// directory).
     pub fn add(&mut self, path: &str, meta: EntryMeta, body: Body) -> Result<(), OciError> {
         validate_path(path)?;
         if path == "/" && body != Body::Directory {
             return Err(OciError::InvalidPath { path: path.to_owned(), reason: "the root can only be a directory" });
         }
-        if self.entries.contains_key(path) {
+        if let Some(existing) = self.entries.get(path) {
+            // The same directory declared twice (by two `files` targets) is
+            // one directory; anything else at one path is ambiguous.
+            if existing.body == Body::Directory && body == Body::Directory && existing.meta == meta {
+                return Ok(());
+            }
             return Err(OciError::DuplicatePath { path: path.to_owned() });
         }
         self.entries.insert(path.to_owned(), Planned { meta, body });
@@ -472,16 +478,23 @@ impl LayerBuilder {
             return Ok(());
         }
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (path, mut target) in links {
-            // Follow chains of links to the file that holds the bytes.
+        for (path, target) in links {
+            // Follow chains of links to the file that holds the bytes; a
+            // chain longer than the layer is a cycle.
+            let mut next = target.clone();
+            let mut file = None;
             for _ in 0..=self.entries.len() {
-                match self.entries.get(&target).map(|planned| &planned.body) {
-                    Some(Body::HardLink { target: next }) if *next != path => target = next.clone(),
-                    Some(Body::File { .. }) => break,
-                    _ => return Err(OciError::BadHardLink { path, target }),
+                match self.entries.get(&next).map(|planned| &planned.body) {
+                    Some(Body::HardLink { target }) => next = target.clone(),
+                    Some(Body::File { .. }) => {
+                        file = Some(next);
+                        break;
+                    }
+                    _ => break,
                 }
             }
-            groups.entry(target).or_default().push(path);
+            let Some(file) = file else { return Err(OciError::BadHardLink { path, target }) };
+            groups.entry(file).or_default().push(path);
         }
         for (file, links) in groups {
             let first = links.iter().min().filter(|first| **first < file).cloned();
@@ -763,7 +776,8 @@ mod tests {
     fn duplicates_and_bad_paths_are_user_errors() {
         let mut builder = LayerBuilder::new(0);
         builder.add("/a", EntryMeta::default(), Body::Directory).unwrap();
-        let error = builder.add("/a", EntryMeta::default(), Body::Directory).unwrap_err();
+        builder.add("/a", EntryMeta::default(), Body::Directory).unwrap();
+        let error = builder.add("/a", EntryMeta { uid: 1, ..EntryMeta::default() }, Body::Directory).unwrap_err();
         assert_eq!(error.to_string().lines().next().unwrap(), "Duplicate path `/a` in the layer");
         assert_eq!(crate::error::Error::from(error).kind, crate::error::ErrorKind::User);
         for bad in ["a", "/a/", "/a//b", "/a/./b", "/a/../b", ""] {
@@ -822,10 +836,15 @@ mod tests {
         let spool = tempfile::tempdir().unwrap();
         let mut builder = LayerBuilder::new(0);
         builder.add_tar(&source[..], spool.path()).unwrap();
-        let (_, tar) = write(builder, Compression::None);
+        let (_, tar) = write(builder.clone(), Compression::None);
         let got = entries(&tar);
         let paths: Vec<&str> = got.iter().map(|entry| entry.path.as_str()).collect();
         assert_eq!(paths, ["usr", "usr/bin", "usr/bin/aa", "usr/bin/zz", "usr/share", "usr/share/doc"]);
+        let mut cycle = builder;
+        for (path, target) in [("/c1", "/c2"), ("/c2", "/c1")] {
+            cycle.add(path, EntryMeta::default(), Body::HardLink { target: target.to_owned() }).unwrap();
+        }
+        assert!(matches!(cycle.write(Vec::new(), Compression::None, 1), Err(OciError::BadHardLink { .. })));
         assert_eq!((got[2].kind, got[2].mode, &got[2].data[..]), (tar::EntryType::Regular, 0o4755, &b"bin"[..]));
         assert_eq!((got[3].kind, got[3].link.as_deref()), (tar::EntryType::Link, Some("usr/bin/aa")));
         assert_eq!(got[5].mode, 0o700);

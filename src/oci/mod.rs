@@ -7,7 +7,9 @@ mod archive;
 mod canonical_json;
 mod compress;
 mod config;
+pub mod deb;
 mod error;
+mod extract;
 mod layer;
 mod layout;
 mod manifest;
@@ -20,9 +22,13 @@ pub use config::{
     rfc3339, ConfigSettings, EmptyObject, ExecConfig, Healthcheck, History, ImageConfig, NewLayer, RootFs,
 };
 pub use error::OciError;
+pub use extract::{
+    extract_layer_cached, is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, UnpackStats,
+    OPAQUE_XATTR,
+};
 pub use layer::{
     normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar,
     Ownership, PackedLayer, DIR_MODE, FILE_MODE, SYMLINK_MODE,
 };
-pub use layout::{image_blobs, missing_blobs, read_root, write_layout, ImageRoot};
+pub use layout::{image_blobs, missing_blobs, read_root, write_layout, write_lazy_layout, ImageRoot};
 pub use manifest::{Descriptor, Index, Manifest, Platform, REF_NAME_ANNOTATION};

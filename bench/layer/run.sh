@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Packs one ~500 MB tree of tens of thousands of files into one gzip layer
+# with `berth build` (a cold cache, an `oci_layer(srcs = glob(["**"]))`
+# image), umoci insert and buildah copy + commit, next to
+# `tar | pigz -6 | sha256sum` as the pipeline reference. Also runs the
+# `pack_layer` action alone (bench/layer/pack_layer.rs) with all cores and
+# with one thread, which must give the same digest. Prints wall time and
+# peak memory (GNU time's maximum resident set size) of each.
+#
+# Usage: bench/layer/run.sh [SOURCE_DIR]
+#   SOURCE_DIR defaults to /usr/lib/google-cloud-sdk/lib (545 MB, 33k files);
+#   it is copied into a temp dir first, and the page cache warmed, so every
+#   tool reads the same files from memory.
+set -euo pipefail
+
+src=${1:-/usr/lib/google-cloud-sdk/lib}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-bench.XXXXXX")
+cleanup() {
+    if [ -n "${container:-}" ]; then buildah rm "$container" >/dev/null 2>&1 || true; fi
+    buildah rmi -f berth-bench >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+workspace=$work/workspace
+tree=$workspace/tree
+mkdir -p "$workspace"
+: >"$workspace/WORKSPACE.star"
+cp -a "$src" "$tree"
+cat >"$tree/BUILD.star" <<'BUILD'
+oci_layer(name = "layer", srcs = glob(["**"], exclude = ["BUILD.star"]))
+
+oci_image_build(name = "image", layers = [":layer"])
+BUILD
+files=$(find "$tree" -type f | wc -l)
+size=$(du -sm "$tree" | cut -f1)
+echo "tree: $size MB, $files files (copy of $src); $(nproc) cores"
+find "$tree" -type f -exec cat {} + >/dev/null
+
+(cd "$repo" && cargo build --release --quiet --bin berth --example pack_layer)
+berth=$repo/target/release/berth
+pack_layer=$repo/target/release/examples/pack_layer
+
+printf '%-34s %9s %9s\n' tool "wall (s)" "peak MB"
+measure() {
+    local name=$1
+    shift
+    /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
+        echo "$name failed:" >&2
+        cat "$work/err" >&2
+        return 1
+    }
+    read -r wall rss <"$work/time"
+    printf '%-34s %9.2f %9d\n' "$name" "$wall" $((rss / 1024))
+}
+
+measure "berth build (cold cache)" env BERTH_CACHE_DIR="$work/cache-0" sh -c "cd '$workspace' && '$berth' build --console none //tree:image"
+echo "  image $(cut -d' ' -f2 "$work/out")"
+measure "pack_layer action (all cores)" "$pack_layer" "$tree" "$work/cache-1" gzip
+head -c 71 "$work/out" >"$work/digest-all"
+measure "pack_layer action (1 thread)" "$pack_layer" "$tree" "$work/cache-2" gzip 1
+head -c 71 "$work/out" >"$work/digest-one"
+cmp -s "$work/digest-all" "$work/digest-one" || { echo "gzip bytes depend on the thread count!" >&2; exit 1; }
+echo "  layer $(cat "$work/digest-all") (same with 1 thread and all cores)"
+
+measure "tar | pigz -6 | sha256sum" sh -c "tar -C '$tree' --sort=name -cf - . | pigz -6 | sha256sum"
+
+if command -v umoci >/dev/null; then
+    umoci init --layout "$work/umoci" >/dev/null
+    umoci new --image "$work/umoci:bench" >/dev/null
+    measure "umoci insert" umoci insert --image "$work/umoci:bench" "$tree" /
+else
+    echo "SKIP: umoci is not installed"
+fi
+
+if command -v buildah >/dev/null; then
+    container=$(buildah from scratch)
+    measure "buildah copy + commit" sh -c "buildah copy '$container' '$tree' / && buildah commit '$container' berth-bench"
+else
+    echo "SKIP: buildah is not installed"
+fi

@@ -1,0 +1,518 @@
+//! `deb_layer`: one reproducible layer from the data archives of `.deb`
+//! files, for Debian-based images built without a registry.
+//!
+//! Analysis registers one [`DebLayer`] per `deb_layer` target, with the
+//! `.deb` source files as inputs (in `debs` order) and their pinned sha256s
+//! as params. Executing it checks every package against its pin, reads it
+//! with `oci::deb`, merges the packages' entries (a later package may repeat
+//! a path only with identical contents, or as a directory), and packs the
+//! union with `oci::LayerBuilder` like every other layer: sorted, mtime
+//! `SOURCE_DATE_EPOCH`, no user or group names, but with the packages' own
+//! modes, owners, symlinks and hard links. Output: blob `layer`, metadata
+//! `diff_id` and `media_type` (and `packages`, what went in).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use crate::actions::{layer_output, Action, ActionContext, ActionOutput, Input, ResolvedInput};
+use crate::cache::Digest;
+use crate::error::{Error, Result};
+use crate::oci::deb::{self, Deb, DebControl, DebEntry, DebEntryKind, DebError};
+use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, OciError};
+
+/// The `deb_layer` action. Build it with [`DebLayer::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebLayer {
+    debs: Vec<PinnedDeb>,
+    compression: Compression,
+    source_date_epoch: u64,
+}
+
+/// A `.deb` source file and the digest it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedDeb {
+    /// Workspace-relative path (`third_party/debs/libc6_2.36-9_amd64.deb`).
+    pub path: PathBuf,
+    pub sha256: Digest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DebLayerError {
+    #[error(
+        "`debs` has {debs} file(s) but `sha256s` has {sha256s}\nhint: give one sha256 per .deb, in the same order"
+    )]
+    CountMismatch { debs: usize, sha256s: usize },
+    #[error("`deb_layer` needs at least one .deb in `debs`")]
+    NoDebs,
+    #[error("The sha256 `{text}` for `{}` is not a sha256 digest\nhint: write 64 lowercase hex digits, with or without `sha256:`", path.display())]
+    BadSha256 { path: PathBuf, text: String },
+    #[error("`{}` has sha256 `{}`, but `deb_layer` expects `{}`\nhint: re-run `scripts/fetch-debs.sh` to fetch the pinned file, or update the lock (`scripts/fetch-debs.sh --update`) and the sha256s", path.display(), actual.hex(), expected.hex())]
+    Sha256Mismatch { path: PathBuf, expected: Digest, actual: Digest },
+    #[error("`{}` changed while it was read (it hashed to `{expected}` before the build, `{actual}` now)\nhint: do not change sources during a build; rerun it", path.display())]
+    Changed { path: PathBuf, expected: Digest, actual: Digest },
+    #[error("Cannot read `{}`: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("`{}` is not a valid .deb: {source}\nhint: re-run `scripts/fetch-debs.sh`; the file may be truncated", path.display())]
+    Deb { path: PathBuf, source: DebError },
+    #[error("`{path}` is {first_what} in {first} but {second_what} in {second}\nhint: two packages of one `deb_layer` may share a path only with identical contents; drop one of them or put them in separate layers")]
+    Conflict { path: String, first: String, first_what: String, second: String, second_what: String },
+    #[error("`deb_layer` was given {got} input(s) for {expected} .deb file(s)")]
+    Inputs { got: usize, expected: usize },
+    #[error(transparent)]
+    Layer(#[from] OciError),
+}
+
+impl From<DebLayerError> for Error {
+    fn from(error: DebLayerError) -> Error {
+        match error {
+            DebLayerError::Layer(error) => error.into(),
+            DebLayerError::Read { ref source, .. } if source.kind() != io::ErrorKind::NotFound => {
+                Error::environment(error.to_string())
+            }
+            DebLayerError::Inputs { .. } => Error::internal(error.to_string()),
+            _ => Error::user(error.to_string()),
+        }
+    }
+}
+
+impl DebLayer {
+    /// The action for a `deb_layer` target: `debs` are the workspace-relative
+    /// paths of its `.deb` source files, `sha256s` its attribute as written
+    /// (`sha256:<hex>` or bare hex), `compression` the layer's compression.
+    pub fn new(
+        debs: Vec<PathBuf>,
+        sha256s: &[String],
+        compression: Compression,
+        source_date_epoch: u64,
+    ) -> Result<DebLayer, DebLayerError> {
+        if debs.len() != sha256s.len() {
+            return Err(DebLayerError::CountMismatch { debs: debs.len(), sha256s: sha256s.len() });
+        }
+        if debs.is_empty() {
+            return Err(DebLayerError::NoDebs);
+        }
+        let debs = debs
+            .into_iter()
+            .zip(sha256s)
+            .map(|(path, text)| match Digest::parse_lenient(text) {
+                Ok(sha256) => Ok(PinnedDeb { path, sha256 }),
+                Err(_) => Err(DebLayerError::BadSha256 { path, text: text.clone() }),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(DebLayer { debs, compression, source_date_epoch })
+    }
+
+    pub fn debs(&self) -> &[PinnedDeb] {
+        &self.debs
+    }
+
+    /// Reads every input, checked against its pin, and merges the packages.
+    fn read_union(&self, ctx: &ActionContext<'_>) -> Result<(Vec<DebControl>, Vec<DebEntry>), DebLayerError> {
+        if ctx.inputs.len() != self.debs.len() {
+            return Err(DebLayerError::Inputs { got: ctx.inputs.len(), expected: self.debs.len() });
+        }
+        let mut packages = Vec::with_capacity(self.debs.len());
+        for (pinned, input) in self.debs.iter().zip(&ctx.inputs) {
+            let ResolvedInput::Source { path, digest, .. } = input else {
+                return Err(DebLayerError::Inputs { got: ctx.inputs.len(), expected: self.debs.len() });
+            };
+            let bytes = fs::read(path).map_err(|source| DebLayerError::Read { path: pinned.path.clone(), source })?;
+            packages.push((pinned.path.clone(), read_pinned(pinned, *digest, &bytes)?));
+        }
+        let controls = packages.iter().map(|(_, deb)| deb.control.clone()).collect();
+        Ok((controls, union(packages)?))
+    }
+}
+
+/// Checks one package's bytes against its pin (and against the digest the
+/// scheduler saw, so a file edited mid-build fails instead of being cached),
+/// then reads it.
+pub fn read_pinned(pinned: &PinnedDeb, seen: Digest, bytes: &[u8]) -> Result<Deb, DebLayerError> {
+    let actual = Digest::of(bytes);
+    if actual != pinned.sha256 {
+        return Err(DebLayerError::Sha256Mismatch { path: pinned.path.clone(), expected: pinned.sha256, actual });
+    }
+    if actual != seen {
+        return Err(DebLayerError::Changed { path: pinned.path.clone(), expected: seen, actual });
+    }
+    deb::read_deb(bytes).map_err(|source| DebLayerError::Deb { path: pinned.path.clone(), source })
+}
+
+/// Merges packages in order. A path that a later package repeats must be a
+/// directory in both (the later one's mode and owner win, as when dpkg
+/// installs them in that order) or identical in every field; anything else
+/// is a conflict naming both packages. Returns the entries sorted by path.
+pub fn union(packages: Vec<(PathBuf, Deb)>) -> Result<Vec<DebEntry>, DebLayerError> {
+    let names: Vec<String> = packages
+        .iter()
+        .map(|(path, deb)| format!("`{}` {} (`{}`)", deb.control.package, deb.control.version, path.display()))
+        .collect();
+    // Path → (index of the package that put it there, entry).
+    let mut merged: BTreeMap<String, (usize, DebEntry)> = BTreeMap::new();
+    for (index, (_, deb)) in packages.into_iter().enumerate() {
+        for entry in deb.entries {
+            match merged.get(&entry.path) {
+                Some((_, old)) if old == &entry => {}
+                Some((_, old)) if old.kind == DebEntryKind::Directory && entry.kind == DebEntryKind::Directory => {}
+                Some((first, old)) => {
+                    return Err(DebLayerError::Conflict {
+                        path: entry.path.clone(),
+                        first: names[*first].clone(),
+                        first_what: describe(old),
+                        second: names[index].clone(),
+                        second_what: describe(&entry),
+                    })
+                }
+                None => {}
+            }
+            merged.insert(entry.path.clone(), (index, entry));
+        }
+    }
+    // A path under another package's symlink or file: dpkg would write
+    // through the link (or fail); a layer can do neither, so name both.
+    for (path, (index, entry)) in &merged {
+        let mut parent = path.as_str();
+        while let Some(cut) = parent.rfind('/').filter(|&cut| cut > 0) {
+            parent = &path[..cut];
+            match merged.get(parent) {
+                Some((parent_index, parent_entry)) if parent_entry.kind != DebEntryKind::Directory => {
+                    return Err(DebLayerError::Conflict {
+                        path: parent.to_owned(),
+                        first: names[*parent_index].clone(),
+                        first_what: describe(parent_entry),
+                        second: names[*index].clone(),
+                        second_what: format!("the parent directory of {} `{path}`", kind_name(entry)),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(merged.into_values().map(|(_, entry)| entry).collect())
+}
+
+fn kind_name(entry: &DebEntry) -> &'static str {
+    match entry.kind {
+        DebEntryKind::File(_) => "file",
+        DebEntryKind::Directory => "directory",
+        DebEntryKind::Symlink(_) => "symlink",
+        DebEntryKind::HardLink(_) => "hard link",
+    }
+}
+
+fn describe(entry: &DebEntry) -> String {
+    let owner = format!("mode {:04o}, owner {}:{}", entry.mode, entry.uid, entry.gid);
+    match &entry.kind {
+        DebEntryKind::File(data) => {
+            format!("a file of {} bytes (sha256 `{}`, {owner})", data.len(), Digest::of(data).hex())
+        }
+        DebEntryKind::Directory => format!("a directory ({owner})"),
+        DebEntryKind::Symlink(target) => format!("a symlink to `{target}`"),
+        DebEntryKind::HardLink(target) => format!("a hard link to `{target}` ({owner})"),
+    }
+}
+
+impl Action for DebLayer {
+    fn kind(&self) -> &'static str {
+        "deb_layer"
+    }
+
+    fn kind_version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        // File names stay out: the input digests already say which bytes.
+        serde_json::json!({
+            "sha256s": self.debs.iter().map(|deb| deb.sha256.to_string()).collect::<Vec<_>>(),
+            "compression": self.compression,
+            "source_date_epoch": self.source_date_epoch,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        self.debs.iter().map(|deb| Input::Source(deb.path.clone())).collect()
+    }
+
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+        let (controls, entries) = self.read_union(ctx)?;
+        let mut builder = LayerBuilder::new(self.source_date_epoch);
+        for entry in entries {
+            let meta = EntryMeta { mode: Some(entry.mode), uid: entry.uid, gid: entry.gid, mtime: None };
+            let body = match entry.kind {
+                DebEntryKind::File(bytes) => {
+                    Body::File { source: FileSource::Bytes(bytes), executable: entry.mode & 0o111 != 0 }
+                }
+                DebEntryKind::Directory => Body::Directory,
+                DebEntryKind::Symlink(target) => Body::Symlink { target },
+                DebEntryKind::HardLink(target) => Body::HardLink { target },
+            };
+            builder.add(&entry.path, meta, body).map_err(DebLayerError::from)?;
+        }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let packed = builder.write_to_cas(ctx.cas, self.compression, threads).map_err(DebLayerError::from)?;
+        let mut output = layer_output(&packed);
+        output.metadata["packages"] = controls
+            .iter()
+            .map(|c| serde_json::json!({"package": c.package, "version": c.version, "architecture": c.architecture}))
+            .collect();
+        Ok(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cas;
+    use crate::oci::deb::{write_deb, DebCompression};
+
+    fn control(package: &str) -> DebControl {
+        DebControl { package: package.to_owned(), version: "1.0-1".to_owned(), architecture: "amd64".to_owned() }
+    }
+
+    fn entry(path: &str, kind: DebEntryKind, mode: u32) -> DebEntry {
+        DebEntry { path: path.to_owned(), kind, mode, uid: 0, gid: 0 }
+    }
+
+    fn file(path: &str, data: &str) -> DebEntry {
+        entry(path, DebEntryKind::File(data.as_bytes().to_vec()), 0o644)
+    }
+
+    fn dir(path: &str, mode: u32) -> DebEntry {
+        entry(path, DebEntryKind::Directory, mode)
+    }
+
+    fn deb(package: &str, entries: Vec<DebEntry>) -> (PathBuf, Deb) {
+        let path = PathBuf::from(format!("third_party/debs/{package}.deb"));
+        (path, Deb { control: control(package), data_compression: DebCompression::Xz, entries })
+    }
+
+    /// `.deb` files written into a temp dir, with the action that reads them.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        files: Vec<(PathBuf, Digest)>,
+    }
+
+    impl Fixture {
+        fn new(debs: &[(&str, Vec<DebEntry>, DebCompression)]) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let mut files = Vec::new();
+            for (package, entries, compression) in debs {
+                let bytes = write_deb(&control(package), entries, *compression).unwrap();
+                let relative = PathBuf::from(format!("third_party/debs/{package}.deb"));
+                fs::create_dir_all(dir.path().join("third_party/debs")).unwrap();
+                fs::write(dir.path().join(&relative), &bytes).unwrap();
+                files.push((relative, Digest::of(&bytes)));
+            }
+            Fixture { dir, files }
+        }
+
+        fn action(&self, sha256s: &[String]) -> DebLayer {
+            let paths = self.files.iter().map(|(path, _)| path.clone()).collect();
+            DebLayer::new(paths, sha256s, Compression::Gzip, 0).unwrap()
+        }
+
+        fn pinned(&self) -> Vec<String> {
+            self.files.iter().map(|(_, digest)| digest.to_string()).collect()
+        }
+
+        fn run(&self, action: &DebLayer) -> (Result<ActionOutput>, Cas) {
+            let cas = Cas::open(&self.dir.path().join("cache")).unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            let inputs = self
+                .files
+                .iter()
+                .map(|(path, digest)| ResolvedInput::Source {
+                    path: self.dir.path().join(path),
+                    digest: *digest,
+                    size: 0,
+                })
+                .collect();
+            let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };
+            (action.execute(&ctx), cas)
+        }
+    }
+
+    #[test]
+    fn new_checks_counts_and_digests() {
+        let one = vec![PathBuf::from("a.deb")];
+        assert!(matches!(
+            DebLayer::new(one.clone(), &[], Compression::Gzip, 0),
+            Err(DebLayerError::CountMismatch { debs: 1, sha256s: 0 })
+        ));
+        assert!(matches!(DebLayer::new(vec![], &[], Compression::Gzip, 0), Err(DebLayerError::NoDebs)));
+        let error = DebLayer::new(one.clone(), &["abc".to_owned()], Compression::Gzip, 0).unwrap_err();
+        assert!(error.to_string().starts_with("The sha256 `abc` for `a.deb` is not a sha256 digest"), "{error}");
+        let bare = Digest::of(b"x").hex();
+        let action = DebLayer::new(one, &[bare], Compression::Gzip, 0).unwrap();
+        assert_eq!(action.debs()[0].sha256, Digest::of(b"x"));
+        assert_eq!(action.inputs(), [Input::Source(PathBuf::from("a.deb"))]);
+    }
+
+    #[test]
+    fn params_hold_pins_compression_and_epoch_but_no_paths() {
+        let action = DebLayer::new(
+            vec![PathBuf::from("/home/me/ws/a.deb")],
+            &[Digest::of(b"x").to_string()],
+            Compression::Zstd,
+            1700000000,
+        )
+        .unwrap();
+        let params = action.params();
+        assert_eq!(params["compression"], "zstd");
+        assert_eq!(params["source_date_epoch"], 1700000000);
+        assert_eq!(params["sha256s"][0], Digest::of(b"x").to_string());
+        assert!(!params.to_string().contains("home"));
+    }
+
+    #[test]
+    fn sha256_mismatch_names_file_both_digests_and_the_fix() {
+        let fixture = Fixture::new(&[("hello", vec![file("/hello", "hi")], DebCompression::Gzip)]);
+        let wrong = Digest::of(b"something else");
+        let (result, _) = fixture.run(&fixture.action(&[wrong.to_string()]));
+        let error = result.unwrap_err();
+        let actual = fixture.files[0].1;
+        assert_eq!(
+            error.message,
+            format!(
+                "`third_party/debs/hello.deb` has sha256 `{}`, but `deb_layer` expects `{}`\nhint: re-run `scripts/fetch-debs.sh` to fetch the pinned file, or update the lock (`scripts/fetch-debs.sh --update`) and the sha256s",
+                actual.hex(),
+                wrong.hex()
+            )
+        );
+        assert_eq!(error.kind, crate::error::ErrorKind::User);
+    }
+
+    #[test]
+    fn a_file_changed_since_it_was_hashed_fails() {
+        let fixture = Fixture::new(&[("hello", vec![file("/hello", "hi")], DebCompression::Gzip)]);
+        let (path, _) = &fixture.files[0];
+        let pinned = PinnedDeb { path: path.clone(), sha256: fixture.files[0].1 };
+        let bytes = fs::read(fixture.dir.path().join(path)).unwrap();
+        let error = read_pinned(&pinned, Digest::of(b"older bytes"), &bytes).unwrap_err();
+        assert!(matches!(error, DebLayerError::Changed { .. }), "{error}");
+    }
+
+    #[test]
+    fn union_lets_directories_and_identical_entries_repeat() {
+        let merged = union(vec![
+            deb("a", vec![dir("/usr", 0o755), dir("/usr/share", 0o755), file("/usr/share/common", "same")]),
+            deb("b", vec![dir("/usr", 0o755), dir("/usr/share", 0o775), file("/usr/share/common", "same")]),
+        ])
+        .unwrap();
+        let paths: Vec<_> = merged.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/usr", "/usr/share", "/usr/share/common"]);
+        assert_eq!(merged[1].mode, 0o775, "the later package's directory mode wins");
+    }
+
+    #[test]
+    fn conflicting_paths_name_both_packages() {
+        let error = union(vec![
+            deb("a", vec![dir("/bin", 0o755), file("/bin/sh", "dash")]),
+            deb("b", vec![dir("/bin", 0o755), entry("/bin/sh", DebEntryKind::Symlink("busybox".into()), 0o777)]),
+        ])
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(message.starts_with("`/bin/sh` is a file of 4 bytes"), "{message}");
+        assert!(message.contains("in `a` 1.0-1 (`third_party/debs/a.deb`) but a symlink to `busybox` in `b` 1.0-1 (`third_party/debs/b.deb`)"), "{message}");
+
+        let modes = union(vec![
+            deb("a", vec![entry("/x", DebEntryKind::File(b"x".to_vec()), 0o644)]),
+            deb("b", vec![entry("/x", DebEntryKind::File(b"x".to_vec()), 0o755)]),
+        ]);
+        assert!(matches!(modes, Err(DebLayerError::Conflict { .. })), "same bytes, other mode");
+        let dir_vs_file = union(vec![deb("a", vec![dir("/x", 0o755)]), deb("b", vec![file("/x", "")])]);
+        assert!(matches!(dir_vs_file, Err(DebLayerError::Conflict { .. })));
+
+        // Merged /usr: a symlink `/bin` in one package, `/bin/busybox` in another.
+        let under_link = union(vec![
+            deb("base-files", vec![entry("/bin", DebEntryKind::Symlink("usr/bin".into()), 0o777)]),
+            deb("busybox", vec![dir("/bin", 0o755), file("/bin/busybox", "elf")]),
+        ]);
+        assert!(matches!(under_link, Err(DebLayerError::Conflict { .. })), "directory over symlink");
+        let under_link = union(vec![
+            deb("base-files", vec![entry("/bin", DebEntryKind::Symlink("usr/bin".into()), 0o777)]),
+            deb("busybox", vec![file("/bin/busybox", "elf")]),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            under_link.starts_with("`/bin` is a symlink to `usr/bin` in `base-files` 1.0-1 (`third_party/debs/base-files.deb`) but the parent directory of file `/bin/busybox` in `busybox`"),
+            "{under_link}"
+        );
+    }
+
+    #[test]
+    fn hostile_packages_fail_the_action() {
+        let fixture = Fixture::new(&[("evil", vec![file("/etc/x", "x")], DebCompression::None)]);
+        let path = fixture.dir.path().join(&fixture.files[0].0);
+        // Rewrite the path `etc/x` as `../ex` in the uncompressed data tar.
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.windows(6).position(|w| w == b"etc/x\0").unwrap();
+        bytes[at..at + 5].copy_from_slice(b"../ex");
+        // The name is the header's first field; its checksum must stay valid
+        // for the tar reader to get as far as the path.
+        let header = &mut bytes[at..at + 512];
+        header[148..156].copy_from_slice(b"        ");
+        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+        header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        fs::write(&path, &bytes).unwrap();
+        let digest = Digest::of(&bytes);
+        let fixture = Fixture { files: vec![(fixture.files[0].0.clone(), digest)], ..fixture };
+        let (result, _) = fixture.run(&fixture.action(&[digest.to_string()]));
+        let message = result.unwrap_err().message;
+        assert!(message.contains("is not a valid .deb: data archive path `../ex` contains `..`"), "{message}");
+    }
+
+    #[test]
+    fn writes_one_reproducible_layer_from_several_debs() {
+        let busybox = vec![
+            dir("/bin", 0o755),
+            entry("/bin/busybox", DebEntryKind::File(b"\x7fELF".to_vec()), 0o755),
+            entry("/bin/ash", DebEntryKind::HardLink("/bin/busybox".into()), 0o755),
+            DebEntry { path: "/var/mail".into(), kind: DebEntryKind::Directory, mode: 0o2775, uid: 0, gid: 8 },
+        ];
+        let other = vec![dir("/bin", 0o755), entry("/bin/sh", DebEntryKind::Symlink("busybox".into()), 0o777)];
+        let fixture = Fixture::new(&[("busybox", busybox, DebCompression::Xz), ("other", other, DebCompression::Zstd)]);
+        let action = fixture.action(&fixture.pinned());
+        let (first, cas) = fixture.run(&action);
+        let first = first.unwrap();
+        let (second, _) = fixture.run(&action);
+        assert_eq!(first, second.unwrap(), "same inputs, same layer");
+        assert_eq!(first.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        assert_eq!(first.metadata["packages"][1]["package"], "other");
+
+        // The layer's tar is what the diff_id says; read it back with the
+        // .deb reader's tar parsing, which keeps modes, owners and links.
+        let blob = cas.read_verified(&first.blobs["layer"].digest).unwrap();
+        let mut tar = Vec::new();
+        io::Read::read_to_end(&mut crate::oci::decoder(&blob[..], Compression::Gzip).unwrap(), &mut tar).unwrap();
+        assert_eq!(first.metadata["diff_id"], Digest::of(&tar).to_string());
+        let layer = deb::read_data_entries("layer", &tar).unwrap();
+        let summary: Vec<(String, u32, u32, String)> = layer
+            .iter()
+            .map(|e| {
+                let kind = match &e.kind {
+                    DebEntryKind::File(data) => format!("file {}", data.len()),
+                    DebEntryKind::Directory => "dir".to_owned(),
+                    DebEntryKind::Symlink(t) => format!("symlink {t}"),
+                    DebEntryKind::HardLink(t) => format!("link {t}"),
+                };
+                (e.path.clone(), e.mode, e.gid, kind)
+            })
+            .collect();
+        let expected = [
+            ("/bin", 0o755, 0, "dir"),
+            ("/bin/ash", 0o755, 0, "file 4"),
+            ("/bin/busybox", 0o755, 0, "link /bin/ash"),
+            ("/bin/sh", 0o777, 0, "symlink busybox"),
+            ("/var", 0o755, 0, "dir"),
+            ("/var/mail", 0o2775, 8, "dir"),
+        ];
+        let expected: Vec<(String, u32, u32, String)> =
+            expected.iter().map(|(p, m, g, k)| (p.to_string(), *m, *g, k.to_string())).collect();
+        assert_eq!(summary, expected);
+    }
+}

@@ -1,0 +1,214 @@
+//! The analysis phase: walks the requested targets in dependency order, asks
+//! each rule for its provider, and collects the actions they register.
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::actions::{ActionGraph, ActionId, PackLayer};
+use crate::analysis::rules;
+use crate::analysis::{FilesInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
+use crate::cache::Cas;
+use crate::error::{Error, Result};
+use crate::graph::{TargetGraph, TargetNode};
+use crate::oci::{Compression, LayerEntry};
+use crate::registry::{Client, ClientOptions, PulledImage};
+use crate::workspace::Label;
+
+/// What analysis needs besides the target graph.
+pub struct AnalysisContext<'a> {
+    pub graph: &'a TargetGraph,
+    pub workspace_root: &'a Path,
+    /// `created` of configs and the mtime of layer entries that set none.
+    pub source_date_epoch: u64,
+    /// Pulled manifests and configs are resolved into it during analysis.
+    pub cas: &'a Cas,
+    /// Where build steps keep extracted base layers.
+    pub cache_dir: &'a Path,
+    /// How to reach registries (`registry(...)` settings, `--offline`).
+    pub registry: ClientOptions,
+    /// `runc(path)` from `WORKSPACE.star`.
+    pub runc: Option<PathBuf>,
+}
+
+/// The result of analysis: every registered action, each requested
+/// target's provider, and the action that makes its main artifact.
+#[derive(Debug)]
+pub struct Analysis {
+    pub actions: ActionGraph,
+    pub providers: BTreeMap<Label, Provider>,
+    /// Image → its manifest action; index → its index action; layer and
+    /// `files` → the action packing it (gzip, as an image would by default).
+    pub default_outputs: BTreeMap<Label, ActionId>,
+    /// Every pulled image analysed: where a push mounts or fetches the
+    /// layers that were never downloaded.
+    pub pulled: Vec<PulledImage>,
+}
+
+/// Runs analysis for `labels` (and everything they depend on).
+pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> {
+    let mut analyzer = Analyzer {
+        ctx,
+        actions: ActionGraph::default(),
+        providers: HashMap::new(),
+        packed: HashMap::new(),
+        executable: HashMap::new(),
+        registry: OnceCell::new(),
+        pulled: Vec::new(),
+    };
+    // Dependencies first, so each rule finds its deps' providers ready.
+    for target in ctx.graph.dependency_order(labels) {
+        let provider = rules::analyze_target(&mut analyzer, target)?;
+        analyzer.providers.insert(target.label.clone(), provider);
+    }
+    let mut providers = BTreeMap::new();
+    let mut default_outputs = BTreeMap::new();
+    for label in labels {
+        let provider = analyzer.provider(label)?.clone();
+        let action = match &provider {
+            Provider::Image(image) => image.image,
+            Provider::Index(index) => index.index,
+            Provider::Layer(LayerInfo::Built { action, .. }) => *action,
+            Provider::Files(FilesInfo { entries }) | Provider::Layer(LayerInfo::Planned { entries, .. }) => {
+                analyzer.pack(label, &entries.clone(), Compression::Gzip)?
+            }
+        };
+        default_outputs.insert(label.clone(), action);
+        providers.insert(label.clone(), provider);
+    }
+    Ok(Analysis { actions: analyzer.actions, providers, default_outputs, pulled: analyzer.pulled })
+}
+
+/// The state rules work against while analysis runs.
+pub struct Analyzer<'a> {
+    pub ctx: &'a AnalysisContext<'a>,
+    pub actions: ActionGraph,
+    providers: HashMap<Label, Provider>,
+    /// One `pack_layer` per (layer, compression), however many images use it.
+    packed: HashMap<(Label, Compression), ActionId>,
+    /// Whether a source file has an execute bit, by workspace path.
+    executable: HashMap<String, bool>,
+    /// Made on the first pull, shared by every pull and fetch after it.
+    registry: OnceCell<Arc<Client>>,
+    pub pulled: Vec<PulledImage>,
+}
+
+impl Analyzer<'_> {
+    /// The provider of a dependency (analysed earlier, in dependency order).
+    pub fn provider(&self, label: &Label) -> Result<&Provider> {
+        self.providers
+            .get(label)
+            .ok_or_else(|| Error::internal(format!("`{label}` was not analysed before its dependents")))
+    }
+
+    /// The registry client, made on first use.
+    pub fn registry(&self) -> Result<Arc<Client>> {
+        if let Some(client) = self.registry.get() {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(Client::new(self.ctx.registry.clone())?);
+        Ok(self.registry.get_or_init(|| client).clone())
+    }
+
+    /// Whether `label` names a source file rather than a target.
+    pub fn source_path(&self, label: &Label) -> Option<&str> {
+        self.ctx.graph.source_file(label).map(|source| source.path.as_str())
+    }
+
+    /// Registers (once per layer target and compression) the action that
+    /// packs planned entries into a layer blob.
+    /// The action belongs to the layer target, whichever image asked first.
+    pub fn pack(&mut self, layer: &Label, entries: &[PlannedEntry], compression: Compression) -> Result<ActionId> {
+        if let Some(id) = self.packed.get(&(layer.clone(), compression)) {
+            return Ok(*id);
+        }
+        let mut sources: Vec<PathBuf> = Vec::new();
+        let mut source_index: HashMap<&str, usize> = HashMap::new();
+        let mut layer_entries = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut layer_entry = match &entry.content {
+                PlannedContent::Source(path) => {
+                    let index = *source_index.entry(path).or_insert_with(|| {
+                        sources.push(PathBuf::from(path));
+                        sources.len() - 1
+                    });
+                    let executable = self.is_executable(layer, path)?;
+                    LayerEntry::file(&entry.path, index, executable)
+                }
+                PlannedContent::Contents(text) => LayerEntry::contents(&entry.path, text.as_str()),
+                PlannedContent::Symlink(target) => LayerEntry::symlink(&entry.path, target.as_str()),
+                PlannedContent::Directory => LayerEntry::directory(&entry.path),
+            };
+            if let Some(mode) = entry.mode {
+                layer_entry = layer_entry.with_mode(mode);
+            }
+            if entry.uid != 0 || entry.gid != 0 {
+                layer_entry = layer_entry.with_owner(entry.uid, entry.gid);
+            }
+            if let Some(mtime) = entry.mtime {
+                layer_entry = layer_entry.with_mtime(mtime);
+            }
+            layer_entries.push(layer_entry);
+        }
+        let action = PackLayer {
+            sources,
+            entries: layer_entries,
+            compression,
+            source_date_epoch: self.ctx.source_date_epoch,
+            threads: 0,
+        };
+        let id = self.actions.add(layer.clone(), Box::new(action));
+        self.packed.insert((layer.clone(), compression), id);
+        Ok(id)
+    }
+
+    /// Executable sources are packed 0755, others 0644; the bit is part of
+    /// the action's params, so `chmod +x` rebuilds the layer.
+    fn is_executable(&mut self, layer: &Label, path: &str) -> Result<bool> {
+        if let Some(executable) = self.executable.get(path) {
+            return Ok(*executable);
+        }
+        let metadata = std::fs::metadata(self.ctx.workspace_root.join(path)).map_err(|error| {
+            Error::user(format!(
+                "Source file `{path}` of `{layer}` cannot be read: {error}\nhint: check that the file exists and is readable"
+            ))
+        })?;
+        if !metadata.is_file() {
+            return Err(Error::user(format!(
+                "Source `{path}` of `{layer}` is not a regular file\nhint: name files, or use `glob([\"{path}/**\"])` for a directory's files"
+            )));
+        }
+        let executable = metadata.permissions().mode() & 0o111 != 0;
+        self.executable.insert(path.to_owned(), executable);
+        Ok(executable)
+    }
+}
+
+/// A user error about `target`, laid out as the front-end lays out its own:
+/// the message, then `  --> file:line:col` of the target's declaration,
+/// then the `hint:` line, if any.
+pub fn at(target: &TargetNode, message: String) -> Error {
+    let (text, hint) = match message.split_once("\nhint: ") {
+        Some((text, hint)) => (text, Some(hint)),
+        None => (message.as_str(), None),
+    };
+    let mut rendered = format!("{text}\n  --> {}", target.location);
+    if let Some(hint) = hint {
+        rendered.push_str("\nhint: ");
+        rendered.push_str(hint);
+    }
+    Error::user(rendered)
+}
+
+/// The label of a target as the history's `created_by` and errors show it.
+pub fn created_by(target: &TargetNode) -> String {
+    format!("berth {} {}", target.kind, target.label)
+}
+
+/// Shares an entry list between the providers that hold it.
+pub fn shared(entries: Vec<PlannedEntry>) -> Rc<Vec<PlannedEntry>> {
+    Rc::new(entries)
+}

@@ -1,0 +1,319 @@
+//! Root filesystems for containers, stacked from layers that `oci::extract`
+//! put in the cache: overlayfs when the kernel allows it, a copy that
+//! applies the whiteouts otherwise. Either way the layer directories in the
+//! cache are never written: the container writes into a fresh upper
+//! directory (overlayfs) or into its own copy.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::oci::{is_opaque_dir, is_whiteout, ExtractedLayer};
+
+/// How to stack layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StackMode {
+    /// overlayfs, falling back to a copy when the mount is refused.
+    #[default]
+    Auto,
+    /// overlayfs or an error.
+    Overlay,
+    /// Always copy (slow for big bases; for kernels without overlayfs).
+    Copy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootFsError {
+    #[error("I/O error at `{path}` while stacking a root filesystem: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("Cannot mount overlayfs for a container root: {reason}\nhint: berth needs root and a kernel with overlayfs, or falls back to copies when not asked for overlayfs")]
+    Overlay { reason: String },
+}
+
+impl From<RootFsError> for Error {
+    fn from(error: RootFsError) -> Error {
+        Error::environment(error.to_string())
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> RootFsError + '_ {
+    move |source| RootFsError::Io { path: path.to_path_buf(), source }
+}
+
+/// A stacked root filesystem under a private directory; unmounted and
+/// removed when dropped.
+#[derive(Debug)]
+pub struct RootFs {
+    dir: PathBuf,
+    merged: PathBuf,
+    overlay: bool,
+}
+
+impl RootFs {
+    /// Stacks `layers` (lowest first) under `dir`, which must not exist yet.
+    /// A layer whose root was opaque hides every layer below it.
+    pub fn stack(layers: &[ExtractedLayer], dir: &Path, mode: StackMode) -> Result<RootFs, RootFsError> {
+        let start = layers.iter().rposition(|layer| layer.opaque_root).unwrap_or(0);
+        let layers = &layers[start..];
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at(dir))?;
+        let merged = dir.join("merged");
+        fs::DirBuilder::new().mode(0o755).create(&merged).map_err(io_at(&merged))?;
+        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false };
+        if mode != StackMode::Copy {
+            match rootfs.mount_overlay(layers) {
+                Ok(()) => {
+                    rootfs.overlay = true;
+                    return Ok(rootfs);
+                }
+                Err(error) if mode == StackMode::Overlay => return Err(error),
+                Err(_) => {}
+            }
+        }
+        for layer in layers {
+            let mut links = HashMap::new();
+            apply_layer(&layer.root, &rootfs.merged, &mut links)?;
+        }
+        Ok(rootfs)
+    }
+
+    /// The root filesystem to give the container.
+    pub fn merged(&self) -> &Path {
+        &self.merged
+    }
+
+    /// Whether overlayfs is in use (otherwise the layers were copied).
+    pub fn is_overlay(&self) -> bool {
+        self.overlay
+    }
+
+    fn mount_overlay(&self, layers: &[ExtractedLayer]) -> Result<(), RootFsError> {
+        // Short names keep the option string under the page-size limit of
+        // mount(2) for deep stacks, whatever the cache path is.
+        let lower_dir = self.dir.join("l");
+        fs::DirBuilder::new().mode(0o700).create(&lower_dir).map_err(io_at(&lower_dir))?;
+        let mut lowers = Vec::new();
+        for (index, layer) in layers.iter().enumerate().rev() {
+            let link = lower_dir.join(index.to_string());
+            std::os::unix::fs::symlink(&layer.root, &link).map_err(io_at(&link))?;
+            lowers.push(link);
+        }
+        if lowers.is_empty() {
+            let empty = lower_dir.join("empty");
+            fs::DirBuilder::new().mode(0o755).create(&empty).map_err(io_at(&empty))?;
+            lowers.push(empty);
+        }
+        let upper = self.dir.join("upper");
+        let work = self.dir.join("work");
+        for dir in [&upper, &work] {
+            fs::DirBuilder::new().mode(0o755).create(dir).map_err(io_at(dir))?;
+        }
+        let lowers: Vec<String> = lowers.iter().map(|path| path.display().to_string()).collect();
+        let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+        if options.contains(['\\']) || lowers.iter().any(|lower| lower.contains([',', ':'])) {
+            return Err(RootFsError::Overlay { reason: "the cache path holds `,` or `:`".into() });
+        }
+        if options.len() >= 4096 {
+            return Err(RootFsError::Overlay { reason: format!("{} layers are too many for one mount", layers.len()) });
+        }
+        let c = |text: &str| CString::new(text).map_err(|_| RootFsError::Overlay { reason: "a path holds NUL".into() });
+        let (source, target, fstype, data) =
+            (c("overlay")?, c(&self.merged.display().to_string())?, c("overlay")?, c(&options)?);
+        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+        let rc = unsafe {
+            libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), libc::MS_NODEV, data.as_ptr().cast())
+        };
+        if rc != 0 {
+            return Err(RootFsError::Overlay { reason: io::Error::last_os_error().to_string() });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RootFs {
+    fn drop(&mut self) {
+        if self.overlay {
+            if let Ok(target) = CString::new(self.merged.as_os_str().as_bytes()) {
+                // SAFETY: a NUL-terminated path. MNT_DETACH so a stray open
+                // file cannot keep the mount (and the cleanup) from happening.
+                unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lstat(path: &Path) -> Result<Option<fs::Metadata>, RootFsError> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) => Ok(Some(metadata)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RootFsError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+fn remove_any(path: &Path, metadata: &fs::Metadata) -> Result<(), RootFsError> {
+    if metadata.is_dir() {
+        fs::remove_dir_all(path).map_err(io_at(path))
+    } else {
+        fs::remove_file(path).map_err(io_at(path))
+    }
+}
+
+fn set_owner_mode(path: &Path, metadata: &fs::Metadata) -> Result<(), RootFsError> {
+    std::os::unix::fs::lchown(path, Some(metadata.uid()), Some(metadata.gid())).map_err(io_at(path))?;
+    if !metadata.file_type().is_symlink() {
+        fs::set_permissions(path, fs::Permissions::from_mode(metadata.mode() & 0o7777)).map_err(io_at(path))?;
+    }
+    Ok(())
+}
+
+/// Copies one extracted layer over `dst` the way overlayfs would show it:
+/// whiteouts delete, opaque directories replace, everything else replaces
+/// or merges. Hard links of the layer stay hard links (`links`: source inode
+/// → first copy). Symlinks are copied as symlinks, never followed.
+fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> Result<(), RootFsError> {
+    let mut entries: Vec<_> = fs::read_dir(src).map_err(io_at(src))?.collect::<Result<_, _>>().map_err(io_at(src))?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let metadata = fs::symlink_metadata(&from).map_err(io_at(&from))?;
+        let existing = lstat(&to)?;
+        let file_type = metadata.file_type();
+        if is_whiteout(&metadata) {
+            if let Some(existing) = existing {
+                remove_any(&to, &existing)?;
+            }
+            continue;
+        }
+        if file_type.is_dir() {
+            match existing {
+                Some(existing) if existing.is_dir() && !is_opaque_dir(&from) => {}
+                Some(existing) => {
+                    remove_any(&to, &existing)?;
+                    fs::DirBuilder::new().mode(0o700).create(&to).map_err(io_at(&to))?;
+                }
+                None => fs::DirBuilder::new().mode(0o700).create(&to).map_err(io_at(&to))?,
+            }
+            apply_layer(&from, &to, links)?;
+            set_owner_mode(&to, &metadata)?;
+            continue;
+        }
+        if let Some(existing) = existing {
+            remove_any(&to, &existing)?;
+        }
+        let inode = (metadata.dev(), metadata.ino());
+        if metadata.nlink() > 1 {
+            if let Some(first) = links.get(&inode) {
+                fs::hard_link(first, &to).map_err(io_at(&to))?;
+                continue;
+            }
+        }
+        if file_type.is_symlink() {
+            let target = fs::read_link(&from).map_err(io_at(&from))?;
+            std::os::unix::fs::symlink(&target, &to).map_err(io_at(&to))?;
+        } else if file_type.is_file() {
+            let mut input =
+                OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&from).map_err(io_at(&from))?;
+            let mut output = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&to)
+                .map_err(io_at(&to))?;
+            io::copy(&mut input, &mut output).map_err(io_at(&to))?;
+        } else {
+            use std::os::unix::fs::FileTypeExt;
+            if !file_type.is_fifo() {
+                continue; // devices never reach the cache (extraction skips them)
+            }
+            let path = CString::new(to.as_os_str().as_bytes()).map_err(|_| RootFsError::Io {
+                path: to.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
+            })?;
+            // SAFETY: a NUL-terminated path.
+            if unsafe { libc::mknod(path.as_ptr(), libc::S_IFIFO | 0o600, 0) } != 0 {
+                return Err(RootFsError::Io { path: to, source: io::Error::last_os_error() });
+            }
+        }
+        set_owner_mode(&to, &metadata)?;
+        if metadata.nlink() > 1 {
+            links.insert(inode, to);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Digest;
+
+    /// A layer as `oci::extract` leaves it: whiteouts as 0/0 character
+    /// devices, opaque directories with the overlay xattr (needs root).
+    fn layer(dir: &Path, name: &str, entries: &[&str]) -> ExtractedLayer {
+        let root = dir.join(name);
+        fs::create_dir(&root).unwrap();
+        let mut opaque_root = false;
+        for entry in entries {
+            let path = root.join(entry);
+            let parent = path.parent().unwrap().to_path_buf();
+            fs::create_dir_all(&parent).unwrap();
+            let file_name = path.file_name().unwrap().to_str().unwrap();
+            let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).unwrap();
+            if file_name == ".wh..wh..opq" {
+                if parent == root {
+                    opaque_root = true;
+                } else {
+                    let (path, name) = (c(&parent), CString::new(crate::oci::OPAQUE_XATTR).unwrap());
+                    // SAFETY: NUL-terminated strings and a one-byte value.
+                    assert_eq!(unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) }, 0);
+                }
+            } else if let Some(hidden) = file_name.strip_prefix(".wh.") {
+                // SAFETY: a NUL-terminated path; device 0/0.
+                assert_eq!(unsafe { libc::mknod(c(&parent.join(hidden)).as_ptr(), libc::S_IFCHR, 0) }, 0);
+            } else {
+                fs::write(&path, entry).unwrap();
+            }
+        }
+        ExtractedLayer { digest: Digest::of(name.as_bytes()), diff_id: Digest::of(b""), opaque_root, root }
+    }
+
+    fn files(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn overlay_and_copies_agree_on_whiteouts_and_opaque_roots() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: stacking needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let base = layer(dir.path(), "base", &["a", "b", "d/x"]);
+        let upper = layer(dir.path(), "upper", &[".wh.a", "c", "d/.wh..wh..opq", "d/y"]);
+        let reset = layer(dir.path(), "reset", &[".wh..wh..opq", "only"]);
+        for mode in [StackMode::Overlay, StackMode::Copy] {
+            let stacked = RootFs::stack(&[base.clone(), upper.clone()], &dir.path().join("s1"), mode).unwrap();
+            assert_eq!(stacked.is_overlay(), mode == StackMode::Overlay);
+            assert_eq!(files(stacked.merged()), ["b", "c", "d"], "{mode:?}");
+            assert_eq!(files(&stacked.merged().join("d")), ["y"], "{mode:?}");
+            drop(stacked);
+            assert!(!dir.path().join("s1").exists(), "dropping unmounts and removes");
+            let stacked =
+                RootFs::stack(&[base.clone(), upper.clone(), reset.clone()], &dir.path().join("s2"), mode).unwrap();
+            assert_eq!(files(stacked.merged()), ["only"], "{mode:?}: an opaque root hides every lower layer");
+        }
+        // The cached layers were never written.
+        assert_eq!(files(&base.root), ["a", "b", "d"]);
+    }
+}

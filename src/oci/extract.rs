@@ -1,0 +1,890 @@
+//! Safe extraction of layer blobs (gzip, zstd or plain tar, told apart by
+//! their magic bytes) into directories that `exec::rootfs` stacks into the
+//! root filesystem of an in-container step.
+//!
+//! Each layer is extracted once per digest into `<cache>/layers/<hex>/`
+//! (`root/` plus a `layer.json` side file): into a temp directory first, then
+//! renamed, so a killed extraction never leaves half a layer behind.
+//!
+//! Whiteouts stay in the extracted tree as overlayfs markers, so the layer
+//! directories can be given to overlayfs as they are. The [OCI image spec,
+//! layer changesets](https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts)
+//! says:
+//!
+//! - "A whiteout file is an empty file with a special filename that signifies
+//!   a path should be deleted. A whiteout filename consists of the prefix
+//!   `.wh.` plus the basename of the path to be deleted." It becomes a
+//!   character device 0/0 named after the deleted path (overlayfs's whiteout).
+//! - "An opaque whiteout entry is a file with the name `.wh..wh..opq`
+//!   indicating that all siblings are hidden in the lower layer." It becomes
+//!   the xattr `trusted.overlay.opaque=y` on its directory. At the layer root
+//!   it is recorded as `opaque_root` in `layer.json` instead (overlayfs
+//!   ignores the xattr on a root), and stacking drops every lower layer.
+//! - "Whiteout files MUST only apply to resources in lower/parent layers.
+//!   Files that are present in the same layer as a whiteout file can only be
+//!   hidden by whiteout files in subsequent layers." So a real entry and a
+//!   whiteout of the same name in one layer keep the real entry.
+//!
+//! Nothing is ever written outside the root: absolute paths are taken as
+//! relative to the root, `..` components are refused, every parent directory
+//! of an entry is checked with `lstat` to be a real directory created by this
+//! layer (an entry below a symlink is refused, so nothing is written through
+//! one), files are created with `O_CREAT | O_EXCL | O_NOFOLLOW` after any
+//! previous entry of the same name is unlinked, and hard links must name an
+//! entry already extracted inside the root. Symlinks are stored as they are:
+//! they are only ever resolved inside the container, where `/` is the root.
+//! Device nodes are skipped. Limits on total size, entry count, name and
+//! extension-header size and decompression ratio stop archive bombs.
+//!
+//! Extraction runs as root on a private temp directory nobody else writes
+//! to, so path-based checks cannot race with another writer.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::Digest as _;
+
+use crate::cache::{Cas, Digest};
+use crate::error::Error;
+
+/// Caps that stop hostile or broken archives before they fill the disk or
+/// the memory. The defaults fit real base images (a few GiB, a few hundred
+/// thousand files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Decompressed bytes of the whole tar stream.
+    pub max_total_bytes: u64,
+    /// Tar entries, extension headers included.
+    pub max_entries: u64,
+    /// Bytes of one path or link target.
+    pub max_name_bytes: usize,
+    /// Bytes of one PAX extended header.
+    pub max_pax_bytes: u64,
+    /// Decompressed bytes per compressed byte, beyond `ratio_slack_bytes`.
+    pub max_ratio: u64,
+    /// Decompressed bytes always allowed whatever the ratio (small layers of
+    /// zeros compress very well and are legitimate).
+    pub ratio_slack_bytes: u64,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_total_bytes: 32 << 30,
+            max_entries: 2_000_000,
+            max_name_bytes: 4096,
+            max_pax_bytes: 1 << 20,
+            max_ratio: 1000,
+            ratio_slack_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("Layer archive refused: entry `{path}` {reason}\nhint: the layer is hostile or broken; nothing outside its root was touched")]
+    Refused { path: String, reason: String },
+    #[error("Layer archive refused: {what} exceeds the limit of {limit}\nhint: the layer is an archive bomb or far larger than a real image layer")]
+    Limit { what: &'static str, limit: u64 },
+    #[error("Layer archive is not a readable tar stream: {source}")]
+    Corrupt { source: io::Error },
+    #[error("Layer blob `{expected}` changed while it was read (its bytes hash to `{actual}`)\nhint: run the build again; the blob will be fetched or rebuilt")]
+    Changed { expected: Digest, actual: Digest },
+    #[error("I/O error at `{path}` while extracting a layer: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl From<ExtractError> for Error {
+    fn from(error: ExtractError) -> Error {
+        match error {
+            ExtractError::Refused { .. } | ExtractError::Limit { .. } | ExtractError::Corrupt { .. } => {
+                Error::user(error.to_string())
+            }
+            ExtractError::Changed { .. } | ExtractError::Io { .. } => Error::environment(error.to_string()),
+        }
+    }
+}
+
+/// A layer extracted into the cache, ready to be stacked.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtractedLayer {
+    /// The digest of the blob (compressed bytes).
+    pub digest: Digest,
+    /// The digest of the uncompressed tar (the OCI `diff_id`).
+    pub diff_id: Digest,
+    /// The layer held `.wh..wh..opq` at its root: every lower layer is hidden.
+    pub opaque_root: bool,
+    /// The extracted tree, with whiteouts as overlayfs markers.
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+/// What one extraction did, for the side file and for tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub skipped_devices: u64,
+    pub opaque_root: bool,
+}
+
+/// The xattr overlayfs reads to make a directory hide the lower layers' one.
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+/// Returns the layer extracted in the cache, extracting it first if needed.
+///
+/// The blob is read from the CAS and its digest checked while it streams.
+/// Concurrent callers for one digest (threads or processes sharing the
+/// cache) wait on a lock file and find the first one's result.
+pub fn extract_layer_cached(
+    cas: &Cas,
+    cache_dir: &Path,
+    digest: &Digest,
+    limits: &ExtractLimits,
+) -> Result<ExtractedLayer, ExtractError> {
+    let layers = cache_dir.join("layers");
+    let final_dir = layers.join(digest.hex());
+    if let Some(layer) = read_side_file(&final_dir, digest) {
+        return Ok(layer);
+    }
+    // 0700: extracted layers hold setuid binaries owned by root.
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&layers).map_err(io_at(&layers))?;
+    // One extraction per digest at a time, across threads and processes:
+    // steps that start together on a cold base wait for one extraction.
+    let lock_path = layers.join(format!("{}.lock", digest.hex()));
+    let lock = File::create(&lock_path).map_err(io_at(&lock_path))?;
+    // SAFETY: flock on a file descriptor we own; released when `lock` closes.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        return Err(ExtractError::Io { path: lock_path, source: io::Error::last_os_error() });
+    }
+    if let Some(layer) = read_side_file(&final_dir, digest) {
+        return Ok(layer);
+    }
+    if final_dir.exists() {
+        // No valid side file: not a finished extraction (the side file is
+        // written before the rename), so it is garbage.
+        fs::remove_dir_all(&final_dir).map_err(io_at(&final_dir))?;
+    }
+    remove_stale_temp_dirs(&layers);
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let temp = layers.join(format!(
+        "tmp-{}-{}-{}",
+        &digest.hex()[..16],
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let layer = match extract_into(cas, digest, &temp, limits) {
+        Ok(layer) => layer,
+        Err(error) => {
+            let _ = fs::remove_dir_all(&temp);
+            return Err(error);
+        }
+    };
+    if let Err(source) = fs::rename(&temp, &final_dir) {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(ExtractError::Io { path: final_dir, source });
+    }
+    drop(lock);
+    Ok(ExtractedLayer { root: final_dir.join("root"), ..layer })
+}
+
+fn extract_into(
+    cas: &Cas,
+    digest: &Digest,
+    temp: &Path,
+    limits: &ExtractLimits,
+) -> Result<ExtractedLayer, ExtractError> {
+    let root = temp.join("root");
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(&root).map_err(io_at(&root))?;
+    let blob_path = cas.path(digest);
+    let file = File::open(&blob_path).map_err(io_at(&blob_path))?;
+    let mut hashed = HashingReader { inner: file, hasher: sha2::Sha256::new() };
+    let (stats, diff_id) = unpack_counted(&mut hashed, &root, limits)?;
+    // Hash what the decompressor did not need (padding after the tar's end).
+    io::copy(&mut hashed, &mut io::sink()).map_err(io_at(&blob_path))?;
+    let actual = Digest::from_bytes(hashed.hasher.finalize().into());
+    if actual != *digest {
+        return Err(ExtractError::Changed { expected: *digest, actual });
+    }
+    let layer = ExtractedLayer { digest: *digest, diff_id, opaque_root: stats.opaque_root, root };
+    let side = temp.join("layer.json");
+    let file = File::create(&side).map_err(io_at(&side))?;
+    serde_json::to_writer(&file, &layer)
+        .map_err(|error| ExtractError::Io { path: side.clone(), source: error.into() })?;
+    file.sync_all().map_err(io_at(&side))?;
+    Ok(layer)
+}
+
+fn read_side_file(dir: &Path, digest: &Digest) -> Option<ExtractedLayer> {
+    let bytes = fs::read(dir.join("layer.json")).ok()?;
+    let layer: ExtractedLayer = serde_json::from_slice(&bytes).ok()?;
+    (layer.digest == *digest).then(|| ExtractedLayer { root: dir.join("root"), ..layer })
+}
+
+/// Removes temp directories left by killed extractions (their pid is gone).
+fn remove_stale_temp_dirs(layers: &Path) {
+    let Ok(entries) = fs::read_dir(layers) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|name| name.strip_prefix("tmp-")) else { continue };
+        let Some(pid) = rest.split('-').nth(1).and_then(|pid| pid.parse::<i32>().ok()) else { continue };
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive =
+            unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Extracts a layer stream (gzip, zstd or plain tar) into `root`, an existing
+/// directory, applying the rules of this module. Returns what it did.
+pub fn unpack(reader: impl Read, root: &Path, limits: &ExtractLimits) -> Result<UnpackStats, ExtractError> {
+    let mut reader = reader;
+    unpack_counted(&mut reader, root, limits).map(|(stats, _)| stats)
+}
+
+fn unpack_counted<R: Read>(
+    reader: &mut R,
+    root: &Path,
+    limits: &ExtractLimits,
+) -> Result<(UnpackStats, Digest), ExtractError> {
+    let compressed = Rc::new(Cell::new(0));
+    let counting = CountingReader { inner: reader, count: Rc::clone(&compressed) };
+    let mut buffered = BufReader::with_capacity(1 << 16, counting);
+    let magic = buffered.fill_buf().map_err(|source| ExtractError::Corrupt { source })?.to_vec();
+    let decoder: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(|source| ExtractError::Corrupt { source })?)
+    } else {
+        Box::new(buffered)
+    };
+    let guarded =
+        GuardedReader { inner: decoder, hasher: sha2::Sha256::new(), count: 0, limits, compressed, tripped: None };
+    let mut archive = tar::Archive::new(guarded);
+    let mut unpacker =
+        Unpacker { root: root.to_path_buf(), limits, stats: UnpackStats::default(), dirs: HashSet::new() };
+    let result = unpacker.run(&mut archive);
+    let mut guarded = archive.into_inner();
+    if let Some(error) = guarded.tripped.take() {
+        return Err(error);
+    }
+    result?;
+    // Read the rest of the decompressed stream so the diff_id covers it all.
+    let drained = io::copy(&mut guarded, &mut io::sink());
+    if let Some(error) = guarded.tripped.take() {
+        return Err(error);
+    }
+    drained.map_err(|source| ExtractError::Corrupt { source })?;
+    unpacker.stats.bytes = guarded.count;
+    let diff_id = Digest::from_bytes(guarded.hasher.finalize().into());
+    Ok((unpacker.stats, diff_id))
+}
+
+struct CountingReader<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.count.set(self.count.get() + read as u64);
+        Ok(read)
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        Ok(read)
+    }
+}
+
+/// Counts and hashes the decompressed stream and stops it when it grows
+/// past the total size or the decompression ratio.
+struct GuardedReader<'l, R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    count: u64,
+    limits: &'l ExtractLimits,
+    /// Compressed bytes read so far, counted below the decoder.
+    compressed: Rc<Cell<u64>>,
+    tripped: Option<ExtractError>,
+}
+
+impl<R: Read> Read for GuardedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        self.count += read as u64;
+        let error = if self.count > self.limits.max_total_bytes {
+            Some(ExtractError::Limit { what: "the decompressed size", limit: self.limits.max_total_bytes })
+        } else if self.count > self.limits.ratio_slack_bytes
+            && self.count > self.compressed.get().saturating_mul(self.limits.max_ratio)
+        {
+            Some(ExtractError::Limit { what: "the decompression ratio", limit: self.limits.max_ratio })
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            let message = error.to_string();
+            self.tripped = Some(error);
+            return Err(io::Error::other(message));
+        }
+        Ok(read)
+    }
+}
+
+/// The fields of a PAX extended header that extraction honours.
+#[derive(Debug, Default)]
+struct Pax {
+    path: Option<Vec<u8>>,
+    linkpath: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    /// `SCHILY.xattr.*` records that are safe to restore (see `allowed_xattr`).
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Pax {
+    fn parse(bytes: &[u8]) -> Result<Pax, String> {
+        let mut pax = Pax::default();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let space = rest.iter().position(|&b| b == b' ').ok_or("has a malformed PAX record")?;
+            let len: usize = std::str::from_utf8(&rest[..space])
+                .ok()
+                .and_then(|len| len.parse().ok())
+                .ok_or("has a malformed PAX record length")?;
+            if len <= space + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+                return Err("has a malformed PAX record".into());
+            }
+            let record = &rest[space + 1..len - 1];
+            rest = &rest[len..];
+            let eq = record.iter().position(|&b| b == b'=').ok_or("has a PAX record without `=`")?;
+            let (key, value) = (&record[..eq], &record[eq + 1..]);
+            let number = || -> Result<u64, String> {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|value| value.parse().ok())
+                    .ok_or_else(|| format!("has a bad PAX `{}` value", String::from_utf8_lossy(key)))
+            };
+            match key {
+                b"path" => pax.path = Some(value.to_vec()),
+                b"linkpath" => pax.linkpath = Some(value.to_vec()),
+                b"size" => pax.size = Some(number()?),
+                b"uid" => pax.uid = Some(number()?),
+                b"gid" => pax.gid = Some(number()?),
+                _ => {
+                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                        pax.xattrs.push((name.to_vec(), value.to_vec()));
+                    }
+                }
+            }
+        }
+        Ok(pax)
+    }
+}
+
+/// Only these xattrs are restored: `trusted.*` would let a layer forge
+/// overlayfs markers and `security.selinux` labels are the host's business.
+fn allowed_xattr(name: &[u8]) -> bool {
+    name == b"security.capability" || name.starts_with(b"user.")
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ExtractError + '_ {
+    move |source| ExtractError::Io { path: path.to_path_buf(), source }
+}
+
+fn corrupt(source: io::Error) -> ExtractError {
+    ExtractError::Corrupt { source }
+}
+
+fn lstat(path: &Path) -> Result<Option<fs::Metadata>, ExtractError> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) => Ok(Some(metadata)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ExtractError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+fn c_path(path: &Path) -> Result<CString, ExtractError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| ExtractError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"),
+    })
+}
+
+/// Is this an overlayfs whiteout marker (character device 0/0)?
+pub fn is_whiteout(metadata: &fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    metadata.file_type().is_char_device() && metadata.rdev() == 0
+}
+
+/// Does this directory carry overlayfs's opaque marker?
+pub fn is_opaque_dir(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else { return false };
+    let name = CString::new(OPAQUE_XATTR).expect("no NUL");
+    let mut value = [0u8; 4];
+    // SAFETY: both strings are NUL-terminated and the buffer length is right.
+    let len = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    len == 1 && value[0] == b'y'
+}
+
+fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> Result<(), ExtractError> {
+    let c_name = CString::new(name).map_err(|_| ExtractError::Refused {
+        path: path.display().to_string(),
+        reason: "has an xattr name with a NUL byte".into(),
+    })?;
+    let c_path = c_path(path)?;
+    // SAFETY: NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc != 0 {
+        return Err(ExtractError::Io { path: path.to_path_buf(), source: io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
+fn mknod(path: &Path, mode: libc::mode_t) -> Result<(), ExtractError> {
+    let c_path = c_path(path)?;
+    // SAFETY: a NUL-terminated path; device 0/0.
+    if unsafe { libc::mknod(c_path.as_ptr(), mode, 0) } != 0 {
+        return Err(ExtractError::Io { path: path.to_path_buf(), source: io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
+/// Applies tar entries to one root directory.
+struct Unpacker<'l> {
+    root: PathBuf,
+    limits: &'l ExtractLimits,
+    stats: UnpackStats,
+    /// Root-relative paths already checked to be real directories.
+    dirs: HashSet<PathBuf>,
+}
+
+impl Unpacker<'_> {
+    fn run<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<(), ExtractError> {
+        // Raw entries: the tar crate reads GNU long names and PAX headers into
+        // memory without a limit, so they are handled here, capped.
+        let entries = archive.entries().map_err(corrupt)?.raw(true);
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut long_link: Option<Vec<u8>> = None;
+        let mut pax: Option<Pax> = None;
+        for entry in entries {
+            let mut entry = entry.map_err(corrupt)?;
+            self.stats.entries += 1;
+            if self.stats.entries > self.limits.max_entries {
+                return Err(ExtractError::Limit { what: "the number of entries", limit: self.limits.max_entries });
+            }
+            let kind = entry.header().entry_type();
+            let name_cap = self.limits.max_name_bytes as u64 + 1;
+            if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+                let mut bytes = read_extension(&mut entry, name_cap, "a GNU long name")?;
+                while bytes.last() == Some(&0) {
+                    bytes.pop();
+                }
+                *(if kind.is_gnu_longname() { &mut long_name } else { &mut long_link }) = Some(bytes);
+                continue;
+            }
+            if kind.is_pax_local_extensions() {
+                let bytes = read_extension(&mut entry, self.limits.max_pax_bytes, "a PAX header")?;
+                pax = Some(Pax::parse(&bytes).map_err(|reason| ExtractError::Refused {
+                    path: String::from_utf8_lossy(&entry.header().path_bytes()).into_owned(),
+                    reason,
+                })?);
+                continue;
+            }
+            if kind.is_pax_global_extensions() {
+                read_extension(&mut entry, self.limits.max_pax_bytes, "a PAX header")?;
+                continue;
+            }
+            let ext = pax.take().unwrap_or_default();
+            let header = entry.header();
+            let path = ext.path.clone().or(long_name.take()).unwrap_or_else(|| header.path_bytes().into_owned());
+            let shown = String::from_utf8_lossy(&path).into_owned();
+            let refuse = |reason: &str| ExtractError::Refused { path: shown.clone(), reason: reason.to_owned() };
+            let link =
+                ext.linkpath.clone().or(long_link.take()).or(header.link_name_bytes().map(|link| link.into_owned()));
+            if path.len() > self.limits.max_name_bytes
+                || link.as_ref().is_some_and(|l| l.len() > self.limits.max_name_bytes)
+            {
+                return Err(ExtractError::Limit { what: "a path length", limit: self.limits.max_name_bytes as u64 });
+            }
+            if kind.is_gnu_sparse() {
+                return Err(refuse("is a GNU sparse file, which layers do not use"));
+            }
+            let size = header.entry_size().map_err(corrupt)?;
+            if ext.size.is_some_and(|pax_size| pax_size != size) {
+                return Err(refuse("has a PAX size that disagrees with its header"));
+            }
+            let uid = ext.uid.map_or_else(|| header.uid(), Ok).map_err(corrupt)?;
+            let gid = ext.gid.map_or_else(|| header.gid(), Ok).map_err(corrupt)?;
+            let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+                return Err(refuse("has an owner id above 2^32"));
+            };
+            let mode = header.mode().map_err(corrupt)? & 0o7777;
+            let mtime = header.mtime().ok();
+            let owner = Owner { uid, gid, mode };
+            let components = components(&path).map_err(|reason| refuse(&reason))?;
+            match kind {
+                _ if kind.is_dir() => self.directory(&components, owner, &shown)?,
+                _ if components.last().is_some_and(|name| name.starts_with(WHITEOUT_PREFIX.as_bytes())) => {
+                    self.whiteout(&components, &shown)?
+                }
+                _ if components.is_empty() => return Err(refuse("names the root as a non-directory")),
+                _ if kind.is_file() || kind.is_contiguous() => {
+                    self.file(&components, owner, mtime, &mut entry, &shown)?;
+                    self.xattrs(&components, &ext.xattrs)?;
+                }
+                _ if kind.is_symlink() => {
+                    let target = link.ok_or_else(|| refuse("is a symlink without a target"))?;
+                    if target.is_empty() || target.contains(&0) {
+                        return Err(refuse("is a symlink with an empty or NUL target"));
+                    }
+                    self.symlink(&components, &target, owner, &shown)?
+                }
+                _ if kind.is_hard_link() => {
+                    let target = link.ok_or_else(|| refuse("is a hard link without a target"))?;
+                    self.hard_link(&components, &target, &shown)?
+                }
+                _ if kind.is_fifo() => self.fifo(&components, owner, &shown)?,
+                _ if kind.is_character_special() || kind.is_block_special() => self.stats.skipped_devices += 1,
+                // Other types (GNU volume labels, multi-volume parts, ...) carry
+                // no file.
+                _ => {}
+            }
+        }
+        if long_name.is_some() || long_link.is_some() || pax.is_some() {
+            return Err(ExtractError::Corrupt {
+                source: io::Error::new(io::ErrorKind::UnexpectedEof, "an extension header describes no entry"),
+            });
+        }
+        Ok(())
+    }
+
+    fn at(&self, components: &[Vec<u8>]) -> PathBuf {
+        let mut path = self.root.clone();
+        for component in components {
+            path.push(std::ffi::OsStr::from_bytes(component));
+        }
+        path
+    }
+
+    /// Makes sure every parent of an entry is a real directory of this layer,
+    /// creating missing ones (0755, root). Refuses to go through a symlink.
+    fn parents(&mut self, parents: &[Vec<u8>], shown: &str) -> Result<PathBuf, ExtractError> {
+        let mut relative = PathBuf::new();
+        for component in parents {
+            relative.push(std::ffi::OsStr::from_bytes(component));
+            if self.dirs.contains(&relative) {
+                continue;
+            }
+            let path = self.root.join(&relative);
+            match lstat(&path)? {
+                None => {
+                    fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
+                }
+                Some(metadata) if metadata.is_dir() => {}
+                Some(metadata) if is_whiteout(&metadata) => {
+                    // A directory whited out and recreated in this layer:
+                    // it replaces the lower one.
+                    fs::remove_file(&path).map_err(io_at(&path))?;
+                    fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
+                    set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
+                }
+                Some(metadata) if metadata.file_type().is_symlink() => {
+                    return Err(ExtractError::Refused {
+                        path: shown.to_owned(),
+                        reason: format!(
+                            "goes through the symlink `{}`; nothing is written through a symlink",
+                            relative.display()
+                        ),
+                    });
+                }
+                Some(_) => {
+                    return Err(ExtractError::Refused {
+                        path: shown.to_owned(),
+                        reason: format!("is below `{}`, which is not a directory", relative.display()),
+                    });
+                }
+            }
+            self.dirs.insert(relative.clone());
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// Removes whatever an earlier entry of this layer left at `path`.
+    fn clear(&mut self, path: &Path) -> Result<(), ExtractError> {
+        match lstat(path)? {
+            None => Ok(()),
+            Some(metadata) if metadata.is_dir() => {
+                // `remove_dir_all` does not follow symlinks inside the tree.
+                fs::remove_dir_all(path).map_err(io_at(path))?;
+                let relative = path.strip_prefix(&self.root).unwrap_or(path).to_path_buf();
+                self.dirs.retain(|dir| !dir.starts_with(&relative));
+                Ok(())
+            }
+            Some(_) => fs::remove_file(path).map_err(io_at(path)),
+        }
+    }
+
+    fn directory(&mut self, components: &[Vec<u8>], owner: Owner, shown: &str) -> Result<(), ExtractError> {
+        let Some((name, parents)) = components.split_last() else {
+            // `./` itself: the root's owner and mode.
+            return owner.apply(&self.root.clone());
+        };
+        if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return Err(ExtractError::Refused {
+                path: shown.to_owned(),
+                reason: "is a whiteout that is a directory".into(),
+            });
+        }
+        let parent = self.parents(parents, shown)?;
+        let path = parent.join(std::ffi::OsStr::from_bytes(name));
+        match lstat(&path)? {
+            Some(metadata) if metadata.is_dir() => {}
+            Some(metadata) if is_whiteout(&metadata) => {
+                fs::remove_file(&path).map_err(io_at(&path))?;
+                fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_at(&path))?;
+                set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
+            }
+            existing => {
+                if existing.is_some() {
+                    self.clear(&path)?;
+                }
+                fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_at(&path))?;
+            }
+        }
+        owner.apply(&path)?;
+        let relative = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
+        self.dirs.insert(relative);
+        Ok(())
+    }
+
+    fn whiteout(&mut self, components: &[Vec<u8>], shown: &str) -> Result<(), ExtractError> {
+        let (name, parents) = components.split_last().expect("a whiteout has a name");
+        let parent = self.parents(parents, shown)?;
+        if name.as_slice() == OPAQUE_WHITEOUT.as_bytes() {
+            if parents.is_empty() {
+                self.stats.opaque_root = true;
+            } else {
+                set_xattr(&parent, OPAQUE_XATTR.as_bytes(), b"y")?;
+            }
+            return Ok(());
+        }
+        if name.starts_with(b".wh..wh.") {
+            // AUFS bookkeeping (`.wh..wh.plnk`, `.wh..wh.aufs`): not a path.
+            return Ok(());
+        }
+        let target = &name[WHITEOUT_PREFIX.len()..];
+        if target.is_empty() || target == b"." || target == b".." {
+            return Err(ExtractError::Refused {
+                path: shown.to_owned(),
+                reason: "whites out `.` or `..`, which is not a sibling".into(),
+            });
+        }
+        let path = parent.join(std::ffi::OsStr::from_bytes(target));
+        // A real entry of this same layer is not hidden by its whiteout.
+        if lstat(&path)?.is_none() {
+            mknod(&path, libc::S_IFCHR)?;
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        components: &[Vec<u8>],
+        owner: Owner,
+        mtime: Option<u64>,
+        entry: &mut impl Read,
+        shown: &str,
+    ) -> Result<(), ExtractError> {
+        let (name, parents) = components.split_last().expect("a file has a name");
+        let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
+        self.clear(&path)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        io::copy(entry, &mut file).map_err(|source| match source.kind() {
+            io::ErrorKind::Other => corrupt(source),
+            _ => ExtractError::Io { path: path.clone(), source },
+        })?;
+        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid)).map_err(io_at(&path))?;
+        // After chown, which clears setuid bits.
+        file.set_permissions(fs::Permissions::from_mode(owner.mode)).map_err(io_at(&path))?;
+        if let Some(mtime) = mtime {
+            let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+            let _ = file.set_modified(time);
+        }
+        Ok(())
+    }
+
+    fn xattrs(&mut self, components: &[Vec<u8>], xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ExtractError> {
+        let path = self.at(components);
+        for (name, value) in xattrs.iter().filter(|(name, _)| allowed_xattr(name)) {
+            set_xattr(&path, name, value)?;
+        }
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        components: &[Vec<u8>],
+        target: &[u8],
+        owner: Owner,
+        shown: &str,
+    ) -> Result<(), ExtractError> {
+        let (name, parents) = components.split_last().expect("a symlink has a name");
+        let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
+        self.clear(&path)?;
+        // Stored as written: it is only ever resolved inside the container,
+        // where `/` and `..` at the top are the root.
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path).map_err(io_at(&path))?;
+        std::os::unix::fs::lchown(&path, Some(owner.uid), Some(owner.gid)).map_err(io_at(&path))
+    }
+
+    fn hard_link(&mut self, components: &[Vec<u8>], target: &[u8], shown: &str) -> Result<(), ExtractError> {
+        let refuse = |reason: String| ExtractError::Refused { path: shown.to_owned(), reason };
+        let target_components = components_of_link(target).map_err(&refuse)?;
+        let Some((target_name, target_parents)) = target_components.split_last() else {
+            return Err(refuse("is a hard link to the root".into()));
+        };
+        // The target must be an entry this layer already extracted, reached
+        // through real directories only.
+        let mut relative = PathBuf::new();
+        for component in target_parents {
+            relative.push(std::ffi::OsStr::from_bytes(component));
+            let is_dir = self.dirs.contains(&relative)
+                || lstat(&self.root.join(&relative))?.is_some_and(|metadata| metadata.is_dir());
+            if !is_dir {
+                return Err(refuse(format!(
+                    "is a hard link through `{}`, which is not a directory of this layer",
+                    relative.display()
+                )));
+            }
+        }
+        let source = self.root.join(&relative).join(std::ffi::OsStr::from_bytes(target_name));
+        match lstat(&source)? {
+            None => return Err(refuse("is a hard link to an entry that is not in this layer".into())),
+            Some(metadata) if metadata.is_dir() => return Err(refuse("is a hard link to a directory".into())),
+            Some(metadata) if is_whiteout(&metadata) => {
+                return Err(refuse("is a hard link to a whiteout".into()));
+            }
+            Some(_) => {}
+        }
+        let (name, parents) = components.split_last().expect("a hard link has a name");
+        let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
+        if path == source {
+            return Ok(());
+        }
+        self.clear(&path)?;
+        // linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the
+        // symlink itself, never what it points at.
+        fs::hard_link(&source, &path).map_err(io_at(&path))
+    }
+
+    fn fifo(&mut self, components: &[Vec<u8>], owner: Owner, shown: &str) -> Result<(), ExtractError> {
+        let (name, parents) = components.split_last().expect("a fifo has a name");
+        let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
+        self.clear(&path)?;
+        mknod(&path, libc::S_IFIFO | 0o600)?;
+        owner.apply(&path)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Owner {
+    /// Owner then mode (chown clears setuid bits), on a path this layer
+    /// created and that is not a symlink.
+    fn apply(&self, path: &Path) -> Result<(), ExtractError> {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid)).map_err(io_at(path))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(self.mode)).map_err(io_at(path))
+    }
+}
+
+/// Reads the data of an extension header (long name, PAX), refusing it when
+/// its declared size is above `cap`.
+fn read_extension(
+    entry: &mut tar::Entry<'_, impl Read>,
+    cap: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, ExtractError> {
+    let size = entry.header().entry_size().map_err(corrupt)?;
+    if size > cap {
+        return Err(ExtractError::Limit { what, limit: cap });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry.take(cap).read_to_end(&mut bytes).map_err(corrupt)?;
+    Ok(bytes)
+}
+
+/// Splits an entry path into components: leading `/` and `./` are dropped
+/// (absolute paths are relative to the root), `..` is refused.
+fn components(path: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for component in path.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return Err("has a `..` component; entries may not climb out of the root".into()),
+            _ if component.contains(&0) => return Err("holds a NUL byte".into()),
+            _ => out.push(component.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+fn components_of_link(target: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    components(target).map_err(|reason| format!("is a hard link whose target {}", reason.trim_start_matches("has ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_drop_root_and_refuse_parent() {
+        assert_eq!(components(b"/./a//b/").unwrap(), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(components(b"a/../b").is_err());
+        assert!(components(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn pax_records_parse() {
+        let pax = Pax::parse(b"12 path=a/b\n12 uid=1000\n").unwrap();
+        assert_eq!(pax.path.as_deref(), Some(&b"a/b"[..]));
+        assert_eq!(pax.uid, Some(1000));
+        assert!(Pax::parse(b"99 path=x\n").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! Opens a workspace and its cache, and builds patterns through every phase.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::actions::ActionId;
+use crate::analysis::{analyze, Analysis, AnalysisContext, Provider};
+use crate::cache::{Cache, FileMemo};
+use crate::error::{Error, Result};
+use crate::exec::{BuildLog, BuildResult, Executor, LocalSandbox};
+use crate::frontend;
+use crate::graph::TargetGraph;
+use crate::registry::ClientOptions;
+use crate::report::Reporter;
+use crate::session::TargetOutput;
+use crate::workspace::{Label, Pattern, Workspace};
+
+/// What a session needs from the command line.
+pub struct SessionOptions {
+    pub cache_dir: PathBuf,
+    pub jobs: usize,
+    pub offline: bool,
+}
+
+/// An open workspace and cache, ready to build.
+pub struct Session<'a> {
+    pub workspace: Workspace,
+    pub cache: Cache,
+    pub options: SessionOptions,
+    pub reporter: &'a dyn Reporter,
+}
+
+/// Everything a build produced: the analysed targets and their outputs.
+pub struct Built {
+    pub graph: TargetGraph,
+    pub analysis: Analysis,
+    pub result: BuildResult,
+    /// The requested targets, sorted, each with what it built.
+    pub targets: BTreeMap<Label, TargetOutput>,
+}
+
+impl<'a> Session<'a> {
+    /// Finds the workspace around `cwd` and opens the cache (taking its
+    /// shared lock, so `berth cache gc` waits for this build).
+    pub fn open(cwd: &Path, options: SessionOptions, reporter: &'a dyn Reporter) -> Result<Session<'a>> {
+        let workspace = Workspace::discover(cwd)?;
+        let cache = Cache::open(&options.cache_dir)?;
+        Ok(Session { workspace, cache, options, reporter })
+    }
+
+    /// `SOURCE_DATE_EPOCH` from the environment, else `source_date_epoch(N)`
+    /// of `WORKSPACE.star`, else 0 (as reproducible-builds.org specifies).
+    pub fn source_date_epoch(&self) -> Result<u64> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(text) if !text.is_empty() => text.trim().parse().map_err(|_| {
+                Error::user(format!(
+                    "`SOURCE_DATE_EPOCH` is `{text}`, not a number of seconds\nhint: unset it or set it to an integer such as 1700000000"
+                ))
+            }),
+            _ => Ok(self.workspace.settings.source_date_epoch.unwrap_or(0)),
+        }
+    }
+
+    /// Builds the targets the patterns name; nothing is written to
+    /// `berth-out/` here (see [`crate::session::write_outputs`]). With
+    /// `fetch_layers`, the layers of pulled bases are fetched too (for
+    /// `run` and `export`, which need every byte); otherwise they stay in
+    /// their registry.
+    pub fn build(&self, patterns: &[Pattern], fetch_layers: bool) -> Result<Built> {
+        let graph = frontend::load(&self.workspace, patterns)?;
+        let labels = graph.resolve_patterns(patterns)?;
+        let ctx = AnalysisContext {
+            graph: &graph,
+            workspace_root: &self.workspace.root,
+            source_date_epoch: self.source_date_epoch()?,
+            cas: &self.cache.cas,
+            cache_dir: self.cache.dir(),
+            registry: ClientOptions {
+                registries: self.workspace.settings.registries.clone(),
+                offline: self.options.offline,
+                ..ClientOptions::default()
+            },
+            runc: self.workspace.settings.runc.clone(),
+        };
+        let analysis = analyze(&ctx, &labels)?;
+        let wanted: BTreeMap<Label, ActionId> = analysis.default_outputs.clone();
+        let mut actions: Vec<ActionId> = wanted.values().copied().collect();
+        if fetch_layers {
+            for provider in analysis.providers.values() {
+                match provider {
+                    Provider::Image(image) => actions.extend(&image.layer_blobs),
+                    Provider::Index(index) => actions.extend(index.images.iter().flat_map(|image| &image.layer_blobs)),
+                    Provider::Files(_) | Provider::Layer(_) => {}
+                }
+            }
+        }
+        let result = self.execute(&analysis, &actions)?;
+        let mut targets = BTreeMap::new();
+        for label in &labels {
+            let output = match (analysis.providers.get(label), wanted.get(label)) {
+                (Some(provider), Some(action)) => TargetOutput::of(provider, &result.outputs[action])?,
+                _ => continue,
+            };
+            targets.insert(label.clone(), output);
+        }
+        Ok(Built { graph, analysis, result, targets })
+    }
+
+    /// Builds one label (written relative to the current directory's
+    /// package, as `:img` or `//app:img`) and returns its output.
+    pub fn build_label(&self, text: &str, fetch_layers: bool) -> Result<(Built, TargetOutput)> {
+        let cwd = std::env::current_dir()
+            .map_err(|error| Error::environment(format!("Cannot read the current directory: {error}")))?;
+        let package = cwd.strip_prefix(&self.workspace.root).ok().and_then(Path::to_str).unwrap_or_default();
+        let label = Label::parse(text, package).map_err(|error| Error::user(error.to_string()))?;
+        let built = self.build(&[Pattern::Target(label.clone())], fetch_layers)?;
+        let output = built
+            .targets
+            .get(&label)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("`{label}` was built but has no output")))?;
+        Ok((built, output))
+    }
+
+    /// Runs `wanted` (and what they need), then records the build for
+    /// `berth explain`.
+    pub fn execute(&self, analysis: &Analysis, wanted: &[ActionId]) -> Result<BuildResult> {
+        let memo = FileMemo::load(self.cache.dir(), &self.workspace.root)?;
+        let sandbox = LocalSandbox::new(self.cache.dir());
+        let executor = Executor {
+            cache: &self.cache,
+            memo: &memo,
+            sandbox: &sandbox,
+            reporter: self.reporter,
+            jobs: self.options.jobs,
+        };
+        let result = executor.run(&analysis.actions, wanted)?;
+        BuildLog::new(&analysis.actions, &result).save(&self.workspace.out_dir())?;
+        Ok(result)
+    }
+}
+
+impl Built {
+    pub fn provider(&self, label: &Label) -> Option<&Provider> {
+        self.analysis.providers.get(label)
+    }
+}

@@ -1,0 +1,9 @@
+//! A build session: loading → analysis → execution → outputs, in one place,
+//! for every command that needs built targets (`build`, `run`, `push`,
+//! `export`).
+
+mod build;
+mod outputs;
+
+pub use build::{Built, Session, SessionOptions};
+pub use outputs::{write_outputs, TargetOutput};

@@ -1,0 +1,405 @@
+//! End-to-end tests of in-container steps (`run_step`) and `run_image` with
+//! the real runc, on a busybox base made from `busybox-static`.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth::actions::{
+    Action, ActionContext, ActionId, ActionOutput, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
+};
+use berth::cache::{Cas, Digest};
+use berth::error::{ErrorKind, Result};
+use berth::exec::{run_image, RunImageRequest, Runc, StackMode};
+use common::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    cas: Cas,
+    base: ActionOutput,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(&dir.path().join("cache")).unwrap();
+        let base = layer_output(&cas, &gzip(&busybox_tar()));
+        Fixture { dir, cas, base }
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    fn run(&self, spec: RunStepSpec, packages: &[&ActionOutput], stack: StackMode) -> Result<ActionOutput> {
+        let step = RunStep {
+            base_config: BaseConfig::None,
+            base_layers: vec![ActionId(0)],
+            packages: (1..=packages.len()).map(ActionId).collect(),
+            spec,
+            runtime: RunStepRuntime { runc: None, cache_dir: Some(self.cache()), stack },
+        };
+        let scratch = tempfile::tempdir_in(self.dir.path()).unwrap();
+        let mut inputs = vec![ResolvedInput::Action(&self.base)];
+        inputs.extend(packages.iter().map(|output| ResolvedInput::Action(output)));
+        step.execute(&ActionContext { inputs, cas: &self.cas, scratch: scratch.path() })
+    }
+
+    fn blob_count(&self) -> usize {
+        std::fs::read_dir(self.cache().join("cas/sha256")).unwrap().count()
+    }
+}
+
+fn layer_output(cas: &Cas, bytes: &[u8]) -> ActionOutput {
+    let blob = cas.put_bytes(bytes).unwrap();
+    ActionOutput { blobs: [("layer".to_owned(), blob)].into(), metadata: serde_json::Value::Null }
+}
+
+fn spec(command: &[&str], outputs: &[&str]) -> RunStepSpec {
+    RunStepSpec {
+        command: command.iter().map(|line| line.to_string()).collect(),
+        outputs: outputs.iter().map(|path| path.to_string()).collect(),
+        timeout_secs: 60,
+        ..RunStepSpec::default()
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Entry {
+    path: String,
+    kind: char,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    body: String,
+}
+
+/// The entries of a gzip layer blob, in archive order.
+fn entries(cas: &Cas, output: &ActionOutput) -> Vec<Entry> {
+    let blob = output.blobs["layer"];
+    let bytes = cas.read_verified(&blob.digest).unwrap();
+    let mut tar_bytes = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut tar_bytes).unwrap();
+    assert_eq!(output.metadata["diff_id"], Digest::of(&tar_bytes).to_string());
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let header = entry.header().clone();
+            let mut body = String::new();
+            if header.entry_type().is_file() {
+                entry.read_to_string(&mut body).unwrap();
+            } else if let Some(link) = entry.link_name().unwrap() {
+                body = link.display().to_string();
+            }
+            Entry {
+                path: entry.path().unwrap().display().to_string(),
+                kind: header.entry_type().as_byte() as char,
+                mode: header.mode().unwrap(),
+                uid: header.uid().unwrap(),
+                gid: header.gid().unwrap(),
+                mtime: header.mtime().unwrap(),
+                body,
+            }
+        })
+        .collect()
+}
+
+fn leftover_containers() -> Vec<String> {
+    let runc = Runc::locate(None).unwrap();
+    let prefix = format!("berth-{}-", std::process::id());
+    runc.list().unwrap().into_iter().filter(|id| id.starts_with(&prefix)).collect()
+}
+
+#[test]
+fn step_that_writes_files_gives_the_expected_layer() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let step = spec(
+        &[
+            "mkdir -p /out/sub /out/cache",
+            "echo hi > /out/x",
+            "chown 12:34 /out/x && chmod 4751 /out/x",
+            "ln -s x /out/link && ln /out/x /out/sub/hard",
+            "echo junk > /out/cache/junk && echo obj > /out/sub/a.o",
+            "echo not captured > /elsewhere",
+        ],
+        &["/out"],
+    );
+    let step = RunStepSpec { exclude: vec!["*.o".into(), "/out/cache".into()], source_date_epoch: 1234, ..step };
+    let output = fixture.run(step.clone(), &[], StackMode::Auto).unwrap();
+    let got = entries(&fixture.cas, &output);
+    let expect = |path: &str, kind: char, mode: u32, uid: u64, gid: u64, body: &str| Entry {
+        path: path.into(),
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime: 1234,
+        body: body.into(),
+    };
+    assert_eq!(
+        got,
+        [
+            expect("out", '5', 0o755, 0, 0, ""),
+            expect("out/link", '2', 0o777, 0, 0, "x"),
+            expect("out/sub", '5', 0o755, 0, 0, ""),
+            expect("out/sub/hard", '0', 0o4751, 12, 34, "hi\n"),
+            expect("out/x", '1', 0o4751, 12, 34, "out/sub/hard"),
+        ]
+    );
+    assert_eq!(output.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+
+    // The same step again, and with copies instead of overlayfs: same bytes.
+    let again = fixture.run(step.clone(), &[], StackMode::Auto).unwrap();
+    assert_eq!(again, output);
+    let copied = fixture.run(step, &[], StackMode::Copy).unwrap();
+    assert_eq!(copied, output);
+    assert!(leftover_containers().is_empty());
+}
+
+#[test]
+fn failing_step_reports_stderr_and_exit_code_and_caches_nothing() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let blobs_before = fixture.blob_count();
+    let step =
+        spec(&["echo partial > /out-file", "echo 'compiler says no' >&2; exit 7", "echo never >&2"], &["/out-file"]);
+    let error = fixture.run(step, &[], StackMode::Auto).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::User);
+    assert!(error.message.contains("failed with exit code 7"), "{}", error.message);
+    assert!(error.message.contains("compiler says no"), "{}", error.message);
+    let stderr = error.message.split("stderr:").nth(1).unwrap();
+    assert!(!stderr.contains("never"), "{}", error.message);
+    assert_eq!(fixture.blob_count(), blobs_before, "a failing step writes no blob");
+    assert!(leftover_containers().is_empty());
+    // The scratch directories and mounts are gone too.
+    assert_eq!(std::fs::read_dir(fixture.cache().join("run")).map(|dir| dir.count()).unwrap_or(0), 0);
+}
+
+/// The host's first non-loopback IPv4 address, if it has one.
+fn host_address() -> Option<String> {
+    let output = std::process::Command::new("hostname").arg("-I").output().ok()?;
+    String::from_utf8_lossy(&output.stdout).split_whitespace().find(|addr| addr.contains('.')).map(str::to_owned)
+}
+
+#[test]
+fn network_is_loopback_only_unless_asked() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let interfaces = |network: bool| {
+        let step = RunStepSpec { network, ..spec(&["cat /proc/net/dev > /net"], &["/net"]) };
+        let output = fixture.run(step, &[], StackMode::Auto).unwrap();
+        let body = entries(&fixture.cas, &output).pop().unwrap().body;
+        body.lines().skip(2).map(|line| line.split(':').next().unwrap().trim().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(interfaces(false), ["lo"]);
+    assert!(interfaces(true).len() > 1, "the host's interfaces are visible with network=True");
+
+    let Some(address) = host_address() else {
+        eprintln!("SKIP: no non-loopback address for the wget half of the test");
+        return;
+    };
+    let listener = TcpListener::bind((address.as_str(), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::Write;
+            let mut stream = stream;
+            let mut buffer = [0u8; 1024];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(b"hello");
+        }
+    });
+    // busybox's nc (its static wget crashes in getaddrinfo on some hosts).
+    let fetch = format!("echo GET | nc -w 5 {address} {port} > /got");
+    let blocked = fixture.run(spec(&[&fetch], &["/got"]), &[], StackMode::Auto).unwrap_err();
+    assert_eq!(blocked.kind, ErrorKind::User);
+    assert!(blocked.message.contains("Network is unreachable"), "{}", blocked.message);
+    let allowed = RunStepSpec { network: true, ..spec(&[&fetch], &["/got"]) };
+    let output = fixture.run(allowed, &[], StackMode::Auto).unwrap();
+    assert_eq!(entries(&fixture.cas, &output).pop().unwrap().body, "hello");
+}
+
+#[test]
+fn step_past_its_timeout_is_killed_and_deleted() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let started = Instant::now();
+    let step = RunStepSpec { timeout_secs: 1, ..spec(&["echo started >&2", "sleep 60"], &["/tmp"]) };
+    let error = fixture.run(step, &[], StackMode::Auto).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20), "killed long before the sleep ends");
+    assert_eq!(error.kind, ErrorKind::User);
+    assert!(error.message.contains("timed out after 1s"), "{}", error.message);
+    assert!(error.message.contains("started"), "{}", error.message);
+    assert!(leftover_containers().is_empty(), "no container left in `runc list`");
+}
+
+#[test]
+fn packages_are_staged_over_the_base_with_whiteouts() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    // zstd and plain tar packages over the gzip base: extraction tells them
+    // apart by their magic bytes.
+    let sources = TarBuilder::default().dir("src", 0o755).file("src/main.txt", 0o644, b"package source\n").finish();
+    let sources = layer_output(&fixture.cas, &zstd(&sources));
+    let whiteouts = TarBuilder::default()
+        .file("etc/.wh.group", 0o644, b"")
+        .dir("root", 0o700)
+        .file("root/.wh..wh..opq", 0o644, b"")
+        .file("root/new", 0o644, b"only this\n")
+        .finish();
+    let whiteouts = layer_output(&fixture.cas, &whiteouts);
+    let step = spec(
+        &[
+            "test ! -e /etc/group",
+            "test -e /etc/passwd",
+            "echo old > /root/old-marker-never-in-base; ls /root > /listing",
+            "cat /src/main.txt >> /listing",
+        ],
+        &["/listing"],
+    );
+    // The base's /root gets a file first, so the opaque directory has something to hide.
+    let base_root = TarBuilder::default().dir("root", 0o700).file("root/hidden", 0o644, b"x").finish();
+    let base_root = layer_output(&fixture.cas, &gzip(&base_root));
+    for stack in [StackMode::Overlay, StackMode::Copy] {
+        let output = fixture.run(step.clone(), &[&base_root, &sources, &whiteouts], stack).unwrap();
+        let listing = entries(&fixture.cas, &output).pop().unwrap().body;
+        assert_eq!(listing, "new\nold-marker-never-in-base\npackage source\n", "{stack:?}");
+    }
+}
+
+#[test]
+fn base_layers_are_extracted_once() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    for index in 0..3 {
+        fixture.run(spec(&[&format!("echo {index} > /n")], &["/n"]), &[], StackMode::Auto).unwrap();
+    }
+    let layers: Vec<_> = std::fs::read_dir(fixture.cache().join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .collect();
+    assert_eq!(layers.len(), 1, "one extracted directory for the one base layer");
+    let base_digest = fixture.base.blobs["layer"].digest;
+    assert_eq!(layers[0].file_name().to_str().unwrap(), base_digest.hex());
+}
+
+fn config_blob(cas: &Cas, config: serde_json::Value) -> Vec<u8> {
+    let bytes = config.to_string().into_bytes();
+    cas.put_bytes(&bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn run_image_passes_the_exit_code_through() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let config = config_blob(
+        &fixture.cas,
+        serde_json::json!({"config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["exit 7"], "Env": ["A=1"]}}),
+    );
+    let runc = Runc::locate(None).unwrap();
+    let layers = [fixture.base.blobs["layer"].digest];
+    let cache = fixture.cache();
+    let request = |args: &[&str], env: &[&str]| RunImageRequest {
+        cas: &fixture.cas,
+        cache_dir: &cache,
+        config: &config,
+        layers: &layers,
+        args: args.iter().map(|arg| arg.to_string()).collect(),
+        env: env.iter().map(|entry| entry.to_string()).collect(),
+        network: false,
+        runc: &runc,
+        stack: StackMode::Auto,
+    };
+    assert_eq!(run_image(&request(&[], &[])).unwrap(), 7);
+    assert_eq!(run_image(&request(&["exit 9"], &[])).unwrap(), 9, "args replace cmd");
+    assert_eq!(run_image(&request(&["exit $A$B"], &["B=2"])).unwrap(), 12, "env merges");
+    assert!(leftover_containers().is_empty());
+}
+
+#[test]
+fn config_env_workdir_and_user_apply_to_steps() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let config = config_blob(
+        &fixture.cas,
+        serde_json::json!({"config": {"Env": ["GREETING=base", "KEEP=kept"], "WorkingDir": "/tmp"}}),
+    );
+    let step = RunStep {
+        base_config: BaseConfig::Blob(Digest::of(&config)),
+        base_layers: vec![ActionId(0)],
+        packages: vec![],
+        spec: RunStepSpec {
+            env: vec!["GREETING=step".into()],
+            ..spec(&["mkdir /o && echo \"$GREETING $KEEP $(pwd) $(id -u)\" > /o/env"], &["/o/env"])
+        },
+        runtime: RunStepRuntime { runc: None, cache_dir: Some(fixture.cache()), stack: StackMode::Auto },
+    };
+    let scratch = tempfile::tempdir_in(fixture.dir.path()).unwrap();
+    let ctx = ActionContext {
+        inputs: vec![ResolvedInput::Action(&fixture.base)],
+        cas: &fixture.cas,
+        scratch: scratch.path(),
+    };
+    let output = step.execute(&ctx).unwrap();
+    assert_eq!(entries(&fixture.cas, &output).pop().unwrap().body, "step kept /tmp 0\n");
+}
+
+#[test]
+fn argv_runs_without_a_shell() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let fixture = Fixture::new();
+    let step = RunStepSpec {
+        argv: vec!["/bin/busybox".into(), "mkdir".into(), "-p".into(), "/made/by/argv".into()],
+        outputs: vec!["/made".into()],
+        timeout_secs: 60,
+        ..RunStepSpec::default()
+    };
+    let output = fixture.run(step, &[], StackMode::Auto).unwrap();
+    let paths: Vec<String> = entries(&fixture.cas, &output).into_iter().map(|entry| entry.path).collect();
+    assert_eq!(paths, ["made", "made/by", "made/by/argv"]);
+}
+
+#[test]
+fn missing_runc_is_an_environment_error() {
+    let error = berth::error::Error::from(Runc::locate(Some(Path::new("/nonexistent/runc"))).unwrap_err());
+    assert_eq!(error.kind, ErrorKind::Environment);
+    assert_eq!(error.kind.exit_code(), 3);
+    assert!(error.message.contains("install the `runc` package"), "{}", error.message);
+}
