@@ -16,4 +16,4 @@ for tool in docker-registry skopeo; do
     command -v "$tool" >/dev/null || { echo "error: $tool not installed (run scripts/setup.sh)" >&2; exit 1; }
 done
 cargo test --release --locked --test registry_bench -- --ignored --nocapture --test-threads=1 registry_benchmark 2>&1 \
-    | grep -E '^(image:|\|)'
+    | grep -oE '(image:.*|^\|.*)'
