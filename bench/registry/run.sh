@@ -7,9 +7,10 @@
 # Usage: bench/registry/run.sh          (env: BERTH_BENCH_MB=200, BERTH_BENCH_RUNS=3)
 # Needs: docker-registry, skopeo (scripts/setup.sh installs both).
 #
-# Until `berth push LABEL` is wired to `berth build`, berth is timed through
-# its library (`berth::registry::Client::push`, the same code the command
-# runs) in the ignored test `tests/registry_bench.rs`, release build.
+# This one times berth's library (`berth::registry::Client`, the code
+# `berth push` runs) in the ignored test `tests/registry_bench.rs`, release
+# build, and also measures a pull as a base (bytes fetched). `cli.sh` beside
+# it times the real `berth push LABEL` command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in docker-registry skopeo; do
