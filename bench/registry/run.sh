@@ -7,13 +7,14 @@
 # Usage: bench/registry/run.sh          (env: BERTH_BENCH_MB=200, BERTH_BENCH_RUNS=3)
 # Needs: docker-registry, skopeo (scripts/setup.sh installs both).
 #
-# Until `berth push LABEL` is wired to `berth build`, berth is timed through
-# its library (`berth::registry::Client::push`, the same code the command
-# runs) in the ignored test `tests/registry_bench.rs`, release build.
+# This one times berth's library (`berth::registry::Client`, the code
+# `berth push` runs) in the ignored test `tests/registry_bench.rs`, release
+# build, and also measures a pull as a base (bytes fetched). `cli.sh` beside
+# it times the real `berth push LABEL` command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in docker-registry skopeo; do
     command -v "$tool" >/dev/null || { echo "error: $tool not installed (run scripts/setup.sh)" >&2; exit 1; }
 done
 cargo test --release --locked --test registry_bench -- --ignored --nocapture --test-threads=1 registry_benchmark 2>&1 \
-    | grep -E '^(image:|\|)'
+    | grep -oE '(image:.*|^\|.*)'

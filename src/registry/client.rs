@@ -126,6 +126,8 @@ impl From<RegistryError> for Failure {
 const MAX_REDIRECTS: usize = 10;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Upload bodies up to this size are read into memory before sending.
+const IN_MEMORY_BODY: u64 = 64 << 20;
 /// Per-read timeout: a stalled connection fails, a slow one does not.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -437,6 +439,13 @@ fn open_body(body: &CallBody) -> Result<(Body, u64), Failure> {
             let io_error = |source| Failure::fatal(RegistryError::Io { path: path.display().to_string(), source });
             let mut file = std::fs::File::open(path).map_err(io_error)?;
             file.seek(SeekFrom::Start(*offset)).map_err(io_error)?;
+            if *len <= IN_MEMORY_BODY {
+                // reqwest streams a reader 8 KiB at a time through a channel;
+                // one buffer handed to hyper whole costs far less CPU.
+                let mut bytes = Vec::with_capacity(*len as usize);
+                file.take(*len).read_to_end(&mut bytes).map_err(io_error)?;
+                return Ok((Body::from(bytes), *len));
+            }
             Ok((Body::sized(file.take(*len), *len), *len))
         }
     }
