@@ -46,6 +46,7 @@ oci_python_image(name = "py", packages = [":srcs"], python_main = "/app/main.py"
 oci_image_index(name = "index", images = [":img", ":alias"])
 oci_pull_image(name = "pulled", repository = "library/busybox", digest = "{DIGEST}")
 oci_pull(name = "pulled2", repository = "library/busybox", sha = "{DIGEST}")
+oci_pull(name = "pulled3", image = "library/busybox", digest = "{DIGEST}")
 oci_pull_images(name = "multi", repository = "library/python", variants = {{"slim": "{DIGEST}"}})
 deb_layer(name = "debs", debs = ["x.deb"], sha256s = ["00"])
 "#
@@ -68,11 +69,14 @@ deb_layer(name = "debs", debs = ["x.deb"], sha256s = ["00"])
         ("multi#slim", "oci_pull_image"),
         ("pulled", "oci_pull_image"),
         ("pulled2", "oci_pull_image"),
+        ("pulled3", "oci_pull_image"),
         ("py", "oci_image_build"),
         ("scratch", "oci_image_empty"),
         ("srcs", "files"),
     ];
     assert_eq!(kinds, expected.map(|(name, kind)| (name.to_owned(), kind.to_owned())));
+    let pulled3 = graph.targets().find(|t| t.label.name == "pulled3").unwrap();
+    assert_eq!(pulled3.string("repository"), Some("library/busybox"), "rules_oci's `image` is the repository");
     let sources: Vec<String> = graph.source_files().map(|source| source.path.clone()).collect();
     assert_eq!(sources, ["app/a.txt", "app/x.deb"]);
 }
@@ -141,7 +145,7 @@ files(name = "srcs", srcs = ["main.py"])
     assert_eq!(pex.attr("entrypoint"), &strings(&["/app/server.pex"]));
     assert_eq!(pex.string("python_main"), Some("main.py"));
     assert_eq!(pex.attr("packages"), &labels(&["//app:deps.pex", "//app:srcs", "//app:server.pex"]));
-    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["/app/main.py"]));
+    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["python3", "/app/main.py"]));
     assert_eq!(target(&graph, "//app:explicit").attr("entrypoint"), &strings(&["/bin/sh"]));
 }
 
@@ -227,4 +231,16 @@ fn workspace_settings_are_read() {
     assert_eq!(opened.settings.name.as_deref(), Some("w"));
     assert_eq!(opened.settings.source_date_epoch, Some(42));
     assert!(opened.settings.registries[0].insecure);
+}
+
+#[test]
+fn deps_follow_the_schema_not_the_argument_order() {
+    let workspace = TestWorkspace::new();
+    workspace.file(
+        "app/BUILD.star",
+        "oci_layer(name = \"l\")\noci_image_empty(name = \"e\")\noci_image_build(name = \"a\", base = \":e\", layers = [\":l\"])\noci_image_build(name = \"b\", layers = [\":l\"], base = \":e\")\n",
+    );
+    let graph = load(&workspace, &["//app:all"]);
+    assert_eq!(target(&graph, "//app:a").deps, [Label::new("app", "e"), Label::new("app", "l")]);
+    assert_eq!(target(&graph, "//app:a").deps, target(&graph, "//app:b").deps);
 }

@@ -14,7 +14,7 @@ use berth::actions::{
 use berth::cache::{Cas, Digest};
 use berth::error::{ErrorKind, Result};
 use berth::exec::{run_image, RunImageRequest, Runc, StackMode};
-use common::runc::{busybox_tar, gzip, serial, skip_reason, TarBuilder};
+use common::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -260,16 +260,33 @@ fn packages_are_staged_over_the_base_with_whiteouts() {
     }
     let _serial = serial();
     let fixture = Fixture::new();
-    let package = TarBuilder::default()
-        .dir("src", 0o755)
-        .file("src/main.txt", 0o644, b"package source\n")
+    // zstd and plain tar packages over the gzip base: extraction tells them
+    // apart by their magic bytes.
+    let sources = TarBuilder::default().dir("src", 0o755).file("src/main.txt", 0o644, b"package source\n").finish();
+    let sources = layer_output(&fixture.cas, &zstd(&sources));
+    let whiteouts = TarBuilder::default()
         .file("etc/.wh.group", 0o644, b"")
+        .dir("root", 0o700)
+        .file("root/.wh..wh..opq", 0o644, b"")
+        .file("root/new", 0o644, b"only this\n")
         .finish();
-    let package = layer_output(&fixture.cas, &gzip(&package));
-    let step = spec(&["test ! -e /etc/group", "test -e /etc/passwd", "cat /src/main.txt > /result"], &["/result"]);
+    let whiteouts = layer_output(&fixture.cas, &whiteouts);
+    let step = spec(
+        &[
+            "test ! -e /etc/group",
+            "test -e /etc/passwd",
+            "echo old > /root/old-marker-never-in-base; ls /root > /listing",
+            "cat /src/main.txt >> /listing",
+        ],
+        &["/listing"],
+    );
+    // The base's /root gets a file first, so the opaque directory has something to hide.
+    let base_root = TarBuilder::default().dir("root", 0o700).file("root/hidden", 0o644, b"x").finish();
+    let base_root = layer_output(&fixture.cas, &gzip(&base_root));
     for stack in [StackMode::Overlay, StackMode::Copy] {
-        let output = fixture.run(step.clone(), &[&package], stack).unwrap();
-        assert_eq!(entries(&fixture.cas, &output).pop().unwrap().body, "package source\n", "{stack:?}");
+        let output = fixture.run(step.clone(), &[&base_root, &sources, &whiteouts], stack).unwrap();
+        let listing = entries(&fixture.cas, &output).pop().unwrap().body;
+        assert_eq!(listing, "new\nold-marker-never-in-base\npackage source\n", "{stack:?}");
     }
 }
 
@@ -283,7 +300,11 @@ fn base_layers_are_extracted_once() {
     for index in 0..3 {
         fixture.run(spec(&[&format!("echo {index} > /n")], &["/n"]), &[], StackMode::Auto).unwrap();
     }
-    let layers: Vec<_> = std::fs::read_dir(fixture.cache().join("layers")).unwrap().flatten().collect();
+    let layers: Vec<_> = std::fs::read_dir(fixture.cache().join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .collect();
     assert_eq!(layers.len(), 1, "one extracted directory for the one base layer");
     let base_digest = fixture.base.blobs["layer"].digest;
     assert_eq!(layers[0].file_name().to_str().unwrap(), base_digest.hex());

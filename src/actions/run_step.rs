@@ -57,9 +57,6 @@ pub struct RunStepSpec {
     pub exclude: Vec<String>,
     /// The working directory (default: the base image's, else `/`).
     pub workdir: Option<String>,
-    /// When set, each output is captured at `<output_path>/<its basename>`
-    /// instead of at its own path.
-    pub output_path: Option<String>,
     /// Seconds before the container is killed.
     pub timeout_secs: u64,
     /// Share the host's network; default loopback only.
@@ -340,10 +337,6 @@ pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<Captured>> {
         let name = path.rsplit('/').next().unwrap_or(path);
         exclude.is_match(path) || exclude.is_match(name)
     };
-    let relocate = match &spec.output_path {
-        Some(dir) => Some(container_components(dir)?.join("/")),
-        None => None,
-    };
     let mut entries: BTreeMap<String, Captured> = BTreeMap::new();
     for output in &spec.outputs {
         let components = container_components(output)?;
@@ -371,25 +364,10 @@ pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<Captured>> {
         host.push(name);
         let metadata = fs::symlink_metadata(&host)
             .map_err(|_| Error::user(format!("Output `{output}` was not created by the step")))?;
-        let dest = match &relocate {
-            Some(dir) => {
-                let mut prefix = String::new();
-                for component in dir.split('/').filter(|c| !c.is_empty()) {
-                    prefix.push('/');
-                    prefix.push_str(component);
-                    let entry =
-                        Captured { path: prefix.clone(), mode: 0o755, uid: 0, gid: 0, body: CapturedBody::Directory };
-                    entries.entry(prefix.clone()).or_insert(entry);
-                }
-                format!("{prefix}/{name}")
-            }
-            None => {
-                for entry in parent_entries {
-                    entries.entry(entry.path.clone()).or_insert(entry);
-                }
-                format!("/{}", components.join("/"))
-            }
-        };
+        for entry in parent_entries {
+            entries.entry(entry.path.clone()).or_insert(entry);
+        }
+        let dest = format!("/{}", components.join("/"));
         if excluded(&dest) {
             continue;
         }
@@ -495,16 +473,6 @@ mod tests {
         // The symlink itself is captured as a symlink, not followed.
         let entries = capture(root.path(), &spec(&["/out"], &[])).unwrap();
         assert_eq!(entries[0].body, CapturedBody::Symlink { target: "/etc".into() });
-    }
-
-    #[test]
-    fn output_path_relocates_by_basename() {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir_all(root.path().join("build/target")).unwrap();
-        fs::write(root.path().join("build/target/app"), "bin").unwrap();
-        let spec = RunStepSpec { output_path: Some("/usr/local/bin".into()), ..spec(&["/build/target/app"], &[]) };
-        let paths: Vec<String> = capture(root.path(), &spec).unwrap().into_iter().map(|entry| entry.path).collect();
-        assert_eq!(paths, ["/usr", "/usr/local", "/usr/local/bin", "/usr/local/bin/app"]);
     }
 
     #[test]

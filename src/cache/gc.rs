@@ -19,13 +19,17 @@ pub struct CacheStats {
     pub cas_bytes: u64,
     pub ac_entries: u64,
     pub ac_bytes: u64,
+    /// Base layers unpacked for build steps and `berth run`
+    /// (`layers/<hex>/`), derived from CAS blobs and rebuilt on demand.
+    pub extracted_layers: u64,
+    pub extracted_bytes: u64,
     /// Memo files, temp files and leftovers of killed builds.
     pub other_bytes: u64,
 }
 
 impl CacheStats {
     pub fn total_bytes(&self) -> u64 {
-        self.cas_bytes + self.ac_bytes + self.other_bytes
+        self.cas_bytes + self.ac_bytes + self.extracted_bytes + self.other_bytes
     }
 }
 
@@ -49,10 +53,34 @@ pub fn stats(cache_dir: &Path) -> Result<CacheStats, CacheError> {
         stats.ac_entries += 1;
         stats.ac_bytes += file.size;
     }
+    for (_, dir) in extracted_layers(cache_dir)? {
+        stats.extracted_layers += 1;
+        stats.extracted_bytes += dir_size(&dir)?;
+    }
     for dir in ["memo", "tmp", "scratch", "cas/tmp"] {
         stats.other_bytes += dir_size(&cache_dir.join(dir))?;
     }
     Ok(stats)
+}
+
+/// The unpacked layers under `layers/`, by the digest (hex) of their blob.
+fn extracted_layers(cache_dir: &Path) -> Result<Vec<(String, PathBuf)>, CacheError> {
+    let dir = cache_dir.join("layers");
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CacheError::Io { path: dir, source }),
+    };
+    let mut layers = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_at(&dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.len() == 64 && entry.file_type().map_err(io_at(entry.path()))?.is_dir() {
+            layers.push((name, entry.path()));
+        }
+    }
+    layers.sort();
+    Ok(layers)
 }
 
 /// Evicts least recently used entries until the cache holds at most
@@ -131,6 +159,19 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
             }
         }
         report.removed_bytes += candidate.file.size;
+    }
+    // Unpacked layers are derived data: those whose blob is gone always go,
+    // the rest only while the cache is still over the limit.
+    for (hex, dir) in extracted_layers(cache_dir)? {
+        let size = dir_size(&dir)?;
+        let blob_gone = !cache_dir.join("cas").join("sha256").join(&hex).exists();
+        if blob_gone || current + size > max_size {
+            fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+            let _ = fs::remove_file(cache_dir.join("layers").join(format!("{hex}.lock")));
+            report.removed_bytes += size;
+        } else {
+            current += size;
+        }
     }
     report.remaining_bytes = current;
     Ok(report)
@@ -285,5 +326,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock = CacheLock::shared(dir.path()).unwrap();
         assert!(matches!(gc(dir.path(), 0, &lock), Err(CacheError::NotExclusive)));
+    }
+
+    #[test]
+    fn unpacked_layers_go_with_their_blob_or_when_over_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let kept = cas.put_bytes(b"kept layer").unwrap();
+        let unpack = |hex: &str| {
+            let root = dir.path().join("layers").join(hex).join("root");
+            fs::create_dir_all(&root).unwrap();
+            fs::write(root.join("file"), vec![0u8; 1000]).unwrap();
+        };
+        unpack(&kept.digest.hex());
+        unpack(&Digest::of(b"blob gone").hex());
+        assert_eq!(stats(dir.path()).unwrap().extracted_layers, 2);
+
+        let lock = CacheLock::try_exclusive(dir.path()).unwrap().unwrap();
+        gc(dir.path(), 1 << 20, &lock).unwrap();
+        assert_eq!(stats(dir.path()).unwrap().extracted_layers, 1, "the orphan goes, the other fits");
+        gc(dir.path(), 100, &lock).unwrap();
+        assert_eq!(stats(dir.path()).unwrap().extracted_layers, 0, "over the limit, unpacked layers go too");
     }
 }

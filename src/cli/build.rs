@@ -18,11 +18,18 @@ pub struct BuildArgs {
 }
 
 pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
-    let patterns = parse_patterns(&args.patterns)?;
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
-    let built = session.build(&patterns)?;
-    write_outputs(&session.cache.cas, &session.workspace.out_dir(), &built)?;
+    let patterns = parse_patterns(&args.patterns, &session.current_package())?;
+    let built = session.build(&patterns, false)?;
+    let not_fetched = write_outputs(&session.cache.cas, &session.workspace.out_dir(), &built)?;
+    if !global.quiet {
+        for (label, count) in not_fetched {
+            eprintln!(
+                "note: `berth-out/` for `{label}` leaves out {count} base layer(s) that were not downloaded (lazy pull); `berth export` and `berth push` fetch or mount them"
+            );
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     for (label, output) in &built.targets {
         writeln!(stdout, "{label} {}", output.digest())?;
@@ -30,7 +37,11 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Parses command-line patterns, each on its own (`//app:img`, `//...`).
-pub fn parse_patterns(texts: &[String]) -> anyhow::Result<Vec<Pattern>> {
-    texts.iter().map(|text| Pattern::parse(text).map_err(|error| Error::user(error.to_string()).into())).collect()
+/// Parses command-line patterns (`//app:img`, `//...`, and, relative to
+/// the current directory's package, `:img` or `...`).
+fn parse_patterns(texts: &[String], package: &str) -> anyhow::Result<Vec<Pattern>> {
+    texts
+        .iter()
+        .map(|text| Pattern::parse_in(text, package).map_err(|error| Error::user(error.to_string()).into()))
+        .collect()
 }

@@ -34,6 +34,7 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
             println!("cache:       {}", dir.display());
             println!("cas blobs:   {} ({})", stats.cas_blobs, human_size(stats.cas_bytes));
             println!("ac entries:  {} ({})", stats.ac_entries, human_size(stats.ac_bytes));
+            println!("unpacked:    {} layers ({})", stats.extracted_layers, human_size(stats.extracted_bytes));
             println!("other:       {}", human_size(stats.other_bytes));
             println!("total:       {}", human_size(stats.total_bytes()));
         }

@@ -10,7 +10,7 @@ use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::oci;
 use crate::session::TargetOutput;
-use crate::workspace::{Label, Pattern};
+use crate::workspace::Label;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -66,15 +66,10 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let request = ExportRequest::from_args(args)?;
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
-    let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-    let package =
-        cwd.strip_prefix(&session.workspace.root).ok().and_then(Path::to_str).map(str::to_owned).unwrap_or_default();
-    let label = Label::parse(&request.label, &package).map_err(|error| Error::user(error.to_string()))?;
-    let built = session.build(&[Pattern::Target(label.clone())])?;
-    let output = built.targets.get(&label).ok_or_else(|| {
-        Error::user(format!("Target `{label}` built nothing to export\nhint: export an image or an index target"))
-    })?;
-    let (root, names) = match output {
+    // An archive holds every byte: lazily pulled base layers are fetched.
+    let (built, output) = session.build_label(&request.label, true)?;
+    let label = built.targets.keys().next().cloned().expect("one label was built");
+    let (root, names) = match &output {
         TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
             (root, image_names(&label, repository.as_deref(), tags))
         }
@@ -95,14 +90,12 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
 fn image_names(label: &Label, repository: Option<&str>, tags: &[String]) -> Vec<String> {
     let repository = match repository {
         Some(repository) => repository.to_owned(),
-        None => {
-            let path =
-                if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
-            path.to_ascii_lowercase()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') { c } else { '-' })
-                .collect()
-        }
+        None => label
+            .path()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') { c } else { '-' })
+            .collect(),
     };
     if tags.is_empty() {
         vec![format!("{repository}:latest")]

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
@@ -132,7 +132,8 @@ impl TargetGraph {
 
     fn check_acyclic(&self) -> Result<(), GraphError> {
         // The cycle through the smallest label, found the same way each run.
-        let cyclic = tarjan_scc(&self.graph)
+        // Kosaraju's algorithm, because petgraph's walks are iterative: no stack overflow on deep graphs.
+        let cyclic = kosaraju_scc(&self.graph)
             .into_iter()
             .filter(|scc| scc.len() > 1 || self.graph.contains_edge(scc[0], scc[0]))
             .map(|scc| scc.into_iter().map(|node| self.graph[node].clone()).collect::<BTreeSet<_>>())
@@ -259,18 +260,28 @@ impl TargetGraph {
         order
     }
 
-    fn post_order<'a>(&'a self, label: &Label, visited: &mut BTreeSet<&'a Label>, order: &mut Vec<&'a TargetNode>) {
-        let Some((label, target)) = self.targets.get_key_value(label) else { return };
-        if !visited.insert(label) {
-            return;
+    /// Depth-first post-order from `root`, with an explicit stack: a
+    /// generated chain of targets can be deeper than the thread's stack.
+    fn post_order<'a>(&'a self, root: &Label, visited: &mut BTreeSet<&'a Label>, order: &mut Vec<&'a TargetNode>) {
+        let Some((root, _)) = self.targets.get_key_value(root) else { return };
+        // `true`: the node's dependencies are done, emit it.
+        let mut stack: Vec<(&'a Label, bool)> = vec![(root, false)];
+        while let Some((label, done)) = stack.pop() {
+            let target = &self.targets[label];
+            if done {
+                order.push(target);
+                continue;
+            }
+            if !visited.insert(label) {
+                continue;
+            }
+            stack.push((label, true));
+            let mut deps: Vec<&'a Label> =
+                target.deps.iter().filter_map(|dep| self.targets.get_key_value(dep).map(|(dep, _)| dep)).collect();
+            // Reversed, so the smallest dependency is visited first.
+            deps.sort_by(|a, b| b.cmp(a));
+            stack.extend(deps.into_iter().filter(|dep| !visited.contains(*dep)).map(|dep| (dep, false)));
         }
-        // Iterative over deps, recursive over depth: BUILD graphs are shallow.
-        let mut deps: Vec<&Label> = target.deps.iter().collect();
-        deps.sort();
-        for dep in deps {
-            self.post_order(dep, visited, order);
-        }
-        order.push(target);
     }
 
     /// Every target in the graph, dependencies first.
@@ -381,6 +392,21 @@ mod tests {
             graph.reverse_deps(&universe, &labels(&["//lib:base"])),
             labels(&["//lib:base", "//app:layer", "//app:img"])
         );
+    }
+
+    #[test]
+    fn orders_a_very_deep_chain_without_recursion() {
+        let depth = 50_000;
+        let nodes = (0..depth).map(|i| {
+            let deps: Vec<String> = if i + 1 < depth { vec![format!("//chain:t{}", i + 1)] } else { vec![] };
+            let deps: Vec<&str> = deps.iter().map(String::as_str).collect();
+            node(&format!("//chain:t{i}"), &deps)
+        });
+        let graph = TargetGraph::new(nodes, [], []).unwrap();
+        let order = graph.dependency_order(&[Label::new("chain", "t0")]);
+        assert_eq!(order.len(), depth);
+        assert_eq!(order[0].label.name, format!("t{}", depth - 1));
+        assert_eq!(order[depth - 1].label.name, "t0");
     }
 
     #[test]

@@ -144,9 +144,9 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
 /// Returns the layer extracted in the cache, extracting it first if needed.
 ///
-/// The blob is read from the CAS and its digest checked while it streams; a
-/// concurrent extraction of the same digest by another process is harmless
-/// (the first rename wins, the loser's copy is removed).
+/// The blob is read from the CAS and its digest checked while it streams.
+/// Concurrent callers for one digest (threads or processes sharing the
+/// cache) wait on a lock file and find the first one's result.
 pub fn extract_layer_cached(
     cas: &Cas,
     cache_dir: &Path,
@@ -160,6 +160,22 @@ pub fn extract_layer_cached(
     }
     // 0700: extracted layers hold setuid binaries owned by root.
     fs::DirBuilder::new().recursive(true).mode(0o700).create(&layers).map_err(io_at(&layers))?;
+    // One extraction per digest at a time, across threads and processes:
+    // steps that start together on a cold base wait for one extraction.
+    let lock_path = layers.join(format!("{}.lock", digest.hex()));
+    let lock = File::create(&lock_path).map_err(io_at(&lock_path))?;
+    // SAFETY: flock on a file descriptor we own; released when `lock` closes.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        return Err(ExtractError::Io { path: lock_path, source: io::Error::last_os_error() });
+    }
+    if let Some(layer) = read_side_file(&final_dir, digest) {
+        return Ok(layer);
+    }
+    if final_dir.exists() {
+        // No valid side file: not a finished extraction (the side file is
+        // written before the rename), so it is garbage.
+        fs::remove_dir_all(&final_dir).map_err(io_at(&final_dir))?;
+    }
     remove_stale_temp_dirs(&layers);
 
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -169,24 +185,18 @@ pub fn extract_layer_cached(
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = extract_into(cas, digest, &temp, limits);
-    let layer = match result {
+    let layer = match extract_into(cas, digest, &temp, limits) {
         Ok(layer) => layer,
         Err(error) => {
             let _ = fs::remove_dir_all(&temp);
             return Err(error);
         }
     };
-    match fs::rename(&temp, &final_dir) {
-        Ok(()) => {}
-        Err(_) if read_side_file(&final_dir, digest).is_some() => {
-            let _ = fs::remove_dir_all(&temp);
-        }
-        Err(source) => {
-            let _ = fs::remove_dir_all(&temp);
-            return Err(ExtractError::Io { path: final_dir, source });
-        }
+    if let Err(source) = fs::rename(&temp, &final_dir) {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(ExtractError::Io { path: final_dir, source });
     }
+    drop(lock);
     Ok(ExtractedLayer { root: final_dir.join("root"), ..layer })
 }
 

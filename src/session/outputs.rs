@@ -3,13 +3,14 @@
 //! links into the CAS so an output costs no extra space.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::actions::{ActionOutput, LayerOutput};
 use crate::analysis::{LayerInfo, Provider};
 use crate::cache::{BlobRef, Cas, Digest};
 use crate::error::{Error, Result};
-use crate::oci::{media_types, write_layout, ImageRoot};
+use crate::oci::{media_types, write_lazy_layout, ImageRoot};
 use crate::session::Built;
 use crate::workspace::Label;
 
@@ -81,12 +82,19 @@ impl TargetOutput {
 /// `berth-out/<package>/<name>/`: an OCI image layout for an image or an
 /// index; `layer.tar`, `layer.tar.gz` or `layer.tar.zst` for a layer (and
 /// also at `berth-out/<output_path>` when a build step sets `output_path`).
-pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<()> {
+///
+/// Returns, per image, how many blobs of lazily pulled bases the layout
+/// leaves out.
+pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<Vec<(Label, usize)>> {
+    let mut not_fetched = Vec::new();
     for (label, output) in &built.targets {
         let dir = target_dir(out_dir, label);
         match output {
             TargetOutput::Image { root, .. } | TargetOutput::Index { root, .. } => {
-                write_layout(cas, root, output.ref_name(), &dir)?;
+                let missing = write_lazy_layout(cas, root, output.ref_name(), &dir)?;
+                if !missing.is_empty() {
+                    not_fetched.push((label.clone(), missing.len()));
+                }
             }
             TargetOutput::Layer { layer } => {
                 let name = format!("layer{}", layer_extension(&layer.media_type));
@@ -99,7 +107,7 @@ pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(not_fetched)
 }
 
 /// `berth-out/<package>/<name>`.
@@ -120,13 +128,19 @@ fn layer_extension(media_type: &str) -> &'static str {
 /// Hard-links a CAS blob to `path` (copying across filesystems), replacing
 /// what was there through a temp name so the path is never half-written.
 fn link_blob(cas: &Cas, digest: Digest, path: &Path) -> Result<()> {
+    let blob = cas.path(&digest);
+    if let (Ok(existing), Ok(wanted)) = (fs::metadata(path), fs::metadata(&blob)) {
+        if (existing.ino(), existing.dev()) == (wanted.ino(), wanted.dev()) {
+            return Ok(());
+        }
+    }
     let io_error = |error: std::io::Error| Error::environment(format!("Cannot write `{}`: {error}", path.display()));
     let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_error)?;
     let temp = parent.join(format!(".{}.tmp", digest.hex()));
     let _ = fs::remove_file(&temp);
-    if fs::hard_link(cas.path(&digest), &temp).is_err() {
-        fs::copy(cas.path(&digest), &temp).map_err(io_error)?;
+    if fs::hard_link(&blob, &temp).is_err() {
+        fs::copy(&blob, &temp).map_err(io_error)?;
     }
     fs::rename(&temp, path).map_err(io_error)
 }
