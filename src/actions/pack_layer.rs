@@ -57,22 +57,17 @@ impl PackLayer {
     }
 
     /// Adds a file at `path` with the bytes of the workspace-relative
-    /// `source` (one input per distinct source, in order of first use), and
-    /// returns the entry to set its mode, owner or mtime.
+    /// `source` as a new input, and returns the entry to set its mode, owner
+    /// or mtime. (Callers that use one source at several paths may instead
+    /// push [`LayerEntry::file`] entries that share an index.)
     pub fn push_source(
         &mut self,
         path: impl Into<String>,
         source: impl Into<PathBuf>,
         executable: bool,
     ) -> &mut LayerEntry {
-        let source = source.into();
-        let index = match self.sources.iter().position(|existing| *existing == source) {
-            Some(index) => index,
-            None => {
-                self.sources.push(source);
-                self.sources.len() - 1
-            }
-        };
+        self.sources.push(source.into());
+        let index = self.sources.len() - 1;
         self.push(LayerEntry::file(path, index, executable))
     }
 
