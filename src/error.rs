@@ -44,6 +44,11 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Error { kind: ErrorKind::Internal, message: message.into() }
     }
+
+    /// Puts `what` (where the error happened) before the message.
+    pub fn context(self, what: impl std::fmt::Display) -> Self {
+        Error { kind: self.kind, message: format!("{what}: {}", self.message) }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -61,7 +61,7 @@ fn clean_outside_a_workspace_is_a_user_error() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(dir.path(), dir.path(), &["clean"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(text(&output.stderr).contains("Not inside a workspace: no `WORKSPACE.star`"), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("No `WORKSPACE.star` found in"), "{}", text(&output.stderr));
 }
 
 #[test]

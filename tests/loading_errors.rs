@@ -292,3 +292,42 @@ fn pattern_under_a_missing_directory() {
 fn malformed_query() {
     insta::assert_snapshot!(fails(&[("app/BUILD.star", "")], &["query", "deps(//app:x"]));
 }
+
+#[test]
+fn many_large_lists_exit_cleanly() {
+    // Each list is under the single-allocation cap; together they are not,
+    // long before the heap limit's next check.
+    let stderr =
+        query_fails(&[("app/BUILD.star", "items = []\nfor i in range(100):\n    items.append([i] * 10000000)\n")]);
+    assert!(stderr.starts_with("error: Evaluating `app/BUILD.star` "), "{stderr}");
+    assert!(stderr.contains("GiB"), "{stderr}");
+}
+
+#[test]
+fn deeply_nested_syntax_is_refused_before_parsing() {
+    // Regression: 100,000 nested brackets overflowed the parser's stack and aborted berth.
+    let text = format!("x = {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    insta::assert_snapshot!(query_fails(&[("app/BUILD.star", &text)]));
+}
+
+#[test]
+fn deeply_nested_values_in_a_dict_attribute_are_refused() {
+    // Regression: coercing a 100,000-deep dict recursed until the stack overflowed.
+    insta::assert_snapshot!(query_fails(&[(
+        "app/BUILD.star",
+        "x = {}\nfor i in range(100000):\n    x = {\"a\": x}\n\noci_image_build(name = \"img\", healthcheck = x)\n"
+    )]));
+}
+
+#[test]
+fn deeply_nested_values_in_a_loaded_file_freeze() {
+    // Regression: freezing a deeply nested value of a `.star` file overflowed the main thread's stack.
+    let workspace = TestWorkspace::new();
+    workspace
+        .file(
+            "tools/deep.star",
+            "def _deep():\n    x = []\n    for i in range(500000):\n        x = [x]\n    return x\n\ndeep = _deep()\n",
+        )
+        .file("app/BUILD.star", "load(\"//tools:deep.star\", \"deep\")\noci_layer(name = \"l\")\n");
+    assert_eq!(workspace.berth(&["query", "//..."]).success().stdout, "//app:l\n");
+}

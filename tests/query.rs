@@ -131,6 +131,10 @@ fn runs_from_a_subdirectory() {
     let workspace = monorepo();
     let output = workspace.berth_in("services/web", &["query", "//services/web:all"]);
     assert_eq!(output.success().stdout, "//services/web:all\n");
+    let output = workspace.berth_in("services", &["query", "deps(api:api_files)"]);
+    assert_eq!(output.success().stdout, "//services/api:api_files\n//services/api:main.py\n//services/api:util.py\n");
+    let output = workspace.berth_in("services/web", &["query", "..."]);
+    assert_eq!(output.success().stdout, "//services/web:all\n//services/web:web\n//services/web:web_files\n");
 }
 
 #[test]
@@ -143,4 +147,18 @@ fn outputs_and_hidden_dirs_are_not_packages() {
         .file("target/BUILD", "oci_layer(name = \"cargo\")\n")
         .file("legacy/BUILD", "oci_layer(name = \"old\")\n");
     assert_eq!(query(&workspace, &["//..."]), "//app:layer\n//legacy:old\n");
+}
+
+#[test]
+fn a_loaded_file_is_evaluated_once_for_all_packages() {
+    let workspace = TestWorkspace::new();
+    workspace
+        .file("tools/defs.star", "print(\"evaluating defs.star\")\n\ndef layer(name):\n    oci_layer(name = name)\n");
+    for package in ["a", "b", "c", "d"] {
+        workspace
+            .file(&format!("{package}/BUILD.star"), "load(\"//tools:defs.star\", \"layer\")\nlayer(name = \"l\")\n");
+    }
+    let output = workspace.berth(&["query", "//..."]);
+    assert_eq!(output.success().stdout, "//a:l\n//b:l\n//c:l\n//d:l\n");
+    assert_eq!(output.stderr.matches("evaluating defs.star").count(), 1, "{}", output.stderr);
 }

@@ -162,3 +162,40 @@ fn authorization_is_not_sent_to_another_host_after_a_redirect() {
     let registry_seen = registry_seen.lock().unwrap();
     assert!(registry_seen.iter().skip(1).all(|auth| auth.as_deref().is_some_and(|a| a.starts_with("Basic "))));
 }
+
+#[test]
+fn oversized_tokens_and_manifests_are_refused() {
+    let port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let server = {
+        let port = port.clone();
+        Server::start(move |request| {
+            let port = port.load(std::sync::atomic::Ordering::SeqCst);
+            if request.path() == "/token" {
+                let huge = format!("{{\"token\": \"{}\"}}", "x".repeat(2 << 20));
+                return Reply::Send(HttpResponse::new(200).body(huge));
+            }
+            if request.path().contains("/big/") {
+                // No token needed here: a manifest over the 4 MiB cap.
+                return Reply::Send(
+                    HttpResponse::new(200).header("Content-Type", OCI_MANIFEST).body(vec![b' '; 5 << 20]),
+                );
+            }
+            let challenge = format!("Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\"");
+            Reply::Send(HttpResponse::new(401).header("WWW-Authenticate", &challenge))
+        })
+    };
+    port.store(server.port, std::sync::atomic::Ordering::SeqCst);
+    let no_creds = tempfile::tempdir().unwrap();
+    let client = client(&server.host(), no_creds.path());
+    let (cache, cas) = temp_cas();
+
+    let repository = ImageRef::parse(&format!("{}/team/app", server.host())).unwrap();
+    let error = client.resolve(&cas, &repository, Digest::of(b"m"), None, true).unwrap_err();
+    assert!(matches!(error, RegistryError::Token { .. }) && error.to_string().contains("larger than"), "{error}");
+
+    let big = ImageRef::parse(&format!("{}/big/app", server.host())).unwrap();
+    let fresh_client = self::client(&server.host(), no_creds.path());
+    let error = fresh_client.resolve(&cas, &big, Digest::of(b"m"), None, true).unwrap_err();
+    assert!(matches!(error, RegistryError::TooLarge { .. }), "{error}");
+    assert_eq!(std::fs::read_dir(cache.path().join("cas/sha256")).unwrap().count(), 0);
+}

@@ -1,5 +1,5 @@
-//! `berth pin` run as the real binary against a real registry: the printed
-//! `oci_pull_image(...)`, credentials from `DOCKER_CONFIG` through a
+//! `berth pin` run as the real binary in a workspace whose `WORKSPACE.star`
+//! declares a real registry: the printed `oci_pull_image(...)`, credentials from `DOCKER_CONFIG` through a
 //! credential helper, and the exit codes of its failures.
 
 mod common;
@@ -12,9 +12,17 @@ use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest}
 use berth::workspace::RegistrySetting;
 use common::registry::*;
 
+/// Runs `berth` in a fresh workspace whose `WORKSPACE.star` declares
+/// `insecure` as a plain-HTTP registry.
 fn berth(args: &[&str], insecure: &str, docker_config: &Path, path_prefix: Option<&Path>) -> Output {
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(
+        workspace.path().join("WORKSPACE.star"),
+        format!("workspace(name = \"pin_test\")\nregistry(\"{insecure}\", insecure = True)\n"),
+    )
+    .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-    command.args(args).env("BERTH_INSECURE_REGISTRIES", insecure).env("DOCKER_CONFIG", docker_config);
+    command.current_dir(workspace.path()).args(args).env("DOCKER_CONFIG", docker_config);
     if let Some(prefix) = path_prefix {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut dirs = vec![prefix.to_owned()];

@@ -42,13 +42,26 @@ fn push(
     client.push(cas, &request).unwrap()
 }
 
+/// Adds up the bytes the client reports moving.
+#[derive(Default)]
+struct CountBytes(std::sync::atomic::AtomicU64);
+
+impl berth::report::Reporter for CountBytes {
+    fn report(&self, event: &berth::report::Event<'_>) {
+        if let berth::report::Event::BytesTransferred { bytes } = event {
+            self.0.fetch_add(*bytes, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
 #[test]
 fn an_image_pushed_by_berth_is_copied_by_skopeo_and_a_second_push_uploads_nothing() {
     require!(DOCKER_REGISTRY, SKOPEO);
     let registry = Registry::start();
     let (_cache, cas) = temp_cas();
     let no_creds = tempfile::tempdir().unwrap();
-    let client = client(&[registry.host()], no_creds.path());
+    let bytes = std::sync::Arc::new(CountBytes::default());
+    let client = client(&[registry.host()], no_creds.path()).with_reporter(bytes.clone());
     let image = TestImage::build(&cas, 1, &[300_000, 200_000, 100_000]);
 
     let first = push(&client, &cas, &image, &format!("{}/team/app", registry.host()), &["v1", "latest"]);
@@ -59,8 +72,11 @@ fn an_image_pushed_by_berth_is_copied_by_skopeo_and_a_second_push_uploads_nothin
         assert!(registry.stored_blob(&blob.digest), "{} stored", blob.digest);
     }
 
+    assert_eq!(bytes.0.load(std::sync::atomic::Ordering::SeqCst), first.uploaded_bytes, "progress reported");
+
     let again = push(&client, &cas, &image, &format!("{}/team/app", registry.host()), &["v1"]);
     assert_eq!((again.uploaded_blobs, again.existing_blobs, again.uploaded_bytes), (0, 4, 0));
+    assert_eq!(bytes.0.load(std::sync::atomic::Ordering::SeqCst), first.uploaded_bytes, "nothing moved");
 
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("layout");
@@ -302,4 +318,45 @@ fn blobs_are_uploaded_in_chunks_when_the_registry_asks() {
     let pulled = pulled.unwrap();
     client.fetch_blob(&fresh, &pulled.image, &pulled.layers[0], true).unwrap();
     assert_cas_sound(fresh_dir.path());
+}
+
+#[test]
+fn mirrors_are_tried_first_for_pulls_and_the_registry_after_them() {
+    require!(DOCKER_REGISTRY);
+    let main = Registry::start();
+    let mirror = Registry::start();
+    // Count what reaches the main registry.
+    let upstream = main.port;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = {
+        let hits = hits.clone();
+        Server::start(move |request| {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            forward(upstream, &request).map_or(Reply::Drop, Reply::Send)
+        })
+    };
+    let (_cache, cas) = temp_cas();
+    let everywhere = TestImage::build(&cas, 40, &[5_000]);
+    let only_main = TestImage::build(&cas, 41, &[5_000]);
+    let no_creds = tempfile::tempdir().unwrap();
+    let direct = client(&[main.host(), mirror.host()], no_creds.path());
+    push(&direct, &cas, &everywhere, &format!("{}/lib/base", main.host()), &[]);
+    push(&direct, &cas, &everywhere, &format!("{}/lib/base", mirror.host()), &[]);
+    push(&direct, &cas, &only_main, &format!("{}/lib/base", main.host()), &[]);
+
+    let mirrored = Client::new(ClientOptions {
+        registries: vec![RegistrySetting { host: counted.host(), mirrors: vec![mirror.host()], insecure: true }],
+        docker_config: Some(no_creds.path().to_owned()),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let repository = ImageRef::parse(&format!("{}/lib/base", counted.host())).unwrap();
+    let (_fresh_dir, fresh) = temp_cas();
+    let pulled = mirrored.resolve(&fresh, &repository, everywhere.manifest.digest, None, true).unwrap();
+    mirrored.fetch_blob(&fresh, &repository, &pulled.layers[0], true).unwrap();
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "the mirror served everything");
+
+    let pulled = mirrored.resolve(&fresh, &repository, only_main.manifest.digest, None, true).unwrap();
+    mirrored.fetch_blob(&fresh, &repository, &pulled.layers[0], true).unwrap();
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 3, "manifest, config and layer from the registry");
 }

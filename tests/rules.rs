@@ -141,7 +141,7 @@ files(name = "srcs", srcs = ["main.py"])
     assert_eq!(pex.attr("entrypoint"), &strings(&["/app/server.pex"]));
     assert_eq!(pex.string("python_main"), Some("main.py"));
     assert_eq!(pex.attr("packages"), &labels(&["//app:deps.pex", "//app:srcs", "//app:server.pex"]));
-    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["/app/main.py"]));
+    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["python3", "/app/main.py"]));
     assert_eq!(target(&graph, "//app:explicit").attr("entrypoint"), &strings(&["/bin/sh"]));
 }
 
@@ -227,4 +227,16 @@ fn workspace_settings_are_read() {
     assert_eq!(opened.settings.name.as_deref(), Some("w"));
     assert_eq!(opened.settings.source_date_epoch, Some(42));
     assert!(opened.settings.registries[0].insecure);
+}
+
+#[test]
+fn deps_follow_the_schema_not_the_argument_order() {
+    let workspace = TestWorkspace::new();
+    workspace.file(
+        "app/BUILD.star",
+        "oci_layer(name = \"l\")\noci_image_empty(name = \"e\")\noci_image_build(name = \"a\", base = \":e\", layers = [\":l\"])\noci_image_build(name = \"b\", layers = [\":l\"], base = \":e\")\n",
+    );
+    let graph = load(&workspace, &["//app:all"]);
+    assert_eq!(target(&graph, "//app:a").deps, [Label::new("app", "e"), Label::new("app", "l")]);
+    assert_eq!(target(&graph, "//app:a").deps, target(&graph, "//app:b").deps);
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Packs one ~500 MB tree of tens of thousands of files into one gzip layer
-# with berth's pack_layer, umoci insert and buildah copy + commit, next to
-# `tar | pigz -6 | sha256sum` as the pipeline reference. Prints wall time and
+# with `berth build` (a cold cache, an `oci_layer(srcs = glob(["**"]))`
+# image), umoci insert and buildah copy + commit, next to
+# `tar | pigz -6 | sha256sum` as the pipeline reference. Also runs the
+# `pack_layer` action alone (bench/layer/pack_layer.rs) with all cores and
+# with one thread, which must give the same digest. Prints wall time and
 # peak memory (GNU time's maximum resident set size) of each.
 #
 # Usage: bench/layer/run.sh [SOURCE_DIR]
@@ -20,15 +23,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tree=$work/tree
+workspace=$work/workspace
+tree=$workspace/tree
+mkdir -p "$workspace"
+: >"$workspace/WORKSPACE.star"
 cp -a "$src" "$tree"
+cat >"$tree/BUILD.star" <<'BUILD'
+oci_layer(name = "layer", srcs = glob(["**"], exclude = ["BUILD.star"]))
+
+oci_image_build(name = "image", layers = [":layer"])
+BUILD
 files=$(find "$tree" -type f | wc -l)
 size=$(du -sm "$tree" | cut -f1)
 echo "tree: $size MB, $files files (copy of $src); $(nproc) cores"
 find "$tree" -type f -exec cat {} + >/dev/null
 
-(cd "$repo" && cargo build --release --quiet --example pack_layer)
-berth=$repo/target/release/examples/pack_layer
+(cd "$repo" && cargo build --release --quiet --bin berth --example pack_layer)
+berth=$repo/target/release/berth
+pack_layer=$repo/target/release/examples/pack_layer
 
 printf '%-34s %9s %9s\n' tool "wall (s)" "peak MB"
 measure() {
@@ -43,9 +55,11 @@ measure() {
     printf '%-34s %9.2f %9d\n' "$name" "$wall" $((rss / 1024))
 }
 
-measure "berth pack_layer (gzip, all cores)" "$berth" "$tree" "$work/cache-1" gzip
+measure "berth build (cold cache)" env BERTH_CACHE_DIR="$work/cache-0" sh -c "cd '$workspace' && '$berth' build --console none //tree:image"
+echo "  image $(cut -d' ' -f2 "$work/out")"
+measure "pack_layer action (all cores)" "$pack_layer" "$tree" "$work/cache-1" gzip
 head -c 71 "$work/out" >"$work/digest-all"
-measure "berth pack_layer (gzip, 1 thread)" "$berth" "$tree" "$work/cache-2" gzip 1
+measure "pack_layer action (1 thread)" "$pack_layer" "$tree" "$work/cache-2" gzip 1
 head -c 71 "$work/out" >"$work/digest-one"
 cmp -s "$work/digest-all" "$work/digest-one" || { echo "gzip bytes depend on the thread count!" >&2; exit 1; }
 echo "  layer $(cat "$work/digest-all") (same with 1 thread and all cores)"

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use crate::actions::{Action, ActionContext, ActionOutput, Input};
 use crate::error::Result;
-use crate::registry::{Client, Descriptor, ImageRef};
+use crate::oci::Descriptor;
+use crate::registry::{Client, ImageRef};
 
 /// Fetches one blob of `image` into the CAS. Output blob: `blob`; metadata:
 /// `media_type`.
@@ -57,7 +58,7 @@ impl Action for FetchBlob {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::{Cas, Digest};
+    use crate::cache::{BlobRef, Cas, Digest};
     use crate::registry::ClientOptions;
 
     fn action(repository: &str, bytes: &[u8]) -> FetchBlob {
@@ -65,14 +66,10 @@ mod tests {
             client: Arc::new(Client::new(ClientOptions { offline: true, ..ClientOptions::default() }).unwrap()),
             image: ImageRef::parse(repository).unwrap(),
             anonymous: true,
-            descriptor: Descriptor {
-                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
-                digest: Digest::of(bytes),
-                size: bytes.len() as u64,
-                urls: None,
-                annotations: None,
-                platform: None,
-            },
+            descriptor: Descriptor::new(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                BlobRef { digest: Digest::of(bytes), size: bytes.len() as u64 },
+            ),
         }
     }
 

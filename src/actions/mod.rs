@@ -4,6 +4,7 @@
 mod action;
 mod deb_layer;
 mod fetch_blob;
+mod fetch_image;
 mod pack_layer;
 mod run_step;
 mod write_config;
@@ -13,6 +14,7 @@ mod write_manifest;
 pub use action::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
 pub use fetch_blob::FetchBlob;
+pub use fetch_image::FetchImage;
 pub use pack_layer::{layer_output, LayerOutput, PackLayer};
 pub use run_step::{capture, BaseConfig, Captured, CapturedBody, RunStep, RunStepRuntime, RunStepSpec};
 pub use write_config::{ConfigLayer, WriteConfig};

@@ -1,17 +1,21 @@
 //! The analysis phase: walks the requested targets in dependency order, asks
 //! each rule for its provider, and collects the actions they register.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::actions::{ActionGraph, ActionId, PackLayer};
 use crate::analysis::rules;
 use crate::analysis::{FilesInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
+use crate::cache::Cas;
 use crate::error::{Error, Result};
 use crate::graph::{TargetGraph, TargetNode};
 use crate::oci::{Compression, LayerEntry};
+use crate::registry::{Client, ClientOptions, PulledImage};
 use crate::workspace::Label;
 
 /// What analysis needs besides the target graph.
@@ -20,6 +24,14 @@ pub struct AnalysisContext<'a> {
     pub workspace_root: &'a Path,
     /// `created` of configs and the mtime of layer entries that set none.
     pub source_date_epoch: u64,
+    /// Pulled manifests and configs are resolved into it during analysis.
+    pub cas: &'a Cas,
+    /// Where build steps keep extracted base layers.
+    pub cache_dir: &'a Path,
+    /// How to reach registries (`registry(...)` settings, `--offline`).
+    pub registry: ClientOptions,
+    /// `runc(path)` from `WORKSPACE.star`.
+    pub runc: Option<PathBuf>,
 }
 
 /// The result of analysis: every registered action, each requested
@@ -31,6 +43,9 @@ pub struct Analysis {
     /// Image → its manifest action; index → its index action; layer and
     /// `files` → the action packing it (gzip, as an image would by default).
     pub default_outputs: BTreeMap<Label, ActionId>,
+    /// Every pulled image analysed: where a push mounts or fetches the
+    /// layers that were never downloaded.
+    pub pulled: Vec<PulledImage>,
 }
 
 /// Runs analysis for `labels` (and everything they depend on).
@@ -41,6 +56,8 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         providers: HashMap::new(),
         packed: HashMap::new(),
         executable: HashMap::new(),
+        registry: OnceCell::new(),
+        pulled: Vec::new(),
     };
     // Dependencies first, so each rule finds its deps' providers ready.
     for target in ctx.graph.dependency_order(labels) {
@@ -62,7 +79,7 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         default_outputs.insert(label.clone(), action);
         providers.insert(label.clone(), provider);
     }
-    Ok(Analysis { actions: analyzer.actions, providers, default_outputs })
+    Ok(Analysis { actions: analyzer.actions, providers, default_outputs, pulled: analyzer.pulled })
 }
 
 /// The state rules work against while analysis runs.
@@ -74,6 +91,9 @@ pub struct Analyzer<'a> {
     packed: HashMap<(Label, Compression), ActionId>,
     /// Whether a source file has an execute bit, by workspace path.
     executable: HashMap<String, bool>,
+    /// Made on the first pull, shared by every pull and fetch after it.
+    registry: OnceCell<Arc<Client>>,
+    pub pulled: Vec<PulledImage>,
 }
 
 impl Analyzer<'_> {
@@ -82,6 +102,15 @@ impl Analyzer<'_> {
         self.providers
             .get(label)
             .ok_or_else(|| Error::internal(format!("`{label}` was not analysed before its dependents")))
+    }
+
+    /// The registry client, made on first use.
+    pub fn registry(&self) -> Result<Arc<Client>> {
+        if let Some(client) = self.registry.get() {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(Client::new(self.ctx.registry.clone())?);
+        Ok(self.registry.get_or_init(|| client).clone())
     }
 
     /// Whether `label` names a source file rather than a target.
@@ -156,6 +185,22 @@ impl Analyzer<'_> {
         self.executable.insert(path.to_owned(), executable);
         Ok(executable)
     }
+}
+
+/// A user error about `target`, laid out as the front-end lays out its own:
+/// the message, then `  --> file:line:col` of the target's declaration,
+/// then the `hint:` line, if any.
+pub fn at(target: &TargetNode, message: String) -> Error {
+    let (text, hint) = match message.split_once("\nhint: ") {
+        Some((text, hint)) => (text, Some(hint)),
+        None => (message.as_str(), None),
+    };
+    let mut rendered = format!("{text}\n  --> {}", target.location);
+    if let Some(hint) = hint {
+        rendered.push_str("\nhint: ");
+        rendered.push_str(hint);
+    }
+    Error::user(rendered)
 }
 
 /// The label of a target as the history's `created_by` and errors show it.

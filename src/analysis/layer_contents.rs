@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::analysis::at;
 use crate::error::{Error, Result};
 use crate::graph::{AttrValue, TargetNode};
 use crate::workspace::Label;
@@ -48,9 +49,7 @@ pub struct SourceRef {
 
 impl SourceRef {
     pub fn new(label: &Label) -> SourceRef {
-        let workspace_path =
-            if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
-        SourceRef { label: label.clone(), workspace_path }
+        SourceRef { label: label.clone(), workspace_path: label.path() }
     }
 }
 
@@ -109,9 +108,9 @@ impl Placement {
             Some(strip) => match source.workspace_path.strip_prefix(strip.as_str()).and_then(|r| r.strip_prefix('/')) {
                 Some(rest) => rest.to_owned(),
                 None => {
-                    return Err(Error::user(format!(
-                        "{}: source `{}` of `{}` is not under `strip_prefix` directory `{strip}`\nhint: strip_prefix is relative to the package; start it with `/` to name a workspace directory",
-                        target.location, source.workspace_path, target.label
+                    return Err(at(target, format!(
+                "source `{}` of `{}` is not under `strip_prefix` directory `{strip}`\nhint: strip_prefix is relative to the package; start it with `/` to name a workspace directory",
+                source.workspace_path, target.label
                     )))
                 }
             },
@@ -202,9 +201,8 @@ pub fn check_no_duplicates(target: &TargetNode, entries: &[PlannedEntry]) -> Res
             if first.content == PlannedContent::Directory && entry.content == PlannedContent::Directory {
                 continue;
             }
-            return Err(Error::user(format!(
-                "{}: `{}` puts two entries at `{}` ({} and {})\nhint: give one of them another destination with `prefix`, `strip_prefix` or `files`",
-                target.location,
+            return Err(at(target, format!(
+                "`{}` puts two entries at `{}` ({} and {})\nhint: give one of them another destination with `prefix`, `strip_prefix` or `files`",
                 target.label,
                 entry.path,
                 describe(&first.content),
@@ -239,9 +237,9 @@ fn resolve_strip_prefix(target: &TargetNode, package: &str, strip: &str) -> Resu
         || normalised == package
         || normalised.strip_prefix(package).is_some_and(|rest| rest.starts_with('/'));
     if !inside {
-        return Err(Error::user(format!(
-            "{}: `strip_prefix` `{strip}` of `{}` is outside its package `{package}`\nhint: use a directory inside `{package}` (relative, or starting with `/{package}`)",
-            target.location, target.label
+        return Err(at(target, format!(
+                "`strip_prefix` `{strip}` of `{}` is outside its package `{package}`\nhint: use a directory inside `{package}` (relative, or starting with `/{package}`)",
+                target.label
         )));
     }
     Ok(normalised)
@@ -294,7 +292,7 @@ fn id_attr(target: &TargetNode, attr: &str) -> Result<u32> {
 }
 
 pub fn attr_error(target: &TargetNode, attr: &str, problem: &str) -> Error {
-    Error::user(format!("{}: attribute `{attr}` of `{}`: {problem}", target.location, target.label))
+    at(target, format!("Attribute `{attr}` of `{}`: {problem}", target.label))
 }
 
 #[cfg(test)]

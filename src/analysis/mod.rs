@@ -6,6 +6,6 @@ mod layer_contents;
 mod providers;
 mod rules;
 
-pub use analyzer::{analyze, created_by, shared, Analysis, AnalysisContext, Analyzer};
+pub use analyzer::{analyze, at, created_by, shared, Analysis, AnalysisContext, Analyzer};
 pub use layer_contents::{PlannedContent, PlannedEntry};
 pub use providers::{FilesInfo, ImageInfo, IndexInfo, LayerInfo, Provider};

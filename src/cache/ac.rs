@@ -1,6 +1,6 @@
 //! The action cache: `ac/<key hex>` holds the canonical JSON of the
 //! [`ActionOutput`] an action produced. An entry is a hit only if every blob
-//! it references is still in the CAS.
+//! it references is still in the CAS, intact.
 
 use std::fs;
 use std::io;
@@ -52,8 +52,10 @@ impl ActionCache {
                 return Ok(None);
             }
         };
-        if !output.blobs.values().all(|blob| cas.contains(&blob.digest)) {
-            return Ok(None);
+        for blob in output.blobs.values() {
+            if !cas.verify(blob)? {
+                return Ok(None);
+            }
         }
         // Best effort: a read-only cache still serves hits.
         let _ = touch(&path);

@@ -4,9 +4,15 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Digest, Sha256Writer};
 use crate::error::Error;
+
+/// The mtime every committed blob carries. Writing to a blob (through a
+/// hard link under `berth-out/`, or by a stray tool) moves its mtime away
+/// from it, which is how [`Cas::verify`] knows to hash it again.
+const VERIFIED_MTIME: SystemTime = UNIX_EPOCH;
 
 /// A blob in the CAS: its digest and size (what an OCI descriptor needs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -74,6 +80,33 @@ impl Cas {
         Ok(CasWriter { cas: self, inner: Sha256Writer::new(io::BufWriter::with_capacity(1 << 20, temp)) })
     }
 
+    /// Whether `blob` is in the store with the right bytes. A blob still
+    /// carrying the mtime it was committed with is trusted without reading
+    /// it (any write to the file changes its mtime, so a no-op build hashes
+    /// nothing); any other blob is hashed, and removed if it does not match.
+    pub fn verify(&self, blob: &BlobRef) -> Result<bool, CasError> {
+        let path = self.path(&blob.digest);
+        let metadata = match fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(CasError::Io { path, source }),
+        };
+        if metadata.len() == blob.size && metadata.modified().ok() == Some(VERIFIED_MTIME) {
+            return Ok(true);
+        }
+        let io_error = |source| CasError::Io { path: path.clone(), source };
+        let mut hasher = Sha256Writer::new(io::sink());
+        io::copy(&mut File::open(&path).map_err(io_error)?, &mut hasher).map_err(io_error)?;
+        let (actual, size, _) = hasher.finish();
+        if actual != blob.digest || size != blob.size {
+            let _ = fs::remove_file(&path);
+            return Ok(false);
+        }
+        // Sound after all (copied in, or touched): trust it from now on.
+        File::open(&path).and_then(|file| file.set_modified(VERIFIED_MTIME)).map_err(io_error)?;
+        Ok(true)
+    }
+
     /// Reads a whole blob, checking its digest; a corrupt blob is removed so
     /// the action that made it reruns.
     pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, CasError> {
@@ -107,6 +140,7 @@ impl CasWriter<'_> {
         let (digest, size, buffered) = self.inner.finish();
         let io_error = |source| CasError::Io { path: self.cas.root.join("tmp"), source };
         let temp = buffered.into_inner().map_err(|error| io_error(error.into_error()))?;
+        temp.as_file().set_modified(VERIFIED_MTIME).map_err(io_error)?;
         temp.as_file().sync_all().map_err(io_error)?;
         let path = self.cas.path(&digest);
         // Another process may have written the same blob: content addressing
@@ -141,6 +175,24 @@ mod tests {
         fs::write(cas.path(&blob.digest), b"flipped").unwrap();
         assert!(matches!(cas.read_verified(&blob.digest), Err(CasError::Corrupt { .. })));
         assert!(!cas.contains(&blob.digest), "a corrupt blob is dropped");
+    }
+
+    #[test]
+    fn verify_trusts_untouched_blobs_and_drops_modified_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let blob = cas.put_bytes(b"config").unwrap();
+        assert!(cas.verify(&blob).unwrap());
+
+        // Rewritten with the same bytes: hashed once, then trusted again.
+        fs::write(cas.path(&blob.digest), b"config").unwrap();
+        assert!(cas.verify(&blob).unwrap());
+        assert_eq!(fs::metadata(cas.path(&blob.digest)).unwrap().modified().unwrap(), VERIFIED_MTIME);
+
+        // Same size, one byte flipped: detected and removed.
+        fs::write(cas.path(&blob.digest), b"cOnfig").unwrap();
+        assert!(!cas.verify(&blob).unwrap());
+        assert!(!cas.contains(&blob.digest));
     }
 
     #[test]

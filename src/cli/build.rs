@@ -21,8 +21,15 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let patterns = parse_patterns(&args.patterns)?;
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
-    let built = session.build(&patterns)?;
-    write_outputs(&session.cache.cas, &session.workspace.out_dir(), &built)?;
+    let built = session.build(&patterns, false)?;
+    let not_fetched = write_outputs(&session.cache.cas, &session.workspace.out_dir(), &built)?;
+    if !global.quiet {
+        for (label, count) in not_fetched {
+            eprintln!(
+                "note: `berth-out/` for `{label}` leaves out {count} base layer(s) that were not downloaded (lazy pull); `berth export` and `berth push` fetch or mount them"
+            );
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     for (label, output) in &built.targets {
         writeln!(stdout, "{label} {}", output.digest())?;

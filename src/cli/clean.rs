@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
@@ -11,6 +11,7 @@ use clap::Args;
 use crate::cache::{resolve_cache_dir, CacheLock};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
+use crate::workspace::{find_root, WorkspaceError};
 
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -21,16 +22,16 @@ pub struct CleanArgs {
 
 pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-    match workspace_root(&cwd) {
-        Some(root) => {
+    match find_root(&cwd) {
+        Ok(root) => {
             let out = root.join("berth-out");
             remove_dir(&out)?;
             if !global.quiet {
                 eprintln!("Removed `{}`", out.display());
             }
         }
-        None if args.cache => {}
-        None => return Err(not_in_workspace(&cwd).into()),
+        Err(WorkspaceError::NotFound { .. }) if args.cache => {}
+        Err(error) => return Err(Error::from(error).into()),
     }
     if args.cache {
         let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
@@ -63,17 +64,6 @@ pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
 }
 
 /// The nearest ancestor of `start` (or `start` itself) holding `WORKSPACE.star`.
-pub(crate) fn workspace_root(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|dir| dir.join("WORKSPACE.star").is_file()).map(Path::to_owned)
-}
-
-pub(crate) fn not_in_workspace(cwd: &Path) -> Error {
-    Error::user(format!(
-        "Not inside a workspace: no `WORKSPACE.star` in `{}` or any parent directory\nhint: run berth from inside a workspace",
-        cwd.display()
-    ))
-}
-
 fn remove_dir(dir: &Path) -> anyhow::Result<()> {
     match fs::remove_dir_all(dir) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => {

@@ -5,11 +5,10 @@
 use anyhow::Context;
 use clap::Args;
 
-use crate::cli::clean::{not_in_workspace, workspace_root};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::exec::{explain, ActionExplanation, ActionStatus, BuildLog};
-use crate::workspace::Label;
+use crate::workspace::{find_root, Label};
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -20,7 +19,7 @@ pub struct ExplainArgs {
 pub fn run(args: ExplainArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
     let label = Label::parse(&args.label, "").map_err(|error| Error::user(error.to_string()))?;
     let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-    let root = workspace_root(&cwd).ok_or_else(|| not_in_workspace(&cwd))?;
+    let root = find_root(&cwd).map_err(Error::from)?;
     let (last, previous) = BuildLog::load(&root.join("berth-out"));
     let last = last.ok_or_else(|| {
         Error::user("No build of this workspace is recorded\nhint: run `berth build` first, then `berth explain`")

@@ -9,6 +9,8 @@ use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::oci;
+use crate::session::TargetOutput;
+use crate::workspace::Label;
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -62,19 +64,50 @@ impl ExportRequest {
 
 pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let request = ExportRequest::from_args(args)?;
-    let _ = (&request, global);
-    // Building LABEL into an image root (the manifest or index in the CAS,
-    // with its lazily pulled layers fetched) lands with `berth build`; then
-    // this calls `export_root(&cas, root, request.format, &names, &request.output)`.
-    anyhow::bail!("`berth export` needs `berth build`, which is not wired up yet")
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    // An archive holds every byte: lazily pulled base layers are fetched.
+    let (built, output) = session.build_label(&request.label, true)?;
+    let label = built.targets.keys().next().cloned().expect("one label was built");
+    let (root, names) = match &output {
+        TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
+            (root, image_names(&label, repository.as_deref(), tags))
+        }
+        TargetOutput::Layer { .. } => {
+            return Err(Error::user(format!(
+                "`{label}` is a layer, not an image\nhint: export an `oci_image_build` or `oci_image_index` target; the layer blob is in `berth-out/`"
+            ))
+            .into())
+        }
+    };
+    export_root(&session.cache.cas, root.blob, request.format, &names, &request.output)?;
+    Ok(0)
+}
+
+/// `repository:tag` for each tag of the target (`latest` without tags); a
+/// target without `repository` is named after its label
+/// (`//app/web:image` → `app/web/image`), as `docker load` needs a name.
+fn image_names(label: &Label, repository: Option<&str>, tags: &[String]) -> Vec<String> {
+    let repository = match repository {
+        Some(repository) => repository.to_owned(),
+        None => label
+            .path()
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-') { c } else { '-' })
+            .collect(),
+    };
+    if tags.is_empty() {
+        vec![format!("{repository}:latest")]
+    } else {
+        tags.iter().map(|tag| format!("{repository}:{tag}")).collect()
+    }
 }
 
 /// Writes an image that is in the CAS as an archive at `output`, atomically.
 /// `names` are the image's `repository:tag` names: the docker archive's
 /// `RepoTags`; the first one's tag is the OCI archive's
 /// `org.opencontainers.image.ref.name`.
-// `run` calls this once `berth build` can give it an image root.
-#[allow(dead_code)]
 pub fn export_root(
     cas: &Cas,
     root: BlobRef,
@@ -94,7 +127,6 @@ pub fn export_root(
 
 /// The tag of `repository:tag` (`latest` without one); a `:` before the last
 /// `/` is a registry port, not a tag.
-#[allow(dead_code)]
 fn tag_of(name: &str) -> &str {
     let last = name.rsplit('/').next().unwrap_or(name);
     last.rsplit_once(':').map_or("latest", |(_, tag)| tag)
@@ -103,6 +135,17 @@ fn tag_of(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_from_repository_and_tags_or_the_label() {
+        let label = Label::parse("//app/Web:image", "").unwrap();
+        assert_eq!(image_names(&label, None, &[]), ["app/web/image:latest"]);
+        let tags = ["1.0".to_owned(), "latest".to_owned()];
+        assert_eq!(
+            image_names(&label, Some("registry:5000/web"), &tags),
+            ["registry:5000/web:1.0", "registry:5000/web:latest"]
+        );
+    }
 
     #[test]
     fn tags_of_names() {

@@ -5,7 +5,7 @@ use clap::Args;
 
 use crate::cli::GlobalArgs;
 use crate::registry::{Client, ClientOptions, Reference};
-use crate::workspace::RegistrySetting;
+use crate::workspace::{find_root, Workspace, WorkspaceError};
 
 #[derive(Debug, Args)]
 pub struct PinArgs {
@@ -28,7 +28,7 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    let client = Client::new(client_options(global)).map_err(crate::error::Error::from)?;
+    let client = Client::new(client_options(global)?).map_err(crate::error::Error::from)?;
     let (digest, _media_type) = client.resolve_tag(&reference, args.anonymous).map_err(crate::error::Error::from)?;
     let name = args.name.unwrap_or_else(|| target_name(&reference.image.repository));
     let anonymous = if args.anonymous { "    anonymous = True,\n" } else { "" };
@@ -39,20 +39,17 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The registry client options for this invocation.
-///
-/// Integration point: `registry(...)` settings come from `WORKSPACE.star`
-/// once workspace evaluation lands; until then plain-HTTP registries are
-/// named in `BERTH_INSECURE_REGISTRIES` (comma-separated `host:port`).
-pub(crate) fn client_options(global: &GlobalArgs) -> ClientOptions {
-    let registries = std::env::var("BERTH_INSECURE_REGISTRIES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|host| !host.is_empty())
-        .map(|host| RegistrySetting { host: host.to_owned(), mirrors: Vec::new(), insecure: true })
-        .collect();
-    ClientOptions { registries, offline: global.offline, ..ClientOptions::default() }
+/// The registry client options for this invocation: `registry(...)`
+/// settings (mirrors, plain HTTP) from the enclosing workspace's
+/// `WORKSPACE.star`, if there is one; none outside a workspace.
+pub(crate) fn client_options(global: &GlobalArgs) -> anyhow::Result<ClientOptions> {
+    let cwd = std::env::current_dir()?;
+    let registries = match find_root(&cwd) {
+        Ok(root) => Workspace::open(&root)?.settings.registries,
+        Err(WorkspaceError::NotFound { .. }) => Vec::new(),
+        Err(error) => return Err(crate::error::Error::from(error).into()),
+    };
+    Ok(ClientOptions { registries, offline: global.offline, ..ClientOptions::default() })
 }
 
 /// `team/web-app` → `web-app`; characters a target name cannot hold become `_`.

@@ -5,7 +5,9 @@ use clap::Args;
 
 use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
-use crate::registry::{BlobSources, Client, ImageRef, PulledImage, PushRequest};
+use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
+use crate::session::TargetOutput;
+use crate::workspace::RegistrySetting;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -19,17 +21,28 @@ pub struct PushArgs {
     pub tags: Vec<String>,
 }
 
-pub fn run(args: PushArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    // Integration point: `berth build` turns `args.label` into a `BuiltImage`
-    // and calls `push_built`.
-    anyhow::bail!(
-        "`berth push {}` needs `berth build` to hand it the built image; that step is not wired yet",
-        args.label
-    )
+pub fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    // Base layers are not fetched: the push mounts them from their
+    // repository, or fetches them only if the registry lacks them.
+    let (built, output) = session.build_label(&args.label, false)?;
+    let image = match output {
+        TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
+            BuiltImage { root: root.blob, media_type: root.media_type, repository, tags, pulled: built.analysis.pulled }
+        }
+        TargetOutput::Layer { .. } => {
+            return Err(crate::error::Error::user(format!(
+                "`{}` is a layer, not an image\nhint: push an `oci_image_build` or `oci_image_index` target",
+                args.label
+            ))
+            .into())
+        }
+    };
+    push_built(&args, global, &session.cache.cas, &image, &session.workspace.settings.registries)
 }
 
 /// What building a pushable label yields.
-#[allow(dead_code)] // Constructed by the `berth build` integration.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
     /// The image manifest or index, in the CAS.
@@ -45,8 +58,13 @@ pub struct BuiltImage {
 
 /// Pushes a built image where the flags (or the target) say, printing the
 /// manifest digest on stdout.
-#[allow(dead_code)] // Called by the `berth build` integration.
-pub fn push_built(args: &PushArgs, global: &GlobalArgs, cas: &Cas, built: &BuiltImage) -> anyhow::Result<i32> {
+pub fn push_built(
+    args: &PushArgs,
+    global: &GlobalArgs,
+    cas: &Cas,
+    built: &BuiltImage,
+    registries: &[RegistrySetting],
+) -> anyhow::Result<i32> {
     let repository = args.repository.as_ref().or(built.repository.as_ref()).ok_or_else(|| {
         crate::error::Error::user(format!(
             "Target `{}` has no `repository` to push to\nhint: set `repository` on the target or pass `--repository`",
@@ -59,7 +77,9 @@ pub fn push_built(args: &PushArgs, global: &GlobalArgs, cas: &Cas, built: &Built
     for pulled in &built.pulled {
         sources.add_image(pulled);
     }
-    let client = Client::new(super::pin::client_options(global)).map_err(crate::error::Error::from)?;
+    let options =
+        ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
+    let client = Client::new(options).map_err(crate::error::Error::from)?;
     let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
     let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
     if !global.quiet {

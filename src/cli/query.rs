@@ -12,7 +12,8 @@ use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// `//...`, `//pkg/...`, `//pkg:name`, `deps(EXPR)`, `rdeps(UNIVERSE, EXPR)`
+    /// `//...`, `//pkg/...`, `//pkg:all`, `//pkg:name`, `deps(EXPR)`, `rdeps(UNIVERSE, EXPR)`;
+    /// `:name` and `...` are relative to the current directory
     #[arg(default_value = "//...")]
     pub expr: String,
     /// How to print the result
@@ -38,8 +39,10 @@ impl From<QueryOutput> for graph::QueryOutput {
 }
 
 pub fn run(args: QueryArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    let expr = QueryExpr::parse(&args.expr).map_err(Error::from)?;
-    let workspace = Workspace::discover(&std::env::current_dir()?)?;
+    let cwd = std::env::current_dir()?;
+    let workspace = Workspace::discover(&cwd)?;
+    let package = workspace.package_of(&cwd).unwrap_or_default();
+    let expr = QueryExpr::parse_in(&args.expr, &package).map_err(Error::from)?;
     let graph = frontend::load(&workspace, &expr.patterns())?;
     let labels = expr.evaluate(&graph).map_err(Error::from)?;
     let text = render_query(&graph, &labels, args.output.into());

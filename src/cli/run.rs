@@ -1,17 +1,15 @@
 //! `berth run LABEL [-- ARG...]`
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::Context as _;
 use clap::Args;
 
-use crate::cache::{resolve_cache_dir, Cas, Digest};
+use crate::cache::{Cas, Digest};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::exec::{run_image, RunImageRequest, Runc, StackMode};
-use crate::oci::{media_types, Index, Manifest, Platform};
-use crate::workspace::{Label, Workspace};
+use crate::oci::{media_types, ImageRoot, Index, Manifest, Platform};
+use crate::workspace::Label;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -54,21 +52,26 @@ impl RunRequest {
 }
 
 pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
-    let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-    let workspace = Workspace::discover(&cwd)?;
-    let package = cwd.strip_prefix(&workspace.root).ok().and_then(Path::to_str).map(str::to_owned).unwrap_or_default();
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    let package = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.strip_prefix(&session.workspace.root).ok().and_then(Path::to_str).map(str::to_owned))
+        .unwrap_or_default();
     let request = RunRequest::new(args, &package)?;
     // Before any build work: a machine that cannot run containers says so
     // at once (exit 3).
-    let runc = Runc::locate(workspace.settings.runc.as_deref()).map_err(Error::from)?;
-    let cache_dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
-    let cas = Cas::open(&cache_dir).map_err(Error::from)?;
-    let layout = workspace.out_dir().join(request.label.path());
-    let image = read_built_image(&layout, &cas, &request.label)?;
+    let runc = Runc::locate(session.workspace.settings.runc.as_deref()).map_err(Error::from)?;
+    let (_, output) = session.build_label(&request.label.to_string(), true)?;
+    let root = output.root().ok_or_else(|| {
+        Error::user(format!("`{}` is a layer, not an image\nhint: run an `oci_image_build` target", request.label))
+    })?;
+    let cas = &session.cache.cas;
+    let image = host_image(cas, root, &request.label)?;
     let config = cas.read_verified(&image.config).map_err(Error::from)?;
     let code = run_image(&RunImageRequest {
-        cas: &cas,
-        cache_dir: &cache_dir,
+        cas,
+        cache_dir: session.cache.dir(),
         config: &config,
         layers: &image.layers,
         args: request.args,
@@ -80,84 +83,44 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// The config and layers of an image `berth build` wrote.
+/// The config and layers of a built image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
     pub config: Digest,
     pub layers: Vec<Digest>,
 }
 
-/// Reads the image of the OCI layout `berth build` wrote at `layout`
-/// (`berth-out/<package>/<name>/`), picking the host's platform from an
-/// index, and makes sure its config and layers are in the CAS (copied from
-/// the layout, checked, when the cache was cleaned since).
-pub fn read_built_image(layout: &Path, cas: &Cas, label: &Label) -> Result<BuiltImage, Error> {
-    let not_built = || {
-        Error::user(format!(
-            "Image `{label}` has not been built (no `{}`)\nhint: run `berth build {label}` first",
-            layout.join("index.json").display()
-        ))
-    };
-    let index: Index = read_json(&layout.join("index.json")).map_err(|_| not_built())?;
-    let mut descriptor = index.manifests.first().cloned().ok_or_else(not_built)?;
-    // An index of platforms: follow it to the host's manifest.
-    while media_types::is_index(&descriptor.media_type) {
-        let nested: Index = read_json(&blob_path(layout, &descriptor.digest))?;
+/// The image to run: the root itself, or the host's entry of an index.
+fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage, Error> {
+    let mut descriptor_digest = root.blob.digest;
+    let mut media_type = root.media_type.clone();
+    while media_types::is_index(&media_type) {
+        let index: Index = read_json(cas, &descriptor_digest)?;
         let host = Platform::host();
-        descriptor = nested
+        let entry = index
             .manifests
             .iter()
             .find(|entry| entry.platform.as_ref().is_some_and(|p| p.os == host.os && p.architecture == host.architecture))
-            .cloned()
             .ok_or_else(|| {
                 Error::user(format!(
                     "Image index `{label}` has no manifest for `{}/{}`\nhint: `berth run` runs images of the host's platform",
                     host.os, host.architecture
                 ))
             })?;
+        descriptor_digest = entry.digest;
+        media_type = entry.media_type.clone();
     }
-    let manifest: Manifest = read_json(&blob_path(layout, &descriptor.digest))?;
-    let mut digests = vec![manifest.config.digest];
-    digests.extend(manifest.layers.iter().map(|layer| layer.digest));
-    for digest in &digests {
-        import_blob(layout, cas, digest)?;
-    }
-    Ok(BuiltImage { config: manifest.config.digest, layers: digests.split_off(1) })
+    let manifest: Manifest = read_json(cas, &descriptor_digest)?;
+    Ok(BuiltImage {
+        config: manifest.config.digest,
+        layers: manifest.layers.iter().map(|layer| layer.digest).collect(),
+    })
 }
 
-fn blob_path(layout: &Path, digest: &Digest) -> PathBuf {
-    layout.join("blobs/sha256").join(digest.hex())
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Error> {
-    let file = File::open(path).map_err(|error| Error::user(format!("Cannot read `{}`: {error}", path.display())))?;
-    serde_json::from_reader(std::io::BufReader::new(file))
-        .map_err(|error| Error::user(format!("`{}` is not valid JSON: {error}", path.display())))
-}
-
-fn import_blob(layout: &Path, cas: &Cas, digest: &Digest) -> Result<(), Error> {
-    if cas.contains(digest) {
-        return Ok(());
-    }
-    let path = blob_path(layout, digest);
-    let mut file = File::open(&path).map_err(|error| {
-        Error::user(format!(
-            "Blob `{digest}` is missing from `{}`: {error}\nhint: run `berth build` again",
-            layout.display()
-        ))
-    })?;
-    let mut writer = cas.writer().map_err(Error::from)?;
-    std::io::copy(&mut file, &mut writer)
-        .map_err(|error| Error::environment(format!("Cannot copy `{}` into the cache: {error}", path.display())))?;
-    let blob = writer.commit().map_err(Error::from)?;
-    if blob.digest != *digest {
-        let _ = std::fs::remove_file(cas.path(&blob.digest));
-        return Err(Error::user(format!(
-            "Blob `{}` does not match its digest `{digest}`\nhint: run `berth build` again",
-            path.display()
-        )));
-    }
-    Ok(())
+fn read_json<T: serde::de::DeserializeOwned>(cas: &Cas, digest: &Digest) -> Result<T, Error> {
+    let bytes = cas.read_verified(digest).map_err(Error::from)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| Error::internal(format!("Blob `{digest}` is not valid JSON: {error}")))
 }
 
 #[cfg(test)]
@@ -174,14 +137,5 @@ mod tests {
         assert_eq!(request.label, Label::new("app", "img"));
         assert!(RunRequest::new(args(":img", &["NOVALUE"]), "app").unwrap_err().message.contains("KEY=VALUE"));
         assert!(RunRequest::new(args(":img", &["=x"]), "app").is_err());
-    }
-
-    #[test]
-    fn unbuilt_images_say_how_to_build_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let cas = Cas::open(&dir.path().join("cache")).unwrap();
-        let label = Label::new("app", "img");
-        let error = read_built_image(&dir.path().join("berth-out/app/img"), &cas, &label).unwrap_err();
-        assert!(error.message.contains("berth build //app:img"), "{}", error.message);
     }
 }

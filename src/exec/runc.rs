@@ -181,6 +181,10 @@ impl Runc {
         };
         let mut child = command.spawn().map_err(|source| RuncError::Spawn { runc: self.path.clone(), source })?;
         let guard = DeleteOnDrop { runc: self, id: &id };
+        // With stdio attached, Ctrl-C reaches runc too (same process group),
+        // which forwards it to the container; berth waits for the container
+        // to end so it can unmount and delete behind it.
+        let _interrupts = (stdio == StdioMode::Inherit).then(IgnoreInterrupts::new);
         let readers = [child.stdout.take().map(capture), child.stderr.take().map(capture)];
         let pid = child.id();
         let (sender, receiver) = mpsc::channel();
@@ -231,6 +235,23 @@ impl Runc {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Ignores SIGINT in berth until dropped.
+struct IgnoreInterrupts(libc::sighandler_t);
+
+impl IgnoreInterrupts {
+    fn new() -> IgnoreInterrupts {
+        // SAFETY: SIG_IGN is a valid disposition; the previous one is restored on drop.
+        IgnoreInterrupts(unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) })
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        // SAFETY: restores the disposition `new` replaced.
+        unsafe { libc::signal(libc::SIGINT, self.0) };
     }
 }
 

@@ -222,38 +222,29 @@ fn check(
         };
         Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
     })?;
+    if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
+        let names = kind.attrs.iter().map(|attr| attr.name);
+        let hint = match closest(key, names) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "`{rule}` takes {}",
+                kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
+    }
+    // In schema order, so `deps` does not depend on the order of the call's arguments.
     let mut deps = Vec::new();
     let mut attrs = std::collections::BTreeMap::new();
-    for (key, value) in kwargs.iter() {
-        if key == "name" {
-            continue;
-        }
-        let Some(attr) = kind.attr(key) else {
-            let names = kind.attrs.iter().map(|attr| attr.name);
-            let hint = match closest(key, names) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!(
-                    "`{rule}` takes {}",
-                    kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
-                ),
-            };
-            return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
-        };
-        let coerced = schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
-            Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
-        })?;
-        if attr.required && coerced == crate::graph::AttrValue::None {
-            return Err(missing(kind, attr.name, &label));
-        }
-        attrs.insert(attr.name.to_owned(), coerced);
-    }
     for attr in kind.attrs {
-        if !attrs.contains_key(attr.name) {
-            if attr.required {
-                return Err(missing(kind, attr.name, &label));
-            }
-            attrs.insert(attr.name.to_owned(), schema::default_value(attr, &mut deps));
-        }
+        let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
+            Some(value) => schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
+                Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
+            })?,
+            None if attr.required => return Err(missing(kind, attr.name, &label)),
+            None => schema::default_value(attr, &mut deps),
+        };
+        attrs.insert(attr.name.to_owned(), coerced);
     }
     if rule == "oci_pull_image"
         && attrs["sha"] == crate::graph::AttrValue::None
@@ -331,11 +322,11 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
         })
     }
 
-    /// `remote_cache(url)`: a remote cache to read and write actions through.
+    /// `remote_cache(url)`: reserved by the design for a remote cache, which
+    /// berth does not have yet; refusing it beats silently building without.
     fn remote_cache<'v>(url: String, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
-        settings(eval, "remote_cache", |settings| {
-            settings.remote_cache = Some(url);
-            Ok(())
+        settings(eval, "remote_cache", |_| {
+            Err(format!("berth has no remote cache yet, so `remote_cache(\"{url}\")` cannot be honoured; remove it"))
         })
     }
 
@@ -364,7 +355,90 @@ fn settings(
 
 #[cfg(test)]
 mod tests {
+    use starlark::assert::Assert;
+
     use super::*;
+    use crate::frontend::loader::dialect;
+    use crate::frontend::prelude::Library;
+
+    /// An `Assert` with the BUILD-file globals, evaluating in package `app`
+    /// whose directory holds `files`. Each program gets a fresh context, so
+    /// targets declared by one run do not clash with the next.
+    fn in_package(files: &[&str]) -> Assert<'static> {
+        let dir = tempfile::tempdir().unwrap();
+        for file in files {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let dir = dir.keep();
+        let mut assert = Assert::new();
+        assert.dialect(&dialect());
+        assert.globals(Library::get().unwrap().globals.clone());
+        assert.setup_eval(move |eval| {
+            let context = EvalContext::for_package(PackageContext {
+                package: "app".into(),
+                build_file: "app/BUILD.star".into(),
+                dir: dir.clone(),
+                targets: Default::default(),
+                names: Default::default(),
+            });
+            // Leaked: the evaluator borrows it for the whole test.
+            eval.extra = Some(Box::leak(Box::new(context)));
+        });
+        assert
+    }
+
+    #[test]
+    fn package_name_and_glob() {
+        let assert = in_package(&["b.txt", "a.txt", "c.py", "sub/BUILD.star", "sub/d.txt", "deep/e.txt"]);
+        assert.eq("package_name()", "'app'");
+        assert.eq("glob(['*.txt'])", "['a.txt', 'b.txt']");
+        assert.eq("glob(['**/*.txt'], exclude = ['b.*'])", "['a.txt', 'deep/e.txt']");
+        assert.eq("glob(include = ('*.py',))", "['c.py']");
+        assert.fail("glob(['../*'])", "Glob pattern `../*` escapes package `//app`");
+        assert.fail("glob('*.txt')", "Type of parameter `include` doesn't match");
+    }
+
+    #[test]
+    fn natives_check_their_schema() {
+        let assert = in_package(&[]);
+        assert.pass("native.files(name = 'x', srcs = ['a'])");
+        assert.pass("oci_image_build(name = 'img', env = {'A': 'b'})");
+        assert.fail("native.files(name = 'x', srcz = ['a'])", "Unknown attribute `srcz` of `files` target `//app:x`");
+        assert.fail("native.files(name = 'x')", "Missing required attribute `srcs`");
+        assert.fail("native.oci_layer(name = 'x', uid = '0')", "Attribute `uid` must be an int, not `string`");
+        assert.fail("native.oci_layer(name = 'x', mode = '9')", "is not a file mode");
+        assert.fail("native.oci_layer(name = 'x')\nnative.oci_layer(name = 'x')", "Target `//app:x` is declared twice");
+        assert.fail("native.oci_pull_image(name = 'a#b', repository = 'r', digest = 'd')", "`#` is reserved");
+        assert.fail("native.files('x', srcs = [])", "positional");
+    }
+
+    #[test]
+    fn the_dialect_has_types_f_strings_and_keyword_only_arguments() {
+        let assert = in_package(&[]);
+        assert.eq("(lambda port: f'{port}/tcp')(80)", "'80/tcp'");
+        assert.pass("def f(*, name: str) -> str:\n    return name\nf(name = 'x')");
+        assert.fail("def f(*, name: str):\n    pass\nf('x')", "Missing named-only parameter `name`");
+        assert.fail("def f(name: str):\n    pass\nf(1)", "does not match the type annotation");
+    }
+
+    #[test]
+    fn workspace_functions_only_in_workspace_star() {
+        let mut assert = Assert::new();
+        assert.globals(workspace().build());
+        assert.setup_eval(|eval| eval.extra = Some(Box::leak(Box::new(EvalContext::for_workspace_file()))));
+        assert.pass(
+            "workspace(name = 'w')\nregistry('r:5000', mirrors = ['m'], insecure = True)\nruncc = runc('/bin/runc')",
+        );
+        assert.fail("workspace('w')", "Missing named-only parameter `name`");
+        assert.fail("source_date_epoch('now')", "Type of parameter `seconds` doesn't match");
+        assert.fail("source_date_epoch(-5)", "must not be negative");
+        let mut outside = Assert::new();
+        outside.globals(workspace().build());
+        outside.setup_eval(|eval| eval.extra = Some(Box::leak(Box::new(EvalContext::for_star_file()))));
+        outside.fail("registry('r')", "`registry()` may only be called in `WORKSPACE.star`");
+    }
 
     #[test]
     fn target_names_are_file_like_and_hash_is_reserved() {

@@ -5,10 +5,12 @@
 //! starlark-rust enforces a call-depth limit, a tick limit (one tick per call
 //! or loop iteration) and a heap limit (checked every 1,000 ticks). Single
 //! native operations such as `"x" * (1 << 30)` or `[0] * (1 << 28)`
-//! allocate their result in one go, between two checks; Rust aborts the
-//! process when such an allocation fails. `GuardedAllocator` refuses any
-//! single allocation above `MAX_ALLOCATION` made while a file evaluates, and
-//! exits with an error naming the file instead.
+//! allocate their result in one go, between two checks, and a loop of a few
+//! hundred such operations can exhaust memory before the next check; Rust
+//! aborts the process when an allocation fails. `GuardedAllocator` refuses,
+//! while a file evaluates on the current thread, any single allocation above
+//! `MAX_ALLOCATION` and any allocation that takes the thread's live memory
+//! above `MAX_LIVE_BYTES`, and exits with an error naming the file instead.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -22,12 +24,19 @@ use crate::graph::Location;
 
 /// Deepest Starlark call stack: rule macros nest a handful deep.
 pub(crate) const MAX_CALL_DEPTH: usize = 200;
-/// Function calls plus loop iterations per file.
-pub(crate) const MAX_TICKS: u64 = 10_000_000;
+/// Function calls plus loop iterations per file. Also bounds how deep a value
+/// can nest (each level costs a tick), which freezing walks recursively on
+/// a `STACK_BYTES` stack: a million levels fit.
+pub(crate) const MAX_TICKS: u64 = 1_000_000;
 /// Starlark heap per file.
 pub(crate) const MAX_HEAP_BYTES: usize = 1 << 30;
+/// Stack of the threads that parse and evaluate files.
+pub(crate) const STACK_BYTES: usize = 256 << 20;
 /// Largest single allocation while a file evaluates.
 pub(crate) const MAX_ALLOCATION: usize = 1 << 30;
+/// Most memory a file's evaluation may hold at once (allocated minus freed on
+/// its thread), above the heap limit, which is only checked now and then.
+pub(crate) const MAX_LIVE_BYTES: isize = 2 << 30;
 
 /// Sets every limit on a fresh evaluator.
 pub(crate) fn apply(eval: &mut Evaluator) {
@@ -96,23 +105,28 @@ pub(crate) fn starlark_message(error: &starlark::Error) -> String {
 thread_local! {
     /// The file being evaluated on this thread, while the guard is on.
     static GUARDED_FILE: Cell<Option<(*const u8, usize)>> = const { Cell::new(None) };
+    /// Bytes allocated minus bytes freed on this thread since the guard went on.
+    static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
 }
 
 /// Turns the allocation guard on for this thread while it lives.
 struct Guard {
     previous: Option<(*const u8, usize)>,
+    previous_live: isize,
 }
 
 impl Guard {
     fn enter(file: &str) -> Guard {
         let previous = GUARDED_FILE.with(|cell| cell.replace(Some((file.as_ptr(), file.len()))));
-        Guard { previous }
+        let previous_live = LIVE_BYTES.with(|cell| cell.replace(0));
+        Guard { previous, previous_live }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         GUARDED_FILE.with(|cell| cell.set(self.previous));
+        LIVE_BYTES.with(|cell| cell.set(self.previous_live));
     }
 }
 
@@ -129,29 +143,47 @@ fn guarded_file() -> Option<(*const u8, usize)> {
     GUARDED_FILE.try_with(Cell::get).ok().flatten()
 }
 
-fn check(size: usize) {
+/// Accounts for `grown` more bytes (negative when freed) and refuses the
+/// allocation of `size` bytes if it breaks a limit.
+fn account(size: usize, grown: isize) {
+    let Some(file) = guarded_file() else { return };
     if size > MAX_ALLOCATION {
-        if let Some(file) = guarded_file() {
-            refuse(file, size);
-        }
+        refuse(file, Refusal::Single(size));
+    }
+    let live = LIVE_BYTES.try_with(|cell| {
+        let live = cell.get().saturating_add(grown);
+        cell.set(live);
+        live
+    });
+    if live.is_ok_and(|live| live > MAX_LIVE_BYTES) {
+        refuse(file, Refusal::Live);
     }
 }
 
 fn check_result(pointer: *mut u8, size: usize) -> *mut u8 {
     if pointer.is_null() {
         if let Some(file) = guarded_file() {
-            refuse(file, size);
+            refuse(file, Refusal::Single(size));
         }
     }
     pointer
 }
 
+enum Refusal {
+    Single(usize),
+    Live,
+}
+
 /// Prints the error without allocating and exits with the user-error code.
-fn refuse((file, length): (*const u8, usize), size: usize) -> ! {
+fn refuse((file, length): (*const u8, usize), refusal: Refusal) -> ! {
     fn write(bytes: &[u8]) {
         // SAFETY: writing an initialised buffer to stderr.
         unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
     }
+    let size = match refusal {
+        Refusal::Single(size) => size,
+        Refusal::Live => 0,
+    };
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = size;
@@ -166,31 +198,169 @@ fn refuse((file, length): (*const u8, usize), size: usize) -> ! {
     write(b"error: Evaluating `");
     // SAFETY: the guard holds a pointer to the file name, alive while it is on.
     write(unsafe { std::slice::from_raw_parts(file, length) });
-    write(b"` tried to allocate ");
-    write(&digits[at..]);
-    write(b" bytes at once; berth stops at 1 GiB\n");
-    write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `[0] * (1 << 28)`\n");
+    match refusal {
+        Refusal::Single(_) => {
+            write(b"` tried to allocate ");
+            write(&digits[at..]);
+            write(b" bytes at once; berth stops at 1 GiB\n");
+            write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `[0] * (1 << 28)`\n");
+        }
+        Refusal::Live => {
+            write(b"` used more than 2 GiB of memory\n");
+            write(b"hint: look for a loop building large strings or lists\n");
+        }
+    }
     // SAFETY: `_exit` ends the process without running code that could allocate.
     unsafe { libc::_exit(1) }
 }
 
 unsafe impl GlobalAlloc for GuardedAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        check(layout.size());
+        account(layout.size(), layout.size() as isize);
         check_result(unsafe { System.alloc(layout) }, layout.size())
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        check(layout.size());
+        account(layout.size(), layout.size() as isize);
         check_result(unsafe { System.alloc_zeroed(layout) }, layout.size())
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        if guarded_file().is_some() {
+            let _ = LIVE_BYTES.try_with(|cell| cell.set(cell.get() - layout.size() as isize));
+        }
         unsafe { System.dealloc(pointer, layout) }
     }
 
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        check(new_size);
+        account(new_size, new_size as isize - layout.size() as isize);
         check_result(unsafe { System.realloc(pointer, layout, new_size) }, new_size)
+    }
+}
+
+/// Most operators and brackets in one statement: the parser recurses once per
+/// nesting level, so a machine-made `[[[[...]]]]` could overflow its stack.
+pub(crate) const MAX_STATEMENT_NESTING: usize = 2000;
+/// Deepest indentation, in columns, for the same reason.
+pub(crate) const MAX_INDENT: usize = 2000;
+
+/// Refuses source text whose statements could nest deeper than the parser's
+/// stack allows, before it is parsed. A lexical scan: strings and comments
+/// are skipped; brackets, operators and the keywords that build expressions
+/// are counted per statement.
+pub(crate) fn check_nesting(path: &str, text: &str) -> Result<(), LoadError> {
+    let bytes = text.as_bytes();
+    let (mut at, mut line, mut depth, mut count, mut line_start) = (0usize, 1u32, 0usize, 0usize, true);
+    let mut statement_line = 1u32;
+    let too_deep = |line: u32, what: String| {
+        LoadError::Limit(
+            Diagnostic::new(format!("Statement nests too deeply to load: {what}"))
+                .at(Location { path: path.to_owned(), line, column: 1 })
+                .hint("split it into smaller statements or functions"),
+        )
+    };
+    while at < bytes.len() {
+        if line_start {
+            let indent = bytes[at..].iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+            if indent > MAX_INDENT {
+                return Err(too_deep(line, format!("indented more than {MAX_INDENT} columns")));
+            }
+            line_start = false;
+        }
+        let byte = bytes[at];
+        match byte {
+            b'#' => {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+                continue;
+            }
+            b'\'' | b'"' => {
+                let triple = bytes[at..].starts_with(&[byte; 3]);
+                at += if triple { 3 } else { 1 };
+                while at < bytes.len() {
+                    match bytes[at] {
+                        b'\\' => at += 1,
+                        b'\n' => line += 1,
+                        quote if quote == byte && (!triple || bytes[at..].starts_with(&[byte; 3])) => {
+                            at += if triple { 3 } else { 1 };
+                            break;
+                        }
+                        _ => {}
+                    }
+                    at += 1;
+                }
+                continue;
+            }
+            b'\n' => {
+                line += 1;
+                line_start = true;
+                let continued = at > 0 && bytes[at - 1] == b'\\';
+                if depth == 0 && !continued {
+                    count = 0;
+                    statement_line = line;
+                }
+            }
+            b';' if depth == 0 => {
+                count = 0;
+                statement_line = line;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                count += 1;
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'|' | b'&' | b'^' | b'~' | b'<' | b'>' | b'=' | b'!' => count += 1,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let end = at + bytes[at..].iter().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+                if matches!(&bytes[at..end], b"not" | b"and" | b"or" | b"if" | b"else" | b"lambda" | b"for" | b"in") {
+                    count += 1;
+                }
+                at = end;
+                if count > MAX_STATEMENT_NESTING {
+                    return Err(too_deep(
+                        statement_line,
+                        format!("more than {MAX_STATEMENT_NESTING} operators and brackets"),
+                    ));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if count > MAX_STATEMENT_NESTING {
+            return Err(too_deep(statement_line, format!("more than {MAX_STATEMENT_NESTING} operators and brackets")));
+        }
+        at += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_files_pass_the_nesting_check() {
+        let text = "load(\"//x:y.star\", \"z\")\n# a comment with ((((( and '\ndef f(a, *, b = [1, 2]):\n    return {\"k\": a + b} if a else None\n\ns = \"\"\"\n[[[[ not counted\n\"\"\"\nsrcs = [\n" .to_owned()
+            + &"    \"file.txt\",\n".repeat(5000)
+            + "]\n";
+        check_nesting("BUILD.star", &text).unwrap();
+        let many = "x = 1\n".repeat(10000) + &"y = a + b\n".repeat(5000);
+        check_nesting("BUILD.star", &many).unwrap();
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_line() {
+        for text in [
+            format!("a = 1\nx = {}{}\n", "[".repeat(3000), "]".repeat(3000)),
+            format!("a = 1\nx = {}1\n", "-".repeat(3000)),
+            format!("a = 1\nx = {}True\n", "not ".repeat(3000)),
+            format!("a = 1\nx = ({})\n", "1 +\n".repeat(3000) + "1"),
+        ] {
+            let error = check_nesting("app/BUILD.star", &text).unwrap_err().to_string();
+            assert!(error.starts_with("Statement nests too deeply to load: more than 2000 operators and brackets\n  --> app/BUILD.star:2:1"), "{error}");
+        }
+        let indented = format!("if True:\n{}pass\n", " ".repeat(3000));
+        assert!(check_nesting("a", &indented).unwrap_err().to_string().contains("indented more than 2000 columns"));
     }
 }

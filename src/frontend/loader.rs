@@ -78,9 +78,10 @@ impl<'a> Loader<'a> {
     fn run(mut self, patterns: &[Pattern]) -> Result<TargetGraph, LoadError> {
         let mut pending = self.initial_packages(patterns)?;
         let mut loaded: BTreeMap<String, Vec<TargetNode>> = BTreeMap::new();
-        // Large stacks: deeply nested Starlark recurses in the parser and evaluator.
+        // Large stacks: deeply nested Starlark recurses in the parser, the
+        // evaluator and the freezer (only the pages touched are committed).
         let pool = rayon::ThreadPoolBuilder::new()
-            .stack_size(16 << 20)
+            .stack_size(limits::STACK_BYTES)
             .thread_name(|index| format!("berth-loading-{index}"))
             .build()
             .map_err(|error| LoadError::Starlark(format!("Cannot start the loading threads: {error}")))?;
@@ -89,11 +90,11 @@ impl<'a> Loader<'a> {
             let parsed =
                 pool.install(|| batch.par_iter().map(|package| self.parse_build(package.as_str())).collect::<Vec<_>>());
             let parsed = parsed.into_iter().collect::<Result<Vec<_>, _>>()?;
-            for build in &parsed {
-                for load in &build.loads {
-                    self.load_star(load, &mut Vec::new())?;
-                }
-            }
+            // One at a time (a file loads before its users), on a loading
+            // thread for its large stack: freezing deep values recurses.
+            pool.install(|| {
+                parsed.iter().flat_map(|build| &build.loads).try_for_each(|load| self.load_star(load, &mut Vec::new()))
+            })?;
             let this = &self;
             let results =
                 pool.install(|| parsed.into_par_iter().map(|build| this.evaluate_build(build)).collect::<Vec<_>>());
@@ -133,6 +134,7 @@ impl<'a> Loader<'a> {
         let build_file =
             self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
         let text = read(&self.workspace.root, &build_file)?;
+        limits::check_nesting(&build_file, &text)?;
         let ast = AstModule::parse(&build_file, text, &dialect())
             .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let context = Label::new(package, BUILD_FILES[0]);
@@ -171,6 +173,7 @@ impl<'a> Loader<'a> {
             return Err(missing_star_file(&self.workspace.root, label, &path).at(load.location.clone()).into());
         }
         let text = read(&self.workspace.root, &path)?;
+        limits::check_nesting(&path, &text)?;
         let ast = AstModule::parse(&path, text, &dialect())
             .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let loads = resolve_loads(&ast, label)?;
@@ -301,12 +304,11 @@ impl<'a> Loader<'a> {
     }
 
     fn no_such_package(&self, label: &Label) -> Diagnostic {
-        let mut diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
-        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`.
+        let diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
+        // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`: walk up to the nearest package.
         let mut package = label.package.as_str();
-        while let Some((parent, _)) =
-            package.rsplit_once('/').or(if package.is_empty() { None } else { Some(("", package)) })
-        {
+        while !package.is_empty() {
+            let parent = package.rsplit_once('/').map_or("", |(parent, _)| parent);
             if self.workspace.build_file(parent).is_some() {
                 let rest = &label.path()[if parent.is_empty() { 0 } else { parent.len() + 1 }..];
                 if self.workspace.root.join(label.path()).is_file() {
@@ -316,8 +318,7 @@ impl<'a> Loader<'a> {
             }
             package = parent;
         }
-        diagnostic = diagnostic.hint("a package is a directory holding `BUILD.star`");
-        diagnostic
+        diagnostic.hint("a package is a directory holding `BUILD.star`")
     }
 
     fn unknown_label(

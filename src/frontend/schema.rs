@@ -288,7 +288,7 @@ pub(crate) fn coerce(
         T::Dict => AttrValue::Dict(
             dict_entries(attr, value)?
                 .into_iter()
-                .map(|(key, item)| Ok((key, plain(attr, item)?)))
+                .map(|(key, item)| Ok((key, plain(attr, item, 1)?)))
                 .collect::<Result<_, CoerceError>>()?,
         ),
     };
@@ -404,7 +404,16 @@ fn dict_entries<'v>(attr: &Attr, value: Value<'v>) -> Result<Vec<(String, Value<
         .collect()
 }
 
-fn plain(attr: &Attr, value: Value) -> Result<AttrValue, CoerceError> {
+/// How deep a `dict` attribute may nest (a Docker healthcheck needs 2).
+const MAX_PLAIN_DEPTH: usize = 32;
+
+fn plain(attr: &Attr, value: Value, depth: usize) -> Result<AttrValue, CoerceError> {
+    if depth > MAX_PLAIN_DEPTH {
+        return Err(CoerceError {
+            message: format!("Attribute `{}` nests deeper than {MAX_PLAIN_DEPTH} levels", attr.name),
+            hint: None,
+        });
+    }
     if value.is_none() {
         Ok(AttrValue::None)
     } else if let Some(flag) = value.unpack_bool() {
@@ -414,12 +423,12 @@ fn plain(attr: &Attr, value: Value) -> Result<AttrValue, CoerceError> {
     } else if let Some(text) = value.unpack_str() {
         Ok(AttrValue::String(text.to_owned()))
     } else if let Some(items) = list_items(value) {
-        Ok(AttrValue::List(items.iter().map(|item| plain(attr, *item)).collect::<Result<_, _>>()?))
+        Ok(AttrValue::List(items.iter().map(|item| plain(attr, *item, depth + 1)).collect::<Result<_, _>>()?))
     } else if DictRef::from_value(value).is_some() {
         Ok(AttrValue::Dict(
             dict_entries(attr, value)?
                 .into_iter()
-                .map(|(key, item)| Ok((key, plain(attr, item)?)))
+                .map(|(key, item)| Ok((key, plain(attr, item, depth + 1)?)))
                 .collect::<Result<_, CoerceError>>()?,
         ))
     } else {
@@ -517,6 +526,13 @@ mod tests {
         assert_eq!(value, AttrValue::Label(Label::new("", "empty")));
         assert_eq!(deps, [Label::new("", "empty")]);
         assert_eq!(coerce_expr("oci_build_layer", "timeout", "None").unwrap().0, AttrValue::Int(600));
+    }
+
+    #[test]
+    fn plain_dicts_refuse_runaway_nesting() {
+        let deep = "def deep():\n    x = {}\n    for i in range(10000):\n        x = {\"a\": x}\n    return x\ndeep()";
+        let error = coerce_expr("oci_image_build", "healthcheck", deep).unwrap_err();
+        assert_eq!(error.message, "Attribute `healthcheck` nests deeper than 32 levels");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `WORKSPACE.star`: evaluated for settings only (`workspace`, `registry`,
-//! `source_date_epoch`, `remote_cache`, `runc`); it declares no targets.
+//! `source_date_epoch`, `runc`; `remote_cache` is refused); it declares no targets.
 
 use starlark::environment::Module;
 use starlark::eval::Evaluator;
@@ -19,6 +19,7 @@ pub fn evaluate_workspace_file(path: &str, text: &str) -> Result<WorkspaceSettin
 }
 
 fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
+    limits::check_nesting(path, text)?;
     let mut dialect = dialect();
     // Settings need no modules: a `load` here would be a misunderstanding.
     dialect.enable_load = false;
@@ -50,9 +51,8 @@ mod tests {
             r#"
 workspace(name = "demo")
 registry("localhost:5000", insecure = True)
-registry("docker.io", mirrors = ["mirror.gcr.io"])
+registry("registry.internal", mirrors = ["mirror.internal"])
 source_date_epoch(1700000000)
-remote_cache("grpc://cache:8980")
 runc("/usr/sbin/runc")
 "#,
         )
@@ -64,14 +64,13 @@ runc("/usr/sbin/runc")
                 registries: vec![
                     RegistrySetting { host: "localhost:5000".into(), mirrors: vec![], insecure: true },
                     RegistrySetting {
-                        host: "docker.io".into(),
-                        mirrors: vec!["mirror.gcr.io".into()],
+                        host: "registry.internal".into(),
+                        mirrors: vec!["mirror.internal".into()],
                         insecure: false
                     },
                 ],
                 source_date_epoch: Some(1_700_000_000),
                 runc: Some("/usr/sbin/runc".into()),
-                remote_cache: Some("grpc://cache:8980".into()),
             }
         );
         assert_eq!(evaluate("WORKSPACE.star", "").unwrap(), WorkspaceSettings::default());
@@ -84,6 +83,7 @@ runc("/usr/sbin/runc")
             ("registry('a')\nregistry('a')", "Registry `a` is declared twice"),
             ("oci_image_build(name = 'x')", "Variable `oci_image_build` not found"),
             ("load('//x:y.star', 'z')", "load"),
+            ("remote_cache('grpc://cache:8980')", "berth has no remote cache yet"),
         ] {
             let error = evaluate("WORKSPACE.star", text).unwrap_err().to_string();
             assert!(error.contains(wanted), "{text}: {error}");

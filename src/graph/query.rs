@@ -34,9 +34,16 @@ pub enum QueryOutput {
 }
 
 impl QueryExpr {
+    /// Parses an expression whose patterns are absolute (`//...`).
     pub fn parse(text: &str) -> Result<QueryExpr, GraphError> {
+        QueryExpr::parse_in(text, "")
+    }
+
+    /// Parses an expression typed in the directory of `package`: relative
+    /// patterns (`:img`, `...`) are resolved against it.
+    pub fn parse_in(text: &str, package: &str) -> Result<QueryExpr, GraphError> {
         let tokens = tokenize(text);
-        let mut parser = Parser { text, tokens: &tokens, position: 0 };
+        let mut parser = Parser { text, package, tokens: &tokens, position: 0 };
         let expr = parser.expr()?;
         if let Some(token) = parser.tokens.get(parser.position) {
             return Err(parser.error(format!("unexpected `{token}` after the expression")));
@@ -94,6 +101,7 @@ fn tokenize(text: &str) -> Vec<String> {
 
 struct Parser<'a> {
     text: &'a str,
+    package: &'a str,
     tokens: &'a [String],
     position: usize,
 }
@@ -141,7 +149,9 @@ impl Parser<'_> {
         if matches!(token.as_str(), "(" | ")" | ",") {
             return Err(self.error(format!("unexpected `{token}`")));
         }
-        Pattern::parse(&token).map(QueryExpr::Pattern).map_err(|error| self.error(first_line(&error.to_string())))
+        Pattern::parse_in(&token, self.package)
+            .map(QueryExpr::Pattern)
+            .map_err(|error| self.error(first_line(&error.to_string())))
     }
 }
 
@@ -223,7 +233,7 @@ mod tests {
             ("rdeps(//...)", "expected `,`, found `)`"),
             ("kind(x, //...)", "unknown function `kind`; berth knows `deps` and `rdeps`"),
             ("//a:b //c:d", "unexpected `//c:d` after the expression"),
-            ("app", "Invalid target pattern `app`: patterns start with `//`"),
+            ("app:", "Invalid target pattern `app:`: the target name is empty"),
         ] {
             match QueryExpr::parse(bad) {
                 Err(GraphError::Query { reason: got, .. }) => assert_eq!(got, reason, "{bad}"),

@@ -478,16 +478,23 @@ impl LayerBuilder {
             return Ok(());
         }
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (path, mut target) in links {
-            // Follow chains of links to the file that holds the bytes.
+        for (path, target) in links {
+            // Follow chains of links to the file that holds the bytes; a
+            // chain longer than the layer is a cycle.
+            let mut next = target.clone();
+            let mut file = None;
             for _ in 0..=self.entries.len() {
-                match self.entries.get(&target).map(|planned| &planned.body) {
-                    Some(Body::HardLink { target: next }) if *next != path => target = next.clone(),
-                    Some(Body::File { .. }) => break,
-                    _ => return Err(OciError::BadHardLink { path, target }),
+                match self.entries.get(&next).map(|planned| &planned.body) {
+                    Some(Body::HardLink { target }) => next = target.clone(),
+                    Some(Body::File { .. }) => {
+                        file = Some(next);
+                        break;
+                    }
+                    _ => break,
                 }
             }
-            groups.entry(target).or_default().push(path);
+            let Some(file) = file else { return Err(OciError::BadHardLink { path, target }) };
+            groups.entry(file).or_default().push(path);
         }
         for (file, links) in groups {
             let first = links.iter().min().filter(|first| **first < file).cloned();
@@ -829,10 +836,15 @@ mod tests {
         let spool = tempfile::tempdir().unwrap();
         let mut builder = LayerBuilder::new(0);
         builder.add_tar(&source[..], spool.path()).unwrap();
-        let (_, tar) = write(builder, Compression::None);
+        let (_, tar) = write(builder.clone(), Compression::None);
         let got = entries(&tar);
         let paths: Vec<&str> = got.iter().map(|entry| entry.path.as_str()).collect();
         assert_eq!(paths, ["usr", "usr/bin", "usr/bin/aa", "usr/bin/zz", "usr/share", "usr/share/doc"]);
+        let mut cycle = builder;
+        for (path, target) in [("/c1", "/c2"), ("/c2", "/c1")] {
+            cycle.add(path, EntryMeta::default(), Body::HardLink { target: target.to_owned() }).unwrap();
+        }
+        assert!(matches!(cycle.write(Vec::new(), Compression::None, 1), Err(OciError::BadHardLink { .. })));
         assert_eq!((got[2].kind, got[2].mode, &got[2].data[..]), (tar::EntryType::Regular, 0o4755, &b"bin"[..]));
         assert_eq!((got[3].kind, got[3].link.as_deref()), (tar::EntryType::Link, Some("usr/bin/aa")));
         assert_eq!(got[5].mode, 0o700);

@@ -110,12 +110,33 @@ pub(crate) fn layout_index(root: &ImageRoot, ref_name: Option<&str>) -> Result<V
 /// [`OciError::MissingBlobs`] (before writing anything) when blobs are not in
 /// the CAS.
 pub fn write_layout(cas: &Cas, root: &ImageRoot, ref_name: Option<&str>, dir: &Path) -> Result<(), OciError> {
-    let blobs = image_blobs(cas, root)?;
-    let missing: Vec<Digest> =
-        blobs.iter().filter(|blob| !cas.contains(&blob.digest)).map(|blob| blob.digest).collect();
+    let missing = missing_blobs(cas, root)?;
     if !missing.is_empty() {
         return Err(OciError::MissingBlobs { digests: missing });
     }
+    write_layout_of_present_blobs(cas, root, ref_name, dir).map(drop)
+}
+
+/// Like [`write_layout`], but blobs missing from the CAS (the layers of a
+/// lazily pulled base, which no action needed) are left out and returned:
+/// `berth build` does not download a base's layers just to link them.
+pub fn write_lazy_layout(
+    cas: &Cas,
+    root: &ImageRoot,
+    ref_name: Option<&str>,
+    dir: &Path,
+) -> Result<Vec<Digest>, OciError> {
+    write_layout_of_present_blobs(cas, root, ref_name, dir)
+}
+
+fn write_layout_of_present_blobs(
+    cas: &Cas,
+    root: &ImageRoot,
+    ref_name: Option<&str>,
+    dir: &Path,
+) -> Result<Vec<Digest>, OciError> {
+    let (blobs, missing): (Vec<BlobRef>, Vec<BlobRef>) =
+        image_blobs(cas, root)?.into_iter().partition(|blob| cas.contains(&blob.digest));
     let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     fs::create_dir_all(parent).map_err(OciError::write(parent.display().to_string()))?;
@@ -136,7 +157,8 @@ pub fn write_layout(cas: &Cas, root: &ImageRoot, ref_name: Option<&str>, dir: &P
     for sub in [temp.path().to_path_buf(), temp.path().join("blobs"), blob_dir] {
         fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).map_err(write_error(&sub))?;
     }
-    replace_dir(temp.keep(), dir)
+    replace_dir(temp.keep(), dir)?;
+    Ok(missing.into_iter().map(|blob| blob.digest).collect())
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OciError> {

@@ -30,5 +30,5 @@ pub use layer::{
     normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar,
     Ownership, PackedLayer, DIR_MODE, FILE_MODE, SYMLINK_MODE,
 };
-pub use layout::{image_blobs, missing_blobs, read_root, write_layout, ImageRoot};
+pub use layout::{image_blobs, missing_blobs, read_root, write_layout, write_lazy_layout, ImageRoot};
 pub use manifest::{Descriptor, Index, Manifest, Platform, REF_NAME_ANNOTATION};

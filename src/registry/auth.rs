@@ -178,12 +178,13 @@ mod tests {
 
     #[test]
     fn parses_bearer_challenges_with_quoted_commas() {
-        let header = r#"Bearer realm="https://auth.test/token",service="reg.test",scope="repository:a/b:pull,push""#;
+        let header =
+            r#"Bearer realm="http://127.0.0.1:5001/token",service="127.0.0.1:5000",scope="repository:a/b:pull,push""#;
         assert_eq!(
             parse_challenge(header),
             Some(Challenge::Bearer {
-                realm: "https://auth.test/token".into(),
-                service: Some("reg.test".into()),
+                realm: "http://127.0.0.1:5001/token".into(),
+                service: Some("127.0.0.1:5000".into()),
                 scope: Some("repository:a/b:pull,push".into()),
             })
         );

@@ -21,6 +21,7 @@ use reqwest::{Method, StatusCode, Url};
 use crate::registry::auth::{self, AuthCache, Challenge};
 use crate::registry::credentials;
 use crate::registry::{Credentials, RegistryError};
+use crate::report::{Event, NullReporter, Reporter};
 use crate::workspace::RegistrySetting;
 
 /// How a [`Client`] reaches registries.
@@ -55,12 +56,18 @@ impl Default for ClientOptions {
 }
 
 /// A registry client shared by analysis, `fetch_blob` actions and pushes.
-#[derive(Debug)]
 pub struct Client {
     pub(crate) http: reqwest::blocking::Client,
     pub(crate) options: ClientOptions,
     auth: AuthCache,
     credentials: Mutex<HashMap<String, Option<Credentials>>>,
+    reporter: Arc<dyn Reporter>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("options", &self.options).finish_non_exhaustive()
+    }
 }
 
 /// One registry origin: `http(s)://host[:port]`.
@@ -132,7 +139,25 @@ impl Client {
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| RegistryError::Unreachable { host: String::new(), reason: error_chain(&error) })?;
-        Ok(Client { http, options, auth: AuthCache::default(), credentials: Mutex::new(HashMap::new()) })
+        Ok(Client {
+            http,
+            options,
+            auth: AuthCache::default(),
+            credentials: Mutex::new(HashMap::new()),
+            reporter: Arc::new(NullReporter),
+        })
+    }
+
+    /// Reports blob bytes moved (`Event::BytesTransferred`) to `reporter`.
+    pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Client {
+        self.reporter = reporter;
+        self
+    }
+
+    pub(crate) fn transferred(&self, bytes: u64) {
+        if bytes > 0 {
+            self.reporter.report(&Event::BytesTransferred { bytes });
+        }
     }
 
     pub fn options(&self) -> &ClientOptions {

@@ -181,16 +181,16 @@ mod tests {
     #[test]
     fn missing_file_means_no_credentials_and_bad_json_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(lookup(dir.path(), "h.test").unwrap(), None);
+        assert_eq!(lookup(dir.path(), "127.0.0.1:8000").unwrap(), None);
         write_config(dir.path(), "{not json");
-        assert!(matches!(lookup(dir.path(), "h.test"), Err(RegistryError::DockerConfig { .. })));
+        assert!(matches!(lookup(dir.path(), "127.0.0.1:8000"), Err(RegistryError::DockerConfig { .. })));
     }
 
     #[test]
     fn a_missing_helper_is_an_environment_error() {
         let dir = tempfile::tempdir().unwrap();
-        write_config(dir.path(), r#"{"credHelpers": {"h.test": "berth-test-no-such-helper"}}"#);
-        let error = lookup(dir.path(), "h.test").unwrap_err();
+        write_config(dir.path(), r#"{"credHelpers": {"127.0.0.1:8000": "berth-test-no-such-helper"}}"#);
+        let error = lookup(dir.path(), "127.0.0.1:8000").unwrap_err();
         assert!(error.to_string().contains("docker-credential-berth-test-no-such-helper"), "{error}");
     }
 }

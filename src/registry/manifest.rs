@@ -5,124 +5,32 @@
 //! Spec: <https://github.com/opencontainers/image-spec/blob/main/manifest.md>
 //! and <https://github.com/opencontainers/image-spec/blob/main/image-index.md>.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
-use crate::cache::Digest;
+use crate::oci::{media_types, Descriptor, Platform};
 use crate::registry::RegistryError;
 
-/// Media types berth asks for and understands.
-pub mod media_types {
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-
-    /// The `Accept` header for manifest GETs: every manifest and index type.
-    pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-
-    pub fn is_index(media_type: &str) -> bool {
-        media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
-    }
-
-    pub fn is_manifest(media_type: &str) -> bool {
-        media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
-    }
-}
+/// The `Accept` header for manifest GETs: every manifest and index type.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Manifests larger than this are refused before they are read in full
 /// (the distribution spec lets registries cap manifests at 4 MiB).
 pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
-/// An OCI content descriptor: what a manifest says about one blob.
-///
-/// Spec: "`digest` ... MUST" name the content and "`size` ... MUST" be its
-/// exact length in bytes; both are checked on every fetch.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub urls: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
+/// Parses a `platform` attribute: `os/architecture` or `os/architecture/variant`.
+pub fn parse_platform(text: &str) -> Result<Platform, RegistryError> {
+    Platform::parse(text).ok_or_else(|| RegistryError::BadPlatform { text: text.to_owned() })
 }
 
-/// `os/architecture[/variant]`, as in an index entry's `platform`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    #[serde(default, rename = "os.version", skip_serializing_if = "Option::is_none")]
-    pub os_version: Option<String>,
-}
-
-impl Platform {
-    /// Parses `os/architecture` or `os/architecture/variant`.
-    pub fn parse(text: &str) -> Result<Platform, RegistryError> {
-        let parts: Vec<&str> = text.split('/').collect();
-        let bad = || RegistryError::BadPlatform { text: text.to_owned() };
-        if !(2..=3).contains(&parts.len()) || parts.iter().any(|part| part.is_empty()) {
-            return Err(bad());
-        }
-        Ok(Platform {
-            os: parts[0].to_owned(),
-            architecture: parts[1].to_owned(),
-            variant: parts.get(2).map(|variant| (*variant).to_owned()),
-            os_version: None,
-        })
-    }
-
-    /// The platform of the machine berth runs on, in OCI's words
-    /// (`x86_64` is `amd64`, `aarch64` is `arm64`).
-    pub fn host() -> Platform {
-        let (architecture, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", None),
-            "aarch64" => ("arm64", Some("v8")),
-            "x86" => ("386", None),
-            "arm" => ("arm", Some("v7")),
-            "powerpc64" => ("ppc64le", None),
-            "loongarch64" => ("loong64", None),
-            other => (other, None),
-        };
-        Platform {
-            os: std::env::consts::OS.to_owned(),
-            architecture: architecture.to_owned(),
-            variant: variant.map(str::to_owned),
-            os_version: None,
-        }
-    }
-
-    /// Whether an index entry for `self` serves a request for `wanted`: os
-    /// and architecture equal, and the variant equal when `wanted` names one
-    /// (`arm64` without a variant means `v8`).
-    pub fn satisfies(&self, wanted: &Platform) -> bool {
-        let normal = |platform: &Platform| match (platform.architecture.as_str(), platform.variant.as_deref()) {
-            ("arm64", None) => Some("v8".to_owned()),
-            (_, variant) => variant.map(str::to_owned),
-        };
-        self.os == wanted.os
-            && self.architecture == wanted.architecture
-            && (wanted.variant.is_none() || normal(self) == normal(wanted))
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
-    }
+/// Whether an index entry for `entry` serves a request for `wanted`: os and
+/// architecture equal, and the variant equal when `wanted` names one
+/// (`arm64` without a variant means `v8`).
+pub fn platform_satisfies(entry: &Platform, wanted: &Platform) -> bool {
+    let normal = |platform: &Platform| match (platform.architecture.as_str(), platform.variant.as_deref()) {
+        ("arm64", None) => Some("v8".to_owned()),
+        (_, variant) => variant.map(str::to_owned),
+    };
+    entry.os == wanted.os
+        && entry.architecture == wanted.architecture
+        && (wanted.variant.is_none() || normal(entry) == normal(wanted))
 }
 
 /// A parsed manifest or index.
@@ -162,9 +70,7 @@ pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Parsed, 
         .media_type
         .clone()
         .or_else(|| content_type.filter(|t| media_types::is_index(t) || media_types::is_manifest(t)).map(str::to_owned))
-        .unwrap_or_else(|| {
-            if raw.manifests.is_some() { media_types::OCI_INDEX } else { media_types::OCI_MANIFEST }.to_owned()
-        });
+        .unwrap_or_else(|| if raw.manifests.is_some() { media_types::INDEX } else { media_types::MANIFEST }.to_owned());
     if media_types::is_index(&media_type) {
         let manifests = raw.manifests.ok_or("an index without `manifests`")?;
         Ok(Parsed::Index { media_type, manifests })
@@ -183,42 +89,42 @@ pub(crate) fn select_platform<'a>(
 ) -> Result<&'a Descriptor, Vec<String>> {
     let images =
         || manifests.iter().filter(|entry| media_types::is_manifest(&entry.media_type) || entry.media_type.is_empty());
-    images().find(|entry| entry.platform.as_ref().is_some_and(|platform| platform.satisfies(wanted))).ok_or_else(|| {
-        images()
-            .filter_map(|entry| entry.platform.as_ref())
-            .filter(|platform| platform.os != "unknown")
-            .map(Platform::to_string)
-            .collect()
-    })
+    images()
+        .find(|entry| entry.platform.as_ref().is_some_and(|platform| platform_satisfies(platform, wanted)))
+        .ok_or_else(|| {
+            images()
+                .filter_map(|entry| entry.platform.as_ref())
+                .filter(|platform| platform.os != "unknown")
+                .map(Platform::to_string)
+                .collect()
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use crate::cache::{BlobRef, Digest};
+
     fn entry(platform: &str) -> Descriptor {
-        Descriptor {
-            media_type: media_types::OCI_MANIFEST.into(),
-            digest: Digest::of(platform.as_bytes()),
-            size: 1,
-            urls: None,
-            annotations: None,
-            platform: Some(Platform::parse(platform).unwrap()),
-        }
+        let mut entry =
+            Descriptor::new(media_types::MANIFEST, BlobRef { digest: Digest::of(platform.as_bytes()), size: 1 });
+        entry.platform = Some(parse_platform(platform).unwrap());
+        entry
     }
 
     #[test]
     fn selects_platforms_and_lists_the_available_ones() {
         let entries = [entry("linux/amd64"), entry("linux/arm64/v8"), entry("linux/arm/v7"), entry("unknown/unknown")];
-        let pick = |text: &str| select_platform(&entries, &Platform::parse(text).unwrap()).map(|d| d.digest);
+        let pick = |text: &str| select_platform(&entries, &parse_platform(text).unwrap()).map(|d| d.digest);
         assert_eq!(pick("linux/amd64").unwrap(), entries[0].digest);
         assert_eq!(pick("linux/arm64").unwrap(), entries[1].digest);
         assert_eq!(pick("linux/arm64/v8").unwrap(), entries[1].digest);
         assert_eq!(pick("linux/arm").unwrap(), entries[2].digest);
         assert_eq!(pick("linux/s390x").unwrap_err(), ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]);
         assert!(pick("linux/arm/v6").is_err());
-        assert!(Platform::parse("linux").is_err());
-        assert!(Platform::parse("linux/amd64/v2/x").is_err());
+        assert!(parse_platform("linux").is_err());
+        assert!(parse_platform("linux/amd64/v2/x").is_err());
     }
 
     #[test]

@@ -8,6 +8,39 @@
 //! [`Client::push`] and `berth pin` calls [`Client::resolve_tag`]. Every byte
 //! that comes off the network is checked against its digest and size before
 //! it reaches the CAS.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use berth::cache::{Cas, Digest};
+//! # use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
+//! # fn main() -> Result<(), berth::registry::RegistryError> {
+//! # let cas = Cas::open(std::path::Path::new("/tmp/cache"))?;
+//! # let settings = Vec::new();
+//! // One client per build (`registry(...)` settings from WORKSPACE.star).
+//! let client = Arc::new(Client::new(ClientOptions { registries: settings, ..ClientOptions::default() })?);
+//!
+//! // Analysis: an `oci_pull_image(repository, digest, platform, anonymous)`.
+//! let image = ImageRef::parse("127.0.0.1:5000/library/base")?;
+//! let digest = Digest::parse_lenient("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef").unwrap();
+//! let pulled = client.resolve(&cas, &image, digest, Some("linux/amd64"), false)?;
+//! // pulled.manifest and pulled.config are in the CAS; each of pulled.layers
+//! // becomes a `FetchBlob` action (crate::actions) where its bytes are needed.
+//!
+//! // Push: the built root, with the pulled images as sources of base layers.
+//! let mut sources = BlobSources::new();
+//! sources.add_image(&pulled);
+//! let request = PushRequest {
+//!     root: pulled.manifest,
+//!     media_type: pulled.manifest_media_type.clone(),
+//!     destination: ImageRef::parse("127.0.0.1:5000/team/app")?,
+//!     tags: vec!["v1".to_owned()],
+//!     sources,
+//! };
+//! let outcome = client.push(&cas, &request)?;
+//! println!("{}", outcome.digest);
+//! # Ok(())
+//! # }
+//! ```
 
 mod auth;
 mod client;
@@ -21,7 +54,7 @@ mod reference;
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
 pub use error::RegistryError;
-pub use manifest::{media_types, Descriptor, Platform, MAX_MANIFEST_SIZE};
+pub use manifest::{parse_platform, platform_satisfies, ACCEPT, MAX_MANIFEST_SIZE};
 pub use pull::PulledImage;
 pub use push::{BlobSources, PushOutcome, PushRequest};
 pub use reference::{ImageRef, Reference};

@@ -13,9 +13,10 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode};
 
 use crate::cache::{BlobRef, Cas, CasError, Digest, Sha256Writer};
+use crate::oci::{Descriptor, Platform};
 use crate::registry::client::{status_error, Call, Endpoint, Failure};
-use crate::registry::manifest::{self, media_types, Parsed};
-use crate::registry::{Client, Descriptor, ImageRef, Platform, Reference, RegistryError, MAX_MANIFEST_SIZE};
+use crate::registry::manifest::{self, Parsed, ACCEPT};
+use crate::registry::{Client, ImageRef, Reference, RegistryError, MAX_MANIFEST_SIZE};
 
 /// A pinned image resolved at analysis time: its manifest and config are in
 /// the CAS, its layers are only described (fetch them with
@@ -65,7 +66,7 @@ impl Client {
         platform: Option<&str>,
         anonymous: bool,
     ) -> Result<PulledImage, RegistryError> {
-        let wanted = platform.map(Platform::parse).transpose()?;
+        let wanted = platform.map(manifest::parse_platform).transpose()?;
         let (root, parsed) = self.manifest_blob(cas, image, digest, None, anonymous)?;
         let (index, manifest, parsed, platform) = match parsed {
             Parsed::Manifest { .. } => (None, root, parsed, None),
@@ -226,7 +227,7 @@ impl Client {
         let call = Call {
             method: Method::GET,
             url: endpoint.url(&format!("{}/manifests/{reference}", image.repository)),
-            headers: vec![("Accept", media_types::ACCEPT.to_owned())],
+            headers: vec![("Accept", ACCEPT.to_owned())],
             body: None,
             scopes: &scopes,
             anonymous,
@@ -318,8 +319,10 @@ impl Client {
         }
         let mut writer = Sha256Writer::new(cas.writer().map_err(RegistryError::from)?);
         // One byte more than expected is enough to know the body is too long.
-        io::copy(&mut response.take(descriptor.size + 1), &mut writer)
-            .map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
+        let mut body = Progress { inner: response.take(descriptor.size + 1), client: self, unreported: 0 };
+        let copied = io::copy(&mut body, &mut writer);
+        self.transferred(body.unreported);
+        copied.map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
         let (actual, size, cas_writer) = writer.finish();
         if size != descriptor.size {
             return Err(Failure::retriable(RegistryError::SizeMismatch {
@@ -341,6 +344,24 @@ impl Client {
             }));
         }
         Ok(cas_writer.commit().map_err(RegistryError::from)?)
+    }
+}
+
+/// Reports bytes read from a body every MiB, for progress on large blobs.
+struct Progress<'a, R> {
+    inner: R,
+    client: &'a Client,
+    unreported: u64,
+}
+
+impl<R: Read> Read for Progress<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.unreported += read as u64;
+        if self.unreported >= 1 << 20 {
+            self.client.transferred(std::mem::take(&mut self.unreported));
+        }
+        Ok(read)
     }
 }
 

@@ -14,10 +14,11 @@ use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode, Url};
 
 use crate::cache::{BlobRef, Cas, CasError, Digest};
+use crate::oci::Descriptor;
 use crate::registry::client::{status_error, Call, CallBody, Endpoint, Failure};
 use crate::registry::manifest::{self, Parsed};
 use crate::registry::reference::validate_tag;
-use crate::registry::{Client, Descriptor, ImageRef, PulledImage, RegistryError};
+use crate::registry::{Client, ImageRef, PulledImage, RegistryError};
 
 /// Where blobs that a pushed image references came from: the repositories
 /// of pulled base images. A blob missing from the CAS (a lazily pulled base
@@ -262,6 +263,9 @@ impl Client {
                 // transit (the registry checks the digest): start over.
                 return Err(Failure::retriable(status_error(endpoint, &put, &put.url, response)));
             }
+            if chunk_min.is_none() {
+                self.transferred(blob.size);
+            }
             Ok(BlobOutcome::Uploaded(blob.size))
         })
     }
@@ -290,6 +294,7 @@ impl Client {
                 return Err(Failure::retriable(status_error(endpoint, &patch, &patch.url, response)));
             }
             url = location(endpoint, &patch, response)?;
+            self.transferred(len);
             offset += len;
         }
         Ok(url)

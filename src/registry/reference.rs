@@ -163,18 +163,25 @@ mod tests {
         assert_eq!(r.tag, None);
         assert_eq!(r.to_string(), format!("localhost/app@{D}"));
 
-        let r = Reference::parse(&format!("reg.test:443/a/b:t@{D}")).unwrap();
+        let r = Reference::parse(&format!("127.0.0.1:443/a/b:t@{D}")).unwrap();
         assert_eq!((r.tag.as_deref(), r.manifest_reference().unwrap()), (Some("t"), D.to_owned()));
-        assert_eq!(ImageRef::parse("reg.test/a_b/c-d").unwrap().to_string(), "reg.test/a_b/c-d");
+        assert_eq!(ImageRef::parse("127.0.0.1:5000/a_b/c-d").unwrap().to_string(), "127.0.0.1:5000/a_b/c-d");
     }
 
     #[test]
     fn refuses_references_without_a_host_and_bad_names() {
-        for text in ["debian", "debian:12", "library/debian", "reg.test/UPPER", "reg.test/a:b:c", "reg.test/a:-x"] {
+        for text in [
+            "debian",
+            "debian:12",
+            "library/debian",
+            "127.0.0.1:5000/UPPER",
+            "127.0.0.1:5000/a:b:c",
+            "127.0.0.1:5000/a:-x",
+        ] {
             assert!(matches!(Reference::parse(text), Err(RegistryError::BadReference { .. })), "{text}");
         }
-        assert!(Reference::parse("reg.test/a@sha256:abc").is_err());
-        assert!(ImageRef::parse("reg.test/a:1").is_err(), "a repository attribute takes no tag");
+        assert!(Reference::parse("127.0.0.1:5000/a@sha256:abc").is_err());
+        assert!(ImageRef::parse("127.0.0.1:5000/a:1").is_err(), "a repository attribute takes no tag");
         let message = Reference::parse("library/debian:12").unwrap_err().to_string();
         assert!(message.contains("no default registry"), "{message}");
     }

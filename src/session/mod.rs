@@ -2,8 +2,8 @@
 //! for every command that needs built targets (`build`, `run`, `push`,
 //! `export`).
 
+mod build;
 mod outputs;
-mod session;
 
+pub use build::{Built, Session, SessionOptions};
 pub use outputs::{write_outputs, TargetOutput};
-pub use session::{Built, Session, SessionOptions};

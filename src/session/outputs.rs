@@ -9,7 +9,7 @@ use crate::actions::{ActionOutput, LayerOutput};
 use crate::analysis::{LayerInfo, Provider};
 use crate::cache::{BlobRef, Cas, Digest};
 use crate::error::{Error, Result};
-use crate::oci::{media_types, write_layout, ImageRoot};
+use crate::oci::{media_types, write_lazy_layout, ImageRoot};
 use crate::session::Built;
 use crate::workspace::Label;
 
@@ -81,12 +81,19 @@ impl TargetOutput {
 /// `berth-out/<package>/<name>/`: an OCI image layout for an image or an
 /// index; `layer.tar`, `layer.tar.gz` or `layer.tar.zst` for a layer (and
 /// also at `berth-out/<output_path>` when a build step sets `output_path`).
-pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<()> {
+///
+/// Returns, per image, how many blobs of lazily pulled bases the layout
+/// leaves out.
+pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<Vec<(Label, usize)>> {
+    let mut not_fetched = Vec::new();
     for (label, output) in &built.targets {
         let dir = target_dir(out_dir, label);
         match output {
             TargetOutput::Image { root, .. } | TargetOutput::Index { root, .. } => {
-                write_layout(cas, root, output.ref_name(), &dir)?;
+                let missing = write_lazy_layout(cas, root, output.ref_name(), &dir)?;
+                if !missing.is_empty() {
+                    not_fetched.push((label.clone(), missing.len()));
+                }
             }
             TargetOutput::Layer { layer } => {
                 let name = format!("layer{}", layer_extension(&layer.media_type));
@@ -99,7 +106,7 @@ pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(not_fetched)
 }
 
 /// `berth-out/<package>/<name>`.

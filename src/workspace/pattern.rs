@@ -52,6 +52,37 @@ impl Pattern {
         }
     }
 
+    /// Parses a pattern typed in the directory of `package` (workspace
+    /// relative): absolute patterns as `parse`; `...`, `sub/...`, `:all`,
+    /// `:name`, `sub:name` and `sub` (= `sub:sub`) relative to `package`,
+    /// as Bazel does for patterns typed in a subdirectory.
+    pub fn parse_in(text: &str, package: &str) -> Result<Pattern, PatternError> {
+        if text.starts_with("//") || text.starts_with('@') || text.is_empty() {
+            return Pattern::parse(text);
+        }
+        let join = |sub: &str| match (package.is_empty(), sub.is_empty()) {
+            (true, _) => sub.to_owned(),
+            (false, true) => package.to_owned(),
+            (false, false) => format!("{package}/{sub}"),
+        };
+        let absolute = if text == "..." {
+            if package.is_empty() {
+                "//...".to_owned()
+            } else {
+                format!("//{package}/...")
+            }
+        } else if let Some(sub) = text.strip_suffix("/...") {
+            format!("//{}/...", join(sub))
+        } else if let Some((sub, name)) = text.split_once(':') {
+            format!("//{}:{name}", join(sub))
+        } else {
+            format!("//{}", join(text))
+        };
+        Pattern::parse(&absolute).map_err(|error| match error {
+            PatternError::Invalid { reason, .. } => PatternError::Invalid { pattern: text.to_owned(), reason },
+        })
+    }
+
     /// Whether `label` (a target of the main workspace) is in the set.
     pub fn matches(&self, label: &Label) -> bool {
         if label.repo.is_some() {
@@ -120,6 +151,21 @@ mod tests {
         for text in ["//...", "//app/...", "//app:all", "//app:img"] {
             assert_eq!(Pattern::parse(text).unwrap().to_string(), text);
         }
+    }
+
+    #[test]
+    fn parses_patterns_relative_to_a_package() {
+        let parse = |text| Pattern::parse_in(text, "app").unwrap().to_string();
+        assert_eq!(parse("..."), "//app/...");
+        assert_eq!(parse("api/..."), "//app/api/...");
+        assert_eq!(parse(":all"), "//app:all");
+        assert_eq!(parse(":img"), "//app:img");
+        assert_eq!(parse("api:img"), "//app/api:img");
+        assert_eq!(parse("api"), "//app/api:api");
+        assert_eq!(parse("//lib:x"), "//lib:x");
+        assert_eq!(Pattern::parse_in("...", "").unwrap().to_string(), "//...");
+        assert_eq!(Pattern::parse_in(":img", "").unwrap().to_string(), "//:img");
+        assert!(Pattern::parse_in("../x", "app").is_err());
     }
 
     #[test]

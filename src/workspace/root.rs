@@ -66,6 +66,16 @@ impl Workspace {
         Ok(Workspace { root, settings })
     }
 
+    /// The workspace-relative path of `dir` (`""` for the root), the package
+    /// relative patterns typed there are resolved against. `None` when `dir`
+    /// is outside the workspace.
+    pub fn package_of(&self, dir: &Path) -> Option<String> {
+        let dir = fs::canonicalize(dir).ok()?;
+        let relative = dir.strip_prefix(&self.root).ok()?;
+        let parts: Option<Vec<&str>> = relative.components().map(|part| part.as_os_str().to_str()).collect();
+        Some(parts?.join("/"))
+    }
+
     /// `berth-out/` under the root.
     pub fn out_dir(&self) -> PathBuf {
         self.root.join("berth-out")
@@ -201,6 +211,9 @@ mod tests {
         assert_eq!(workspace.packages_under("").unwrap(), ["", "app", "app/api", "lib/deep/er"]);
         assert_eq!(workspace.packages_under("app").unwrap(), ["app", "app/api"]);
         assert_eq!(workspace.build_file("app/api").as_deref(), Some("app/api/BUILD"));
+        assert_eq!(workspace.package_of(&dir.path().join("app/api")).as_deref(), Some("app/api"));
+        assert_eq!(workspace.package_of(dir.path()).as_deref(), Some(""));
+        assert_eq!(workspace.package_of(Path::new("/")), None);
         assert!(matches!(workspace.packages_under("nope"), Err(WorkspaceError::NoSuchDirectory { .. })));
         assert!(workspace.require_package("app/data").unwrap_err().to_string().contains("`//app:data/...`"));
     }

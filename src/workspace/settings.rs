@@ -14,8 +14,6 @@ pub struct WorkspaceSettings {
     pub source_date_epoch: Option<u64>,
     /// `runc(path)`: the runc binary to use instead of the one on `PATH`.
     pub runc: Option<PathBuf>,
-    /// `remote_cache(url)`.
-    pub remote_cache: Option<String>,
 }
 
 /// How to reach one registry host.

@@ -129,3 +129,48 @@ fn run(mut command: Command) -> Output {
         code: output.status.code().unwrap_or(-1),
     }
 }
+
+/// The project's own workspace files (WORKSPACE.star, examples, the rule
+/// macros in tools, the .deb bases), copied into a fresh temp workspace, so a
+/// test builds the real examples without touching the checkout.
+pub fn project_copy() -> TestWorkspace {
+    let workspace = TestWorkspace::new();
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(project.join("WORKSPACE.star"), workspace.path("WORKSPACE.star")).expect("copy WORKSPACE.star");
+    for dir in ["examples", "third_party", "tools"] {
+        copy_tree(&project.join(dir), &workspace.path(dir));
+    }
+    workspace
+}
+
+/// Whether the pinned `.deb` files the examples' bases are made of have
+/// been fetched (`scripts/fetch-debs.sh`); prints `SKIP:` when not.
+pub fn skip_without_debs() -> bool {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("third_party/debs");
+    let fetched = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(Result::ok).any(|entry| entry.path().extension().is_some_and(|e| e == "deb")))
+        .unwrap_or(false);
+    if !fetched {
+        eprintln!("SKIP: the pinned .deb files are not fetched (run scripts/fetch-debs.sh)");
+    }
+    !fetched
+}
+
+/// Copies files, directories and symlinks, skipping build outputs.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a directory");
+    for entry in std::fs::read_dir(from).expect("read a directory") {
+        let entry = entry.expect("read a directory entry");
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().expect("stat an entry");
+        if entry.file_name() == "berth-out" {
+            continue;
+        } else if kind.is_dir() {
+            copy_tree(&source, &dest);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&source).unwrap(), &dest).expect("copy a symlink");
+        } else {
+            std::fs::copy(&source, &dest).expect("copy a file");
+        }
+    }
+}

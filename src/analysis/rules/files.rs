@@ -1,17 +1,16 @@
 //! `files`: a group of source files, placed at `/<package dir>/<src>`.
 
 use crate::analysis::layer_contents::{files_entries, SourceRef};
-use crate::analysis::{shared, Analyzer, FilesInfo, Provider};
-use crate::error::{Error, Result};
+use crate::analysis::{at, shared, Analyzer, FilesInfo, Provider};
+use crate::error::Result;
 use crate::graph::TargetNode;
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
     let mut sources = Vec::new();
     for label in target.labels("srcs") {
         if analyzer.source_path(label).is_none() {
-            return Err(Error::user(format!(
-                "{}: `srcs` of `{}` names `{label}`, which is {}, not a source file\nhint: `files` groups source files; put targets in an image's `packages` or `layers`",
-                target.location,
+            return Err(at(target, format!(
+                "`srcs` of `{}` names `{label}`, which is {}, not a source file\nhint: `files` groups source files; put targets in an image's `packages` or `layers`",
                 target.label,
                 analyzer.provider(label)?.describe()
             )));

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::actions::{ActionId, ConfigLayer, WriteConfig, WriteManifest};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{created_by, Analyzer, ImageInfo, LayerInfo, PlannedEntry, Provider};
-use crate::error::{Error, Result};
+use crate::analysis::{at, created_by, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
+use crate::error::Result;
 use crate::graph::{AttrValue, TargetNode};
 use crate::oci::{Compression, ConfigSettings, Healthcheck};
 use crate::workspace::Label;
@@ -129,14 +129,13 @@ fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Re
             architecture: None,
             variant: None,
         }),
-        Provider::Index(_) => Err(Error::user(format!(
-            "{}: `base` of `{}` is the image index `{label}`\nhint: pick one image of the index, or pull the index with `oci_pull_image(platform = ...)`",
-            target.location, target.label
+        Provider::Index(_) => Err(at(target, format!(
+                "`base` of `{}` is the image index `{label}`\nhint: pick one image of the index, or pull the index with `oci_pull_image(platform = ...)`",
+                target.label
         ))),
-        other => Err(Error::user(format!(
-            "{}: `base` of `{}` is `{label}`, which is {}, not an image",
-            target.location,
-            target.label,
+        other => Err(at(target, format!(
+                "`base` of `{}` is `{label}`, which is {}, not an image",
+                target.label,
             other.describe()
         ))),
     }
@@ -144,11 +143,25 @@ fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Re
 
 /// A `packages` or `layers` item as a layer.
 fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &Label) -> Result<LayerInfo> {
-    if analyzer.source_path(label).is_some() {
-        return Err(Error::user(format!(
-            "{}: `{attr}` of `{}` names the source file `{label}`\nhint: wrap source files in a `files` or `oci_layer` target",
-            target.location, target.label
-        )));
+    if let Some(path) = analyzer.source_path(label) {
+        if attr == "layers" {
+            return Err(at(target, format!(
+                "`layers` of `{}` names the source file `{label}`\nhint: put it in `packages`, or wrap it in an `oci_layer`",
+                target.label
+            )));
+        }
+        // A source file as a package (a `.pex`, a binary): a layer holding
+        // just that file, at `/<package dir>/<file>` as `files` would put it.
+        let entry = PlannedEntry {
+            path: format!("/{path}"),
+            content: PlannedContent::Source(path.to_owned()),
+            mode: None,
+            uid: 0,
+            gid: 0,
+            mtime: None,
+        };
+        let main_output = Some(entry.path.clone());
+        return Ok(LayerInfo::Planned { entries: shared(vec![entry]), main_output });
     }
     match analyzer.provider(label)? {
         Provider::Files(files) => {
@@ -156,10 +169,9 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
             Ok(LayerInfo::Planned { entries: files.entries.clone(), main_output })
         }
         Provider::Layer(layer) => Ok(layer.clone()),
-        other => Err(Error::user(format!(
-            "{}: `{attr}` of `{}` names `{label}`, which is {}\nhint: `{attr}` takes `files`, `oci_layer`, `oci_build_layer` and `deb_layer` targets; use `base` for an image",
-            target.location,
-            target.label,
+        other => Err(at(target, format!(
+                "`{attr}` of `{}` names `{label}`, which is {}\nhint: `{attr}` takes `files`, `oci_layer`, `oci_build_layer` and `deb_layer` targets; use `base` for an image",
+                target.label,
             other.describe()
         ))),
     }
@@ -170,9 +182,9 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
 fn resolve_python_main(target: &TargetNode, python_main: &str, entries: &[PlannedEntry]) -> Result<String> {
     let suffix = format!("/{}", python_main.trim_start_matches('/'));
     entries.iter().map(|entry| &entry.path).find(|path| path.ends_with(&suffix)).cloned().ok_or_else(|| {
-        Error::user(format!(
-            "{}: `python_main` `{python_main}` of `{}` is not in any of its packages\nhint: add the package that holds it to `packages`, or give its path inside the image",
-            target.location, target.label
+        at(target, format!(
+                "`python_main` `{python_main}` of `{}` is not in any of its packages\nhint: add the package that holds it to `packages`, or give its path inside the image",
+                target.label
         ))
     })
 }
@@ -191,9 +203,11 @@ fn compression(target: &TargetNode) -> Result<Compression> {
 }
 
 /// A list attribute that may also be unset (`None` keeps the base's value).
+/// The schema's default is the empty list, so `[]` counts as unset too.
 fn strings_or_none(target: &TargetNode, attr: &str) -> Result<Option<Vec<String>>> {
     match target.attr(attr) {
         AttrValue::None => Ok(None),
+        AttrValue::List(items) if items.is_empty() => Ok(None),
         AttrValue::List(items) => items
             .iter()
             .map(|item| match item {

@@ -2,8 +2,8 @@
 
 use crate::actions::WriteIndex;
 use crate::analysis::rules::image_build::{repository, tags};
-use crate::analysis::{Analyzer, IndexInfo, Provider};
-use crate::error::{Error, Result};
+use crate::analysis::{at, Analyzer, IndexInfo, Provider};
+use crate::error::Result;
 use crate::graph::{AttrValue, TargetNode};
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
@@ -12,12 +12,14 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
         match analyzer.provider(label)? {
             Provider::Image(image) => images.push(image.clone()),
             other => {
-                return Err(Error::user(format!(
-                    "{}: `images` of `{}` names `{label}`, which is {}, not an image",
-                    target.location,
-                    target.label,
-                    other.describe()
-                )))
+                return Err(at(
+                    target,
+                    format!(
+                        "`images` of `{}` names `{label}`, which is {}, not an image",
+                        target.label,
+                        other.describe()
+                    ),
+                ))
             }
         }
     }

@@ -2,8 +2,8 @@
 //! and directories.
 
 use crate::analysis::layer_contents::{layer_entries, LayerSource, SourceRef};
-use crate::analysis::{shared, Analyzer, LayerInfo, Provider};
-use crate::error::{Error, Result};
+use crate::analysis::{at, shared, Analyzer, LayerInfo, Provider};
+use crate::error::Result;
 use crate::graph::TargetNode;
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
@@ -16,10 +16,9 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
         match analyzer.provider(label)? {
             Provider::Files(files) => srcs.push(LayerSource::Entries(files.entries.as_ref().clone())),
             other => {
-                return Err(Error::user(format!(
-                    "{}: `srcs` of `{}` names `{label}`, which is {}\nhint: `srcs` takes source files and `files` targets; put layers in an image's `layers`",
-                    target.location,
-                    target.label,
+                return Err(at(target, format!(
+                "`srcs` of `{}` names `{label}`, which is {}\nhint: `srcs` takes source files and `files` targets; put layers in an image's `layers`",
+                target.label,
                     other.describe()
                 )))
             }

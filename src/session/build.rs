@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::exec::{BuildLog, BuildResult, Executor, LocalSandbox};
 use crate::frontend;
 use crate::graph::TargetGraph;
+use crate::registry::ClientOptions;
 use crate::report::Reporter;
 use crate::session::TargetOutput;
 use crate::workspace::{Label, Pattern, Workspace};
@@ -61,18 +62,39 @@ impl<'a> Session<'a> {
     }
 
     /// Builds the targets the patterns name; nothing is written to
-    /// `berth-out/` here (see [`crate::session::write_outputs`]).
-    pub fn build(&self, patterns: &[Pattern]) -> Result<Built> {
+    /// `berth-out/` here (see [`crate::session::write_outputs`]). With
+    /// `fetch_layers`, the layers of pulled bases are fetched too (for
+    /// `run` and `export`, which need every byte); otherwise they stay in
+    /// their registry.
+    pub fn build(&self, patterns: &[Pattern], fetch_layers: bool) -> Result<Built> {
         let graph = frontend::load(&self.workspace, patterns)?;
         let labels = graph.resolve_patterns(patterns)?;
         let ctx = AnalysisContext {
             graph: &graph,
             workspace_root: &self.workspace.root,
             source_date_epoch: self.source_date_epoch()?,
+            cas: &self.cache.cas,
+            cache_dir: self.cache.dir(),
+            registry: ClientOptions {
+                registries: self.workspace.settings.registries.clone(),
+                offline: self.options.offline,
+                ..ClientOptions::default()
+            },
+            runc: self.workspace.settings.runc.clone(),
         };
         let analysis = analyze(&ctx, &labels)?;
         let wanted: BTreeMap<Label, ActionId> = analysis.default_outputs.clone();
-        let result = self.execute(&analysis, &wanted.values().copied().collect::<Vec<_>>())?;
+        let mut actions: Vec<ActionId> = wanted.values().copied().collect();
+        if fetch_layers {
+            for provider in analysis.providers.values() {
+                match provider {
+                    Provider::Image(image) => actions.extend(&image.layer_blobs),
+                    Provider::Index(index) => actions.extend(index.images.iter().flat_map(|image| &image.layer_blobs)),
+                    Provider::Files(_) | Provider::Layer(_) => {}
+                }
+            }
+        }
+        let result = self.execute(&analysis, &actions)?;
         let mut targets = BTreeMap::new();
         for label in &labels {
             let output = match (analysis.providers.get(label), wanted.get(label)) {
@@ -82,6 +104,22 @@ impl<'a> Session<'a> {
             targets.insert(label.clone(), output);
         }
         Ok(Built { graph, analysis, result, targets })
+    }
+
+    /// Builds one label (written relative to the current directory's
+    /// package, as `:img` or `//app:img`) and returns its output.
+    pub fn build_label(&self, text: &str, fetch_layers: bool) -> Result<(Built, TargetOutput)> {
+        let cwd = std::env::current_dir()
+            .map_err(|error| Error::environment(format!("Cannot read the current directory: {error}")))?;
+        let package = cwd.strip_prefix(&self.workspace.root).ok().and_then(Path::to_str).unwrap_or_default();
+        let label = Label::parse(text, package).map_err(|error| Error::user(error.to_string()))?;
+        let built = self.build(&[Pattern::Target(label.clone())], fetch_layers)?;
+        let output = built
+            .targets
+            .get(&label)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("`{label}` was built but has no output")))?;
+        Ok((built, output))
     }
 
     /// Runs `wanted` (and what they need), then records the build for

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$GREETING from worker $(cat /srv/worker/VERSION)"

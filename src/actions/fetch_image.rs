@@ -1,0 +1,56 @@
+//! `fetch_image`: the manifest and config of a pinned, pulled image, as the
+//! output every image action has (blobs `manifest` and `config`), so a
+//! pulled base plugs into `write_config` and `write_manifest` like a built
+//! one. Its layers stay in the registry until a `fetch_blob` needs them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::error::Result;
+use crate::oci::Descriptor;
+use crate::registry::{Client, PulledImage};
+
+#[derive(Debug)]
+pub struct FetchImage {
+    pub client: Arc<Client>,
+    /// Resolved during analysis; the key holds only its digests.
+    pub pulled: PulledImage,
+}
+
+impl Action for FetchImage {
+    fn kind(&self) -> &'static str {
+        "fetch_image"
+    }
+
+    fn kind_version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        serde_json::json!({
+            "manifest": self.pulled.manifest,
+            "manifest_media_type": self.pulled.manifest_media_type,
+            "config": self.pulled.config,
+        })
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        Vec::new()
+    }
+
+    /// Analysis put both blobs in the CAS; fetching again covers a cache
+    /// trimmed by `berth cache gc` in between (a no-op when they are there).
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+        let pulled = &self.pulled;
+        let config = Descriptor::new(pulled.config_media_type.clone(), pulled.config);
+        let config = self.client.fetch_blob(ctx.cas, &pulled.image, &config, pulled.anonymous)?;
+        if !ctx.cas.contains(&pulled.manifest.digest) {
+            self.client.resolve(ctx.cas, &pulled.image, pulled.digest, None, pulled.anonymous)?;
+        }
+        Ok(ActionOutput {
+            blobs: BTreeMap::from([("manifest".to_owned(), pulled.manifest), ("config".to_owned(), config)]),
+            metadata: serde_json::json!({ "media_type": pulled.manifest_media_type }),
+        })
+    }
+}

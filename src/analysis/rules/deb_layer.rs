@@ -1,0 +1,31 @@
+//! `deb_layer`: a layer from the data archives of `.deb` source files, each
+//! pinned by its sha256. The layer is built by one `deb_layer` action
+//! (`actions::DebLayer`), gzip-compressed like an image's default layers.
+
+use std::path::PathBuf;
+
+use crate::actions::DebLayer;
+use crate::analysis::{at, Analyzer, LayerInfo, Provider};
+use crate::error::Result;
+use crate::graph::TargetNode;
+use crate::oci::Compression;
+
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+    let mut debs = Vec::new();
+    for label in target.labels("debs") {
+        match analyzer.source_path(label) {
+            Some(path) => debs.push(PathBuf::from(path)),
+            None => {
+                return Err(at(target, format!(
+                "`debs` of `{}` names `{label}`, which is a target, not a `.deb` file\nhint: `debs` takes the `.deb` files of the package (fetch them with `scripts/fetch-debs.sh`)",
+                target.label
+                )))
+            }
+        }
+    }
+    let sha256s: Vec<String> = target.strings("sha256s").into_iter().map(str::to_owned).collect();
+    let action = DebLayer::new(debs, &sha256s, Compression::Gzip, analyzer.ctx.source_date_epoch)
+        .map_err(|error| at(target, format!("`{}`: {error}", target.label)))?;
+    let action = analyzer.actions.add(target.label.clone(), Box::new(action));
+    Ok(Provider::Layer(LayerInfo::Built { action, main_output: None }))
+}

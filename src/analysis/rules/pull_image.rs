@@ -1,0 +1,55 @@
+//! `oci_pull_image`: a base image pinned by digest. Its manifest and config
+//! are resolved now (cached by digest, so no network once they are in the
+//! CAS); each layer gets a `fetch_blob` action that runs only if something
+//! needs the layer's bytes.
+
+use crate::actions::{FetchBlob, FetchImage};
+use crate::analysis::layer_contents::attr_error;
+use crate::analysis::{at, Analyzer, ImageInfo, Provider};
+use crate::cache::Digest;
+use crate::error::{Error, Result};
+use crate::graph::TargetNode;
+use crate::registry::ImageRef;
+
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+    let repository = target.string("repository").unwrap_or_default();
+    let image = ImageRef::parse(repository).map_err(|error| attr_error(target, "repository", &error.to_string()))?;
+    let digest = pinned_digest(target)?;
+    let anonymous = target.bool("anonymous");
+    let client = analyzer.registry()?;
+    let pulled = client
+        .resolve(analyzer.ctx.cas, &image, digest, target.string("platform"), anonymous)
+        .map_err(|error| Error::from(error).context(format!("Pulling `{}` ({})", target.label, target.location)))?;
+
+    let owner = &target.label;
+    let layer_blobs = pulled
+        .layers
+        .iter()
+        .map(|descriptor| {
+            let fetch =
+                FetchBlob { client: client.clone(), image: image.clone(), anonymous, descriptor: descriptor.clone() };
+            analyzer.actions.add(owner.clone(), Box::new(fetch))
+        })
+        .collect();
+    analyzer.pulled.push(pulled.clone());
+    let image = analyzer.actions.add(owner.clone(), Box::new(FetchImage { client, pulled }));
+    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: None, tags: vec![] }))
+}
+
+/// `digest` or `sha`, with or without `sha256:`; a tag alone is refused,
+/// since a tag can move and the build would not be reproducible.
+fn pinned_digest(target: &TargetNode) -> Result<Digest> {
+    let (attr, text) = match (target.string("digest"), target.string("sha")) {
+        (Some(digest), None) => ("digest", digest),
+        (None, Some(sha)) => ("sha", sha),
+        (Some(_), Some(_)) => return Err(attr_error(target, "digest", "give `digest` or `sha`, not both")),
+        (None, None) => {
+            return Err(at(target, format!(
+                "`{}` names no digest\nhint: pin the image with `digest = \"sha256:...\"`; `berth pin {}:TAG` prints a ready rule",
+                target.label,
+                target.string("repository").unwrap_or("REPOSITORY")
+            )))
+        }
+    };
+    Digest::parse_lenient(text).map_err(|error| attr_error(target, attr, &error.to_string()))
+}
