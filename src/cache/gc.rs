@@ -87,9 +87,11 @@ fn extracted_layers(cache_dir: &Path) -> Result<Vec<(String, PathBuf)>, CacheErr
 /// `max_size` bytes. Requires the exclusive lock, which guarantees that no
 /// build is between writing a blob and recording the entry that owns it.
 ///
-/// Action cache entries are stamped on every hit; blobs that no entry
-/// references (pulled manifests, outputs of failed actions) age by their own
-/// mtime. Evicting an entry frees the blobs only it referenced.
+/// Action cache entries are stamped on every hit. Blobs that no entry
+/// references (pulled manifests, outputs of failed actions) are ordered by
+/// their mtime, which committed blobs pin to the epoch (see `Cas::verify`),
+/// so they go before any entry. Evicting an entry frees the blobs only it
+/// referenced.
 pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport, CacheError> {
     if !lock.is_exclusive() {
         return Err(CacheError::NotExclusive);

@@ -63,7 +63,6 @@ pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The nearest ancestor of `start` (or `start` itself) holding `WORKSPACE.star`.
 fn remove_dir(dir: &Path) -> anyhow::Result<()> {
     match fs::remove_dir_all(dir) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => {
