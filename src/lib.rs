@@ -5,20 +5,23 @@
 //!  (loading)               (graph)                    (actions)            (cache)                  (oci, registry)
 //! ```
 //!
+//! `session` runs one build through every phase for the commands that need
+//! built targets; `report` draws its events; `cli` parses flags into requests.
+//!
 //! The modules below are listed in pipeline order. Only `frontend` and
 //! `analysis` touch the `starlark` crate; only `oci` and `registry` touch tar,
 //! compression, oci-spec and HTTP; only `cli` and `report` print.
 
-pub mod actions;
-pub mod analysis;
-pub mod cache;
-pub mod cli;
-pub mod error;
-pub mod exec;
+pub mod workspace;
 pub mod frontend;
 pub mod graph;
+pub mod analysis;
+pub mod actions;
+pub mod exec;
+pub mod cache;
 pub mod oci;
 pub mod registry;
-pub mod report;
 pub mod session;
-pub mod workspace;
+pub mod report;
+pub mod cli;
+pub mod error;
