@@ -99,6 +99,19 @@ fn explicit_load_of_the_library_and_rules_in_star_files() {
 }
 
 #[test]
+fn a_label_named_twice_is_one_dep() {
+    let workspace = TestWorkspace::new();
+    workspace.file("app/a.txt", "a").file(
+        "app/BUILD.star",
+        "files(name = 'f', srcs = ['a.txt'])
+oci_image_build(name = 'img', packages = [':f', ':f'], layers = [':f'])
+",
+    );
+    let graph = load(&workspace, &["//app:img"]);
+    assert_eq!(target(&graph, "//app:img").deps, [Label::new("", "empty"), Label::new("app", "f")]);
+}
+
+#[test]
 fn defaults_are_filled_and_deps_collected() {
     let workspace = TestWorkspace::new();
     workspace.file("app/BUILD.star", "oci_image_build(name = \"img\", visibility = [\"//visibility:public\"])\noci_build_layer(name = \"b\", base = \":img\", outputs = [\"/o\"])\n");
