@@ -245,7 +245,7 @@ fn umoci_unpacks_and_runc_runs_the_image() {
     let mut config: serde_json::Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
     config["process"]["terminal"] = false.into();
     assert_eq!(config["process"]["args"], serde_json::json!(["/bin/sh", "-c", "cat /etc/motd"]));
-    fs::write(&config_path, oci::canonical_json(&config).unwrap()).unwrap();
+    fs::write(&config_path, berth::cache::canonical_json(&config)).unwrap();
     let id = format!("berth-oci-test-{}", std::process::id());
     let stdout = run(Command::new("runc").arg("run").arg("--bundle").arg(&bundle).arg(&id));
     let _ = Command::new("runc").args(["delete", "--force", &id]).output();

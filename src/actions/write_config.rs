@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput, ResolvedInput};
+use crate::cache::canonical_json;
 use crate::error::Result;
-use crate::oci::{canonical_json, media_types, ConfigSettings, ImageConfig, NewLayer, OciError};
+use crate::oci::{media_types, ConfigSettings, ImageConfig, NewLayer, OciError};
 
 /// Writes one image config.
 ///
@@ -78,7 +79,7 @@ impl Action for WriteConfig {
             })
             .collect::<Result<Vec<_>, OciError>>()?;
         let config = ImageConfig::derive(base_config.as_ref(), &self.settings, &new_layers)?;
-        let bytes = canonical_json(&config).map_err(|error| OciError::Unsupported(error.to_string()))?;
+        let bytes = canonical_json(&config);
         let blob = ctx.cas.put_bytes(&bytes)?;
         Ok(ActionOutput {
             blobs: BTreeMap::from([("config".to_owned(), blob)]),

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input};
+use crate::cache::canonical_json;
 use crate::error::Result;
-use crate::oci::{canonical_json, media_types, read_root, Descriptor, Index, OciError};
+use crate::oci::{media_types, read_root, Descriptor, Index, OciError};
 
 /// Writes one image index.
 ///
@@ -81,7 +82,7 @@ impl Action for WriteIndex {
             manifests.push(descriptor);
         }
         let index = Index::new(manifests, self.annotations.clone());
-        let bytes = canonical_json(&index).map_err(|error| OciError::Unsupported(error.to_string()))?;
+        let bytes = canonical_json(&index);
         let blob = ctx.cas.put_bytes(&bytes)?;
         Ok(ActionOutput {
             blobs: BTreeMap::from([("index".to_owned(), blob)]),

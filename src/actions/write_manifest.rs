@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput};
+use crate::cache::canonical_json;
 use crate::error::Result;
-use crate::oci::{canonical_json, media_types, Descriptor, Manifest, OciError};
+use crate::oci::{media_types, Descriptor, Manifest, OciError};
 
 /// The annotation naming the base image's manifest digest
 /// (<https://github.com/opencontainers/image-spec/blob/v1.1.0/annotations.md#pre-defined-annotation-keys>).
@@ -106,7 +107,7 @@ impl Action for WriteManifest {
             .into());
         }
         let manifest = Manifest::new(Descriptor::new(media_types::CONFIG, config_blob), layers, annotations);
-        let bytes = canonical_json(&manifest).map_err(|error| OciError::Unsupported(error.to_string()))?;
+        let bytes = canonical_json(&manifest);
         let manifest_blob = ctx.cas.put_bytes(&bytes)?;
         Ok(ActionOutput {
             blobs: BTreeMap::from([("manifest".to_owned(), manifest_blob), ("config".to_owned(), config_blob)]),

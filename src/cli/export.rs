@@ -163,7 +163,7 @@ mod tests {
             .unwrap();
         let manifest =
             oci::Manifest::new(oci::Descriptor::new(oci::media_types::CONFIG, config), Vec::new(), Default::default());
-        let root = cas.put_bytes(&oci::canonical_json(&manifest).unwrap()).unwrap();
+        let root = cas.put_bytes(&crate::cache::canonical_json(&manifest)).unwrap();
         let output = dir.path().join("image.tar");
         export_root(&cas, root, ArchiveFormat::OciArchive, &["app:1.0".into()], &output).unwrap();
         let direct = dir.path().join("direct.tar");

@@ -12,9 +12,10 @@ use std::io::{self, BufWriter, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::cache::canonical_json;
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::layout::{image_blobs, layout_index, parse, read_blob, OCI_LAYOUT};
-use crate::oci::{canonical_json, read_root, Compression, ImageRoot, Manifest, OciError};
+use crate::oci::{read_root, Compression, ImageRoot, Manifest, OciError};
 
 /// Writes the image or index `root` as an OCI archive at `out_path`, with
 /// `ref_name` (the tag) as `org.opencontainers.image.ref.name`.
@@ -55,8 +56,7 @@ pub fn write_docker_archive(
         "RepoTags": tags,
         "Layers": parsed.layers.iter().map(|layer| blob_path(layer.digest)).collect::<Vec<_>>(),
     }]);
-    let docker_manifest = canonical_json(&docker_manifest)
-        .map_err(|error| OciError::Unsupported(format!("Cannot serialize manifest.json: {error}")))?;
+    let docker_manifest = canonical_json(&docker_manifest);
     let files = vec![("manifest.json", docker_manifest)];
     write_archive(cas, &blobs, files, out_path)
 }
@@ -178,7 +178,7 @@ mod tests {
             vec![Descriptor::new(media_types::LAYER_GZIP, layer)],
             Default::default(),
         );
-        (cas.put_bytes(&canonical_json(&manifest).unwrap()).unwrap(), config, layer)
+        (cas.put_bytes(&canonical_json(&manifest)).unwrap(), config, layer)
     }
 
     #[test]

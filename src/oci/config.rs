@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(config.rootfs.diff_ids, [diff_id(1), diff_id(2)]);
         assert_eq!(config.history.len(), 2);
         assert!(!config.history[1].empty_layer);
-        let json = crate::oci::canonical_json(&config).unwrap();
+        let json = crate::cache::canonical_json(&config);
         assert!(!String::from_utf8(json).unwrap().contains("container_config"));
     }
 

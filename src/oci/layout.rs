@@ -10,9 +10,10 @@ use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::cache::canonical_json;
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::manifest::MediaTypeProbe;
-use crate::oci::{canonical_json, media_types, Descriptor, Index, Manifest, OciError, REF_NAME_ANNOTATION};
+use crate::oci::{media_types, Descriptor, Index, Manifest, OciError, REF_NAME_ANNOTATION};
 
 /// The content of the `oci-layout` file.
 pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -101,7 +102,7 @@ pub(crate) fn layout_index(root: &ImageRoot, ref_name: Option<&str>) -> Result<V
         descriptor.annotations.insert(REF_NAME_ANNOTATION.to_owned(), name.to_owned());
     }
     let index = Index::new(vec![descriptor], Default::default());
-    canonical_json(&index).map_err(|error| OciError::Unsupported(format!("Cannot serialize index.json: {error}")))
+    Ok(canonical_json(&index))
 }
 
 /// Writes `root` as an OCI image layout at `dir`, replacing what was there

@@ -4,7 +4,6 @@
 //! compression or the OCI wire formats (`registry` aside).
 
 mod archive;
-mod canonical_json;
 mod compress;
 mod config;
 pub mod deb;
@@ -16,7 +15,7 @@ mod manifest;
 pub mod media_types;
 
 pub use archive::{write_docker_archive, write_oci_archive};
-pub use canonical_json::canonical_json;
+
 pub use compress::{decoder, Compression, Compressor, GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_LEVEL};
 pub use config::{
     rfc3339, ConfigSettings, EmptyObject, ExecConfig, Healthcheck, History, ImageConfig, NewLayer, RootFs,
