@@ -37,6 +37,8 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     // an unchanged package is an unchanged (cached, shared) blob.
     let mut layers: Vec<(ActionId, String)> = Vec::new();
     let mut first_main_output = None;
+    // Only `oci_python_image` looks at the files, to find `python_main`.
+    let python_main = target.string("python_main");
     let mut package_entries: Vec<PlannedEntry> = Vec::new();
     for (attr, is_package) in [("packages", true), ("layers", false)] {
         for label in target.labels(attr) {
@@ -44,7 +46,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             if is_package && first_main_output.is_none() {
                 first_main_output = layer.main_output().map(str::to_owned);
             }
-            if let LayerInfo::Planned { entries, .. } = &layer {
+            if let (Some(_), LayerInfo::Planned { entries, .. }) = (python_main, &layer) {
                 package_entries.extend(entries.iter().cloned());
             }
             let action = match &layer {
@@ -57,7 +59,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     }
 
     let mut entrypoint = strings_or_none(target, "entrypoint")?;
-    if let Some(python_main) = target.string("python_main") {
+    if let Some(python_main) = python_main {
         let resolved = resolve_python_main(target, python_main, &package_entries)?;
         if let Some(entrypoint) = entrypoint.as_mut() {
             for arg in entrypoint.iter_mut().filter(|arg| arg.as_str() == python_main) {
