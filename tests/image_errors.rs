@@ -110,3 +110,21 @@ fn python_main_resolves_to_its_path_in_the_image() {
     let config = blob(&config_digest).unwrap();
     assert!(config.contains(r#""Entrypoint":["python3","/srv/main.py"]"#), "{config}");
 }
+
+/// Regression: the key of a layer sees its sources' bytes, not whether a
+/// checkout hard-links two of them, so both checkouts must get one layer.
+#[test]
+fn hard_linked_sources_pack_like_copies() {
+    let build = "files(name = 'both', srcs = ['a.txt', 'b.txt'])\n";
+    let copies = workspace(build);
+    copies.file("app/a.txt", "same\n").file("app/b.txt", "same\n");
+    let linked = workspace(build);
+    linked.file("app/a.txt", "same\n");
+    std::fs::hard_link(linked.path("app/a.txt"), linked.path("app/b.txt")).unwrap();
+    let digest = |workspace: &TestWorkspace| {
+        let output = workspace.berth(&["--console", "none", "build", "//app:both"]);
+        output.success();
+        output.stdout.clone()
+    };
+    assert_eq!(digest(&copies), digest(&linked));
+}

@@ -14,7 +14,10 @@
 //! directories and executables unless set; mtime `SOURCE_DATE_EPOCH` (or 0)
 //! unless set; no user or group names, no atime or ctime (GNU headers with
 //! those fields zero, GNU long names when a path needs them); files that
-//! share a (device, inode) kept as hard links; a duplicate path is an error.
+//! share a (device, inode) kept as hard links (files of a tree the action
+//! owns: a step's outputs, a re-packed tar; never declared workspace
+//! sources, whose link structure the key cannot see); a duplicate path is an
+//! error.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -395,7 +398,10 @@ impl LayerBuilder {
                 Body::File { source: FileSource::Path { path: source, size, digest }, .. } => {
                     let file = File::open(&source).map_err(OciError::read(&source))?;
                     let stat = file.metadata().map_err(OciError::read(&source))?;
-                    if stat.nlink() > 1 {
+                    // A declared input (it has a digest) is never linked by
+                    // inode: the action key sees its bytes, not whether the
+                    // checkout happens to hard-link it to another file.
+                    if digest.is_none() && stat.nlink() > 1 {
                         let key = (stat.dev(), stat.ino());
                         if let Some((first, first_resolved)) = inodes.get(&key) {
                             if *first_resolved == resolved {
