@@ -7,6 +7,7 @@ use crate::cli::GlobalArgs;
 use crate::error::Error;
 use crate::exec::{run_image, RunImageRequest, Runc, StackMode};
 use crate::oci::{media_types, ImageRoot, Index, Manifest, Platform};
+use crate::registry::platform_satisfies;
 use crate::workspace::Label;
 
 #[derive(Debug, Args)]
@@ -94,7 +95,7 @@ fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage, 
         let entry = index
             .manifests
             .iter()
-            .find(|entry| entry.platform.as_ref().is_some_and(|p| p.os == host.os && p.architecture == host.architecture))
+            .find(|entry| entry.platform.as_ref().is_some_and(|platform| platform_satisfies(platform, &host)))
             .ok_or_else(|| {
                 Error::user(format!(
                     "Image index `{label}` has no manifest for `{}/{}`\nhint: `berth run` runs images of the host's platform",

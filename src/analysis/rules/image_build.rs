@@ -9,14 +9,14 @@ use crate::analysis::layer_contents::attr_error;
 use crate::analysis::{at, created_by, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
 use crate::error::Result;
 use crate::graph::{AttrValue, TargetNode};
-use crate::oci::{Compression, ConfigSettings, Healthcheck};
+use crate::oci::{Compression, ConfigSettings, Healthcheck, Platform};
 use crate::workspace::Label;
 
 /// `oci_image_empty`: no layers, a config naming only the platform.
 pub fn analyze_empty(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
     let settings = ConfigSettings {
         os: Some(target.string("os").unwrap_or("linux").to_owned()),
-        architecture: Some(target.string("architecture").map_or_else(host_architecture, str::to_owned)),
+        architecture: Some(target.string("architecture").map_or_else(|| Platform::host().architecture, str::to_owned)),
         variant: target.string("variant").map(str::to_owned),
         source_date_epoch: analyzer.ctx.source_date_epoch,
         ..ConfigSettings::default()
@@ -119,7 +119,9 @@ fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Re
             image: None,
             layer_blobs: vec![],
             os: Some(empty.string("os").unwrap_or("linux").to_owned()),
-            architecture: Some(empty.string("architecture").map_or_else(host_architecture, str::to_owned)),
+            architecture: Some(
+                empty.string("architecture").map_or_else(|| Platform::host().architecture, str::to_owned),
+            ),
             variant: empty.string("variant").map(str::to_owned),
         });
     }
@@ -222,7 +224,8 @@ fn strings_or_none(target: &TargetNode, attr: &str) -> Result<Option<Vec<String>
     }
 }
 
-fn string_pairs(target: &TargetNode, attr: &str) -> Result<Vec<(String, String)>> {
+/// A dict attribute of strings (ints are written out), in the user's order.
+pub fn string_pairs(target: &TargetNode, attr: &str) -> Result<Vec<(String, String)>> {
     target
         .dict(attr)
         .iter()
@@ -296,16 +299,4 @@ pub fn tags(target: &TargetNode) -> Vec<String> {
         }
     }
     tags
-}
-
-/// The host's architecture in the OCI (GOARCH) spelling.
-pub fn host_architecture() -> String {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-    .to_owned()
 }

@@ -1,10 +1,10 @@
 //! `oci_image_index`: a multi-platform index of images.
 
 use crate::actions::WriteIndex;
-use crate::analysis::rules::image_build::{repository, tags};
+use crate::analysis::rules::image_build::{repository, string_pairs, tags};
 use crate::analysis::{at, Analyzer, IndexInfo, Provider};
 use crate::error::Result;
-use crate::graph::{AttrValue, TargetNode};
+use crate::graph::TargetNode;
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
     let mut images = Vec::new();
@@ -23,14 +23,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             }
         }
     }
-    let annotations = target
-        .dict("annotations")
-        .iter()
-        .filter_map(|(key, value)| match value {
-            AttrValue::String(text) => Some((key.clone(), text.clone())),
-            _ => None,
-        })
-        .collect();
+    let annotations = string_pairs(target, "annotations")?.into_iter().collect();
     let action = WriteIndex {
         images: images.iter().map(|image| image.image).collect(),
         image_labels: target.labels("images").iter().map(|label| label.to_string()).collect(),

@@ -5,7 +5,7 @@
 
 use crate::actions::{FetchBlob, FetchImage};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{at, Analyzer, ImageInfo, Provider};
+use crate::analysis::{Analyzer, ImageInfo, Provider};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
 use crate::graph::TargetNode;
@@ -36,20 +36,15 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: None, tags: vec![] }))
 }
 
-/// `digest` or `sha`, with or without `sha256:`; a tag alone is refused,
-/// since a tag can move and the build would not be reproducible.
+/// `digest` or `sha`, with or without `sha256:` (the front-end has already
+/// refused a pull with neither: a tag alone would not be reproducible).
 fn pinned_digest(target: &TargetNode) -> Result<Digest> {
     let (attr, text) = match (target.string("digest"), target.string("sha")) {
         (Some(digest), None) => ("digest", digest),
         (None, Some(sha)) => ("sha", sha),
         (Some(_), Some(_)) => return Err(attr_error(target, "digest", "give `digest` or `sha`, not both")),
-        (None, None) => {
-            return Err(at(target, format!(
-                "`{}` names no digest\nhint: pin the image with `digest = \"sha256:...\"`; `berth pin {}:TAG` prints a ready rule",
-                target.label,
-                target.string("repository").unwrap_or("REPOSITORY")
-            )))
-        }
+        // The front-end refuses an `oci_pull_image` with neither.
+        (None, None) => return Err(Error::internal(format!("`{}` reached analysis without a digest", target.label))),
     };
     Digest::parse_lenient(text).map_err(|error| attr_error(target, attr, &error.to_string()))
 }
