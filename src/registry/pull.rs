@@ -43,6 +43,42 @@ pub struct PulledImage {
     pub anonymous: bool,
 }
 
+impl Client {
+    /// A GET with pull scope whose only good answer is 200; a 404 names
+    /// `what` and `reference`, any other status is reported as sent.
+    #[allow(clippy::too_many_arguments)]
+    fn pull_get(
+        &self,
+        endpoint: &Endpoint,
+        image: &ImageRef,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        anonymous: bool,
+        what: &'static str,
+        reference: &str,
+    ) -> Result<reqwest::blocking::Response, Failure> {
+        let scopes = pull_scope(image);
+        let repository = image.to_string();
+        let call = Call {
+            method: Method::GET,
+            url: endpoint.url(path),
+            headers,
+            body: None,
+            scopes: &scopes,
+            anonymous,
+            repository: &repository,
+        };
+        let response = self.send(endpoint, &call)?;
+        match response.status() {
+            StatusCode::OK => Ok(response),
+            StatusCode::NOT_FOUND => {
+                Err(Failure::fatal(RegistryError::NotFound { what, repository, reference: reference.to_owned() }))
+            }
+            _ => Err(Failure::fatal(status_error(endpoint, &call, &call.url, response))),
+        }
+    }
+}
+
 fn pull_scope(image: &ImageRef) -> Vec<String> {
     vec![format!("repository:{}:pull", image.repository)]
 }
@@ -222,29 +258,10 @@ impl Client {
         expected: Option<Digest>,
         anonymous: bool,
     ) -> Result<FetchedManifest, Failure> {
-        let scopes = pull_scope(image);
         let repository = image.to_string();
-        let call = Call {
-            method: Method::GET,
-            url: endpoint.url(&format!("{}/manifests/{reference}", image.repository)),
-            headers: vec![("Accept", ACCEPT.to_owned())],
-            body: None,
-            scopes: &scopes,
-            anonymous,
-            repository: &repository,
-        };
-        let response = self.send(endpoint, &call)?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                return Err(Failure::fatal(RegistryError::NotFound {
-                    what: "Manifest",
-                    repository,
-                    reference: reference.to_owned(),
-                }))
-            }
-            _ => return Err(Failure::fatal(status_error(endpoint, &call, &call.url, response))),
-        }
+        let path = format!("{}/manifests/{reference}", image.repository);
+        let accept = vec![("Accept", ACCEPT.to_owned())];
+        let response = self.pull_get(endpoint, image, &path, accept, anonymous, "Manifest", reference)?;
         let too_large = || {
             Failure::fatal(RegistryError::TooLarge {
                 what: "Manifest",
@@ -294,29 +311,10 @@ impl Client {
         descriptor: &Descriptor,
         anonymous: bool,
     ) -> Result<BlobRef, Failure> {
-        let scopes = pull_scope(image);
         let repository = image.to_string();
-        let call = Call {
-            method: Method::GET,
-            url: endpoint.url(&format!("{}/blobs/{}", image.repository, descriptor.digest)),
-            headers: Vec::new(),
-            body: None,
-            scopes: &scopes,
-            anonymous,
-            repository: &repository,
-        };
-        let response = self.send(endpoint, &call)?;
-        match response.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                return Err(Failure::fatal(RegistryError::NotFound {
-                    what: "Blob",
-                    repository,
-                    reference: descriptor.digest.to_string(),
-                }))
-            }
-            _ => return Err(Failure::fatal(status_error(endpoint, &call, &call.url, response))),
-        }
+        let path = format!("{}/blobs/{}", image.repository, descriptor.digest);
+        let digest = descriptor.digest.to_string();
+        let response = self.pull_get(endpoint, image, &path, Vec::new(), anonymous, "Blob", &digest)?;
         let mut writer = Sha256Writer::new(cas.writer().map_err(RegistryError::from)?);
         // One byte more than expected is enough to know the body is too long.
         let mut body = Progress { inner: response.take(descriptor.size + 1), client: self, unreported: 0 };
