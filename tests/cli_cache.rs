@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use berth::actions::ActionOutput;
-use berth::cache::{ActionCache, CacheLock, Cas, Digest};
+use berth::cache::{ActionCache, CacheLock, CanonicalJson, Cas, Digest};
 use berth::exec::{ActionName, ActionStatus, BuildLog, LoggedAction, LoggedInput};
 
 fn berth(cwd: &Path, cache: &Path, args: &[&str]) -> Command {
@@ -123,7 +123,7 @@ fn explain_prints_why_each_action_ran() {
             output: Digest::of(b"out"),
             kind_version: 1,
             berth_format_version: 1,
-            params: serde_json::json!({ "mode": mode }),
+            params: CanonicalJson::of(&serde_json::json!({ "mode": mode })),
             inputs: vec![LoggedInput::File { path: "app/a.txt".into(), digest: Digest::of(digest) }],
         }],
     };

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth::actions::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
-use berth::cache::{Cache, FileMemo, VerifiedReader};
+use berth::cache::{Cache, CanonicalJson, FileMemo, VerifiedReader};
 use berth::error::{Error, ErrorKind, Result};
 use berth::exec::{explain, ActionStatus, BuildLog, BuildResult, ExecError, Executor, Reason, Sandbox};
 use berth::report::NullReporter;
@@ -59,8 +59,8 @@ impl Action for Step {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({ "name": self.name })
+    fn params(&self) -> CanonicalJson {
+        CanonicalJson::of(&serde_json::json!({ "name": self.name }))
     }
 
     fn inputs(&self) -> Vec<Input> {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{BlobRef, Cas, Digest};
+use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
 use crate::error::Result;
 use crate::workspace::Label;
 
@@ -64,9 +64,9 @@ pub trait Action: Debug + Send + Sync {
     /// Bumped whenever the kind's output bytes change for the same inputs.
     fn kind_version(&self) -> u32;
 
-    /// Everything besides input bytes that decides the output, as plain JSON.
-    /// No absolute path, time, user or host name.
-    fn params(&self) -> serde_json::Value;
+    /// Everything besides input bytes that decides the output, as canonical
+    /// JSON. No absolute path, time, user or host name.
+    fn params(&self) -> CanonicalJson;
 
     /// Declared inputs, in a stable order.
     fn inputs(&self) -> Vec<Input>;

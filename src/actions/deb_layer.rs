@@ -17,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::actions::{layer_output, Action, ActionContext, ActionOutput, Input, ResolvedInput};
-use crate::cache::Digest;
+use crate::cache::{CanonicalJson, Digest};
 use crate::error::{Error, Result};
 use crate::oci::deb::{self, Deb, DebControl, DebEntry, DebEntryKind, DebError};
 use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, OciError};
@@ -223,13 +223,13 @@ impl Action for DebLayer {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
+    fn params(&self) -> CanonicalJson {
         // File names stay out: the input digests already say which bytes.
-        serde_json::json!({
+        CanonicalJson::of(&serde_json::json!({
             "sha256s": self.debs.iter().map(|deb| deb.sha256.to_string()).collect::<Vec<_>>(),
             "compression": self.compression,
             "source_date_epoch": self.source_date_epoch,
-        })
+        }))
     }
 
     fn inputs(&self) -> Vec<Input> {
@@ -360,7 +360,7 @@ mod tests {
             1700000000,
         )
         .unwrap();
-        let params = action.params();
+        let params = action.params().to_value();
         assert_eq!(params["compression"], "zstd");
         assert_eq!(params["source_date_epoch"], 1700000000);
         assert_eq!(params["sha256s"][0], Digest::of(b"x").to_string());

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
 use crate::registry::{Client, ImageRef};
@@ -34,12 +35,12 @@ impl Action for FetchBlob {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({
+    fn params(&self) -> CanonicalJson {
+        CanonicalJson::of(&serde_json::json!({
             "digest": self.descriptor.digest,
             "size": self.descriptor.size,
             "media_type": self.descriptor.media_type,
-        })
+        }))
     }
 
     fn inputs(&self) -> Vec<Input> {
@@ -79,7 +80,7 @@ mod tests {
         let b = action("127.0.0.1:5000/b", b"layer");
         assert_eq!(a.params(), b.params());
         assert_ne!(a.params(), action("127.0.0.1:5000/a", b"other").params());
-        assert_eq!(a.params()["digest"], Digest::of(b"layer").to_string());
+        assert_eq!(a.params().to_value()["digest"], Digest::of(b"layer").to_string());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
 use crate::registry::{Client, PulledImage};
@@ -27,12 +28,12 @@ impl Action for FetchImage {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({
+    fn params(&self) -> CanonicalJson {
+        CanonicalJson::of(&serde_json::json!({
             "manifest": self.pulled.manifest,
             "manifest_media_type": self.pulled.manifest_media_type,
             "config": self.pulled.config,
-        })
+        }))
     }
 
     fn inputs(&self) -> Vec<Input> {

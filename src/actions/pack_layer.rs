@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::actions::{Action, ActionContext, ActionOutput, Input, ResolvedInput};
-use crate::cache::{BlobRef, Digest};
+use crate::cache::{BlobRef, CanonicalJson, Digest};
 use crate::error::Result;
 use crate::oci::{
     Body, Compression, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, OciError, PackedLayer,
@@ -87,11 +87,19 @@ impl Action for PackLayer {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({
-            "entries": self.entries,
-            "compression": self.compression,
-            "source_date_epoch": self.source_date_epoch,
+    fn params(&self) -> CanonicalJson {
+        /// Borrowed: a 30,000-entry layer's entries are written straight to
+        /// canonical text, never copied into a JSON tree.
+        #[derive(serde::Serialize)]
+        struct Params<'a> {
+            entries: &'a [LayerEntry],
+            compression: Compression,
+            source_date_epoch: u64,
+        }
+        CanonicalJson::of(&Params {
+            entries: &self.entries,
+            compression: self.compression,
+            source_date_epoch: self.source_date_epoch,
         })
     }
 

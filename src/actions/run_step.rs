@@ -18,7 +18,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::actions::layer_output;
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, ResolvedInput};
-use crate::cache::{BlobRef, Cas, Digest};
+use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
 use crate::error::{Error, Result};
 use crate::exec::{
     extract_layers, merge_env, resolve_user, Container, ImageRuntimeConfig, Limits, RootFs, Runc, StackMode, StdioMode,
@@ -99,18 +99,18 @@ impl Action for RunStep {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
+    fn params(&self) -> CanonicalJson {
         let base_config = match &self.base_config {
             BaseConfig::Action(_) => serde_json::json!("input"),
             BaseConfig::Blob(digest) => serde_json::json!(digest),
             BaseConfig::None => serde_json::Value::Null,
         };
-        serde_json::json!({
+        CanonicalJson::of(&serde_json::json!({
             "spec": self.spec,
             "base_config": base_config,
             "base_layers": self.base_layers.len(),
             "packages": self.packages.len(),
-        })
+        }))
     }
 
     fn inputs(&self) -> Vec<Input> {

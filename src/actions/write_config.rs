@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput, ResolvedInput};
-use crate::cache::canonical_json;
+use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, ConfigSettings, ImageConfig, NewLayer, OciError};
 
@@ -51,12 +51,12 @@ impl Action for WriteConfig {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({
+    fn params(&self) -> CanonicalJson {
+        CanonicalJson::of(&serde_json::json!({
             "has_base": self.base.is_some(),
             "created_by": self.layers.iter().map(|layer| &layer.created_by).collect::<Vec<_>>(),
             "settings": self.settings,
-        })
+        }))
     }
 
     fn inputs(&self) -> Vec<Input> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input};
-use crate::cache::canonical_json;
+use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, read_root, Descriptor, Index, OciError};
 
@@ -40,8 +40,8 @@ impl Action for WriteIndex {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({ "images": self.images.len(), "annotations": self.annotations })
+    fn params(&self) -> CanonicalJson {
+        CanonicalJson::of(&serde_json::json!({ "images": self.images.len(), "annotations": self.annotations }))
     }
 
     fn inputs(&self) -> Vec<Input> {

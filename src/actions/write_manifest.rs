@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
 use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput};
-use crate::cache::canonical_json;
+use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, Descriptor, Manifest, OciError};
 
@@ -49,12 +49,12 @@ impl Action for WriteManifest {
         1
     }
 
-    fn params(&self) -> serde_json::Value {
-        serde_json::json!({
+    fn params(&self) -> CanonicalJson {
+        CanonicalJson::of(&serde_json::json!({
             "has_base": self.base.is_some(),
             "layers": self.layers.len(),
             "annotations": self.annotations,
-        })
+        }))
     }
 
     fn inputs(&self) -> Vec<Input> {

@@ -3,7 +3,7 @@
 //! command — `kind`, `kind_version`, `params` — plus an input root).
 
 use crate::actions::ActionOutput;
-use crate::cache::{canonical_json, Digest};
+use crate::cache::{canonical_json, CanonicalJson, Digest};
 
 /// Bumped when the key or cache-entry format changes for every kind at once;
 /// part of every key, so old cache entries are simply never hit again.
@@ -18,7 +18,7 @@ pub struct KeyInputs {
     pub berth_format_version: u32,
     /// The action's params, as it declared them (plain JSON, no absolute
     /// path, time, user or host name).
-    pub params: serde_json::Value,
+    pub params: CanonicalJson,
     /// One entry per declared input, in declaration order.
     pub inputs: Vec<KeyInput>,
 }
@@ -60,7 +60,7 @@ mod tests {
             kind: "pack_layer".into(),
             kind_version: 1,
             berth_format_version: BERTH_FORMAT_VERSION,
-            params: serde_json::json!({"prefix": "/app", "mode": 420, "entries": ["a", "b"]}),
+            params: CanonicalJson::of(&serde_json::json!({"prefix": "/app", "mode": 420, "entries": ["a", "b"]})),
             inputs: vec![
                 KeyInput::File { path: "app/main.py".into(), digest: Digest::of(b"print('hi')\n") },
                 KeyInput::Action { output: Digest::of(b"dependency") },
@@ -99,7 +99,7 @@ mod tests {
         changed.kind_version = 2;
         assert_ne!(changed.key(), base);
         let mut changed = fixed();
-        changed.params["mode"] = serde_json::json!(493);
+        changed.params = CanonicalJson::of(&serde_json::json!({"prefix": "/app", "mode": 493, "entries": ["a", "b"]}));
         assert_ne!(changed.key(), base);
         let mut changed = fixed();
         changed.inputs.swap(0, 1);

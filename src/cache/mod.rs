@@ -16,7 +16,7 @@ mod memo;
 mod verify;
 
 pub use ac::ActionCache;
-pub use canonical::canonical_json;
+pub use canonical::{canonical_json, CanonicalJson};
 pub use cas::{BlobRef, Cas, CasError, CasWriter};
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use dir::{resolve_cache_dir, Cache};

@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::actions::{ActionGraph, Input};
-use crate::cache::{canonical_json, Digest, KeyInput};
+use crate::cache::{canonical_json, CanonicalJson, Digest, KeyInput};
 use crate::exec::{ActionStatus, BuildResult};
 use crate::workspace::Label;
 
@@ -56,7 +56,7 @@ pub struct LoggedAction {
     pub output: Digest,
     pub kind_version: u32,
     pub berth_format_version: u32,
-    pub params: serde_json::Value,
+    pub params: CanonicalJson,
     pub inputs: Vec<LoggedInput>,
 }
 
@@ -305,7 +305,7 @@ fn diff(old: &LoggedAction, new: &LoggedAction) -> Vec<Reason> {
     if old.berth_format_version != new.berth_format_version {
         reasons.push(Reason::FormatVersion { old: old.berth_format_version, new: new.berth_format_version });
     }
-    diff_values("", Some(&old.params), Some(&new.params), &mut reasons);
+    diff_values("", Some(&old.params.to_value()), Some(&new.params.to_value()), &mut reasons);
 
     let files = |action: &LoggedAction| -> BTreeMap<String, Digest> {
         action
@@ -396,7 +396,7 @@ mod tests {
             output: Digest::of(b"out"),
             kind_version: 1,
             berth_format_version: 1,
-            params,
+            params: CanonicalJson::of(&params),
             inputs,
         }
     }
