@@ -279,7 +279,7 @@ impl<'a> Loader<'a> {
 
     /// The source file `label` names, or why it names nothing.
     fn source_file(&self, label: &Label, package_dirs: &mut PackageDirs) -> Result<SourceFile, Option<Diagnostic>> {
-        if !package_dirs.is_package(&self.workspace, &label.package) {
+        if !package_dirs.is_package(self.workspace, &label.package) {
             return Err(Some(self.no_such_package(label)));
         }
         let path = label.path();
@@ -290,7 +290,7 @@ impl<'a> Loader<'a> {
         let mut inner = label.package.clone();
         for part in label.name.split('/').collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs).unwrap_or_default() {
             inner = if inner.is_empty() { (*part).to_owned() } else { format!("{inner}/{part}") };
-            if package_dirs.is_package(&self.workspace, &inner) {
+            if package_dirs.is_package(self.workspace, &inner) {
                 let rest = &path[inner.len() + 1..];
                 return Err(Some(
                     Diagnostic::new(format!("`{label}` names a file of another package, `//{inner}`"))
