@@ -896,7 +896,7 @@ mod tests {
         let (_, none) = golden(Compression::None);
         assert_eq!(none, diff_id);
         assert_eq!(diff_id, "sha256:fcf353f54e0c95261252dbcb153929b1bbe016ae6154f89032ac9718fa3bc2a2");
-        assert_eq!(gzip, "sha256:8123567637882f1a0f51753f61a94f24440e40bc063782af4bae62b43b27e55b");
+        assert_eq!(gzip, "sha256:d52d3d0b642a1fa72a3a1c77f403cf9c07eef60c82a1b6eb4192d57725ae0f2c");
         assert_eq!(zstd, "sha256:1b854a1e59e92944ce750a6a4c407b1ea7d3cfdd0feabd69075f5e4cb57cebee");
     }
 }
