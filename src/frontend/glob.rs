@@ -51,26 +51,34 @@ fn compile(package: &str, patterns: &[String]) -> Result<GlobSet, Diagnostic> {
 
 /// Calls `found` with the relative path of every file below `dir`, skipping
 /// subpackages and the directories no package holds (`berth-out`, hidden).
+/// A directory is listed before it is entered, so its BUILD file (which
+/// makes it a subpackage) is seen without a `stat` per directory.
 fn walk(dir: &Path, prefix: &str, found: &mut dyn FnMut(&str)) -> std::io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
+    let entries = fs::read_dir(dir)?.collect::<std::io::Result<Vec<_>>>()?;
+    if !prefix.is_empty() && entries.iter().any(is_build_file) {
+        return Ok(());
+    }
+    for entry in entries {
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
         let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
         let kind = entry.file_type()?;
-        let target = if kind.is_symlink() { fs::metadata(entry.path()).ok() } else { None };
-        let is_dir = kind.is_dir() || target.as_ref().is_some_and(|meta| meta.is_dir());
-        if is_dir {
-            // Linked directories are not entered (no loops); real ones are,
-            // unless they are a package of their own.
-            let subpackage = BUILD_FILES.iter().any(|build| entry.path().join(build).is_file());
-            if kind.is_dir() && !subpackage && !is_skipped_dir(&name) {
+        if kind.is_dir() {
+            if !is_skipped_dir(&name) {
                 walk(&entry.path(), &path, found)?;
             }
+        } else if kind.is_symlink() && fs::metadata(entry.path()).is_ok_and(|meta| meta.is_dir()) {
+            // Linked directories are not entered (no loops).
         } else if !(prefix.is_empty() && BUILD_FILES.contains(&name.as_str())) {
             found(&path);
         }
     }
     Ok(())
+}
+
+/// A `BUILD.star` or `BUILD` file (or a link to one).
+fn is_build_file(entry: &fs::DirEntry) -> bool {
+    BUILD_FILES.iter().any(|build| entry.file_name() == *build)
+        && entry.file_type().is_ok_and(|kind| kind.is_file() || (kind.is_symlink() && entry.path().is_file()))
 }
 
 #[cfg(test)]

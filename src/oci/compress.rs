@@ -166,7 +166,9 @@ fn gzip_member(compressor: &mut libdeflater::Compressor, block: &[u8]) -> io::Re
 }
 
 fn new_deflater() -> libdeflater::Compressor {
-    libdeflater::Compressor::new(libdeflater::CompressionLvl::new(GZIP_LEVEL).expect("GZIP_LEVEL is a valid libdeflate level"))
+    libdeflater::Compressor::new(
+        libdeflater::CompressionLvl::new(GZIP_LEVEL).expect("GZIP_LEVEL is a valid libdeflate level"),
+    )
 }
 
 type Job = (Vec<u8>, mpsc::SyncSender<io::Result<Vec<u8>>>);
