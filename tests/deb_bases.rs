@@ -97,7 +97,12 @@ fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (ActionOutput, Vec<
         .iter()
         .map(|(path, _)| {
             let bytes = fs::read(workspace().join(path)).unwrap();
-            ResolvedInput::Source { path: workspace().join(path), digest: Digest::of(&bytes), size: bytes.len() as u64 }
+            ResolvedInput::Source {
+                path: workspace().join(path),
+                digest: Digest::of(&bytes),
+                size: bytes.len() as u64,
+                settled: false,
+            }
         })
         .collect();
     let output = action.execute(&ActionContext { inputs, cas: &cas, scratch: scratch.path() }).unwrap();

@@ -83,7 +83,7 @@ impl Step {
         let mut bytes = self.name.clone().into_bytes();
         for input in &ctx.inputs {
             match input {
-                ResolvedInput::Source { path, digest, size } => {
+                ResolvedInput::Source { path, digest, size, .. } => {
                     if self.behavior == Behavior::TouchSource {
                         std::fs::write(path, b"changed under our feet").unwrap();
                     }

@@ -39,7 +39,7 @@ impl Driver {
                 Input::Source(relative) => {
                     let path = self.workspace.join(relative);
                     let bytes = fs::read(&path).unwrap();
-                    ResolvedInput::Source { path, digest: Digest::of(&bytes), size: bytes.len() as u64 }
+                    ResolvedInput::Source { path, digest: Digest::of(&bytes), size: bytes.len() as u64, settled: false }
                 }
                 Input::Action(id) => ResolvedInput::Action(&self.outputs[id.0]),
             })

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use berth::actions::{Action, ActionContext, PackLayer, ResolvedInput};
-use berth::cache::{Cas, Digest, Sha256Writer};
+use berth::cache::{Cas, Digest, FileStamp, Sha256Writer};
 use berth::oci::{Compression, LayerEntry};
 
 fn main() -> anyhow::Result<()> {
@@ -74,7 +74,8 @@ fn walk(
             io::copy(&mut fs::File::open(&path)?.take(u64::MAX), &mut hasher)?;
             let (digest, size, _): (Digest, u64, _) = hasher.finish();
             action.push_source(dest, PathBuf::from(&relative), meta.permissions().mode() & 0o111 != 0);
-            inputs.push(ResolvedInput::Source { path, digest, size });
+            let settled = FileStamp::of(&meta).is_settled();
+            inputs.push(ResolvedInput::Source { path, digest, size, settled });
         }
     }
     Ok(())

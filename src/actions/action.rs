@@ -34,6 +34,10 @@ pub enum ResolvedInput<'a> {
         path: PathBuf,
         digest: Digest,
         size: u64,
+        /// The file was last written long enough ago that its stamp, which
+        /// the scheduler checks again after the action, proves its bytes
+        /// unchanged. When false, a reader must hash the bytes it copies.
+        settled: bool,
     },
     Action(&'a ActionOutput),
 }

@@ -328,6 +328,7 @@ mod tests {
                     path: self.dir.path().join(path),
                     digest: *digest,
                     size: 0,
+                    settled: false,
                 })
                 .collect();
             let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };

@@ -12,7 +12,7 @@ use crate::actions::{Action, ActionContext, ActionOutput, Input, ResolvedInput};
 use crate::cache::{BlobRef, CanonicalJson, Digest};
 use crate::error::Result;
 use crate::oci::{
-    Body, Compression, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, OciError, PackedLayer,
+    Body, Compression, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, OciError, Origin, PackedLayer,
 };
 
 /// Packs `entries` into one layer.
@@ -116,8 +116,12 @@ impl Action for PackLayer {
         for entry in &self.entries {
             let body = match &entry.kind {
                 EntryKind::File { source, executable } => match ctx.inputs.get(*source) {
-                    Some(ResolvedInput::Source { path, digest, size }) => Body::File {
-                        source: FileSource::Path { path: path.clone(), size: *size, digest: Some(*digest) },
+                    Some(ResolvedInput::Source { path, digest, size, settled }) => Body::File {
+                        source: FileSource::Path {
+                            path: path.clone(),
+                            size: *size,
+                            origin: if *settled { Origin::Source } else { Origin::UnsettledSource(*digest) },
+                        },
                         executable: *executable,
                     },
                     _ => return Err(bad_inputs(format!("entry `{}` names no source file", entry.path)).into()),

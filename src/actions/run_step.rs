@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::exec::{
     extract_layers, merge_env, resolve_user, Container, ImageRuntimeConfig, Limits, RootFs, Runc, StackMode, StdioMode,
 };
-use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder};
+use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, Origin};
 
 /// Lines of a failing step's stderr shown in the error.
 const STDERR_TAIL_LINES: usize = 40;
@@ -174,7 +174,7 @@ impl Action for RunStep {
             let body = match entry.body {
                 CapturedBody::Directory => Body::Directory,
                 CapturedBody::File { source, size } => Body::File {
-                    source: FileSource::Path { path: source, size, digest: None },
+                    source: FileSource::Path { path: source, size, origin: Origin::Owned },
                     executable: entry.mode & 0o111 != 0,
                 },
                 CapturedBody::Symlink { target } => Body::Symlink { target },

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::actions::{ActionGraph, ActionId, PackLayer};
 use crate::analysis::rules;
 use crate::analysis::{FilesInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
@@ -125,6 +127,7 @@ impl Analyzer<'_> {
         if let Some(id) = self.packed.get(&(layer.clone(), compression)) {
             return Ok(*id);
         }
+        self.stat_sources(layer, entries)?;
         let mut sources: Vec<PathBuf> = Vec::new();
         let mut source_index: HashMap<&str, usize> = HashMap::new();
         let mut layer_entries = Vec::with_capacity(entries.len());
@@ -135,8 +138,7 @@ impl Analyzer<'_> {
                         sources.push(PathBuf::from(path));
                         sources.len() - 1
                     });
-                    let executable = self.is_executable(layer, path)?;
-                    LayerEntry::file(&entry.path, index, executable)
+                    LayerEntry::file(&entry.path, index, self.executable[path.as_str()])
                 }
                 PlannedContent::Contents(text) => LayerEntry::contents(&entry.path, text.as_str()),
                 PlannedContent::Symlink(target) => LayerEntry::symlink(&entry.path, target.as_str()),
@@ -165,26 +167,40 @@ impl Analyzer<'_> {
         Ok(id)
     }
 
-    /// Executable sources are packed 0755, others 0644; the bit is part of
-    /// the action's params, so `chmod +x` rebuilds the layer.
-    fn is_executable(&mut self, layer: &Label, path: &str) -> Result<bool> {
-        if let Some(executable) = self.executable.get(path) {
-            return Ok(*executable);
+    /// Learns which of `entries`' sources are executable, statting those not
+    /// seen yet on every core (a glob can name 30,000 files).
+    fn stat_sources(&mut self, layer: &Label, entries: &[PlannedEntry]) -> Result<()> {
+        let mut unseen: Vec<&str> = entries
+            .iter()
+            .filter_map(|entry| match &entry.content {
+                PlannedContent::Source(path) if !self.executable.contains_key(path.as_str()) => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        unseen.dedup();
+        let root = self.ctx.workspace_root;
+        let bits: Vec<Result<bool>> = unseen.par_iter().map(|path| is_executable(root, layer, path)).collect();
+        for (path, bit) in unseen.into_iter().zip(bits) {
+            self.executable.insert(path.to_owned(), bit?);
         }
-        let metadata = std::fs::metadata(self.ctx.workspace_root.join(path)).map_err(|error| {
-            Error::user(format!(
-                "Source file `{path}` of `{layer}` cannot be read: {error}\nhint: check that the file exists and is readable"
-            ))
-        })?;
-        if !metadata.is_file() {
-            return Err(Error::user(format!(
-                "Source `{path}` of `{layer}` is not a regular file\nhint: name files, or use `glob([\"{path}/**\"])` for a directory's files"
-            )));
-        }
-        let executable = metadata.permissions().mode() & 0o111 != 0;
-        self.executable.insert(path.to_owned(), executable);
-        Ok(executable)
+        Ok(())
     }
+}
+
+/// Executable sources are packed 0755, others 0644; the bit is part of the
+/// action's params, so `chmod +x` rebuilds the layer.
+fn is_executable(root: &Path, layer: &Label, path: &str) -> Result<bool> {
+    let metadata = std::fs::metadata(root.join(path)).map_err(|error| {
+        Error::user(format!(
+            "Source file `{path}` of `{layer}` cannot be read: {error}\nhint: check that the file exists and is readable"
+        ))
+    })?;
+    if !metadata.is_file() {
+        return Err(Error::user(format!(
+            "Source `{path}` of `{layer}` is not a regular file\nhint: name files, or use `glob([\"{path}/**\"])` for a directory's files"
+        )));
+    }
+    Ok(metadata.permissions().mode() & 0o111 != 0)
 }
 
 /// A user error about `target`, laid out as the front-end lays out its own:

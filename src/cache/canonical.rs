@@ -206,14 +206,16 @@ impl Formatter for CanonicalFormatter {
     }
 
     fn end_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        let mut entries = self.open.pop().expect("an object ends after it begins").entries;
+        let entries = self.open.pop().expect("an object ends after it begins").entries;
+        let mut sorted: Vec<(std::borrow::Cow<'_, [u8]>, &Entry)> =
+            entries.iter().map(|entry| (entry.sort_key(), entry)).collect();
         // Stable, so that of two equal keys the later is kept, as a map would.
-        entries.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
         let mut sink = self.sink(writer);
         sink.write_all(b"{")?;
         let mut first = true;
-        for (index, entry) in entries.iter().enumerate() {
-            if entries.get(index + 1).is_some_and(|next| next.sort_key() == entry.sort_key()) {
+        for (index, (key, entry)) in sorted.iter().enumerate() {
+            if sorted.get(index + 1).is_some_and(|(next, _)| next == key) {
                 continue;
             }
             if !first {

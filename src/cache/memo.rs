@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cache::atomic::{ensure_dir, write_atomic};
 use crate::cache::error::io_at;
-use crate::cache::{canonical_json, CacheError, Digest};
+use crate::cache::{CacheError, Digest};
 
 /// The stat identity of a file. Any write changes mtime or ctime; a
 /// replacement by rename changes the inode.
@@ -43,6 +43,22 @@ impl FileStamp {
     pub fn read(path: &Path) -> io::Result<FileStamp> {
         fs::metadata(path).map(|metadata| FileStamp::of(&metadata))
     }
+
+    /// Whether the file was last written long enough ago (outside the
+    /// window of the kernel's coarse file clock) that an unchanged stamp
+    /// proves unchanged bytes; else it could still change within the same
+    /// timestamp tick (git's "racy clean" problem).
+    pub fn is_settled(&self) -> bool {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `now` is a valid out-pointer. CLOCK_REALTIME_COARSE is the
+        // clock the kernel stamps files with; it decides only whether a
+        // stamp is trusted, never what goes into a key or an output.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
+            return false;
+        }
+        let now_ns = now.tv_sec.saturating_mul(1_000_000_000).saturating_add(now.tv_nsec);
+        self.mtime_ns.max(self.ctime_ns) <= now_ns - RACY_WINDOW_NS
+    }
 }
 
 /// A source file's digest and the stamp it was taken at.
@@ -61,7 +77,8 @@ struct Entry {
 
 /// File timestamps are taken from a coarse kernel clock: a file written
 /// within this window of being hashed could change again without its stamp
-/// changing, so its digest is used but not remembered.
+/// changing, so its digest is used but not remembered, and an action that
+/// copies it hashes the bytes again.
 const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 /// The memo of one workspace's source-file digests.
@@ -127,7 +144,7 @@ impl FileMemo {
         if after != stamp || after.size != digest.1 {
             return Err(CacheError::SourceChanged { path: path.to_owned() });
         }
-        if !is_racy(&stamp) {
+        if stamp.is_settled() {
             self.entries.lock().expect("memo lock").insert(key, Entry { stamp, digest: digest.0 });
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -145,10 +162,11 @@ impl FileMemo {
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
-        let bytes = {
-            let entries = self.entries.lock().expect("memo lock");
-            canonical_json(&*entries)
-        };
+        // Plain serde_json, not canonical: the memo is a hint whose digest
+        // nobody takes, and sorting 30,000 entries costs more than writing them.
+        let mut bytes = Vec::new();
+        serde_json::to_writer(&mut bytes, &*self.entries.lock().expect("memo lock"))
+            .expect("the memo serializes to JSON");
         write_atomic(&self.tmp, &self.file, &bytes).map_err(io_at(&self.file))
     }
 }
@@ -170,20 +188,6 @@ fn hash_file(absolute: &Path, path: &Path) -> Result<(Digest, u64), CacheError> 
         size += read as u64;
     }
     Ok((Digest::from_bytes(hasher.finalize().into()), size))
-}
-
-/// Whether `stamp` lies so close to the present that the file could still
-/// change within the same timestamp tick (git's "racy clean" problem).
-fn is_racy(stamp: &FileStamp) -> bool {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid out-pointer. CLOCK_REALTIME_COARSE is the
-    // clock the kernel stamps files with; it decides only whether to
-    // remember a digest, never what goes into a key or an output.
-    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
-        return true;
-    }
-    let now_ns = now.tv_sec.saturating_mul(1_000_000_000).saturating_add(now.tv_nsec);
-    stamp.mtime_ns.max(stamp.ctime_ns) > now_ns - RACY_WINDOW_NS
 }
 
 #[cfg(test)]

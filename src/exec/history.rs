@@ -151,7 +151,12 @@ impl BuildLog {
             _ => {}
         }
         let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(at(&dir))?;
-        io::Write::write_all(&mut temp, &canonical_json(self)).map_err(at(&last))?;
+        // Plain serde_json, not canonical: nothing takes the log's digest,
+        // and a 30,000-input action's entry is written in one pass.
+        let mut writer = io::BufWriter::new(&mut temp);
+        serde_json::to_writer(&mut writer, self).map_err(io::Error::from).map_err(at(&last))?;
+        io::Write::flush(&mut writer).map_err(at(&last))?;
+        drop(writer);
         temp.persist(&last).map_err(|error| at(&last)(error.error))?;
         Ok(())
     }

@@ -135,14 +135,29 @@ pub struct EntryMeta {
 /// Where a regular file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileSource {
-    /// `size` bytes of a file on disk; with `digest`, the bytes must hash to
-    /// it as they are copied (an input that changes while read fails).
+    /// `size` bytes of a file on disk.
     Path {
         path: PathBuf,
         size: u64,
-        digest: Option<Digest>,
+        origin: Origin,
     },
     Bytes(Vec<u8>),
+}
+
+/// Where a file on disk comes from, which decides how it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A file the action made or unpacked (a step's output): hard links
+    /// between such files are kept as links.
+    Owned,
+    /// A declared source whose stamp the scheduler checks again after the
+    /// action, which proves its bytes. Packed as a file, never linked by
+    /// inode: the action key sees its bytes, not whether the checkout
+    /// happens to hard-link it to another file.
+    Source,
+    /// A declared source written too recently for its stamp to prove its
+    /// bytes: they must hash to this digest as they are copied.
+    UnsettledSource(Digest),
 }
 
 /// What an entry of a [`LayerBuilder`] is.
@@ -278,7 +293,7 @@ impl LayerBuilder {
                     let mut file = File::create(&spooled).map_err(OciError::write(spooled.display().to_string()))?;
                     let size = io::copy(&mut entry, &mut file).map_err(read_error)?;
                     Body::File {
-                        source: FileSource::Path { path: spooled, size, digest: None },
+                        source: FileSource::Path { path: spooled, size, origin: Origin::Owned },
                         executable: mode & 0o111 != 0,
                     }
                 }
@@ -330,7 +345,7 @@ impl LayerBuilder {
                 Body::Directory
             } else if file_type.is_file() {
                 Body::File {
-                    source: FileSource::Path { path: source.clone(), size: meta.len(), digest: None },
+                    source: FileSource::Path { path: source.clone(), size: meta.len(), origin: Origin::Owned },
                     executable: meta.mode() & 0o111 != 0,
                 }
             } else if file_type.is_symlink() {
@@ -395,13 +410,10 @@ impl LayerBuilder {
                     header.set_size(bytes.len() as u64);
                     tar.append_data(&mut header, name, &bytes[..])
                 }
-                Body::File { source: FileSource::Path { path: source, size, digest }, .. } => {
+                Body::File { source: FileSource::Path { path: source, size, origin }, .. } => {
                     let file = File::open(&source).map_err(OciError::read(&source))?;
                     let stat = file.metadata().map_err(OciError::read(&source))?;
-                    // A declared input (it has a digest) is never linked by
-                    // inode: the action key sees its bytes, not whether the
-                    // checkout happens to hard-link it to another file.
-                    if digest.is_none() && stat.nlink() > 1 {
+                    if origin == Origin::Owned && stat.nlink() > 1 {
                         let key = (stat.dev(), stat.ino());
                         if let Some((first, first_resolved)) = inodes.get(&key) {
                             if *first_resolved == resolved {
@@ -415,12 +427,17 @@ impl LayerBuilder {
                     }
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_size(size);
-                    let mut reader = CheckedReader::new(BufReader::with_capacity(256 << 10, file).take(size));
+                    let expected = match origin {
+                        Origin::UnsettledSource(digest) => Some(digest),
+                        Origin::Owned | Origin::Source => None,
+                    };
+                    let reader = BufReader::with_capacity(256 << 10, file).take(size);
+                    let mut reader = CheckedReader::new(reader, expected.is_some());
                     tar.append_data(&mut header, name, &mut reader).map_err(|error| match error.kind() {
                         _ if reader.read_failed => OciError::Read { path: source.clone(), source: error },
                         _ => OciError::Write { what: "the layer".to_owned(), source: error },
                     })?;
-                    let (actual, len) = reader.finish();
+                    let (len, actual) = reader.finish();
                     if len != size {
                         return Err(OciError::InputChanged {
                             path: source,
@@ -428,7 +445,7 @@ impl LayerBuilder {
                             actual: format!("{len} bytes"),
                         });
                     }
-                    if let Some(expected) = digest {
+                    if let (Some(expected), Some(actual)) = (expected, actual) {
                         if actual != expected {
                             return Err(OciError::InputChanged {
                                 path: source,
@@ -573,25 +590,30 @@ fn tree_meta(meta: &fs::Metadata, ownership: Ownership) -> EntryMeta {
 /// failed, to tell a bad source from a bad destination.
 struct CheckedReader<R> {
     inner: R,
-    hasher: Sha256,
+    /// Only for bytes that must match a digest: hashing is a third of the
+    /// CPU a layer writer spends besides compression.
+    hasher: Option<Sha256>,
     len: u64,
     read_failed: bool,
 }
 
 impl<R: Read> CheckedReader<R> {
-    fn new(inner: R) -> Self {
-        CheckedReader { inner, hasher: Sha256::new(), len: 0, read_failed: false }
+    fn new(inner: R, hash: bool) -> Self {
+        CheckedReader { inner, hasher: hash.then(Sha256::new), len: 0, read_failed: false }
     }
 
-    fn finish(self) -> (Digest, u64) {
-        (Digest::from_bytes(self.hasher.finalize().into()), self.len)
+    /// The length read, and the digest of the bytes if they were hashed.
+    fn finish(self) -> (u64, Option<Digest>) {
+        (self.len, self.hasher.map(|hasher| Digest::from_bytes(hasher.finalize().into())))
     }
 }
 
 impl<R: Read> Read for CheckedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.inner.read(buf).inspect_err(|_| self.read_failed = true)?;
-        self.hasher.update(&buf[..read]);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..read]);
+        }
         self.len += read as u64;
         Ok(read)
     }
@@ -701,7 +723,11 @@ mod tests {
         fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
         let mut builder = LayerBuilder::new(1_700_000_000);
         let file = |path: &Path, executable| Body::File {
-            source: FileSource::Path { path: path.to_owned(), size: fs::metadata(path).unwrap().len(), digest: None },
+            source: FileSource::Path {
+                path: path.to_owned(),
+                size: fs::metadata(path).unwrap().len(),
+                origin: Origin::Owned,
+            },
             executable,
         };
         builder.add("/usr/bin/run", EntryMeta::default(), file(&script, true)).unwrap();
@@ -863,12 +889,16 @@ mod tests {
         let path = dir.path().join("input");
         fs::write(&path, b"new bytes!").unwrap();
         let mut builder = LayerBuilder::new(0);
-        let source = FileSource::Path { path: path.clone(), size: 10, digest: Some(Digest::of(b"old bytes!")) };
+        let source = FileSource::Path {
+            path: path.clone(),
+            size: 10,
+            origin: Origin::UnsettledSource(Digest::of(b"old bytes!")),
+        };
         builder.add("/f", EntryMeta::default(), Body::File { source, executable: false }).unwrap();
         let error = builder.write(Vec::new(), Compression::Gzip, 1).unwrap_err();
         assert!(matches!(error, OciError::InputChanged { .. }), "{error}");
         let mut builder = LayerBuilder::new(0);
-        let source = FileSource::Path { path, size: 20, digest: None };
+        let source = FileSource::Path { path, size: 20, origin: Origin::Source };
         builder.add("/f", EntryMeta::default(), Body::File { source, executable: false }).unwrap();
         assert!(matches!(builder.write(Vec::new(), Compression::None, 1), Err(OciError::InputChanged { .. })));
     }

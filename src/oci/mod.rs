@@ -26,7 +26,7 @@ pub use extract::{
     OPAQUE_XATTR,
 };
 pub use layer::{
-    normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar,
+    normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar, Origin,
     Ownership, PackedLayer, DIR_MODE, FILE_MODE, SYMLINK_MODE,
 };
 pub use layout::{image_blobs, missing_blobs, read_root, write_layout, write_lazy_layout, ImageRoot};
