@@ -261,6 +261,12 @@ impl<'a> Loader<'a> {
             targets.insert(empty.clone(), implicit_empty(&empty));
             implicit.push(empty);
         }
+        // Which other dependencies are files, asked on every core: one glob
+        // can name 30,000.
+        let others: Vec<&Label> =
+            targets.values().flat_map(|target| &target.deps).filter(|dep| !targets.contains_key(*dep)).collect();
+        let is_file: HashMap<&Label, bool> =
+            others.into_par_iter().map(|dep| (dep, self.workspace.root.join(dep.path()).is_file())).collect();
         let mut sources: BTreeMap<Label, SourceFile> = BTreeMap::new();
         let mut package_dirs = PackageDirs::default();
         for target in targets.values() {
@@ -269,7 +275,7 @@ impl<'a> Loader<'a> {
                     continue;
                 }
                 let source = self
-                    .source_file(dep, &mut package_dirs)
+                    .source_file(dep, is_file[dep], &mut package_dirs)
                     .map_err(|diagnostic| self.unknown_label(&targets, target, dep, diagnostic))?;
                 sources.insert(dep.clone(), source);
             }
@@ -278,12 +284,17 @@ impl<'a> Loader<'a> {
     }
 
     /// The source file `label` names, or why it names nothing.
-    fn source_file(&self, label: &Label, package_dirs: &mut PackageDirs) -> Result<SourceFile, Option<Diagnostic>> {
+    fn source_file(
+        &self,
+        label: &Label,
+        is_file: bool,
+        package_dirs: &mut PackageDirs,
+    ) -> Result<SourceFile, Option<Diagnostic>> {
         if !package_dirs.is_package(self.workspace, &label.package) {
             return Err(Some(self.no_such_package(label)));
         }
         let path = label.path();
-        if !self.workspace.root.join(&path).is_file() {
+        if !is_file {
             return Err(None);
         }
         // A file below a subpackage belongs to that package, not this one.
