@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use crate::actions::{ActionGraph, ActionId, PackLayer};
 use crate::analysis::rules;
@@ -57,7 +58,7 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         actions: ActionGraph::default(),
         providers: HashMap::new(),
         packed: HashMap::new(),
-        executable: HashMap::new(),
+        executable: FxHashMap::default(),
         registry: OnceCell::new(),
         pulled: Vec::new(),
     };
@@ -92,7 +93,7 @@ pub struct Analyzer<'a> {
     /// One `pack_layer` per (layer, compression), however many images use it.
     packed: HashMap<(Label, Compression), ActionId>,
     /// Whether a source file has an execute bit, by workspace path.
-    executable: HashMap<String, bool>,
+    executable: FxHashMap<String, bool>,
     /// Made on the first pull, shared by every pull and fetch after it.
     registry: OnceCell<Arc<Client>>,
     pub pulled: Vec<PulledImage>,
@@ -129,7 +130,7 @@ impl Analyzer<'_> {
         }
         self.stat_sources(layer, entries)?;
         let mut sources: Vec<PathBuf> = Vec::new();
-        let mut source_index: HashMap<&str, usize> = HashMap::new();
+        let mut source_index: FxHashMap<&str, usize> = FxHashMap::default();
         let mut layer_entries = Vec::with_capacity(entries.len());
         for entry in entries {
             let mut layer_entry = match &entry.content {

@@ -3,7 +3,6 @@
 //! build stats every source file but reads none. One memo file per
 //! workspace under `<cache>/memo/`; it is a hint, never part of a key.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -11,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use rustc_hash::FxHashMap;
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::atomic::{ensure_dir, write_atomic};
@@ -87,7 +87,7 @@ pub struct FileMemo {
     workspace_root: PathBuf,
     file: PathBuf,
     tmp: PathBuf,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<FxHashMap<String, Entry>>,
     dirty: AtomicBool,
     hashed: AtomicUsize,
 }

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 use starlark::environment::{FrozenModule, Module};
 use starlark::eval::{Evaluator, ReturnFileLoader};
 use starlark::syntax::{AstModule, Dialect, DialectTypes};
@@ -265,7 +266,7 @@ impl<'a> Loader<'a> {
         // can name 30,000.
         let others: Vec<&Label> =
             targets.values().flat_map(|target| &target.deps).filter(|dep| !targets.contains_key(*dep)).collect();
-        let is_file: HashMap<&Label, bool> =
+        let is_file: FxHashMap<&Label, bool> =
             others.into_par_iter().map(|dep| (dep, self.workspace.root.join(dep.path()).is_file())).collect();
         let mut sources: BTreeMap<Label, SourceFile> = BTreeMap::new();
         let mut package_dirs = PackageDirs::default();
@@ -458,7 +459,7 @@ fn missing_star_file(root: &Path, label: &Label, path: &str) -> Diagnostic {
 /// Which directories hold a BUILD file, each asked once: the sources of a
 /// 30,000-file glob share a few thousand directories.
 #[derive(Default)]
-struct PackageDirs(HashMap<String, bool>);
+struct PackageDirs(FxHashMap<String, bool>);
 
 impl PackageDirs {
     fn is_package(&mut self, workspace: &Workspace, package: &str) -> bool {

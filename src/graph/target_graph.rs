@@ -1,7 +1,9 @@
 //! The target graph: every loaded target and source file, with an edge from
 //! each target to each label its attributes name.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rustc_hash::FxHashMap;
 
 use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -97,7 +99,7 @@ pub struct TargetGraph {
     /// as `//...` leave them out, but labels and `deps()` reach them.
     implicit: BTreeSet<Label>,
     graph: DiGraph<Label, ()>,
-    index: HashMap<Label, NodeIndex>,
+    index: FxHashMap<Label, NodeIndex>,
 }
 
 impl TargetGraph {
