@@ -37,8 +37,17 @@ pub struct FilesInfo {
 /// output already is a layer blob.
 #[derive(Debug, Clone)]
 pub enum LayerInfo {
-    Planned { entries: Rc<Vec<PlannedEntry>>, main_output: Option<String> },
-    Built { action: ActionId, main_output: Option<String> },
+    Planned {
+        entries: Rc<Vec<PlannedEntry>>,
+        main_output: Option<String>,
+    },
+    /// `output_path`: where a build step's layer is also linked under
+    /// `berth-out/`.
+    Built {
+        action: ActionId,
+        main_output: Option<String>,
+        output_path: Option<String>,
+    },
 }
 
 impl LayerInfo {

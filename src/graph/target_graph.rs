@@ -98,6 +98,8 @@ pub struct TargetGraph {
     /// Targets that exist without being declared (`//:empty`); patterns such
     /// as `//...` leave them out, but labels and `deps()` reach them.
     implicit: BTreeSet<Label>,
+    /// Targets and the edges between them. Source files are leaves with no
+    /// node of their own: a glob can name 30,000 of them.
     graph: DiGraph<Label, ()>,
     index: FxHashMap<Label, NodeIndex>,
 }
@@ -116,17 +118,20 @@ impl TargetGraph {
             implicit: implicit.into_iter().collect(),
             ..TargetGraph::default()
         };
-        for label in graph.targets.keys().chain(graph.source_files.keys()) {
+        for label in graph.targets.keys() {
             let node = graph.graph.add_node(label.clone());
             graph.index.insert(label.clone(), node);
         }
         for target in graph.targets.values() {
             for dep in &target.deps {
-                let Some(&to) = graph.index.get(dep) else {
-                    return Err(GraphError::MissingNode { label: target.label.to_string(), dep: dep.to_string() });
-                };
-                // `deps` holds each label once, so no edge is added twice.
-                graph.graph.add_edge(graph.index[&target.label], to, ());
+                match graph.index.get(dep) {
+                    // `deps` holds each label once, so no edge is added twice.
+                    Some(&to) => _ = graph.graph.add_edge(graph.index[&target.label], to, ()),
+                    None if graph.source_files.contains_key(dep) => {}
+                    None => {
+                        return Err(GraphError::MissingNode { label: target.label.to_string(), dep: dep.to_string() })
+                    }
+                }
             }
         }
         graph.check_acyclic()?;
@@ -313,11 +318,29 @@ impl TargetGraph {
         within: Option<&BTreeSet<Label>>,
     ) -> BTreeSet<Label> {
         let mut seen = BTreeSet::new();
-        let mut stack: Vec<NodeIndex> = starts.iter().filter_map(|label| self.index.get(label).copied()).collect();
+        let mut admit =
+            |label: &Label| within.map_or(true, |within| within.contains(label)) && seen.insert(label.clone());
+        let mut stack: Vec<NodeIndex> = Vec::new();
+        for label in starts {
+            match self.index.get(label) {
+                Some(&node) => stack.push(node),
+                None if self.source_files.contains_key(label) && admit(label) && direction == Direction::Incoming => {
+                    // A source file's dependents: the targets that name it.
+                    let dependents = self.targets.values().filter(|target| target.deps.contains(label));
+                    stack.extend(dependents.map(|target| self.index[&target.label]));
+                }
+                None => {}
+            }
+        }
         while let Some(node) = stack.pop() {
             let label = &self.graph[node];
-            if within.is_some_and(|within| !within.contains(label)) || !seen.insert(label.clone()) {
+            if !admit(label) {
                 continue;
+            }
+            if direction == Direction::Outgoing {
+                for dep in self.targets[label].deps.iter().filter(|dep| self.source_files.contains_key(*dep)) {
+                    admit(dep);
+                }
             }
             stack.extend(self.graph.neighbors_directed(node, direction));
         }

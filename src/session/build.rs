@@ -9,7 +9,6 @@ use crate::cache::{Cache, FileMemo};
 use crate::error::{Error, Result};
 use crate::exec::{BuildLog, BuildResult, Executor, LocalSandbox};
 use crate::frontend;
-use crate::graph::TargetGraph;
 use crate::registry::ClientOptions;
 use crate::report::Reporter;
 use crate::session::TargetOutput;
@@ -32,7 +31,6 @@ pub struct Session<'a> {
 
 /// Everything a build produced: the analysed targets and their outputs.
 pub struct Built {
-    pub graph: TargetGraph,
     pub analysis: Analysis,
     pub result: BuildResult,
     /// The requested targets, sorted, each with what it built.
@@ -83,6 +81,9 @@ impl<'a> Session<'a> {
             runc: self.workspace.settings.runc.clone(),
         };
         let analysis = analyze(&ctx, &labels)?;
+        // Analysis holds what execution needs; the graph of a 30,000-file
+        // glob is freed before the layer is packed.
+        drop(graph);
         let wanted: BTreeMap<Label, ActionId> = analysis.default_outputs.clone();
         let mut actions: Vec<ActionId> = wanted.values().copied().collect();
         if fetch_layers {
@@ -103,7 +104,7 @@ impl<'a> Session<'a> {
             };
             targets.insert(label.clone(), output);
         }
-        Ok(Built { graph, analysis, result, targets })
+        Ok(Built { analysis, result, targets })
     }
 
     /// The package of the current directory (`""` at the root or outside

@@ -99,10 +99,8 @@ pub fn write_outputs(cas: &Cas, out_dir: &Path, built: &Built) -> Result<Vec<(La
             TargetOutput::Layer { layer } => {
                 let name = format!("layer{}", layer_extension(&layer.media_type));
                 link_blob(cas, layer.blob.digest, &dir.join(name))?;
-                if let Some(Provider::Layer(LayerInfo::Built { .. })) = built.provider(label) {
-                    if let Some(path) = built.graph.target(label).and_then(|target| target.string("output_path")) {
-                        link_blob(cas, layer.blob.digest, &out_dir.join(path.trim_start_matches('/')))?;
-                    }
+                if let Some(Provider::Layer(LayerInfo::Built { output_path: Some(path), .. })) = built.provider(label) {
+                    link_blob(cas, layer.blob.digest, &out_dir.join(path.trim_start_matches('/')))?;
                 }
             }
         }

@@ -87,5 +87,9 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     };
     let step = RunStep { base_config, base_layers, packages, spec, runtime };
     let action = analyzer.actions.add(target.label.clone(), Box::new(step));
-    Ok(Provider::Layer(LayerInfo::Built { action, main_output: outputs.first().cloned() }))
+    Ok(Provider::Layer(LayerInfo::Built {
+        action,
+        main_output: outputs.first().cloned(),
+        output_path: target.string("output_path").map(str::to_owned),
+    }))
 }

@@ -27,5 +27,5 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     let action = DebLayer::new(debs, &sha256s, Compression::Gzip, analyzer.ctx.source_date_epoch)
         .map_err(|error| at(target, format!("`{}`: {error}", target.label)))?;
     let action = analyzer.actions.add(target.label.clone(), Box::new(action));
-    Ok(Provider::Layer(LayerInfo::Built { action, main_output: None }))
+    Ok(Provider::Layer(LayerInfo::Built { action, main_output: None, output_path: None }))
 }
