@@ -157,12 +157,13 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// One gzip member per [`GZIP_BLOCK_SIZE`] block of input.
-fn gzip_member(compressor: &mut libdeflater::Compressor, block: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = vec![0; compressor.gzip_compress_bound(block.len())];
-    let len = compressor.gzip_compress(block, &mut out).map_err(|error| io::Error::other(format!("{error:?}")))?;
+/// One gzip member per [`GZIP_BLOCK_SIZE`] block of input, written into
+/// `out` (whose allocation is reused from block to block).
+fn gzip_member(compressor: &mut libdeflater::Compressor, block: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    out.resize(compressor.gzip_compress_bound(block.len()), 0);
+    let len = compressor.gzip_compress(block, out).map_err(|error| io::Error::other(format!("{error:?}")))?;
     out.truncate(len);
-    Ok(out)
+    Ok(())
 }
 
 fn new_deflater() -> libdeflater::Compressor {
@@ -171,7 +172,11 @@ fn new_deflater() -> libdeflater::Compressor {
     )
 }
 
-type Job = (Vec<u8>, mpsc::SyncSender<io::Result<Vec<u8>>>);
+/// A block of tar and the buffer its gzip member is written into; both
+/// travel back to be reused, so packing allocates a fixed set of buffers.
+type Buffers = (Vec<u8>, Vec<u8>);
+type Compressed = io::Result<Buffers>;
+type Job = (Buffers, mpsc::SyncSender<Compressed>);
 
 /// Blocks go to a pool of workers; their results are written in submission
 /// order. At most two blocks per worker are in flight, so memory stays at a
@@ -181,9 +186,11 @@ struct ParallelGzip<W: Write> {
     block: Vec<u8>,
     written_any: bool,
     pool: Option<Pool>,
-    pending: VecDeque<mpsc::Receiver<io::Result<Vec<u8>>>>,
+    pending: VecDeque<mpsc::Receiver<Compressed>>,
     max_pending: usize,
     inline: Option<libdeflater::Compressor>,
+    /// Buffers back from finished blocks.
+    spare: Vec<Buffers>,
 }
 
 struct Pool {
@@ -202,8 +209,9 @@ impl Pool {
                     let mut compressor = new_deflater();
                     loop {
                         let job = receiver.lock().map(|receiver| receiver.recv());
-                        let Ok(Ok((block, reply))) = job else { break };
-                        let _ = reply.send(gzip_member(&mut compressor, &block));
+                        let Ok(Ok(((block, mut member), reply))) = job else { break };
+                        let result = gzip_member(&mut compressor, &block, &mut member).map(|()| (block, member));
+                        let _ = reply.send(result);
                     }
                 })
             })
@@ -232,17 +240,21 @@ impl<W: Write> ParallelGzip<W> {
             pending: VecDeque::new(),
             max_pending: 2 * threads,
             inline,
+            spare: Vec::new(),
         }
     }
 
     fn submit(&mut self) -> io::Result<()> {
-        let block = std::mem::replace(&mut self.block, Vec::with_capacity(GZIP_BLOCK_SIZE));
+        let (mut next, mut member) =
+            self.spare.pop().unwrap_or_else(|| (Vec::with_capacity(GZIP_BLOCK_SIZE), Vec::new()));
+        next.clear();
+        let block = std::mem::replace(&mut self.block, next);
         self.written_any = true;
         match (&self.pool, &mut self.inline) {
             (Some(pool), _) => {
                 let (reply, result) = mpsc::sync_channel(1);
                 let jobs = pool.jobs.as_ref().expect("the pool is open until dropped");
-                jobs.send((block, reply)).map_err(|_| io::Error::other("gzip worker pool stopped"))?;
+                jobs.send(((block, member), reply)).map_err(|_| io::Error::other("gzip worker pool stopped"))?;
                 self.pending.push_back(result);
                 while self.pending.len() > self.max_pending {
                     self.write_oldest()?;
@@ -250,8 +262,10 @@ impl<W: Write> ParallelGzip<W> {
                 Ok(())
             }
             (None, Some(compressor)) => {
-                let member = gzip_member(compressor, &block)?;
-                self.out.write_all(&member)
+                gzip_member(compressor, &block, &mut member)?;
+                self.out.write_all(&member)?;
+                self.spare.push((block, member));
+                Ok(())
             }
             (None, None) => unreachable!("either a pool or an inline compressor"),
         }
@@ -259,8 +273,9 @@ impl<W: Write> ParallelGzip<W> {
 
     fn write_oldest(&mut self) -> io::Result<()> {
         if let Some(result) = self.pending.pop_front() {
-            let member = result.recv().map_err(|_| io::Error::other("a gzip worker died"))??;
+            let (block, member) = result.recv().map_err(|_| io::Error::other("a gzip worker died"))??;
             self.out.write_all(&member)?;
+            self.spare.push((block, member));
         }
         Ok(())
     }

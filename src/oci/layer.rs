@@ -19,7 +19,7 @@
 //! sources, whose link structure the key cannot see); a duplicate path is an
 //! error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -468,24 +468,30 @@ impl LayerBuilder {
     /// Adds missing parent directories, checks that parents are directories,
     /// and points every hard link group at its first path in byte order (a
     /// tar hard link must name an earlier entry).
-    fn plan(mut self) -> Result<Vec<(String, Planned)>, OciError> {
-        let paths: Vec<String> = self.entries.keys().cloned().collect();
-        for path in &paths {
+    /// The entries to write, in path order, with missing parent directories
+    /// added. The map is consumed as it is written, so a 30,000-entry layer
+    /// is never held twice.
+    fn plan(mut self) -> Result<BTreeMap<String, Planned>, OciError> {
+        let mut missing: BTreeSet<&str> = BTreeSet::new();
+        for path in self.entries.keys() {
             let mut parent = parent_of(path);
             while let Some(dir) = parent {
                 match self.entries.get(dir) {
                     Some(Planned { body: Body::Directory, .. }) => break,
                     Some(_) => return Err(OciError::NotADirectory { parent: dir.to_owned(), path: path.clone() }),
-                    None => {
-                        let meta = EntryMeta { mode: Some(DIR_MODE), ..EntryMeta::default() };
-                        self.entries.insert(dir.to_owned(), Planned { meta, body: Body::Directory });
-                        parent = parent_of(dir);
-                    }
+                    // Its own parents were added when it was.
+                    None if !missing.insert(dir) => break,
+                    None => parent = parent_of(dir),
                 }
             }
         }
+        let missing: Vec<String> = missing.into_iter().map(str::to_owned).collect();
+        for dir in missing {
+            let meta = EntryMeta { mode: Some(DIR_MODE), ..EntryMeta::default() };
+            self.entries.insert(dir, Planned { meta, body: Body::Directory });
+        }
         self.resolve_hard_links()?;
-        Ok(self.entries.into_iter().collect())
+        Ok(self.entries)
     }
 
     fn resolve_hard_links(&mut self) -> Result<(), OciError> {
