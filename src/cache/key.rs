@@ -3,7 +3,9 @@
 //! command — `kind`, `kind_version`, `params` — plus an input root).
 
 use crate::actions::ActionOutput;
-use crate::cache::{canonical_json, CanonicalJson, Digest};
+use std::io::{self, Write};
+
+use crate::cache::{canonical_json, CanonicalJson, Digest, Sha256Writer};
 
 /// Bumped when the key or cache-entry format changes for every kind at once;
 /// part of every key, so old cache entries are simply never hit again.
@@ -36,9 +38,29 @@ pub enum KeyInput {
 }
 
 impl KeyInputs {
-    /// The action key: sha256 of the canonical JSON of `self`.
+    /// The action key: sha256 of the canonical JSON of `self`, hashed as it
+    /// is written, field by field in key order, so that the inputs of a
+    /// 30,000-file layer are never held as one text.
     pub fn key(&self) -> Digest {
-        Digest::of(&canonical_json(self))
+        let mut hasher = Sha256Writer::new(io::sink());
+        let mut write = |bytes: &[u8]| hasher.write_all(bytes).expect("hashing into a sink cannot fail");
+        write(b"{\"berth_format_version\":");
+        write(&canonical_json(&self.berth_format_version));
+        write(b",\"inputs\":[");
+        for (index, input) in self.inputs.iter().enumerate() {
+            if index > 0 {
+                write(b",");
+            }
+            write(&canonical_json(input));
+        }
+        write(b"],\"kind\":");
+        write(&canonical_json(&self.kind));
+        write(b",\"kind_version\":");
+        write(&canonical_json(&self.kind_version));
+        write(b",\"params\":");
+        write(self.params.as_str().as_bytes());
+        write(b"}");
+        hasher.finish().0
     }
 }
 
@@ -90,6 +112,17 @@ mod tests {
             fixed().key().to_string(),
             "sha256:12ed0e1a74ec69a4a49532e688e2d11a9a515aec4a1e71ef940e015c18e88851"
         );
+    }
+
+    /// `key()` writes the canonical form itself; a field added to
+    /// `KeyInputs` but not to `key()` fails here.
+    #[test]
+    fn key_is_the_digest_of_the_canonical_form() {
+        let mut inputs = fixed();
+        inputs.kind = "quote\"and\u{1}control".into();
+        for inputs in [fixed(), inputs] {
+            assert_eq!(inputs.key(), Digest::of(&canonical_json(&inputs)));
+        }
     }
 
     #[test]
