@@ -58,7 +58,8 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         actions: ActionGraph::default(),
         providers: HashMap::new(),
         packed: HashMap::new(),
-        executable: FxHashMap::default(),
+        // Loading learnt each source's execute bit.
+        executable: ctx.graph.source_files().map(|source| (source.path.clone(), source.executable)).collect(),
         registry: OnceCell::new(),
         pulled: Vec::new(),
     };

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -262,12 +263,17 @@ impl<'a> Loader<'a> {
             targets.insert(empty.clone(), implicit_empty(&empty));
             implicit.push(empty);
         }
-        // Which other dependencies are files, asked on every core: one glob
-        // can name 30,000.
+        // Which other dependencies are files, and executable ones, asked on
+        // every core: one glob can name 30,000.
         let others: Vec<&Label> =
             targets.values().flat_map(|target| &target.deps).filter(|dep| !targets.contains_key(*dep)).collect();
-        let is_file: FxHashMap<&Label, bool> =
-            others.into_par_iter().map(|dep| (dep, self.workspace.root.join(dep.path()).is_file())).collect();
+        let files: FxHashMap<&Label, Option<bool>> = others
+            .into_par_iter()
+            .map(|dep| {
+                let metadata = fs::metadata(self.workspace.root.join(dep.path())).ok();
+                (dep, metadata.filter(|metadata| metadata.is_file()).map(|metadata| metadata.mode() & 0o111 != 0))
+            })
+            .collect();
         let mut sources: BTreeMap<Label, SourceFile> = BTreeMap::new();
         let mut package_dirs = PackageDirs::default();
         for target in targets.values() {
@@ -276,7 +282,7 @@ impl<'a> Loader<'a> {
                     continue;
                 }
                 let source = self
-                    .source_file(dep, is_file[dep], &mut package_dirs)
+                    .source_file(dep, files[dep], &mut package_dirs)
                     .map_err(|diagnostic| self.unknown_label(&targets, target, dep, diagnostic))?;
                 sources.insert(dep.clone(), source);
             }
@@ -284,21 +290,24 @@ impl<'a> Loader<'a> {
         Ok(TargetGraph::new(targets.into_values(), sources.into_values(), implicit)?)
     }
 
-    /// The source file `label` names, or why it names nothing.
+    /// The source file `label` names (`executable`: `Some` if a regular
+    /// file exists there, with its execute bit), or why it names nothing.
     fn source_file(
         &self,
         label: &Label,
-        is_file: bool,
+        executable: Option<bool>,
         package_dirs: &mut PackageDirs,
     ) -> Result<SourceFile, Option<Diagnostic>> {
         if !package_dirs.is_package(self.workspace, &label.package) {
             return Err(Some(self.no_such_package(label)));
         }
         let path = label.path();
-        if !is_file {
-            return Err(None);
-        }
+        let Some(executable) = executable else { return Err(None) };
         // A file below a subpackage belongs to that package, not this one.
+        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        if package_dirs.nearest_package(self.workspace, dir) == Some(label.package.as_str()) {
+            return Ok(SourceFile { label: label.clone(), path, executable });
+        }
         let mut inner = label.package.clone();
         for part in label.name.split('/').collect::<Vec<_>>().split_last().map(|(_, dirs)| dirs).unwrap_or_default() {
             inner = if inner.is_empty() { (*part).to_owned() } else { format!("{inner}/{part}") };
@@ -310,7 +319,7 @@ impl<'a> Loader<'a> {
                 ));
             }
         }
-        Ok(SourceFile { label: label.clone(), path })
+        Ok(SourceFile { label: label.clone(), path, executable })
     }
 
     fn no_such_package(&self, label: &Label) -> Diagnostic {
@@ -456,18 +465,38 @@ fn missing_star_file(root: &Path, label: &Label, path: &str) -> Diagnostic {
     }
 }
 
-/// Which directories hold a BUILD file, each asked once: the sources of a
-/// 30,000-file glob share a few thousand directories.
+/// Which directories hold a BUILD file, and the package each directory
+/// belongs to, each asked once: the sources of a 30,000-file glob share a few
+/// thousand directories.
 #[derive(Default)]
-struct PackageDirs(FxHashMap<String, bool>);
+struct PackageDirs {
+    is_package: FxHashMap<String, bool>,
+    nearest: FxHashMap<String, Option<String>>,
+}
 
 impl PackageDirs {
     fn is_package(&mut self, workspace: &Workspace, package: &str) -> bool {
-        if let Some(&known) = self.0.get(package) {
+        if let Some(&known) = self.is_package.get(package) {
             return known;
         }
         let known = workspace.build_file(package).is_some();
-        self.0.insert(package.to_owned(), known);
+        self.is_package.insert(package.to_owned(), known);
         known
+    }
+
+    /// The deepest package at or above the workspace-relative `dir`.
+    fn nearest_package(&mut self, workspace: &Workspace, dir: &str) -> Option<&str> {
+        if !self.nearest.contains_key(dir) {
+            let nearest = if self.is_package(workspace, dir) {
+                Some(dir.to_owned())
+            } else if dir.is_empty() {
+                None
+            } else {
+                let parent = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
+                self.nearest_package(workspace, parent).map(str::to_owned)
+            };
+            self.nearest.insert(dir.to_owned(), nearest);
+        }
+        self.nearest[dir].as_deref()
     }
 }

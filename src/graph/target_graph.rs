@@ -19,6 +19,9 @@ pub struct SourceFile {
     pub label: Label,
     /// Workspace-relative path (`app/main.py`).
     pub path: String,
+    /// Whether the file had an execute bit when it was loaded; layers pack
+    /// it 0755 rather than 0644.
+    pub executable: bool,
 }
 
 /// One node of the graph: a target or a source file.
@@ -377,7 +380,7 @@ mod tests {
                 node("//lib:other", &[]),
                 node("//:empty", &[]),
             ],
-            [SourceFile { label: Label::new("app", "main.py"), path: "app/main.py".into() }],
+            [SourceFile { label: Label::new("app", "main.py"), path: "app/main.py".into(), executable: false }],
             [Label::new("", "empty")],
         )
         .unwrap()
