@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::actions::ActionId;
 use crate::analysis::{analyze, Analysis, AnalysisContext, Provider};
-use crate::cache::{Cache, FileMemo};
+use crate::cache::{Cache, CacheError, FileMemo};
 use crate::error::{Error, Result};
 use crate::exec::{BuildLog, BuildResult, Executor, LocalSandbox};
 use crate::frontend;
@@ -65,6 +65,20 @@ impl<'a> Session<'a> {
     /// `run` and `export`, which need every byte); otherwise they stay in
     /// their registry.
     pub fn build(&self, patterns: &[Pattern], fetch_layers: bool) -> Result<Built> {
+        // The file memo is read while the workspace loads: for a 30,000-file
+        // workspace each takes tens of milliseconds.
+        std::thread::scope(|scope| {
+            let memo = scope.spawn(|| FileMemo::load(self.cache.dir(), &self.workspace.root));
+            self.build_with(patterns, fetch_layers, || memo.join().expect("reading the memo does not panic"))
+        })
+    }
+
+    fn build_with(
+        &self,
+        patterns: &[Pattern],
+        fetch_layers: bool,
+        memo: impl FnOnce() -> std::result::Result<FileMemo, CacheError>,
+    ) -> Result<Built> {
         let graph = frontend::load(&self.workspace, patterns)?;
         let labels = graph.resolve_patterns(patterns)?;
         let ctx = AnalysisContext {
@@ -95,7 +109,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        let result = self.execute(&analysis, &actions)?;
+        let result = self.execute(&analysis, &actions, &memo()?)?;
         let mut targets = BTreeMap::new();
         for label in &labels {
             let output = match (analysis.providers.get(label), wanted.get(label)) {
@@ -128,12 +142,11 @@ impl<'a> Session<'a> {
 
     /// Runs `wanted` (and what they need), then records the build for
     /// `berth explain`.
-    pub fn execute(&self, analysis: &Analysis, wanted: &[ActionId]) -> Result<BuildResult> {
-        let memo = FileMemo::load(self.cache.dir(), &self.workspace.root)?;
+    fn execute(&self, analysis: &Analysis, wanted: &[ActionId], memo: &FileMemo) -> Result<BuildResult> {
         let sandbox = LocalSandbox::new(self.cache.dir());
         let executor = Executor {
             cache: &self.cache,
-            memo: &memo,
+            memo,
             sandbox: &sandbox,
             reporter: self.reporter,
             jobs: self.options.jobs,
