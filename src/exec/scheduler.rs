@@ -237,16 +237,21 @@ impl Executor<'_> {
             Action { id: usize, done: Arc<Done> },
         }
         let inputs = node.action.inputs();
-        // Source digests first, on every core: a cold layer of 30,000 files
-        // reads them all once before its key is known.
-        let digests = inputs
-            .par_iter()
-            .filter_map(|input| match input {
-                Input::Source(path) => Some(self.source_digest(path)),
-                Input::Action(_) => None,
-            })
-            .collect::<Result<Vec<_>, Error>>()
-            .map_err(failed)?;
+        // Source digests on every core (a cold layer of 30,000 files reads
+        // them all before its key is known), while the params are written.
+        let (digests, params) = rayon::join(
+            || {
+                inputs
+                    .par_iter()
+                    .filter_map(|input| match input {
+                        Input::Source(path) => Some(self.source_digest(path)),
+                        Input::Action(_) => None,
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            },
+            || node.action.params(),
+        );
+        let digests = digests.map_err(failed)?;
         let mut digests = digests.into_iter();
         let mut resolved = Vec::with_capacity(inputs.len());
         let mut key_inputs = Vec::with_capacity(inputs.len());
@@ -273,7 +278,7 @@ impl Executor<'_> {
             kind: kind.to_owned(),
             kind_version: node.action.kind_version(),
             berth_format_version: BERTH_FORMAT_VERSION,
-            params: node.action.params(),
+            params,
             inputs: key_inputs,
         };
         let key = key_inputs.key();
