@@ -144,13 +144,8 @@ impl<'a> Session<'a> {
     /// `berth explain`.
     fn execute(&self, analysis: &Analysis, wanted: &[ActionId], memo: &FileMemo) -> Result<BuildResult> {
         let sandbox = LocalSandbox::new(self.cache.dir());
-        let executor = Executor {
-            cache: &self.cache,
-            memo,
-            sandbox: &sandbox,
-            reporter: self.reporter,
-            jobs: self.options.jobs,
-        };
+        let executor =
+            Executor { cache: &self.cache, memo, sandbox: &sandbox, reporter: self.reporter, jobs: self.options.jobs };
         let result = executor.run(&analysis.actions, wanted)?;
         BuildLog::new(&analysis.actions, &result).save(&self.workspace.out_dir())?;
         Ok(result)
