@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::actions::{ActionGraph, ActionId, PackLayer};
@@ -129,7 +128,6 @@ impl Analyzer<'_> {
         if let Some(id) = self.packed.get(&(layer.clone(), compression)) {
             return Ok(*id);
         }
-        self.stat_sources(layer, entries)?;
         let mut sources: Vec<PathBuf> = Vec::new();
         let mut source_index: FxHashMap<&str, usize> = FxHashMap::default();
         let mut layer_entries = Vec::with_capacity(entries.len());
@@ -140,7 +138,11 @@ impl Analyzer<'_> {
                         sources.push(PathBuf::from(path));
                         sources.len() - 1
                     });
-                    LayerEntry::file(&entry.path, index, self.executable[path.as_str()])
+                    let executable = match self.executable.get(path.as_str()) {
+                        Some(executable) => *executable,
+                        None => is_executable(self.ctx.workspace_root, layer, path)?,
+                    };
+                    LayerEntry::file(&entry.path, index, executable)
                 }
                 PlannedContent::Contents(text) => LayerEntry::contents(&entry.path, text.as_str()),
                 PlannedContent::Symlink(target) => LayerEntry::symlink(&entry.path, target.as_str()),
@@ -168,29 +170,11 @@ impl Analyzer<'_> {
         self.packed.insert((layer.clone(), compression), id);
         Ok(id)
     }
-
-    /// Learns which of `entries`' sources are executable, statting those not
-    /// seen yet on every core (a glob can name 30,000 files).
-    fn stat_sources(&mut self, layer: &Label, entries: &[PlannedEntry]) -> Result<()> {
-        let mut unseen: Vec<&str> = entries
-            .iter()
-            .filter_map(|entry| match &entry.content {
-                PlannedContent::Source(path) if !self.executable.contains_key(path.as_str()) => Some(path.as_str()),
-                _ => None,
-            })
-            .collect();
-        unseen.dedup();
-        let root = self.ctx.workspace_root;
-        let bits: Vec<Result<bool>> = unseen.par_iter().map(|path| is_executable(root, layer, path)).collect();
-        for (path, bit) in unseen.into_iter().zip(bits) {
-            self.executable.insert(path.to_owned(), bit?);
-        }
-        Ok(())
-    }
 }
 
 /// Executable sources are packed 0755, others 0644; the bit is part of the
-/// action's params, so `chmod +x` rebuilds the layer.
+/// action's params, so `chmod +x` rebuilds the layer. Loading learnt it for
+/// every source label; this asks the file system for any other path.
 fn is_executable(root: &Path, layer: &Label, path: &str) -> Result<bool> {
     let metadata = std::fs::metadata(root.join(path)).map_err(|error| {
         Error::user(format!(

@@ -247,11 +247,12 @@ impl Executor<'_> {
                         Input::Source(path) => Some(self.source_digest(path)),
                         Input::Action(_) => None,
                     })
-                    .collect::<Result<Vec<_>, Error>>()
+                    .collect::<Vec<_>>()
             },
             || node.action.params(),
         );
-        let digests = digests.map_err(failed)?;
+        // The first failure in declaration order, whichever thread saw it.
+        let digests = digests.into_iter().collect::<Result<Vec<_>, Error>>().map_err(failed)?;
         let mut digests = digests.into_iter();
         let mut resolved = Vec::with_capacity(inputs.len());
         let mut key_inputs = Vec::with_capacity(inputs.len());
