@@ -34,7 +34,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     for (label, output) in &built.targets {
         writeln!(stdout, "{label} {}", output.digest())?;
     }
-    // The process exits next; freeing a 30,000-source graph piece by piece
+    // The process exits next; freeing a 30,000-entry analysis piece by piece
     // would take longer than the no-op build it belongs to.
     std::mem::forget(built);
     Ok(0)

@@ -1,13 +1,13 @@
 //! The target graph: every loaded target and source file, with an edge from
-//! each target to each label its attributes name.
+//! each target to each target its attributes name (source files are leaves,
+//! reached through the targets that name them).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
-use rustc_hash::FxHashMap;
 
 use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
+use rustc_hash::FxHashMap;
 
 use crate::error::Error;
 use crate::graph::{closest, Location, TargetNode};

@@ -467,10 +467,9 @@ impl LayerBuilder {
 
     /// Adds missing parent directories, checks that parents are directories,
     /// and points every hard link group at its first path in byte order (a
-    /// tar hard link must name an earlier entry).
-    /// The entries to write, in path order, with missing parent directories
-    /// added. The map is consumed as it is written, so a 30,000-entry layer
-    /// is never held twice.
+    /// tar hard link must name an earlier entry). The map is handed over and
+    /// consumed as it is written, so a 30,000-entry layer is never held
+    /// twice.
     fn plan(mut self) -> Result<BTreeMap<String, Planned>, OciError> {
         let mut missing: BTreeSet<&str> = BTreeSet::new();
         for path in self.entries.keys() {
