@@ -38,6 +38,9 @@ enum Behavior {
     Panic,
     /// Rewrites its first source input while "reading" it.
     TouchSource,
+    /// Rewrites its source inputs after reading them intact: only the
+    /// scheduler's stamp check after the action can see it.
+    TouchSourceAfterReading,
 }
 
 /// Concatenates its name and its inputs' bytes into blob `out`.
@@ -90,6 +93,9 @@ impl Step {
                     VerifiedReader::open(path, *digest, *size)
                         .and_then(|mut reader| reader.read_to_end(&mut bytes))
                         .map_err(|error| Error::user(error.to_string()))?;
+                    if self.behavior == Behavior::TouchSourceAfterReading {
+                        std::fs::write(path, b"changed after it was read").unwrap();
+                    }
                 }
                 ResolvedInput::Action(output) => bytes.extend(ctx.cas.read_verified(&output.blobs["out"].digest)?),
             }
@@ -344,6 +350,20 @@ fn a_source_that_changes_while_read_fails_the_action() {
     let id = graph.add(label("layer"), world.step("layer", vec![Input::Source("a.txt".into())], Behavior::TouchSource));
     let error = world.run(&graph, &[id], 1).unwrap_err().to_string();
     assert!(error.contains("changed while the action read it"), "{error}");
+    assert_eq!(world.ac_entries(), 0);
+}
+
+/// A layer packs settled sources without hashing them again: the stamp
+/// check after the action is what keeps a changed file out of the cache.
+#[test]
+fn a_source_that_changes_after_it_was_read_fails_the_action() {
+    let world = World::new();
+    world.write("a.txt", b"[a]");
+    let mut graph = ActionGraph::default();
+    let step = world.step("layer", vec![Input::Source("a.txt".into())], Behavior::TouchSourceAfterReading);
+    let id = graph.add(label("layer"), step);
+    let error = world.run(&graph, &[id], 1).unwrap_err().to_string();
+    assert!(error.contains("Source file `a.txt` changed while berth was reading it"), "{error}");
     assert_eq!(world.ac_entries(), 0);
 }
 
