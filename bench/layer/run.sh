@@ -46,9 +46,11 @@ BUILD
 files=$(find "$tree" -type f | wc -l)
 size=$(du -sm "$tree" | cut -f1)
 echo "tree: $size MB, $files files (copy of $src); $(nproc) cores"
-# Reads every file, so each run starts from the page cache. Done before each
-# run: some VMs (DAMON reclaim) page idle file pages out within seconds.
-warm="find '$tree' -type f -exec cat {} + >/dev/null"
+# Before each run: flush dirty pages (the tree's copy, the previous run's
+# output), so no run pays for another's writeback, and read every file, so
+# each run starts from the page cache (some VMs' DAMON reclaim pages idle
+# file pages out within seconds).
+warm="sync; find '$tree' -type f -exec cat {} + >/dev/null"
 
 (cd "$repo" && cargo build --release --quiet --bin berth --example pack_layer)
 berth=$repo/target/release/berth
