@@ -73,6 +73,7 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// [`Session::build`], given a way to wait for the memo being read.
     fn build_with(
         &self,
         patterns: &[Pattern],
