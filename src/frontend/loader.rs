@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use starlark::environment::{FrozenModule, Module};
 use starlark::eval::{Evaluator, ReturnFileLoader};
 use starlark::syntax::{AstModule, Dialect, DialectTypes};
@@ -274,20 +274,36 @@ impl<'a> Loader<'a> {
                 (dep, metadata.filter(|metadata| metadata.is_file()).map(|metadata| metadata.mode() & 0o111 != 0))
             })
             .collect();
-        let mut sources: BTreeMap<Label, SourceFile> = BTreeMap::new();
-        let mut package_dirs = PackageDirs::default();
+        // Which directories of those files hold a BUILD file, asked on every
+        // core too: a glob's files sit in thousands of directories.
+        let dirs: FxHashSet<String> = files
+            .par_iter()
+            .flat_map_iter(|(dep, _)| [dep.package.clone(), parent_dir(&dep.path()).to_owned()])
+            .collect();
+        let mut package_dirs = PackageDirs {
+            is_package: dirs
+                .into_par_iter()
+                .map(|dir| {
+                    let is_package = self.workspace.build_file(&dir).is_some();
+                    (dir, is_package)
+                })
+                .collect(),
+            ..PackageDirs::default()
+        };
+        let mut sources: Vec<SourceFile> = Vec::with_capacity(files.len());
+        let mut seen: FxHashSet<&Label> = FxHashSet::default();
         for target in targets.values() {
             for dep in &target.deps {
-                if targets.contains_key(dep) || sources.contains_key(dep) {
+                if targets.contains_key(dep) || !seen.insert(dep) {
                     continue;
                 }
                 let source = self
                     .source_file(dep, files[dep], &mut package_dirs)
                     .map_err(|diagnostic| self.unknown_label(&targets, target, dep, diagnostic))?;
-                sources.insert(dep.clone(), source);
+                sources.push(source);
             }
         }
-        Ok(TargetGraph::new(targets.into_values(), sources.into_values(), implicit)?)
+        Ok(TargetGraph::new(targets.into_values(), sources, implicit)?)
     }
 
     /// The source file `label` names (`executable`: `Some` if a regular
@@ -304,8 +320,7 @@ impl<'a> Loader<'a> {
         let path = label.path();
         let Some(executable) = executable else { return Err(None) };
         // A file below a subpackage belongs to that package, not this one.
-        let dir = path.rsplit_once('/').map_or("", |(dir, _)| dir);
-        if package_dirs.nearest_package(self.workspace, dir) == Some(label.package.as_str()) {
+        if package_dirs.nearest_package(self.workspace, parent_dir(&path)) == Some(label.package.as_str()) {
             return Ok(SourceFile { label: label.clone(), path, executable });
         }
         let mut inner = label.package.clone();
@@ -465,6 +480,11 @@ fn missing_star_file(root: &Path, label: &Label, path: &str) -> Diagnostic {
     }
 }
 
+/// The directory of a workspace-relative path (`""` at the root).
+fn parent_dir(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
+}
+
 /// Which directories hold a BUILD file, and the package each directory
 /// belongs to, each asked once: the sources of a 30,000-file glob share a few
 /// thousand directories.
@@ -492,8 +512,7 @@ impl PackageDirs {
             } else if dir.is_empty() {
                 None
             } else {
-                let parent = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
-                self.nearest_package(workspace, parent).map(str::to_owned)
+                self.nearest_package(workspace, parent_dir(dir)).map(str::to_owned)
             };
             self.nearest.insert(dir.to_owned(), nearest);
         }
