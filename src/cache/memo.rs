@@ -125,7 +125,7 @@ impl FileMemo {
     /// the file's stamp is unchanged, else by reading and hashing it.
     pub fn digest(&self, path: &Path) -> Result<FileDigest, CacheError> {
         let absolute = self.workspace_root.join(path);
-        let key = path.to_string_lossy().into_owned();
+        let key = path.to_string_lossy();
         let stamp = match FileStamp::read(&absolute) {
             Ok(stamp) => stamp,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -133,7 +133,7 @@ impl FileMemo {
             }
             Err(source) => return Err(CacheError::SourceUnreadable { path: path.to_owned(), source }),
         };
-        if let Some(entry) = self.entries.lock().expect("memo lock").get(&key) {
+        if let Some(entry) = self.entries.lock().expect("memo lock").get(key.as_ref()) {
             if entry.stamp == stamp {
                 return Ok(FileDigest { digest: entry.digest, size: stamp.size, stamp });
             }
@@ -146,7 +146,7 @@ impl FileMemo {
             return Err(CacheError::SourceChanged { path: path.to_owned() });
         }
         if stamp.is_settled() {
-            self.entries.lock().expect("memo lock").insert(key, Entry { stamp, digest: digest.0 });
+            self.entries.lock().expect("memo lock").insert(key.into_owned(), Entry { stamp, digest: digest.0 });
             self.dirty.store(true, Ordering::Relaxed);
         }
         Ok(FileDigest { digest: digest.0, size: stamp.size, stamp })

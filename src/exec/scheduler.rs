@@ -233,7 +233,7 @@ impl Executor<'_> {
         let failed = |source: Error| ExecError::ActionFailed { owner: owner.clone(), kind, source: Box::new(source) };
 
         enum Resolved {
-            Source { path: PathBuf, digest: Digest, size: u64, stamp: FileStamp },
+            Source { path: PathBuf, digest: FileDigest },
             Action { id: usize, done: Arc<Done> },
         }
         let inputs = node.action.inputs();
@@ -253,25 +253,19 @@ impl Executor<'_> {
         );
         // The first failure in declaration order, whichever thread saw it.
         let digests = digests.into_iter().collect::<Result<Vec<_>, Error>>().map_err(failed)?;
-        let mut digests = digests.into_iter();
-        let mut resolved = Vec::with_capacity(inputs.len());
+        let mut files = digests.iter();
+        let mut dep_outputs = Vec::new();
         let mut key_inputs = Vec::with_capacity(inputs.len());
-        for input in inputs {
+        for input in &inputs {
             match input {
                 Input::Source(path) => {
-                    let file = digests.next().expect("one digest per source");
-                    key_inputs.push(KeyInput::File { path: slash_path(&path), digest: file.digest });
-                    resolved.push(Resolved::Source {
-                        path: self.memo.workspace_root().join(&path),
-                        digest: file.digest,
-                        size: file.size,
-                        stamp: file.stamp,
-                    });
+                    let file = files.next().expect("one digest per source");
+                    key_inputs.push(KeyInput::File { path: slash_path(path), digest: file.digest });
                 }
                 Input::Action(dep) => {
                     let done = shared.lock().done.get(&dep.0).cloned().expect("dependencies run first");
                     key_inputs.push(KeyInput::Action { output: done.digest });
-                    resolved.push(Resolved::Action { id: dep.0, done });
+                    dep_outputs.push(done);
                 }
             }
         }
@@ -286,7 +280,7 @@ impl Executor<'_> {
         let record = |output: &ActionOutput, status| ActionRecord {
             id: ActionId(id),
             key,
-            key_inputs: key_inputs.clone(),
+            key_inputs,
             output_digest: output_digest(output),
             status,
             duration: started.elapsed(),
@@ -299,15 +293,29 @@ impl Executor<'_> {
         }
 
         self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
+        // Absolute paths only now: a cached action of 30,000 sources needs none.
+        let (mut digests, mut dep_outputs) = (digests.into_iter(), dep_outputs.into_iter());
+        let resolved: Vec<Resolved> = inputs
+            .into_iter()
+            .map(|input| match input {
+                Input::Source(path) => Resolved::Source {
+                    path: self.memo.workspace_root().join(path),
+                    digest: digests.next().expect("one digest per source"),
+                },
+                Input::Action(dep) => {
+                    Resolved::Action { id: dep.0, done: dep_outputs.next().expect("one output per dependency") }
+                }
+            })
+            .collect();
         let scratch = self.sandbox.create_scratch()?;
         let inputs = resolved
             .iter()
             .map(|input| match input {
-                Resolved::Source { path, digest, size, stamp } => ResolvedInput::Source {
+                Resolved::Source { path, digest } => ResolvedInput::Source {
                     path: path.clone(),
-                    digest: *digest,
-                    size: *size,
-                    settled: stamp.is_settled(),
+                    digest: digest.digest,
+                    size: digest.size,
+                    settled: digest.stamp.is_settled(),
                 },
                 Resolved::Action { done, .. } => ResolvedInput::Action(&done.output),
             })
@@ -345,7 +353,7 @@ impl Executor<'_> {
         };
         removed?;
         let changed = resolved.par_iter().find_first(|input| match input {
-            Resolved::Source { path, stamp, .. } => FileStamp::read(path).ok() != Some(*stamp),
+            Resolved::Source { path, digest } => FileStamp::read(path).ok() != Some(digest.stamp),
             Resolved::Action { .. } => false,
         });
         if let Some(Resolved::Source { path, .. }) = changed {
