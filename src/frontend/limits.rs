@@ -136,8 +136,7 @@ impl Drop for Guard {
 /// mimalloc plus one comparison. mimalloc rather than glibc's malloc: the
 /// loader, the glob walkers and the hashing threads allocate millions of
 /// small strings at once, and glibc's arena locks made a no-op rebuild of a
-/// 33,000-file image spend a quarter of its CPU in malloc and free (`main`
-/// sets how it returns memory).
+/// 33,000-file image spend a quarter of its CPU in malloc and free.
 pub struct GuardedAllocator;
 
 #[global_allocator]
@@ -240,6 +239,26 @@ unsafe impl GlobalAlloc for GuardedAllocator {
     unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         account(new_size, new_size as isize - layout.size() as isize);
         check_result(unsafe { MiMalloc.realloc(pointer, layout, new_size) }, new_size)
+    }
+}
+
+/// mimalloc v3's `mi_option_purge_delay` (`mi_option_e` in
+/// include/mimalloc.h of the version Cargo.toml pins): libmimalloc-sys names
+/// only mimalloc v2's options.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Returns what has been freed to the OS, and from now on frees at once
+/// rather than after mimalloc's delay. Called once BUILD files are loaded: a
+/// cold build of a 33,000-file layer then peaks at 90 MB instead of 117,
+/// while the glob walkers and Starlark heaps, which free and reallocate the
+/// most, keep the delay (a quarter fewer page faults in a no-op rebuild of
+/// that image than with no delay at all).
+pub fn release_freed_memory() {
+    // SAFETY: both calls only tune and tidy mimalloc's own state, which is
+    // safe from any thread at any time.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_collect(true);
     }
 }
 

@@ -81,6 +81,8 @@ impl<'a> Session<'a> {
         memo: impl FnOnce() -> std::result::Result<FileMemo, CacheError>,
     ) -> Result<Built> {
         let graph = frontend::load(&self.workspace, patterns)?;
+        // Evaluating BUILD files freed the Starlark heaps and glob listings.
+        frontend::release_freed_memory();
         let labels = graph.resolve_patterns(patterns)?;
         let ctx = AnalysisContext {
             graph: &graph,
