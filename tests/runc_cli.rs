@@ -109,3 +109,17 @@ fn step_past_its_timeout_is_killed_and_leaves_no_container() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(berth_containers(), Vec::<String>::new());
 }
+
+#[test]
+fn containers_get_transparent_huge_pages_back() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let _serial = serial();
+    let workspace = workspace();
+    // berth turns them off for itself (main.rs); what a step or `run`
+    // starts must not inherit that.
+    let output = workspace.berth(&["--console", "none", "run", "//app:shell", "--", "cat /proc/self/status"]);
+    let status = &output.success().stdout;
+    assert!(status.lines().any(|line| line == "THP_enabled:\t1"), "{status}");
+}

@@ -16,6 +16,7 @@ use std::collections::hash_map::RandomState;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,6 +176,15 @@ impl Runc {
         let id = container_id();
         let mut command = Command::new(&self.path);
         command.arg("run").arg("--bundle").arg(bundle).arg(&id);
+        // berth turns transparent huge pages off for itself (main.rs), and
+        // children inherit that: the container gets the machine's setting.
+        // SAFETY: prctl is async-signal-safe and changes only the child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                Ok(())
+            });
+        }
         match stdio {
             StdioMode::Inherit => command.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()),
             StdioMode::Capture => command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
