@@ -275,11 +275,9 @@ impl<'a> Loader<'a> {
             })
             .collect();
         // Which directories of those files hold a BUILD file, asked on every
-        // core too: a glob's files sit in thousands of directories.
-        let dirs: FxHashSet<String> = files
-            .par_iter()
-            .flat_map_iter(|(dep, _)| [dep.package.clone(), parent_dir(&dep.path()).to_owned()])
-            .collect();
+        // core too: a glob's files sit in thousands of directories. (Their
+        // packages are those directories or, once each, asked below.)
+        let dirs: FxHashSet<String> = files.par_iter().map(|(dep, _)| parent_dir(&dep.path()).to_owned()).collect();
         let mut package_dirs = PackageDirs {
             is_package: dirs
                 .into_par_iter()
