@@ -59,6 +59,16 @@ impl EvalContext {
         eval.extra.and_then(|extra| extra.downcast_ref::<EvalContext>()).expect("berth evaluators carry an EvalContext")
     }
 
+    /// The package being loaded, for the built-in `what`, which may only be
+    /// called while a BUILD file is loading.
+    pub fn package_for(&self, what: &str) -> starlark::Result<&PackageContext> {
+        self.package.as_ref().ok_or_else(|| {
+            starlark::Error::new_other(anyhow::anyhow!(
+                "`{what}` may only be called while a BUILD file is loading, not at the top level of a `.star` file"
+            ))
+        })
+    }
+
     /// Records `error` and returns the short error Starlark unwinds with.
     pub fn fail(&self, error: LoadError) -> starlark::Error {
         let summary = error.to_string().lines().next().unwrap_or_default().to_owned();

@@ -4,20 +4,17 @@
 
 use std::path::PathBuf;
 
-use starlark::collections::SmallMap;
 use starlark::environment::{GlobalsBuilder, LibraryExtension};
 use starlark::eval::Evaluator;
 use starlark::starlark_module;
 use starlark::values::list_or_tuple::UnpackListOrTuple;
 use starlark::values::none::NoneType;
-use starlark::values::Value;
 
-use crate::frontend::context::{call_site, EvalContext, PackageContext};
-use crate::frontend::error::Diagnostic;
+use crate::frontend::context::{call_site, EvalContext};
 use crate::frontend::glob::glob_package;
-use crate::frontend::schema::{self, Kind};
-use crate::graph::{closest, Location, TargetNode};
-use crate::workspace::{Label, RegistrySetting};
+use crate::frontend::native_rule::NativeRule;
+use crate::frontend::schema::KINDS;
+use crate::workspace::RegistrySetting;
 
 /// The standard library plus the extensions BUILD authors expect.
 pub(crate) fn standard() -> GlobalsBuilder {
@@ -37,10 +34,14 @@ pub(crate) fn standard() -> GlobalsBuilder {
 }
 
 /// Globals of BUILD and `.star` files before the rule library is added:
-/// `native`, `glob`, `package_name`.
+/// `native` (one `native.<kind>` per native kind), `glob`, `package_name`.
 pub(crate) fn base() -> GlobalsBuilder {
     let mut builder = standard().with(build_functions);
-    builder.namespace("native", native_rules);
+    builder.namespace("native", |native| {
+        for kind in KINDS {
+            native.set(kind.name, NativeRule::new(kind));
+        }
+    });
     builder
 }
 
@@ -55,14 +56,6 @@ fn plain_error(message: String) -> starlark::Error {
     starlark::Error::new_other(anyhow::anyhow!(message))
 }
 
-fn package_context<'a>(context: &'a EvalContext, what: &str) -> starlark::Result<&'a PackageContext> {
-    context.package.as_ref().ok_or_else(|| {
-        plain_error(format!(
-            "`{what}` may only be called while a BUILD file is loading, not at the top level of a `.star` file"
-        ))
-    })
-}
-
 #[starlark_module]
 fn build_functions(builder: &mut GlobalsBuilder) {
     /// The files of the current package matching `include` and none of
@@ -73,7 +66,7 @@ fn build_functions(builder: &mut GlobalsBuilder) {
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<Vec<String>> {
         let context = EvalContext::of(eval);
-        let package = package_context(context, "glob")?;
+        let package = context.package_for("glob")?;
         glob_package(&package.dir, &package.package, &include.items, &exclude.items).map_err(|diagnostic| {
             let location = call_site(eval, &package.build_file);
             context.fail(diagnostic.maybe_at(location).into())
@@ -83,204 +76,8 @@ fn build_functions(builder: &mut GlobalsBuilder) {
     /// The path of the package being loaded (`""` for the root package).
     fn package_name<'v>(eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<String> {
         let context = EvalContext::of(eval);
-        Ok(package_context(context, "package_name")?.package.clone())
+        Ok(context.package_for("package_name")?.package.clone())
     }
-}
-
-#[starlark_module]
-fn native_rules(builder: &mut GlobalsBuilder) {
-    fn files<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "files", kwargs)
-    }
-
-    fn oci_layer<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "oci_layer", kwargs)
-    }
-
-    fn oci_image_empty<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "oci_image_empty", kwargs)
-    }
-
-    fn oci_image_build<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "oci_image_build", kwargs)
-    }
-
-    fn oci_build_layer<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "oci_build_layer", kwargs)
-    }
-
-    fn oci_image_index<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "oci_image_index", kwargs)
-    }
-
-    fn oci_pull_image<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "oci_pull_image", kwargs)
-    }
-
-    fn deb_layer<'v>(
-        #[starlark(kwargs)] kwargs: SmallMap<String, Value<'v>>,
-        eval: &mut Evaluator<'v, '_, '_>,
-    ) -> starlark::Result<NoneType> {
-        record(eval, "deb_layer", kwargs)
-    }
-}
-
-/// Checks a native rule call against its kind's schema and records the target.
-fn record<'v>(
-    eval: &mut Evaluator<'v, '_, '_>,
-    kind_name: &str,
-    kwargs: SmallMap<String, Value<'v>>,
-) -> starlark::Result<NoneType> {
-    let context = EvalContext::of(eval);
-    let package = package_context(context, &format!("native.{kind_name}"))?;
-    let kind = schema::kind(kind_name).expect("every native function has a kind");
-    let location = call_site(eval, &package.build_file).unwrap_or_else(|| Location {
-        path: package.build_file.clone(),
-        line: 1,
-        column: 1,
-    });
-    let generated = caller_generates_names(eval);
-    match check(kind, package, &location, generated, &kwargs) {
-        Ok(target) => {
-            let mut names = package.names.borrow_mut();
-            let mut targets = package.targets.borrow_mut();
-            if let Some(&first) = names.get(&target.label.name) {
-                let first = &targets[first].location;
-                let diagnostic = Diagnostic::new(format!("Target `{}` is declared twice", target.label))
-                    .at(location)
-                    .hint(format!("the first declaration is at {first}; give each target its own `name`"));
-                return Err(context.fail(diagnostic.into()));
-            }
-            names.insert(target.label.name.clone(), targets.len());
-            targets.push(target);
-            Ok(NoneType)
-        }
-        Err(diagnostic) => Err(context.fail(diagnostic.at(location).into())),
-    }
-}
-
-/// Whether the native rule was called by a rule of the embedded library
-/// that generates `name#variant` targets (`oci_pull_images`): only those
-/// names may hold `#`.
-fn caller_generates_names(eval: &Evaluator) -> bool {
-    let frames = eval.call_stack().frames;
-    let [.., caller, native] = frames.as_slice() else { return false };
-    // `native`'s location is the line that called it, inside `caller`.
-    let in_library = native.location.as_ref().is_some_and(|span| span.filename().starts_with("@berth//"));
-    in_library
-        && GENERATORS
-            .iter()
-            .any(|generator| caller.name == *generator || caller.name.ends_with(&format!(".{generator}")))
-}
-
-/// The library rules that declare `name#variant` targets.
-const GENERATORS: &[&str] = &["oci_pull_images"];
-
-fn check(
-    kind: &Kind,
-    package: &PackageContext,
-    location: &Location,
-    generated: bool,
-    kwargs: &SmallMap<String, Value>,
-) -> Result<TargetNode, Diagnostic> {
-    let rule = kind.name;
-    let name = match kwargs.get("name").filter(|value| !value.is_none()) {
-        None => {
-            return Err(Diagnostic::new(format!("Missing required attribute `name` of `{rule}`"))
-                .hint("every target needs a `name`, unique in its package"))
-        }
-        Some(value) => value.unpack_str().ok_or_else(|| {
-            Diagnostic::new(format!("Attribute `name` of `{rule}` must be a string, not `{}`", value.get_type()))
-        })?,
-    };
-    let label = target_label(&package.package, name, generated).map_err(|reason| {
-        let hint = if name.contains('#') {
-            "declare `name#variant` targets with `oci_pull_images(name = ..., variants = {...})`"
-        } else {
-            "target names are file-like: letters, digits, `-`, `_`, `.`, `/`"
-        };
-        Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
-    })?;
-    if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
-        let names = kind.attrs.iter().map(|attr| attr.name);
-        let hint = match closest(key, names) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => format!(
-                "`{rule}` takes {}",
-                kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
-            ),
-        };
-        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
-    }
-    // In schema order, so `deps` does not depend on the order of the call's arguments.
-    let mut deps = Vec::new();
-    let mut attrs = std::collections::BTreeMap::new();
-    for attr in kind.attrs {
-        let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
-            Some(value) => schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
-                Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
-            })?,
-            None if attr.required => return Err(missing(kind, attr.name, &label)),
-            None => schema::default_value(attr, &mut deps),
-        };
-        attrs.insert(attr.name.to_owned(), coerced);
-    }
-    if rule == "oci_pull_image"
-        && attrs["sha"] == crate::graph::AttrValue::None
-        && attrs["digest"] == crate::graph::AttrValue::None
-    {
-        return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
-            .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`"));
-    }
-    // Every label once, in first-mention order.
-    let mut seen = std::collections::HashSet::with_capacity(deps.len());
-    deps.retain(|dep| seen.insert(dep.clone()));
-    Ok(TargetNode { label, kind: rule.to_owned(), attrs, deps, location: location.clone() })
-}
-
-fn missing(kind: &Kind, attr: &str, label: &Label) -> Diagnostic {
-    let required: Vec<String> =
-        kind.attrs.iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
-    Diagnostic::new(format!("Missing required attribute `{attr}` of `{}` target `{label}`", kind.name)).hint(format!(
-        "`{}` requires `name`, {}",
-        kind.name,
-        required.join(", ")
-    ))
-}
-
-fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'static str> {
-    if name.contains('#') && !generated {
-        return Err("`#` is reserved for targets generated by rules such as `oci_pull_images`");
-    }
-    if name.is_empty() || name.contains(':') || name.starts_with("//") || name.starts_with('@') {
-        return Err("a name is not a label; write `name = \"img\"`, not `\":img\"`");
-    }
-    let label = Label::parse(name, package).map_err(|_| "it is not a valid file-like name")?;
-    if label.package != package || label.name != name || label.repo.is_some() {
-        return Err("it is not a valid file-like name");
-    }
-    Ok(label)
 }
 
 #[starlark_module]
@@ -361,6 +158,7 @@ mod tests {
     use starlark::assert::Assert;
 
     use super::*;
+    use crate::frontend::context::PackageContext;
     use crate::frontend::loader::dialect;
     use crate::frontend::prelude::Library;
 
@@ -441,16 +239,5 @@ mod tests {
         outside.globals(workspace().build());
         outside.setup_eval(|eval| eval.extra = Some(Box::leak(Box::new(EvalContext::for_star_file()))));
         outside.fail("registry('r')", "`registry()` may only be called in `WORKSPACE.star`");
-    }
-
-    #[test]
-    fn target_names_are_file_like_and_hash_is_reserved() {
-        assert_eq!(target_label("app", "img", false).unwrap(), Label::new("app", "img"));
-        assert_eq!(target_label("app", "sub/x.txt", false).unwrap(), Label::new("app", "sub/x.txt"));
-        assert_eq!(target_label("base", "py#slim", true).unwrap(), Label::new("base", "py#slim"));
-        assert!(target_label("base", "py#slim", false).is_err());
-        for bad in [":img", "//app:img", "a/../b", "", "a:b"] {
-            assert!(target_label("app", bad, false).is_err(), "{bad}");
-        }
     }
 }

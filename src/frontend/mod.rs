@@ -3,8 +3,8 @@
 //! No Starlark value leaves this module.
 //!
 //! Rules are Starlark macros in `rules/*.star` (embedded, `@berth//rules:...`)
-//! over one native primitive per kind, `native.<kind>(name = ..., **attrs)`,
-//! whose attribute schemas live in `schema`.
+//! over one native primitive per kind, `native.<kind>(name = ..., **attrs)`
+//! (`native_rule`), whose attribute schemas live in `schema`.
 
 mod context;
 mod error;
@@ -12,6 +12,7 @@ mod glob;
 mod globals;
 mod limits;
 mod loader;
+mod native_rule;
 mod prelude;
 mod schema;
 mod workspace_file;

@@ -1,0 +1,205 @@
+//! `native.<kind>(name = ..., **attrs)`: one callable value per native
+//! kind of `schema::KINDS`, which checks a call against the kind's schema
+//! (unknown attribute with a did-you-mean, missing required attribute,
+//! wrong type, choices) and records the target in the package being loaded.
+
+use std::fmt;
+
+use allocative::Allocative;
+use starlark::collections::SmallMap;
+use starlark::eval::{Arguments, Evaluator};
+use starlark::starlark_simple_value;
+use starlark::values::{starlark_value, NoSerialize, ProvidesStaticType, StarlarkValue, Value};
+
+use crate::frontend::context::{call_site, EvalContext, PackageContext};
+use crate::frontend::error::Diagnostic;
+use crate::frontend::schema::{self, Kind};
+use crate::graph::{closest, AttrValue, Location, TargetNode};
+use crate::workspace::Label;
+
+/// The callable `native.<kind>`.
+#[derive(Debug, ProvidesStaticType, NoSerialize, Allocative)]
+pub(crate) struct NativeRule {
+    #[allocative(skip)]
+    kind: &'static Kind,
+}
+
+starlark_simple_value!(NativeRule);
+
+impl NativeRule {
+    pub fn new(kind: &'static Kind) -> NativeRule {
+        NativeRule { kind }
+    }
+}
+
+/// Shown as the kind's name, as a native function shows its own.
+impl fmt::Display for NativeRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.kind.name)
+    }
+}
+
+// `function`: what `type(native.files)` has always said.
+#[starlark_value(type = "function")]
+impl<'v> StarlarkValue<'v> for NativeRule {
+    fn invoke(
+        &self,
+        _me: Value<'v>,
+        args: &Arguments<'v, '_>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<Value<'v>> {
+        // Keyword arguments only, checked in the order a native function
+        // taking `**kwargs` checks them, so the errors read the same.
+        args.no_positional_args(eval.heap())?;
+        let kwargs: SmallMap<String, Value<'v>> =
+            args.names_map()?.into_iter().map(|(key, value)| (key.as_str().to_owned(), value)).collect();
+        record(eval, self.kind, kwargs)?;
+        Ok(Value::new_none())
+    }
+}
+
+/// Checks a native rule call against its kind's schema and records the target.
+fn record<'v>(
+    eval: &mut Evaluator<'v, '_, '_>,
+    kind: &Kind,
+    kwargs: SmallMap<String, Value<'v>>,
+) -> starlark::Result<()> {
+    let context = EvalContext::of(eval);
+    let package = context.package_for(&format!("native.{}", kind.name))?;
+    let location = call_site(eval, &package.build_file).unwrap_or_else(|| Location {
+        path: package.build_file.clone(),
+        line: 1,
+        column: 1,
+    });
+    let generated = caller_generates_names(eval);
+    let target = check(kind, package, &location, generated, &kwargs)
+        .map_err(|error| context.fail(error.at(location.clone()).into()))?;
+    let mut names = package.names.borrow_mut();
+    let mut targets = package.targets.borrow_mut();
+    if let Some(&first) = names.get(&target.label.name) {
+        let first = &targets[first].location;
+        let diagnostic = Diagnostic::new(format!("Target `{}` is declared twice", target.label))
+            .at(location)
+            .hint(format!("the first declaration is at {first}; give each target its own `name`"));
+        return Err(context.fail(diagnostic.into()));
+    }
+    names.insert(target.label.name.clone(), targets.len());
+    targets.push(target);
+    Ok(())
+}
+
+/// Whether the native rule was called by a rule of the embedded library
+/// that generates `name#variant` targets (`oci_pull_images`): only those
+/// names may hold `#`.
+fn caller_generates_names(eval: &Evaluator) -> bool {
+    let frames = eval.call_stack().frames;
+    let [.., caller, native] = frames.as_slice() else { return false };
+    // `native`'s location is the line that called it, inside `caller`.
+    let in_library = native.location.as_ref().is_some_and(|span| span.filename().starts_with("@berth//"));
+    in_library
+        && GENERATORS
+            .iter()
+            .any(|generator| caller.name == *generator || caller.name.ends_with(&format!(".{generator}")))
+}
+
+/// The library rules that declare `name#variant` targets.
+const GENERATORS: &[&str] = &["oci_pull_images"];
+
+fn check(
+    kind: &Kind,
+    package: &PackageContext,
+    location: &Location,
+    generated: bool,
+    kwargs: &SmallMap<String, Value>,
+) -> Result<TargetNode, Diagnostic> {
+    let rule = kind.name;
+    let name = match kwargs.get("name").filter(|value| !value.is_none()) {
+        None => {
+            return Err(Diagnostic::new(format!("Missing required attribute `name` of `{rule}`"))
+                .hint("every target needs a `name`, unique in its package"))
+        }
+        Some(value) => value.unpack_str().ok_or_else(|| {
+            Diagnostic::new(format!("Attribute `name` of `{rule}` must be a string, not `{}`", value.get_type()))
+        })?,
+    };
+    let label = target_label(&package.package, name, generated).map_err(|reason| {
+        let hint = if name.contains('#') {
+            "declare `name#variant` targets with `oci_pull_images(name = ..., variants = {...})`"
+        } else {
+            "target names are file-like: letters, digits, `-`, `_`, `.`, `/`"
+        };
+        Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
+    })?;
+    if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
+        let names = kind.attrs.iter().map(|attr| attr.name);
+        let hint = match closest(key, names) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "`{rule}` takes {}",
+                kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
+    }
+    // In schema order, so `deps` does not depend on the order of the call's arguments.
+    let mut deps = Vec::new();
+    let mut attrs = std::collections::BTreeMap::new();
+    for attr in kind.attrs {
+        let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
+            Some(value) => schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
+                Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
+            })?,
+            None if attr.required => return Err(missing(kind, attr.name, &label)),
+            None => schema::default_value(attr, &mut deps),
+        };
+        attrs.insert(attr.name.to_owned(), coerced);
+    }
+    if rule == "oci_pull_image" && attrs["sha"] == AttrValue::None && attrs["digest"] == AttrValue::None {
+        return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
+            .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`"));
+    }
+    // Every label once, in first-mention order.
+    let mut seen = std::collections::HashSet::with_capacity(deps.len());
+    deps.retain(|dep| seen.insert(dep.clone()));
+    Ok(TargetNode { label, kind: rule.to_owned(), attrs, deps, location: location.clone() })
+}
+
+fn missing(kind: &Kind, attr: &str, label: &Label) -> Diagnostic {
+    let required: Vec<String> =
+        kind.attrs.iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
+    Diagnostic::new(format!("Missing required attribute `{attr}` of `{}` target `{label}`", kind.name)).hint(format!(
+        "`{}` requires `name`, {}",
+        kind.name,
+        required.join(", ")
+    ))
+}
+
+fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'static str> {
+    if name.contains('#') && !generated {
+        return Err("`#` is reserved for targets generated by rules such as `oci_pull_images`");
+    }
+    if name.is_empty() || name.contains(':') || name.starts_with("//") || name.starts_with('@') {
+        return Err("a name is not a label; write `name = \"img\"`, not `\":img\"`");
+    }
+    let label = Label::parse(name, package).map_err(|_| "it is not a valid file-like name")?;
+    if label.package != package || label.name != name || label.repo.is_some() {
+        return Err("it is not a valid file-like name");
+    }
+    Ok(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_are_file_like_and_hash_is_reserved() {
+        assert_eq!(target_label("app", "img", false).unwrap(), Label::new("app", "img"));
+        assert_eq!(target_label("app", "sub/x.txt", false).unwrap(), Label::new("app", "sub/x.txt"));
+        assert_eq!(target_label("base", "py#slim", true).unwrap(), Label::new("base", "py#slim"));
+        assert!(target_label("base", "py#slim", false).is_err());
+        for bad in [":img", "//app:img", "a/../b", "", "a:b"] {
+            assert!(target_label("app", bad, false).is_err(), "{bad}");
+        }
+    }
+}
