@@ -1,11 +1,12 @@
 //! The rule library through the public loading API: what each rule records
-//! (kind, attributes after coercion and defaults, deps, location), as the
-//! analysis phase will see it.
+//! (kind, typed attributes after coercion and defaults, deps, location), as
+//! the analysis phase will see it.
 
 mod common;
 
 use berth::frontend;
-use berth::graph::{AttrValue, TargetGraph, TargetNode};
+use berth::graph::{OciImageBuildAttrs, OciLayerAttrs, RuleAttrs, TargetGraph, TargetNode};
+use berth::oci::Compression;
 use berth::workspace::{Label, Pattern, Workspace};
 use common::workspace::TestWorkspace;
 
@@ -21,12 +22,30 @@ fn target<'g>(graph: &'g TargetGraph, label: &str) -> &'g TargetNode {
     graph.target(&Label::parse(label, "").unwrap()).unwrap_or_else(|| panic!("{label} is not in the graph"))
 }
 
-fn strings(items: &[&str]) -> AttrValue {
-    AttrValue::List(items.iter().map(|item| AttrValue::String(item.to_string())).collect())
+fn image<'g>(graph: &'g TargetGraph, label: &str) -> &'g OciImageBuildAttrs {
+    match &target(graph, label).attrs {
+        RuleAttrs::OciImageBuild(attrs) => attrs,
+        other => panic!("{label} is not an `oci_image_build`: {other:?}"),
+    }
 }
 
-fn labels(items: &[&str]) -> AttrValue {
-    AttrValue::List(items.iter().map(|item| AttrValue::Label(Label::parse(item, "").unwrap())).collect())
+fn layer<'g>(graph: &'g TargetGraph, label: &str) -> &'g OciLayerAttrs {
+    match &target(graph, label).attrs {
+        RuleAttrs::OciLayer(attrs) => attrs,
+        other => panic!("{label} is not an `oci_layer`: {other:?}"),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| item.to_string()).collect()
+}
+
+fn labels(items: &[&str]) -> Vec<Label> {
+    items.iter().map(|item| Label::parse(item, "").unwrap()).collect()
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
 }
 
 #[test]
@@ -57,7 +76,7 @@ deb_layer(name = "debs", debs = ["x.deb"], sha256s = ["00"])
     let kinds: Vec<(String, String)> = graph
         .targets()
         .filter(|t| !graph.is_implicit(&t.label))
-        .map(|t| (t.label.name.clone(), t.kind.clone()))
+        .map(|t| (t.label.name.clone(), t.kind().name().to_owned()))
         .collect();
     let expected = [
         ("alias", "oci_image_build"),
@@ -75,8 +94,10 @@ deb_layer(name = "debs", debs = ["x.deb"], sha256s = ["00"])
         ("srcs", "files"),
     ];
     assert_eq!(kinds, expected.map(|(name, kind)| (name.to_owned(), kind.to_owned())));
-    let pulled3 = graph.targets().find(|t| t.label.name == "pulled3").unwrap();
-    assert_eq!(pulled3.string("repository"), Some("library/busybox"), "rules_oci's `image` is the repository");
+    let RuleAttrs::OciPullImage(pull) = &target(&graph, "//app:pulled3").attrs else {
+        panic!("`oci_pull` declares an `oci_pull_image`")
+    };
+    assert_eq!(pull.repository, "library/busybox", "rules_oci's `image` is the repository");
     let sources: Vec<String> = graph.source_files().map(|source| source.path.clone()).collect();
     assert_eq!(sources, ["app/a.txt", "app/x.deb"]);
 }
@@ -91,10 +112,9 @@ fn explicit_load_of_the_library_and_rules_in_star_files() {
             "load(\"@berth//rules:defs.star\", \"oci_image_build\")\nload(\"//tools:defs.star\", \"layer\")\n\nlayer(name = \"l\")\noci_image_build(name = \"img\", layers = [\":l\"])\n",
         );
     let graph = load(&workspace, &["//app:img"]);
-    let layer = target(&graph, "//app:l");
-    assert_eq!(layer.dict("contents"), [("/pkg".to_owned(), AttrValue::String("app".into()))]);
+    assert_eq!(layer(&graph, "//app:l").contents, pairs(&[("/pkg", "app")]));
     // The location is the call in the BUILD file, not the line in the macro.
-    assert_eq!(layer.location.to_string(), "app/BUILD.star:4:1");
+    assert_eq!(target(&graph, "//app:l").location.to_string(), "app/BUILD.star:4:1");
     assert_eq!(target(&graph, "//app:img").location.to_string(), "app/BUILD.star:5:1");
 }
 
@@ -116,17 +136,17 @@ fn defaults_are_filled_and_deps_collected() {
     let workspace = TestWorkspace::new();
     workspace.file("app/BUILD.star", "oci_image_build(name = \"img\", visibility = [\"//visibility:public\"])\noci_build_layer(name = \"b\", base = \":img\", outputs = [\"/o\"])\n");
     let graph = load(&workspace, &["//..."]);
-    let image = target(&graph, "//app:img");
-    assert_eq!(image.label("base"), Some(&Label::new("", "empty")));
-    assert_eq!(image.string("compression"), Some("gzip"));
-    assert_eq!(image.attr("packages"), &AttrValue::List(vec![]));
-    assert_eq!(image.attr("env"), &AttrValue::Dict(vec![]));
-    assert_eq!(image.attr("workdir"), &AttrValue::None);
-    assert_eq!(image.deps, [Label::new("", "empty")]);
-    assert_eq!(image.attrs.len(), 25, "every attribute of the schema is present");
+    let attrs = image(&graph, "//app:img");
+    assert_eq!(attrs.base, Label::new("", "empty"));
+    assert_eq!(attrs.compression, Compression::Gzip);
+    assert_eq!(attrs.packages, []);
+    assert_eq!(attrs.env, []);
+    assert_eq!(attrs.workdir, None);
+    assert_eq!(target(&graph, "//app:img").deps, [Label::new("", "empty")]);
     let build = target(&graph, "//app:b");
-    assert_eq!(build.int("timeout"), Some(600));
-    assert!(!build.bool("network"));
+    let RuleAttrs::OciBuildLayer(step) = &build.attrs else { panic!("{build:?} is not an `oci_build_layer`") };
+    assert_eq!(step.timeout, 600);
+    assert!(!step.network);
     assert_eq!(
         graph
             .dependency_order(std::slice::from_ref(&build.label))
@@ -154,12 +174,12 @@ files(name = "srcs", srcs = ["main.py"])
         .file("app/server.pex", "")
         .file("app/main.py", "");
     let graph = load(&workspace, &["//app:all"]);
-    let pex = target(&graph, "//app:pex");
-    assert_eq!(pex.attr("entrypoint"), &strings(&["/app/server.pex"]));
-    assert_eq!(pex.string("python_main"), Some("main.py"));
-    assert_eq!(pex.attr("packages"), &labels(&["//app:deps.pex", "//app:srcs", "//app:server.pex"]));
-    assert_eq!(target(&graph, "//app:main").attr("entrypoint"), &strings(&["python3", "/app/main.py"]));
-    assert_eq!(target(&graph, "//app:explicit").attr("entrypoint"), &strings(&["/bin/sh"]));
+    let pex = image(&graph, "//app:pex");
+    assert_eq!(pex.entrypoint, strings(&["/app/server.pex"]));
+    assert_eq!(pex.python_main.as_deref(), Some("main.py"));
+    assert_eq!(pex.packages, labels(&["//app:deps.pex", "//app:srcs", "//app:server.pex"]));
+    assert_eq!(image(&graph, "//app:main").entrypoint, strings(&["python3", "/app/main.py"]));
+    assert_eq!(image(&graph, "//app:explicit").entrypoint, strings(&["/bin/sh"]));
 }
 
 #[test]
@@ -170,7 +190,7 @@ fn tars_are_accepted_as_layers() {
         "oci_layer(name = \"a\")\noci_layer(name = \"b\")\noci_image(name = \"img\", layers = [\":a\"], tars = [\":b\"])\n",
     );
     let graph = load(&workspace, &["//app:img"]);
-    assert_eq!(target(&graph, "//app:img").attr("layers"), &labels(&["//app:a", "//app:b"]));
+    assert_eq!(image(&graph, "//app:img").layers, labels(&["//app:a", "//app:b"]));
 }
 
 #[test]
@@ -186,18 +206,11 @@ oci_image_build(name = "img", env = ["PATH=/bin", "LANG=C.UTF-8"], layers = [":l
         )
         .file("app/tool.sh", "#!/bin/sh\n");
     let graph = load(&workspace, &["//app:all"]);
-    let layer = target(&graph, "//app:l");
-    assert_eq!(layer.int("mode"), Some(0o755));
-    assert_eq!(layer.dict("files"), [("/bin/tool".to_owned(), AttrValue::Label(Label::new("app", "tool.sh")))]);
-    assert_eq!(layer.deps, [Label::new("app", "tool.sh")]);
-    let image = target(&graph, "//app:img");
-    assert_eq!(
-        image.dict("env"),
-        [
-            ("PATH".to_owned(), AttrValue::String("/bin".into())),
-            ("LANG".to_owned(), AttrValue::String("C.UTF-8".into()))
-        ]
-    );
+    let attrs = layer(&graph, "//app:l");
+    assert_eq!((attrs.mode, attrs.uid), (Some(0o755), Some(1000)));
+    assert_eq!(attrs.files, [("/bin/tool".to_owned(), Label::new("app", "tool.sh"))]);
+    assert_eq!(target(&graph, "//app:l").deps, [Label::new("app", "tool.sh")]);
+    assert_eq!(image(&graph, "//app:img").env, pairs(&[("PATH", "/bin"), ("LANG", "C.UTF-8")]));
 }
 
 #[test]
@@ -216,10 +229,8 @@ fn glob_in_a_macro_uses_the_calling_package() {
         .file("app/sub/BUILD.star", "")
         .file("app/sub/e.txt", "");
     let graph = load(&workspace, &["//app:txt"]);
-    assert_eq!(
-        target(&graph, "//app:txt").attr("srcs"),
-        &labels(&["//app:a.txt", "//app:b.txt", "//app:nested/c.txt"])
-    );
+    let RuleAttrs::Files(files) = &target(&graph, "//app:txt").attrs else { panic!("`files` declares `files`") };
+    assert_eq!(files.srcs, labels(&["//app:a.txt", "//app:b.txt", "//app:nested/c.txt"]));
 }
 
 #[test]
@@ -230,7 +241,7 @@ fn dialect_has_types_f_strings_and_keyword_only_arguments() {
         "def layer(*, name: str, port: int = 80) -> None:\n    oci_layer(name = name, contents = {\"/port\": f\"{port}\"})\n\nlayer(name = \"l\")\n",
     );
     let graph = load(&workspace, &["//..."]);
-    assert_eq!(target(&graph, "//app:l").dict("contents"), [("/port".to_owned(), AttrValue::String("80".into()))]);
+    assert_eq!(layer(&graph, "//app:l").contents, pairs(&[("/port", "80")]));
 }
 
 #[test]

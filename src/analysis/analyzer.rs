@@ -207,7 +207,7 @@ pub fn at(target: &TargetNode, message: String) -> Error {
 
 /// The label of a target as the history's `created_by` and errors show it.
 pub fn created_by(target: &TargetNode) -> String {
-    format!("berth {} {}", target.kind, target.label)
+    format!("berth {} {}", target.kind(), target.label)
 }
 
 /// Shares an entry list between the providers that hold it.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::analysis::at;
 use crate::error::{Error, Result};
-use crate::graph::{AttrValue, TargetNode};
+use crate::graph::{FilesAttrs, OciLayerAttrs, TargetNode};
 use crate::workspace::Label;
 
 /// One path of a layer and what it holds, before packing.
@@ -34,8 +34,8 @@ pub enum PlannedContent {
 
 /// Where a `files` target's sources land: `/<package dir>/<src>`, unless
 /// `strip_prefix` or `prefix` say otherwise.
-pub fn files_entries(target: &TargetNode, sources: &[SourceRef]) -> Result<Vec<PlannedEntry>> {
-    let placement = Placement::from_target(target, Anchor::Workspace)?;
+pub fn files_entries(target: &TargetNode, attrs: &FilesAttrs, sources: &[SourceRef]) -> Result<Vec<PlannedEntry>> {
+    let placement = Placement::new(target, &PlacementAttrs::from(attrs), Anchor::Workspace)?;
     sources.iter().map(|source| placement.place(target, source)).collect()
 }
 
@@ -62,7 +62,44 @@ pub enum Anchor {
     Package,
 }
 
-/// The `prefix` / `strip_prefix` / ownership attributes of a target.
+/// The attributes that place a target's entries: `prefix`, `strip_prefix`
+/// and, for `oci_layer`, ownership, mode and mtime.
+pub struct PlacementAttrs<'a> {
+    pub prefix: Option<&'a str>,
+    pub strip_prefix: Option<&'a str>,
+    pub mode: Option<i64>,
+    pub uid: Option<i64>,
+    pub gid: Option<i64>,
+    pub mtime: Option<i64>,
+}
+
+impl<'a> From<&'a FilesAttrs> for PlacementAttrs<'a> {
+    fn from(attrs: &'a FilesAttrs) -> PlacementAttrs<'a> {
+        PlacementAttrs {
+            prefix: attrs.prefix.as_deref(),
+            strip_prefix: attrs.strip_prefix.as_deref(),
+            mode: None,
+            uid: None,
+            gid: None,
+            mtime: None,
+        }
+    }
+}
+
+impl<'a> From<&'a OciLayerAttrs> for PlacementAttrs<'a> {
+    fn from(attrs: &'a OciLayerAttrs) -> PlacementAttrs<'a> {
+        PlacementAttrs {
+            prefix: attrs.prefix.as_deref(),
+            strip_prefix: attrs.strip_prefix.as_deref(),
+            mode: attrs.mode,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            mtime: attrs.mtime,
+        }
+    }
+}
+
+/// Where a target's entries go and whom they belong to.
 pub struct Placement {
     package: String,
     anchor: Anchor,
@@ -76,13 +113,13 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn from_target(target: &TargetNode, anchor: Anchor) -> Result<Placement> {
+    pub fn new(target: &TargetNode, attrs: &PlacementAttrs, anchor: Anchor) -> Result<Placement> {
         let package = target.label.package.clone();
-        let strip = match target.string("strip_prefix") {
+        let strip = match attrs.strip_prefix {
             None | Some("") => None,
             Some(strip) => Some(resolve_strip_prefix(target, &package, strip)?),
         };
-        let prefix = match target.string("prefix") {
+        let prefix = match attrs.prefix {
             None => String::new(),
             Some(prefix) => normalise_image_path(target, "prefix", prefix)?,
         };
@@ -91,10 +128,10 @@ impl Placement {
             anchor,
             strip,
             prefix: if prefix == "/" { String::new() } else { prefix },
-            mode: mode_attr(target)?,
-            uid: id_attr(target, "uid")?,
-            gid: id_attr(target, "gid")?,
-            mtime: match target.int("mtime") {
+            mode: mode_attr(target, attrs.mode)?,
+            uid: id_attr(target, "uid", attrs.uid)?,
+            gid: id_attr(target, "gid", attrs.gid)?,
+            mtime: match attrs.mtime {
                 None => None,
                 Some(mtime) if mtime >= 0 => Some(mtime as u64),
                 Some(mtime) => return Err(attr_error(target, "mtime", &format!("`{mtime}` is negative"))),
@@ -144,10 +181,10 @@ impl Placement {
     }
 }
 
-/// `oci_layer`'s entries, from every content attribute; `sources` are the
+/// `oci_layer`'s entries, from every content attribute; `srcs` are the
 /// resolved `srcs` (source files and the entries of `files` targets).
-pub fn layer_entries(target: &TargetNode, srcs: Vec<LayerSource>) -> Result<Vec<PlannedEntry>> {
-    let placement = Placement::from_target(target, Anchor::Package)?;
+pub fn layer_entries(target: &TargetNode, attrs: &OciLayerAttrs, srcs: Vec<LayerSource>) -> Result<Vec<PlannedEntry>> {
+    let placement = Placement::new(target, &PlacementAttrs::from(attrs), Anchor::Package)?;
     let mut entries = Vec::new();
     for src in srcs {
         match src {
@@ -155,29 +192,19 @@ pub fn layer_entries(target: &TargetNode, srcs: Vec<LayerSource>) -> Result<Vec<
             LayerSource::Entries(from_files) => entries.extend(from_files.into_iter().map(|e| placement.reprefix(e))),
         }
     }
-    for (dest, value) in target.dict("files") {
-        let source = match value {
-            AttrValue::Label(label) => SourceRef::new(label),
-            _ => return Err(attr_error(target, "files", &format!("the value for `{dest}` is not a label"))),
-        };
+    for (dest, label) in &attrs.files {
         let path = normalise_image_path(target, "files", dest)?;
-        entries.push(placement.entry(path, PlannedContent::Source(source.workspace_path)));
+        entries.push(placement.entry(path, PlannedContent::Source(SourceRef::new(label).workspace_path)));
     }
-    for (dest, value) in target.dict("contents") {
-        let AttrValue::String(text) = value else {
-            return Err(attr_error(target, "contents", &format!("the value for `{dest}` is not a string")));
-        };
+    for (dest, text) in &attrs.contents {
         let path = normalise_image_path(target, "contents", dest)?;
         entries.push(placement.entry(path, PlannedContent::Contents(text.clone())));
     }
-    for (dest, value) in target.dict("symlinks") {
-        let AttrValue::String(link_target) = value else {
-            return Err(attr_error(target, "symlinks", &format!("the value for `{dest}` is not a string")));
-        };
+    for (dest, link_target) in &attrs.symlinks {
         let path = normalise_image_path(target, "symlinks", dest)?;
         entries.push(placement.entry(path, PlannedContent::Symlink(link_target.clone())));
     }
-    for dir in target.strings("directories") {
+    for dir in &attrs.directories {
         let path = normalise_image_path(target, "directories", dir)?;
         entries.push(placement.entry(path, PlannedContent::Directory));
     }
@@ -272,8 +299,8 @@ pub fn normalise_image_path(target: &TargetNode, attr: &str, path: &str) -> Resu
 
 /// `mode` is already an int (the front-end parses `"0755"`); it must fit in
 /// the 12 permission bits.
-fn mode_attr(target: &TargetNode) -> Result<Option<u32>> {
-    match target.int("mode") {
+fn mode_attr(target: &TargetNode, mode: Option<i64>) -> Result<Option<u32>> {
+    match mode {
         None => Ok(None),
         Some(mode) if (0..=0o7777).contains(&mode) => Ok(Some(mode as u32)),
         Some(mode) => Err(attr_error(
@@ -284,8 +311,8 @@ fn mode_attr(target: &TargetNode) -> Result<Option<u32>> {
     }
 }
 
-fn id_attr(target: &TargetNode, attr: &str) -> Result<u32> {
-    match target.int(attr) {
+fn id_attr(target: &TargetNode, attr: &str, id: Option<i64>) -> Result<u32> {
+    match id {
         None => Ok(0),
         Some(id) => u32::try_from(id).map_err(|_| attr_error(target, attr, &format!("`{id}` is not a valid id"))),
     }
@@ -298,49 +325,65 @@ pub fn attr_error(target: &TargetNode, attr: &str, problem: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::Location;
+    use crate::graph::{Location, RuleAttrs};
 
-    fn target(kind: &str, package: &str, attrs: Vec<(&str, AttrValue)>) -> TargetNode {
-        TargetNode {
-            label: Label::new(package, "t"),
-            kind: kind.to_owned(),
-            attrs: attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            deps: vec![],
-            location: Location { path: format!("{package}/BUILD.star"), line: 1, column: 1 },
+    fn target(package: &str, attrs: RuleAttrs) -> TargetNode {
+        let location = Location { path: format!("{package}/BUILD.star"), line: 1, column: 1 };
+        TargetNode::new(Label::new(package, "t"), attrs, location)
+    }
+
+    fn files(prefix: Option<&str>, strip_prefix: Option<&str>) -> FilesAttrs {
+        FilesAttrs { srcs: vec![], prefix: prefix.map(str::to_owned), strip_prefix: strip_prefix.map(str::to_owned) }
+    }
+
+    /// An `oci_layer` with every attribute unset.
+    fn layer() -> OciLayerAttrs {
+        OciLayerAttrs {
+            srcs: vec![],
+            files: vec![],
+            contents: vec![],
+            symlinks: vec![],
+            directories: vec![],
+            prefix: None,
+            strip_prefix: None,
+            mode: None,
+            uid: None,
+            gid: None,
+            mtime: None,
         }
+    }
+
+    fn files_at(package: &str, attrs: FilesAttrs, sources: &[SourceRef]) -> Result<Vec<PlannedEntry>> {
+        files_entries(&target(package, RuleAttrs::Files(Box::new(attrs.clone()))), &attrs, sources)
+    }
+
+    fn layer_at(package: &str, attrs: OciLayerAttrs, srcs: Vec<LayerSource>) -> Result<Vec<PlannedEntry>> {
+        layer_entries(&target(package, RuleAttrs::OciLayer(Box::new(attrs.clone()))), &attrs, srcs)
     }
 
     fn source(package: &str, name: &str) -> SourceRef {
         SourceRef::new(&Label::new(package, name))
     }
 
-    fn string(text: &str) -> AttrValue {
-        AttrValue::String(text.to_owned())
-    }
-
     #[test]
     fn files_land_under_their_package_dir() {
-        let t = target("files", "app", vec![]);
-        let entries = files_entries(&t, &[source("app", "src/main.py")]).unwrap();
+        let entries = files_at("app", files(None, None), &[source("app", "src/main.py")]).unwrap();
         assert_eq!(entries[0].path, "/app/src/main.py");
         assert_eq!(entries[0].content, PlannedContent::Source("app/src/main.py".into()));
     }
 
     #[test]
     fn strip_prefix_and_prefix_move_files() {
-        let t = target("files", "app", vec![("strip_prefix", string("src")), ("prefix", string("/opt/app"))]);
-        let entries = files_entries(&t, &[source("app", "src/main.py")]).unwrap();
+        let entries = files_at("app", files(Some("/opt/app"), Some("src")), &[source("app", "src/main.py")]).unwrap();
         assert_eq!(entries[0].path, "/opt/app/main.py");
 
-        let absolute = target("files", "app", vec![("strip_prefix", string("/app"))]);
-        assert_eq!(files_entries(&absolute, &[source("app", "x")]).unwrap()[0].path, "/x");
+        assert_eq!(files_at("app", files(None, Some("/app")), &[source("app", "x")]).unwrap()[0].path, "/x");
     }
 
     #[test]
     fn strip_prefix_outside_the_package_is_refused() {
         for bad in ["/etc", "../other", "/"] {
-            let t = target("files", "app", vec![("strip_prefix", string(bad))]);
-            let error = files_entries(&t, &[source("app", "x")]).unwrap_err();
+            let error = files_at("app", files(None, Some(bad)), &[source("app", "x")]).unwrap_err();
             assert!(
                 error.message.contains("outside its package") || error.message.contains("leaves"),
                 "{bad}: {error}"
@@ -350,37 +393,42 @@ mod tests {
 
     #[test]
     fn oci_layer_sources_are_relative_to_the_package() {
-        let t = target(
-            "oci_layer",
-            "hello",
-            vec![
-                ("prefix", string("/app")),
-                ("contents", AttrValue::Dict(vec![("/etc/motd".into(), string("hi"))])),
-                ("symlinks", AttrValue::Dict(vec![("/bin/sh".into(), string("busybox"))])),
-                ("directories", AttrValue::List(vec![string("/tmp")])),
-            ],
-        );
-        let entries = layer_entries(&t, vec![LayerSource::File(source("hello", "hello.sh"))]).unwrap();
+        let attrs = OciLayerAttrs {
+            prefix: Some("/app".into()),
+            contents: vec![("/etc/motd".into(), "hi".into())],
+            symlinks: vec![("/bin/sh".into(), "busybox".into())],
+            directories: vec!["/tmp".into()],
+            ..layer()
+        };
+        let entries = layer_at("hello", attrs, vec![LayerSource::File(source("hello", "hello.sh"))]).unwrap();
         let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["/app/hello.sh", "/etc/motd", "/bin/sh", "/tmp"]);
     }
 
     #[test]
     fn duplicate_destinations_are_refused_by_path() {
-        let t = target("oci_layer", "p", vec![("contents", AttrValue::Dict(vec![("/a".into(), string("x"))]))]);
-        let error = layer_entries(&t, vec![LayerSource::File(source("p", "a"))]).unwrap_err();
+        let attrs = OciLayerAttrs { contents: vec![("/a".into(), "x".into())], ..layer() };
+        let error = layer_at("p", attrs, vec![LayerSource::File(source("p", "a"))]).unwrap_err();
         assert!(error.message.contains("two entries at `/a`"), "{error}");
     }
 
     #[test]
     fn invalid_mode_is_refused() {
-        let t = target("oci_layer", "p", vec![("mode", AttrValue::Int(0o17777))]);
-        assert!(layer_entries(&t, vec![]).unwrap_err().message.contains("is not a file mode"));
+        let attrs = OciLayerAttrs { mode: Some(0o17777), ..layer() };
+        assert!(layer_at("p", attrs, vec![]).unwrap_err().message.contains("is not a file mode"));
+    }
+
+    #[test]
+    fn invalid_ids_and_mtimes_are_refused() {
+        let error = layer_at("p", OciLayerAttrs { uid: Some(-1), ..layer() }, vec![]).unwrap_err();
+        assert!(error.message.contains("`-1` is not a valid id"), "{error}");
+        let error = layer_at("p", OciLayerAttrs { mtime: Some(-1), ..layer() }, vec![]).unwrap_err();
+        assert!(error.message.contains("`-1` is negative"), "{error}");
     }
 
     #[test]
     fn paths_may_not_climb_above_root() {
-        let t = target("oci_layer", "p", vec![("directories", AttrValue::List(vec![string("/../etc")]))]);
-        assert!(layer_entries(&t, vec![]).is_err());
+        let attrs = OciLayerAttrs { directories: vec!["/../etc".into()], ..layer() };
+        assert!(layer_at("p", attrs, vec![]).is_err());
     }
 }

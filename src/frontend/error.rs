@@ -26,6 +26,9 @@ pub enum LoadError {
     Workspace(#[from] WorkspaceError),
     #[error("Cannot read `{path}`: {source}")]
     Io { path: String, source: std::io::Error },
+    /// A bug in berth found while loading.
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// A message, where it applies, and what to do about it:
@@ -99,6 +102,7 @@ impl From<LoadError> for Error {
             LoadError::Workspace(error) => error.into(),
             LoadError::Graph(error) => (*error).into(),
             LoadError::Io { .. } => Error::environment(error.to_string()),
+            LoadError::Internal(message) => Error::internal(message),
             LoadError::Starlark(_) | LoadError::Invalid(_) | LoadError::Limit(_) => Error::user(error.to_string()),
         }
     }

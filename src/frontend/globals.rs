@@ -13,7 +13,7 @@ use starlark::values::none::NoneType;
 use crate::frontend::context::{call_site, EvalContext};
 use crate::frontend::glob::glob_package;
 use crate::frontend::native_rule::NativeRule;
-use crate::frontend::schema::KINDS;
+use crate::graph::RuleKind;
 use crate::workspace::RegistrySetting;
 
 /// The standard library plus the extensions BUILD authors expect.
@@ -34,12 +34,13 @@ pub(crate) fn standard() -> GlobalsBuilder {
 }
 
 /// Globals of BUILD and `.star` files before the rule library is added:
-/// `native` (one `native.<kind>` per native kind), `glob`, `package_name`.
+/// `native` (one `native.<kind>` per native rule kind), `glob`,
+/// `package_name`.
 pub(crate) fn base() -> GlobalsBuilder {
     let mut builder = standard().with(build_functions);
     builder.namespace("native", |native| {
-        for kind in KINDS {
-            native.set(kind.name, NativeRule::new(kind));
+        for kind in RuleKind::ALL {
+            native.set(kind.name(), NativeRule::new(*kind));
         }
     });
     builder

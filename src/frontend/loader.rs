@@ -19,8 +19,7 @@ use crate::frontend::context::{EvalContext, PackageContext};
 use crate::frontend::error::{Diagnostic, LoadError};
 use crate::frontend::limits;
 use crate::frontend::prelude::Library;
-use crate::frontend::schema::{self, EMPTY_IMAGE};
-use crate::graph::{closest, AttrValue, Location, SourceFile, TargetGraph, TargetNode};
+use crate::graph::{closest, Location, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
 use crate::workspace::{Label, Pattern, Workspace, BUILD_FILES};
 
 /// The Starlark dialect of every berth file: standard plus `load`,
@@ -260,7 +259,7 @@ impl<'a> Loader<'a> {
             loaded.into_values().flatten().map(|target| (target.label.clone(), target)).collect();
         let mut implicit = Vec::new();
         if !targets.contains_key(&empty) {
-            targets.insert(empty.clone(), implicit_empty(&empty));
+            targets.insert(empty.clone(), implicit_empty(&empty)?);
             implicit.push(empty);
         }
         // Which other dependencies are files, and executable ones, asked on
@@ -385,30 +384,19 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// The attribute of `target` whose value names `dep`.
-fn naming_attr<'t>(target: &'t TargetNode, dep: &Label) -> Option<&'t str> {
-    fn names(value: &AttrValue, dep: &Label) -> bool {
-        match value {
-            AttrValue::Label(label) => label == dep,
-            AttrValue::List(items) => items.iter().any(|item| names(item, dep)),
-            AttrValue::Dict(entries) => entries.iter().any(|(_, item)| names(item, dep)),
-            _ => false,
-        }
-    }
-    target.attrs.iter().find(|(_, value)| names(value, dep)).map(|(name, _)| name.as_str())
+/// The attribute of `target` whose value names `dep`: of several, the first
+/// in alphabetical order, as berth has always named it.
+fn naming_attr(target: &TargetNode, dep: &Label) -> Option<&'static str> {
+    target.attrs.labels().into_iter().filter(|(_, label)| *label == dep).map(|(attr, _)| attr).min()
 }
 
-fn implicit_empty(label: &Label) -> TargetNode {
-    let kind = schema::kind("oci_image_empty").expect("a native kind");
-    let mut deps = Vec::new();
-    let attrs = kind.attrs.iter().map(|attr| (attr.name.to_owned(), schema::default_value(attr, &mut deps))).collect();
-    TargetNode {
-        label: label.clone(),
-        kind: kind.name.to_owned(),
-        attrs,
-        deps,
-        location: Location { path: crate::workspace::WORKSPACE_FILE.to_owned(), line: 1, column: 1 },
-    }
+/// `//:empty`: an `oci_image_empty` with every attribute at its default.
+fn implicit_empty(label: &Label) -> Result<TargetNode, LoadError> {
+    let kind = RuleKind::OciImageEmpty;
+    let values = kind.attrs().iter().map(|attr| attr.default_value()).collect();
+    let attrs = RuleAttrs::from_values(kind, values).map_err(|error| LoadError::Internal(error.to_string()))?;
+    let location = Location { path: crate::workspace::WORKSPACE_FILE.to_owned(), line: 1, column: 1 };
+    Ok(TargetNode::new(label.clone(), attrs, location))
 }
 
 fn read(root: &Path, path: &str) -> Result<String, LoadError> {

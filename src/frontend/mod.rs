@@ -4,7 +4,8 @@
 //!
 //! Rules are Starlark macros in `rules/*.star` (embedded, `@berth//rules:...`)
 //! over one native primitive per kind, `native.<kind>(name = ..., **attrs)`
-//! (`native_rule`), whose attribute schemas live in `schema`.
+//! (`native_rule`), for every kind of the table in `graph::RuleKind`;
+//! `schema` coerces the values by that table's attribute specs.
 
 mod context;
 mod error;

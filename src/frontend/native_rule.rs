@@ -1,7 +1,8 @@
-//! `native.<kind>(name = ..., **attrs)`: one callable value per native
-//! kind of `schema::KINDS`, which checks a call against the kind's schema
+//! `native.<kind>(name = ..., **attrs)`: one callable value per
+//! `graph::RuleKind`, which checks a call against the kind's attribute specs
 //! (unknown attribute with a did-you-mean, missing required attribute,
-//! wrong type, choices) and records the target in the package being loaded.
+//! wrong type, choices), converts the attributes to the kind's typed struct
+//! and records the target in the package being loaded.
 
 use std::fmt;
 
@@ -12,22 +13,22 @@ use starlark::starlark_simple_value;
 use starlark::values::{starlark_value, NoSerialize, ProvidesStaticType, StarlarkValue, Value};
 
 use crate::frontend::context::{call_site, EvalContext, PackageContext};
-use crate::frontend::error::Diagnostic;
-use crate::frontend::schema::{self, Kind};
-use crate::graph::{closest, AttrValue, Location, TargetNode};
+use crate::frontend::error::{Diagnostic, LoadError};
+use crate::frontend::schema;
+use crate::graph::{closest, AttrValue, Location, RuleAttrs, RuleKind, TargetNode};
 use crate::workspace::Label;
 
 /// The callable `native.<kind>`.
 #[derive(Debug, ProvidesStaticType, NoSerialize, Allocative)]
 pub(crate) struct NativeRule {
     #[allocative(skip)]
-    kind: &'static Kind,
+    kind: RuleKind,
 }
 
 starlark_simple_value!(NativeRule);
 
 impl NativeRule {
-    pub fn new(kind: &'static Kind) -> NativeRule {
+    pub fn new(kind: RuleKind) -> NativeRule {
         NativeRule { kind }
     }
 }
@@ -35,7 +36,7 @@ impl NativeRule {
 /// Shown as the kind's name, as a native function shows its own.
 impl fmt::Display for NativeRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.kind.name)
+        f.write_str(self.kind.name())
     }
 }
 
@@ -58,22 +59,21 @@ impl<'v> StarlarkValue<'v> for NativeRule {
     }
 }
 
-/// Checks a native rule call against its kind's schema and records the target.
+/// Checks a native rule call against its kind and records the target.
 fn record<'v>(
     eval: &mut Evaluator<'v, '_, '_>,
-    kind: &Kind,
+    kind: RuleKind,
     kwargs: SmallMap<String, Value<'v>>,
 ) -> starlark::Result<()> {
     let context = EvalContext::of(eval);
-    let package = context.package_for(&format!("native.{}", kind.name))?;
+    let package = context.package_for(&format!("native.{kind}"))?;
     let location = call_site(eval, &package.build_file).unwrap_or_else(|| Location {
         path: package.build_file.clone(),
         line: 1,
         column: 1,
     });
     let generated = caller_generates_names(eval);
-    let target = check(kind, package, &location, generated, &kwargs)
-        .map_err(|error| context.fail(error.at(location.clone()).into()))?;
+    let target = check(kind, package, &location, generated, &kwargs).map_err(|error| context.fail(error))?;
     let mut names = package.names.borrow_mut();
     let mut targets = package.targets.borrow_mut();
     if let Some(&first) = names.get(&target.label.name) {
@@ -105,21 +105,44 @@ fn caller_generates_names(eval: &Evaluator) -> bool {
 /// The library rules that declare `name#variant` targets.
 const GENERATORS: &[&str] = &["oci_pull_images"];
 
+/// The target a call declares, or why the call is wrong (at `location`).
 fn check(
-    kind: &Kind,
+    kind: RuleKind,
     package: &PackageContext,
     location: &Location,
     generated: bool,
     kwargs: &SmallMap<String, Value>,
-) -> Result<TargetNode, Diagnostic> {
-    let rule = kind.name;
+) -> Result<TargetNode, LoadError> {
+    let (label, values) = check_values(kind, package, generated, kwargs)
+        .map_err(|diagnostic| LoadError::from(diagnostic.at(location.clone())))?;
+    let attrs =
+        RuleAttrs::from_values(kind, values).map_err(|error| LoadError::Internal(format!("{error} ({label})")))?;
+    if let RuleAttrs::OciPullImage(pull) = &attrs {
+        if pull.sha.is_none() && pull.digest.is_none() {
+            return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
+                .at(location.clone())
+                .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`")
+                .into());
+        }
+    }
+    Ok(TargetNode::new(label, attrs, location.clone()))
+}
+
+/// The target's label and one coerced value per attribute of `kind`, in
+/// `kind.attrs()` order, defaults filled in.
+fn check_values(
+    kind: RuleKind,
+    package: &PackageContext,
+    generated: bool,
+    kwargs: &SmallMap<String, Value>,
+) -> Result<(Label, Vec<AttrValue>), Diagnostic> {
     let name = match kwargs.get("name").filter(|value| !value.is_none()) {
         None => {
-            return Err(Diagnostic::new(format!("Missing required attribute `name` of `{rule}`"))
+            return Err(Diagnostic::new(format!("Missing required attribute `name` of `{kind}`"))
                 .hint("every target needs a `name`, unique in its package"))
         }
         Some(value) => value.unpack_str().ok_or_else(|| {
-            Diagnostic::new(format!("Attribute `name` of `{rule}` must be a string, not `{}`", value.get_type()))
+            Diagnostic::new(format!("Attribute `name` of `{kind}` must be a string, not `{}`", value.get_type()))
         })?,
     };
     let label = target_label(&package.package, name, generated).map_err(|reason| {
@@ -131,47 +154,35 @@ fn check(
         Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
     })?;
     if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
-        let names = kind.attrs.iter().map(|attr| attr.name);
+        let names = kind.attrs().iter().map(|attr| attr.name);
         let hint = match closest(key, names) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!(
-                "`{rule}` takes {}",
-                kind.attrs.iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
+                "`{kind}` takes {}",
+                kind.attrs().iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
             ),
         };
-        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).hint(hint));
+        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{kind}` target `{label}`")).hint(hint));
     }
-    // In schema order, so `deps` does not depend on the order of the call's arguments.
-    let mut deps = Vec::new();
-    let mut attrs = std::collections::BTreeMap::new();
-    for attr in kind.attrs {
+    let mut values = Vec::with_capacity(kind.attrs().len());
+    for attr in kind.attrs() {
         let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
-            Some(value) => schema::coerce(attr, *value, &package.package, &mut deps).map_err(|error| {
-                Diagnostic::new(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
+            Some(value) => schema::coerce(attr, *value, &package.package).map_err(|error| {
+                Diagnostic::new(format!("{} (in `{kind}` target `{label}`)", error.message)).maybe_hint(error.hint)
             })?,
             None if attr.required => return Err(missing(kind, attr.name, &label)),
-            None => schema::default_value(attr, &mut deps),
+            None => attr.default_value(),
         };
-        attrs.insert(attr.name.to_owned(), coerced);
+        values.push(coerced);
     }
-    if rule == "oci_pull_image" && attrs["sha"] == AttrValue::None && attrs["digest"] == AttrValue::None {
-        return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
-            .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`"));
-    }
-    // Every label once, in first-mention order.
-    let mut seen = std::collections::HashSet::with_capacity(deps.len());
-    deps.retain(|dep| seen.insert(dep.clone()));
-    Ok(TargetNode { label, kind: rule.to_owned(), attrs, deps, location: location.clone() })
+    Ok((label, values))
 }
 
-fn missing(kind: &Kind, attr: &str, label: &Label) -> Diagnostic {
+fn missing(kind: RuleKind, attr: &str, label: &Label) -> Diagnostic {
     let required: Vec<String> =
-        kind.attrs.iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
-    Diagnostic::new(format!("Missing required attribute `{attr}` of `{}` target `{label}`", kind.name)).hint(format!(
-        "`{}` requires `name`, {}",
-        kind.name,
-        required.join(", ")
-    ))
+        kind.attrs().iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
+    Diagnostic::new(format!("Missing required attribute `{attr}` of `{kind}` target `{label}`"))
+        .hint(format!("`{kind}` requires `name`, {}", required.join(", ")))
 }
 
 fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'static str> {

@@ -42,7 +42,7 @@ impl<'a> Node<'a> {
     /// The rule kind, or `source file`.
     pub fn kind(&self) -> &'a str {
         match self {
-            Node::Target(target) => &target.kind,
+            Node::Target(target) => target.kind().name(),
             Node::Source(_) => "source file",
         }
     }
@@ -354,17 +354,18 @@ impl TargetGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::AttrValue;
+    use crate::graph::{FilesAttrs, RuleAttrs};
 
+    /// A `files` target naming `deps`.
     pub(crate) fn node(label: &str, deps: &[&str]) -> TargetNode {
         let label = Label::parse(label, "").unwrap();
-        TargetNode {
-            kind: "files".into(),
-            attrs: [("srcs".to_owned(), AttrValue::List(Vec::new()))].into(),
-            deps: deps.iter().map(|dep| Label::parse(dep, "").unwrap()).collect(),
-            location: Location { path: format!("{}/BUILD.star", label.package), line: 1, column: 1 },
+        let srcs = deps.iter().map(|dep| Label::parse(dep, "").unwrap()).collect();
+        let location = Location { path: format!("{}/BUILD.star", label.package), line: 1, column: 1 };
+        TargetNode::new(
             label,
-        }
+            RuleAttrs::Files(Box::new(FilesAttrs { srcs, prefix: None, strip_prefix: None })),
+            location,
+        )
     }
 
     fn labels(texts: &[&str]) -> BTreeSet<Label> {

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use crate::actions::DebLayer;
 use crate::analysis::{at, Analyzer, LayerInfo, Provider};
 use crate::error::Result;
-use crate::graph::TargetNode;
+use crate::graph::{DebLayerAttrs, TargetNode};
 use crate::oci::Compression;
 
-pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &DebLayerAttrs) -> Result<Provider> {
     let mut debs = Vec::new();
-    for label in target.labels("debs") {
+    for label in &attrs.debs {
         match analyzer.source_path(label) {
             Some(path) => debs.push(PathBuf::from(path)),
             None => {
@@ -23,8 +23,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             }
         }
     }
-    let sha256s: Vec<String> = target.strings("sha256s").into_iter().map(str::to_owned).collect();
-    let action = DebLayer::new(debs, &sha256s, Compression::Gzip, analyzer.ctx.source_date_epoch)
+    let action = DebLayer::new(debs, &attrs.sha256s, Compression::Gzip, analyzer.ctx.source_date_epoch)
         .map_err(|error| at(target, format!("`{}`: {error}", target.label)))?;
     let action = analyzer.actions.add(target.label.clone(), Box::new(action));
     Ok(Provider::Layer(LayerInfo::Built { action, main_output: None, output_path: None }))

@@ -3,11 +3,11 @@
 use crate::analysis::layer_contents::{files_entries, SourceRef};
 use crate::analysis::{at, shared, Analyzer, FilesInfo, Provider};
 use crate::error::Result;
-use crate::graph::TargetNode;
+use crate::graph::{FilesAttrs, TargetNode};
 
-pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &FilesAttrs) -> Result<Provider> {
     let mut sources = Vec::new();
-    for label in target.labels("srcs") {
+    for label in &attrs.srcs {
         if analyzer.source_path(label).is_none() {
             return Err(at(target, format!(
                 "`srcs` of `{}` names `{label}`, which is {}, not a source file\nhint: `files` groups source files; put targets in an image's `packages` or `layers`",
@@ -17,6 +17,6 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
         }
         sources.push(SourceRef::new(label));
     }
-    let entries = files_entries(target, &sources)?;
+    let entries = files_entries(target, attrs, &sources)?;
     Ok(Provider::Files(FilesInfo { entries: shared(entries) }))
 }

@@ -8,16 +8,17 @@ use crate::actions::{ActionId, ConfigLayer, WriteConfig, WriteManifest};
 use crate::analysis::layer_contents::attr_error;
 use crate::analysis::{at, created_by, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
 use crate::error::Result;
-use crate::graph::{AttrValue, TargetNode};
-use crate::oci::{Compression, ConfigSettings, Healthcheck, Platform};
+use crate::graph::{AttrValue, OciImageBuildAttrs, OciImageEmptyAttrs, RuleAttrs, TargetNode};
+use crate::oci::{ConfigSettings, Healthcheck, Platform};
 use crate::workspace::Label;
 
 /// `oci_image_empty`: no layers, a config naming only the platform.
-pub fn analyze_empty(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+pub fn analyze_empty(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImageEmptyAttrs) -> Result<Provider> {
+    let (os, architecture, variant) = empty_platform(attrs);
     let settings = ConfigSettings {
-        os: Some(target.string("os").unwrap_or("linux").to_owned()),
-        architecture: Some(target.string("architecture").map_or_else(|| Platform::host().architecture, str::to_owned)),
-        variant: target.string("variant").map(str::to_owned),
+        os: Some(os),
+        architecture: Some(architecture),
+        variant,
         source_date_epoch: analyzer.ctx.source_date_epoch,
         ..ConfigSettings::default()
     };
@@ -28,20 +29,27 @@ pub fn analyze_empty(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result
     Ok(Provider::Image(ImageInfo { image, layer_blobs: vec![], repository: None, tags: vec![] }))
 }
 
-pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
-    let compression = compression(target)?;
-    let base_label = target.label("base").cloned().unwrap_or_else(|| Label::new("", "empty"));
-    let base = base_image(analyzer, target, &base_label)?;
+/// The platform of an `oci_image_empty`: `linux` and the host's
+/// architecture unless it says otherwise.
+fn empty_platform(attrs: &OciImageEmptyAttrs) -> (String, String, Option<String>) {
+    let os = attrs.os.clone().unwrap_or_else(|| "linux".to_owned());
+    let architecture = attrs.architecture.clone().unwrap_or_else(|| Platform::host().architecture);
+    (os, architecture, attrs.variant.clone())
+}
+
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImageBuildAttrs) -> Result<Provider> {
+    let compression = attrs.compression;
+    let base = base_image(analyzer, target, &attrs.base)?;
 
     // Each package and each layer target becomes one layer, in order, so
     // an unchanged package is an unchanged (cached, shared) blob.
     let mut layers: Vec<(ActionId, String)> = Vec::new();
     let mut first_main_output = None;
     // Only `oci_python_image` looks at the files, to find `python_main`.
-    let python_main = target.string("python_main");
+    let python_main = attrs.python_main.as_deref();
     let mut package_entries: Vec<PlannedEntry> = Vec::new();
-    for (attr, is_package) in [("packages", true), ("layers", false)] {
-        for label in target.labels(attr) {
+    for (attr, labels, is_package) in [("packages", &attrs.packages, true), ("layers", &attrs.layers, false)] {
+        for label in labels {
             let layer = layer_of(analyzer, target, attr, label)?;
             if is_package && first_main_output.is_none() {
                 first_main_output = layer.main_output().map(str::to_owned);
@@ -58,7 +66,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
         }
     }
 
-    let mut entrypoint = strings_or_none(target, "entrypoint")?;
+    let mut entrypoint = unless_empty(&attrs.entrypoint);
     if let Some(python_main) = python_main {
         let resolved = resolve_python_main(target, python_main, &package_entries)?;
         if let Some(entrypoint) = entrypoint.as_mut() {
@@ -72,20 +80,20 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     }
     let settings = ConfigSettings {
         entrypoint,
-        cmd: strings_or_none(target, "cmd")?,
-        env: string_pairs(target, "env")?,
-        workdir: target.string("workdir").map(str::to_owned),
-        user: target.string("user").map(str::to_owned),
-        exposed_ports: target.strings("exposed_ports").into_iter().map(str::to_owned).collect(),
-        volumes: target.strings("volumes").into_iter().map(str::to_owned).collect(),
-        labels: string_pairs(target, "labels")?.into_iter().collect(),
-        stop_signal: target.string("stop_signal").map(str::to_owned),
-        healthcheck: healthcheck(target)?,
-        author: target.string("author").map(str::to_owned),
-        comment: target.string("comment").map(str::to_owned),
-        os: target.string("os").map(str::to_owned).or(base.os),
-        architecture: target.string("architecture").map(str::to_owned).or(base.architecture),
-        variant: target.string("variant").map(str::to_owned).or(base.variant),
+        cmd: unless_empty(&attrs.cmd),
+        env: attrs.env.clone(),
+        workdir: attrs.workdir.clone(),
+        user: attrs.user.clone(),
+        exposed_ports: attrs.exposed_ports.clone(),
+        volumes: attrs.volumes.clone(),
+        labels: attrs.labels.iter().cloned().collect(),
+        stop_signal: attrs.stop_signal.clone(),
+        healthcheck: healthcheck(target, &attrs.healthcheck)?,
+        author: attrs.author.clone(),
+        comment: attrs.comment.clone(),
+        os: attrs.os.clone().or(base.os),
+        architecture: attrs.architecture.clone().or(base.architecture),
+        variant: attrs.variant.clone().or(base.variant),
         source_date_epoch: analyzer.ctx.source_date_epoch,
     };
     let owner = &target.label;
@@ -94,13 +102,14 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
     let config = WriteConfig { base: base.image, layers: config_layers.collect(), settings };
     let config = analyzer.actions.add(owner.clone(), Box::new(config));
     let new_layers: Vec<ActionId> = layers.iter().map(|(action, _)| *action).collect();
-    let annotations = string_pairs(target, "annotations")?.into_iter().collect();
+    let annotations = attrs.annotations.iter().cloned().collect();
     let manifest = WriteManifest { config, base: base.image, layers: new_layers.clone(), annotations };
     let image = analyzer.actions.add(owner.clone(), Box::new(manifest));
 
     let mut layer_blobs = base.layer_blobs;
     layer_blobs.extend(new_layers);
-    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: repository(target), tags: tags(target) }))
+    let tags = tags(&attrs.tag, &attrs.tags);
+    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: attrs.repository.clone(), tags }))
 }
 
 /// The base as the new image sees it. `//:empty` (any `oci_image_empty`)
@@ -114,16 +123,9 @@ struct Base {
 }
 
 fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Result<Base> {
-    if let Some(empty) = analyzer.ctx.graph.target(label).filter(|base| base.kind == "oci_image_empty") {
-        return Ok(Base {
-            image: None,
-            layer_blobs: vec![],
-            os: Some(empty.string("os").unwrap_or("linux").to_owned()),
-            architecture: Some(
-                empty.string("architecture").map_or_else(|| Platform::host().architecture, str::to_owned),
-            ),
-            variant: empty.string("variant").map(str::to_owned),
-        });
+    if let Some(RuleAttrs::OciImageEmpty(empty)) = analyzer.ctx.graph.target(label).map(|base| &base.attrs) {
+        let (os, architecture, variant) = empty_platform(empty);
+        return Ok(Base { image: None, layer_blobs: vec![], os: Some(os), architecture: Some(architecture), variant });
     }
     match analyzer.provider(label)? {
         Provider::Image(image) => Ok(Base {
@@ -193,54 +195,14 @@ fn resolve_python_main(target: &TargetNode, python_main: &str, entries: &[Planne
     })
 }
 
-fn compression(target: &TargetNode) -> Result<Compression> {
-    match target.string("compression").unwrap_or("gzip") {
-        "gzip" => Ok(Compression::Gzip),
-        "zstd" => Ok(Compression::Zstd),
-        "none" => Ok(Compression::None),
-        other => Err(attr_error(
-            target,
-            "compression",
-            &format!("unknown compression `{other}`\nhint: use `gzip` (the default), `zstd` or `none`"),
-        )),
-    }
-}
-
-/// A list attribute that may also be unset (`None` keeps the base's value).
-/// The schema's default is the empty list, so `[]` counts as unset too.
-fn strings_or_none(target: &TargetNode, attr: &str) -> Result<Option<Vec<String>>> {
-    match target.attr(attr) {
-        AttrValue::None => Ok(None),
-        AttrValue::List(items) if items.is_empty() => Ok(None),
-        AttrValue::List(items) => items
-            .iter()
-            .map(|item| match item {
-                AttrValue::String(text) => Ok(text.clone()),
-                _ => Err(attr_error(target, attr, "expected a list of strings")),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some),
-        _ => Err(attr_error(target, attr, "expected a list of strings")),
-    }
-}
-
-/// A dict attribute of strings (ints are written out), in the user's order.
-pub fn string_pairs(target: &TargetNode, attr: &str) -> Result<Vec<(String, String)>> {
-    target
-        .dict(attr)
-        .iter()
-        .map(|(key, value)| match value {
-            AttrValue::String(text) => Ok((key.clone(), text.clone())),
-            AttrValue::Int(number) => Ok((key.clone(), number.to_string())),
-            _ => Err(attr_error(target, attr, &format!("the value for `{key}` is not a string"))),
-        })
-        .collect()
+/// A list attribute whose empty value (the default) keeps the base's value.
+fn unless_empty(items: &[String]) -> Option<Vec<String>> {
+    (!items.is_empty()).then(|| items.to_vec())
 }
 
 /// `healthcheck = {"test": [...], "interval": 30, "timeout": 5, "retries": 3}`,
 /// durations in seconds.
-fn healthcheck(target: &TargetNode) -> Result<Option<Healthcheck>> {
-    let entries = target.dict("healthcheck");
+fn healthcheck(target: &TargetNode, entries: &[(String, AttrValue)]) -> Result<Option<Healthcheck>> {
     if entries.is_empty() {
         return Ok(None);
     }
@@ -286,16 +248,12 @@ fn healthcheck(target: &TargetNode) -> Result<Option<Healthcheck>> {
     Ok(Some(check))
 }
 
-pub fn repository(target: &TargetNode) -> Option<String> {
-    target.string("repository").map(str::to_owned)
-}
-
 /// `tag` and `tags`, in that order, without repeats.
-pub fn tags(target: &TargetNode) -> Vec<String> {
-    let mut tags: Vec<String> = target.string("tag").into_iter().map(str::to_owned).collect();
-    for tag in target.strings("tags") {
-        if !tags.iter().any(|seen| seen == tag) {
-            tags.push(tag.to_owned());
+pub fn tags(tag: &Option<String>, more: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = tag.iter().cloned().collect();
+    for tag in more {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
         }
     }
     tags

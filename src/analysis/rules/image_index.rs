@@ -1,14 +1,14 @@
 //! `oci_image_index`: a multi-platform index of images.
 
 use crate::actions::WriteIndex;
-use crate::analysis::rules::image_build::{repository, string_pairs, tags};
+use crate::analysis::rules::image_build::tags;
 use crate::analysis::{at, Analyzer, IndexInfo, Provider};
 use crate::error::Result;
-use crate::graph::TargetNode;
+use crate::graph::{OciImageIndexAttrs, TargetNode};
 
-pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImageIndexAttrs) -> Result<Provider> {
     let mut images = Vec::new();
-    for label in target.labels("images") {
+    for label in &attrs.images {
         match analyzer.provider(label)? {
             Provider::Image(image) => images.push(image.clone()),
             other => {
@@ -23,12 +23,12 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             }
         }
     }
-    let annotations = string_pairs(target, "annotations")?.into_iter().collect();
     let action = WriteIndex {
         images: images.iter().map(|image| image.image).collect(),
-        image_labels: target.labels("images").iter().map(|label| label.to_string()).collect(),
-        annotations,
+        image_labels: attrs.images.iter().map(|label| label.to_string()).collect(),
+        annotations: attrs.annotations.iter().cloned().collect(),
     };
     let index = analyzer.actions.add(target.label.clone(), Box::new(action));
-    Ok(Provider::Index(IndexInfo { index, images, repository: repository(target), tags: tags(target) }))
+    let tags = tags(&attrs.tag, &attrs.tags);
+    Ok(Provider::Index(IndexInfo { index, images, repository: attrs.repository.clone(), tags }))
 }

@@ -4,11 +4,11 @@
 use crate::analysis::layer_contents::{layer_entries, LayerSource, SourceRef};
 use crate::analysis::{at, shared, Analyzer, LayerInfo, Provider};
 use crate::error::Result;
-use crate::graph::TargetNode;
+use crate::graph::{OciLayerAttrs, TargetNode};
 
-pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciLayerAttrs) -> Result<Provider> {
     let mut srcs = Vec::new();
-    for label in target.labels("srcs") {
+    for label in &attrs.srcs {
         if analyzer.source_path(label).is_some() {
             srcs.push(LayerSource::File(SourceRef::new(label)));
             continue;
@@ -24,7 +24,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
             }
         }
     }
-    let entries = layer_entries(target, srcs)?;
+    let entries = layer_entries(target, attrs, srcs)?;
     let main_output = entries.first().map(|entry| entry.path.clone());
     Ok(Provider::Layer(LayerInfo::Planned { entries: shared(entries), main_output }))
 }

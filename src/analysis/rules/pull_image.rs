@@ -8,17 +8,17 @@ use crate::analysis::layer_contents::attr_error;
 use crate::analysis::{Analyzer, ImageInfo, Provider};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
-use crate::graph::TargetNode;
+use crate::graph::{OciPullImageAttrs, TargetNode};
 use crate::registry::ImageRef;
 
-pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provider> {
-    let repository = target.string("repository").unwrap_or_default();
-    let image = ImageRef::parse(repository).map_err(|error| attr_error(target, "repository", &error.to_string()))?;
-    let digest = pinned_digest(target)?;
-    let anonymous = target.bool("anonymous");
+pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciPullImageAttrs) -> Result<Provider> {
+    let image =
+        ImageRef::parse(&attrs.repository).map_err(|error| attr_error(target, "repository", &error.to_string()))?;
+    let digest = pinned_digest(target, attrs)?;
+    let anonymous = attrs.anonymous;
     let client = analyzer.registry()?;
     let pulled = client
-        .resolve(analyzer.ctx.cas, &image, digest, target.string("platform"), anonymous)
+        .resolve(analyzer.ctx.cas, &image, digest, attrs.platform.as_deref(), anonymous)
         .map_err(|error| Error::from(error).context(format!("Pulling `{}` ({})", target.label, target.location)))?;
 
     let owner = &target.label;
@@ -38,8 +38,8 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Result<Provi
 
 /// `digest` or `sha`, with or without `sha256:` (the front-end has already
 /// refused a pull with neither: a tag alone would not be reproducible).
-fn pinned_digest(target: &TargetNode) -> Result<Digest> {
-    let (attr, text) = match (target.string("digest"), target.string("sha")) {
+fn pinned_digest(target: &TargetNode, attrs: &OciPullImageAttrs) -> Result<Digest> {
+    let (attr, text) = match (attrs.digest.as_deref(), attrs.sha.as_deref()) {
         (Some(digest), None) => ("digest", digest),
         (None, Some(sha)) => ("sha", sha),
         (Some(_), Some(_)) => return Err(attr_error(target, "digest", "give `digest` or `sha`, not both")),
