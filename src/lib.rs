@@ -25,3 +25,9 @@ pub mod session;
 pub mod report;
 pub mod cli;
 pub mod error;
+
+/// The unit tests run under the binary's allocator (`main.rs`), so that the
+/// Starlark allocation guard holds for them too.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: frontend::GuardedAllocator = frontend::GuardedAllocator;

@@ -9,6 +9,11 @@ use std::time::Instant;
 
 use berth::oci::GZIP_BLOCK_SIZE;
 
+/// The allocator the `berth` binary declares (src/main.rs), so that the
+/// figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: berth::frontend::GuardedAllocator = berth::frontend::GuardedAllocator;
+
 fn main() -> anyhow::Result<()> {
     let path = std::env::args().nth(1).ok_or_else(|| anyhow::anyhow!("usage: level_sweep TAR"))?;
     let data = std::fs::read(&path)?;

@@ -16,6 +16,11 @@ use berth::actions::{Action, ActionContext, PackLayer, ResolvedInput};
 use berth::cache::{Cas, Digest, FileStamp, Sha256Writer};
 use berth::oci::{Compression, LayerEntry};
 
+/// The allocator the `berth` binary declares (src/main.rs), so that the
+/// figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: berth::frontend::GuardedAllocator = berth::frontend::GuardedAllocator;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, tree, cache, rest @ ..] = args.as_slice() else {

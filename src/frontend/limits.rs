@@ -11,10 +11,13 @@
 //! while a file evaluates on the current thread, any single allocation above
 //! `MAX_ALLOCATION` and any allocation that takes the thread's live memory
 //! above `MAX_LIVE_BYTES`, and exits with an error naming the file instead.
+//! It guards only where it is the global allocator: `main.rs` declares it
+//! for the binary (with its tuning), `lib.rs` for the unit tests.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
 use mimalloc::MiMalloc;
 use starlark::eval::Evaluator;
@@ -133,14 +136,9 @@ impl Drop for Guard {
 
 /// mimalloc, refusing huge allocations while Starlark evaluates on the
 /// current thread (see the module documentation). Outside evaluation it is
-/// mimalloc plus one comparison. mimalloc rather than glibc's malloc: the
-/// loader, the glob walkers and the hashing threads allocate millions of
-/// small strings at once, and glibc's arena locks made a no-op rebuild of a
-/// 33,000-file image spend a quarter of its CPU in malloc and free.
+/// mimalloc plus one comparison. Declare it as the `#[global_allocator]` of
+/// a process that loads BUILD files.
 pub struct GuardedAllocator;
-
-#[global_allocator]
-static ALLOCATOR: GuardedAllocator = GuardedAllocator;
 
 fn guarded_file() -> Option<(*const u8, usize)> {
     // `try_with`: the thread-local may be gone while the thread exits.
@@ -242,23 +240,23 @@ unsafe impl GlobalAlloc for GuardedAllocator {
     }
 }
 
-/// mimalloc v3's `mi_option_purge_delay` (`mi_option_e` in
-/// include/mimalloc.h of the version Cargo.toml pins): libmimalloc-sys names
-/// only mimalloc v2's options.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// What `release_freed_memory` does: set once, by `main.rs`, which chose
+/// the allocator and knows how to tune it.
+static RELEASE_FREED_MEMORY: OnceLock<fn()> = OnceLock::new();
 
-/// Returns what has been freed to the OS, and from now on frees at once
-/// rather than after mimalloc's delay. Called once BUILD files are loaded: a
-/// cold build of a 33,000-file layer then peaks at 90 MB instead of 117,
-/// while the glob walkers and Starlark heaps, which free and reallocate the
-/// most, keep the delay (a quarter fewer page faults in a no-op rebuild of
-/// that image than with no delay at all).
+/// Sets how the process returns the memory loading freed to the OS (see
+/// `release_freed_memory`). The first call wins.
+pub fn set_release_freed_memory(release: fn()) {
+    let _ = RELEASE_FREED_MEMORY.set(release);
+}
+
+/// Called once BUILD files are loaded, when the Starlark heaps and glob
+/// listings are freed and the rest of the build allocates far less often:
+/// runs what `set_release_freed_memory` set, if anything (nothing in tests
+/// and benchmarks, which keep their allocator's defaults).
 pub fn release_freed_memory() {
-    // SAFETY: both calls only tune and tidy mimalloc's own state, which is
-    // safe from any thread at any time.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
-        libmimalloc_sys::mi_collect(true);
+    if let Some(release) = RELEASE_FREED_MEMORY.get() {
+        release();
     }
 }
 

@@ -19,6 +19,6 @@ mod schema;
 mod workspace_file;
 
 pub use error::{Diagnostic, LoadError};
-pub use limits::{release_freed_memory, GuardedAllocator};
+pub use limits::{release_freed_memory, set_release_freed_memory, GuardedAllocator};
 pub use loader::load;
 pub use workspace_file::evaluate_workspace_file;
