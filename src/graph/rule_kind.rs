@@ -352,6 +352,73 @@ mod tests {
         assert_eq!(RuleAttrs::from_values(RuleKind::Files, values).unwrap_err().attr, "prefix");
     }
 
+    /// The type names of the architecture document's kinds table.
+    fn doc_type(ty: AttrType) -> &'static str {
+        match ty {
+            AttrType::Label => "label",
+            AttrType::Labels => "labels",
+            AttrType::String => "string",
+            AttrType::Strings => "strings",
+            AttrType::Int => "int",
+            AttrType::Bool => "bool",
+            AttrType::Mode => "mode",
+            AttrType::Env => "env",
+            AttrType::StringDict => "string_dict",
+            AttrType::LabelDict => "label_dict",
+            AttrType::Dict => "dict",
+        }
+    }
+
+    /// Removes the `(...)` notes of a table cell.
+    fn without_notes(cell: &str) -> String {
+        let mut depth = 0;
+        let mut kept = String::new();
+        for c in cell.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ if depth == 0 => kept.push(c),
+                _ => {}
+            }
+        }
+        kept
+    }
+
+    #[test]
+    fn the_architecture_document_lists_every_kind_and_attribute() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ARCHITECTURE.md");
+        let text = std::fs::read_to_string(path).unwrap();
+        let rows: Vec<&str> = text
+            .lines()
+            .skip_while(|line| !line.starts_with("| kind | attributes"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        let documented: Vec<(String, Vec<String>)> = rows
+            .iter()
+            .map(|row| {
+                let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+                let attrs = without_notes(cells[1]).split(", ").map(|item| item.trim().to_owned()).collect();
+                (cells[0].trim_matches('`').to_owned(), attrs)
+            })
+            .collect();
+        let declared: Vec<(String, Vec<String>)> = RuleKind::ALL
+            .iter()
+            .map(|kind| {
+                let attrs = kind
+                    .attrs()
+                    .iter()
+                    .map(|attr| match attr.required {
+                        true => format!("**`{}`** {}", attr.name, doc_type(attr.ty)),
+                        false => format!("`{}` {}", attr.name, doc_type(attr.ty)),
+                    })
+                    .collect();
+                (kind.name().to_owned(), attrs)
+            })
+            .collect();
+        assert_eq!(documented, declared);
+    }
+
     #[test]
     fn labels_in_table_order_with_their_attribute() {
         let attrs = RuleAttrs::OciLayer(Box::new(OciLayerAttrs {
