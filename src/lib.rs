@@ -5,7 +5,8 @@
 //!  (loading)               (graph)                    (actions)            (cache)                  (oci, registry)
 //! ```
 //!
-//! `session` runs one build through every phase for the commands that need
+//! `error` is the crate-wide error and `sys` the one module of raw OS calls;
+//! both sit below every stage. `session` runs one build through every phase for the commands that need
 //! built targets; `report` draws its events; `cli` parses flags into requests.
 //!
 //! The modules below are listed in pipeline order. Only `frontend` and
@@ -25,3 +26,4 @@ pub mod session;
 pub mod report;
 pub mod cli;
 pub mod error;
+pub mod sys;

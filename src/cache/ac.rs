@@ -7,9 +7,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::actions::ActionOutput;
-use crate::cache::atomic::{ensure_dir, touch, write_atomic};
 use crate::cache::error::io_at;
 use crate::cache::{canonical_json, CacheError, Cas, Digest};
+use crate::sys;
 
 /// The action cache under `<cache>/ac`.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ impl ActionCache {
         let root = cache_dir.join("ac");
         let tmp = cache_dir.join("tmp");
         for dir in [&root, &tmp] {
-            ensure_dir(dir).map_err(io_at(dir))?;
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
         Ok(ActionCache { root, tmp })
     }
@@ -58,7 +58,7 @@ impl ActionCache {
             }
         }
         // Best effort: a read-only cache still serves hits.
-        let _ = touch(&path);
+        let _ = sys::touch(&path);
         Ok(Some(output))
     }
 
@@ -66,7 +66,7 @@ impl ActionCache {
     /// same action write the same bytes, and the rename is atomic.
     pub fn put(&self, key: &Digest, output: &ActionOutput) -> Result<(), CacheError> {
         let path = self.path(key);
-        write_atomic(&self.tmp, &path, &canonical_json(output)).map_err(io_at(path))
+        sys::write_atomic(&self.tmp, &path, &canonical_json(output)).map_err(io_at(path))
     }
 
     /// Forgets the entry for `key` (used when one of its blobs turned out corrupt).

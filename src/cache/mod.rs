@@ -3,7 +3,6 @@
 //! reads and writes it; `cli cache` measures and trims it.
 
 mod ac;
-mod atomic;
 mod canonical;
 mod cas;
 mod digest;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::actions::{ActionGraph, Input};
 use crate::cache::{canonical_json, CanonicalJson, Digest, KeyInput};
 use crate::exec::{ActionStatus, BuildResult};
+use crate::sys::{AtomicFile, Durability};
 use crate::workspace::Label;
 
 /// Bumped when the log's shape changes; an older log reads as absent.
@@ -150,14 +151,16 @@ impl BuildLog {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(at(&last)(error)),
             _ => {}
         }
-        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(at(&dir))?;
+        // Unsynced: a log lost to a power cut only costs `berth explain` its
+        // comparison (`load` treats an unreadable log as absent), and a
+        // no-op build should not wait on the disk for it.
+        let temp = AtomicFile::new_in(&dir).map_err(at(&dir))?.with_durability(Durability::Unsynced);
         // Plain serde_json, not canonical: nothing takes the log's digest,
         // and a 30,000-input action's entry is written in one pass.
-        let mut writer = io::BufWriter::new(&mut temp);
+        let mut writer = io::BufWriter::new(temp);
         serde_json::to_writer(&mut writer, self).map_err(io::Error::from).map_err(at(&last))?;
-        io::Write::flush(&mut writer).map_err(at(&last))?;
-        drop(writer);
-        temp.persist(&last).map_err(|error| at(&last)(error.error))?;
+        let temp = writer.into_inner().map_err(|error| at(&last)(error.into_error()))?;
+        temp.commit(&last).map_err(at(&last))?;
         Ok(())
     }
 

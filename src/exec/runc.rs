@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::error::Error;
+use crate::sys::{self, Signal};
 
 /// Where runc keeps container state when run as root without `--root`.
 const RUNC_STATE_ROOT: &str = "/run/runc";
@@ -82,10 +83,8 @@ impl Default for Limits {
     fn default() -> Self {
         // Three quarters of the machine's memory: enough for any build, and
         // the host keeps some when a step runs away.
-        // SAFETY: sysinfo only writes into the struct we pass.
-        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-        let memory = (unsafe { libc::sysinfo(&mut info) } == 0)
-            .then(|| (info.totalram as i64).saturating_mul(info.mem_unit as i64) / 4 * 3)
+        let memory = sys::total_memory()
+            .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX) / 4 * 3)
             .filter(|&bytes| bytes > 0);
         Limits { pids: 4096, memory_bytes: memory }
     }
@@ -145,8 +144,7 @@ impl Runc {
                 .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("runc")).find(|p| is_executable(p)))
                 .ok_or(RuncError::NotOnPath)?,
         };
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = sys::effective_uid();
         if uid != 0 {
             return Err(RuncError::NotRoot { uid });
         }
@@ -178,10 +176,11 @@ impl Runc {
         command.arg("run").arg("--bundle").arg(bundle).arg(&id);
         // berth turns transparent huge pages off for itself (main.rs), and
         // children inherit that: the container gets the machine's setting.
-        // SAFETY: prctl is async-signal-safe and changes only the child.
+        // SAFETY: the hook only calls prctl, which is async-signal-safe and
+        // changes only the child.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                sys::restore_transparent_huge_pages();
                 Ok(())
             });
         }
@@ -194,7 +193,7 @@ impl Runc {
         // With stdio attached, Ctrl-C reaches runc too (same process group),
         // which forwards it to the container; berth waits for the container
         // to end so it can unmount and delete behind it.
-        let _interrupts = (stdio == StdioMode::Inherit).then(IgnoreInterrupts::new);
+        let _interrupts = (stdio == StdioMode::Inherit).then(sys::IgnoreInterrupts::new);
         let readers = [child.stdout.take().map(capture), child.stderr.take().map(capture)];
         let pid = child.id();
         let (sender, receiver) = mpsc::channel();
@@ -211,8 +210,8 @@ impl Runc {
                 self.kill(&id);
                 let status = receiver.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
                     // runc itself is stuck: kill it; the delete below cleans up.
-                    // SAFETY: pid is our child, not yet reaped (the waiter holds it).
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    // The pid is our child, not yet reaped (the waiter holds it).
+                    let _ = sys::kill(pid, Signal::Kill);
                     receiver.recv().unwrap_or_else(|_| Err(io::Error::other("the waiter thread died")))
                 });
                 (status, true)
@@ -245,23 +244,6 @@ impl Runc {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-}
-
-/// Ignores SIGINT in berth until dropped.
-struct IgnoreInterrupts(libc::sighandler_t);
-
-impl IgnoreInterrupts {
-    fn new() -> IgnoreInterrupts {
-        // SAFETY: SIG_IGN is a valid disposition; the previous one is restored on drop.
-        IgnoreInterrupts(unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) })
-    }
-}
-
-impl Drop for IgnoreInterrupts {
-    fn drop(&mut self) {
-        // SAFETY: restores the disposition `new` replaced.
-        unsafe { libc::signal(libc::SIGINT, self.0) };
     }
 }
 
@@ -413,14 +395,14 @@ fn seccomp() -> Value {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": architectures,
         "syscalls": [
-            {"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM},
+            {"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": sys::EPERM},
             // New user namespaces would hand the step back the capabilities
             // it was denied.
-            {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+            {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": sys::EPERM,
              "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}]},
             // clone3's flags live in memory seccomp cannot read: ENOSYS makes
             // libc fall back to clone, which the rule above checks.
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": sys::ENOSYS},
         ],
     })
 }
@@ -435,12 +417,7 @@ fn cgroup_available(controller: &str) -> bool {
 pub fn config(container: &Container) -> Value {
     // Docker's 1048576, or what berth's own hard limit allows (runc cannot
     // raise it past the host's `fs.nr_open`).
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    let open_files = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => limit.rlim_max.min(1_048_576),
-        _ => 1024,
-    };
+    let open_files = sys::open_files_hard_limit().map_or(1024, |limit| limit.min(1_048_576));
     let mut namespaces =
         vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
     if !container.network {
