@@ -5,9 +5,10 @@
 //!  (loading)               (graph)                    (actions)            (cache)                  (oci, registry)
 //! ```
 //!
-//! `error` is the crate-wide error and `sys` the one module of raw OS calls;
-//! both sit below every stage. `session` runs one build through every phase for the commands that need
-//! built targets; `report` draws its events; `cli` parses flags into requests.
+//! `session` runs one build through every phase for the commands that need
+//! built targets; `report` draws its events; `cli` parses flags into
+//! requests. `error` (the crate-wide error) and `sys` (the one module of raw
+//! OS calls) sit below every stage.
 //!
 //! The modules below are listed in pipeline order. Only `frontend` and
 //! `analysis` touch the `starlark` crate; only `oci` and `registry` touch tar,

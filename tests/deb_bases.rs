@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::actions::{Action, ActionContext, ActionOutput, DebLayer, ResolvedInput};
+use berth::actions::{Action, ActionContext, ActionResult, DebLayer, ResolvedInput};
 use berth::cache::{Cas, Digest};
 use berth::oci::{decoder, Compression};
 
@@ -88,7 +88,7 @@ fn fetched(packages: &[&str]) -> Option<Vec<(PathBuf, String)>> {
 
 /// Runs the `deb_layer` action over `files` as the scheduler would, in a
 /// fresh cache; returns the output and the uncompressed layer tar.
-fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (ActionOutput, Vec<u8>) {
+fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (ActionResult, Vec<u8>) {
     let sha256s: Vec<String> = files.iter().map(|(_, sha)| sha.clone()).collect();
     let action = DebLayer::new(files.iter().map(|(p, _)| p.clone()).collect(), &sha256s, Compression::Gzip, 0).unwrap();
     let cas = Cas::open(cache).unwrap();

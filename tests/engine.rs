@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth::actions::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
+use berth::actions::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, Input, ResolvedInput};
 use berth::cache::{Cache, CanonicalJson, FileMemo, VerifiedReader};
 use berth::error::{Error, ErrorKind, Result};
 use berth::exec::{explain, ActionStatus, BuildLog, BuildResult, ExecError, Executor, Reason, Sandbox};
@@ -70,7 +70,7 @@ impl Action for Step {
         self.inputs.clone()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let now = self.log.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.log.max_running.fetch_max(now, Ordering::SeqCst);
         self.log.executed.lock().unwrap().push(self.name.clone());
@@ -82,7 +82,7 @@ impl Action for Step {
 }
 
 impl Step {
-    fn work(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn work(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let mut bytes = self.name.clone().into_bytes();
         for input in &ctx.inputs {
             match input {
@@ -107,7 +107,7 @@ impl Step {
             return Err(Error::user(format!("Step `{}` exploded", self.name)));
         }
         let blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput { blobs: BTreeMap::from([("out".to_owned(), blob)]), metadata: serde_json::json!({}) })
+        Ok(ActionResult { blobs: BTreeMap::from([("out".to_owned(), blob)]), metadata: serde_json::json!({}) })
     }
 }
 
@@ -426,7 +426,7 @@ fn a_corrupt_blob_is_dropped_and_its_producer_rebuilt() {
 
 /// A chain of 12 actions over one source file, each also reading the
 /// outputs of the two before it. Returns every output and the last key.
-fn chain(world: &World) -> (BTreeMap<ActionId, ActionOutput>, berth::cache::Digest) {
+fn chain(world: &World) -> (BTreeMap<ActionId, ActionResult>, berth::cache::Digest) {
     let mut graph = ActionGraph::default();
     let mut previous = Vec::new();
     for i in 0..12 {

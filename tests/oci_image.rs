@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth::actions::{
-    Action, ActionContext, ActionId, ActionOutput, ConfigLayer, Input, PackLayer, ResolvedInput, WriteConfig,
+    Action, ActionContext, ActionId, ActionResult, ConfigLayer, Input, PackLayer, ResolvedInput, WriteConfig,
     WriteIndex, WriteManifest,
 };
 use berth::cache::{BlobRef, Cas, Digest};
@@ -22,7 +22,7 @@ use berth::oci::{self, Compression, ConfigSettings, LayerEntry, Platform};
 struct Driver {
     workspace: PathBuf,
     cas: Cas,
-    outputs: Vec<ActionOutput>,
+    outputs: Vec<ActionResult>,
 }
 
 impl Driver {

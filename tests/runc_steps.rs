@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth::actions::{
-    Action, ActionContext, ActionId, ActionOutput, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
+    Action, ActionContext, ActionId, ActionResult, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
 };
 use berth::cache::{Cas, Digest};
 use berth::error::{ErrorKind, Result};
@@ -19,7 +19,7 @@ use common::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
 struct Fixture {
     dir: tempfile::TempDir,
     cas: Cas,
-    base: ActionOutput,
+    base: ActionResult,
 }
 
 impl Fixture {
@@ -34,7 +34,7 @@ impl Fixture {
         self.dir.path().join("cache")
     }
 
-    fn run(&self, spec: RunStepSpec, packages: &[&ActionOutput], stack: StackMode) -> Result<ActionOutput> {
+    fn run(&self, spec: RunStepSpec, packages: &[&ActionResult], stack: StackMode) -> Result<ActionResult> {
         let step = RunStep {
             base_config: BaseConfig::None,
             base_layers: vec![ActionId(0)],
@@ -53,9 +53,9 @@ impl Fixture {
     }
 }
 
-fn layer_output(cas: &Cas, bytes: &[u8]) -> ActionOutput {
+fn layer_output(cas: &Cas, bytes: &[u8]) -> ActionResult {
     let blob = cas.put_bytes(bytes).unwrap();
-    ActionOutput { blobs: [("layer".to_owned(), blob)].into(), metadata: serde_json::Value::Null }
+    ActionResult { blobs: [("layer".to_owned(), blob)].into(), metadata: serde_json::Value::Null }
 }
 
 fn spec(command: &[&str], outputs: &[&str]) -> RunStepSpec {
@@ -79,7 +79,7 @@ struct Entry {
 }
 
 /// The entries of a gzip layer blob, in archive order.
-fn entries(cas: &Cas, output: &ActionOutput) -> Vec<Entry> {
+fn entries(cas: &Cas, output: &ActionResult) -> Vec<Entry> {
     let blob = output.blobs["layer"];
     let bytes = cas.read_verified(&blob.digest).unwrap();
     let mut tar_bytes = Vec::new();

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use berth::actions::{
-    Action, ActionContext, ActionId, ActionOutput, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
+    Action, ActionContext, ActionId, ActionResult, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
 };
 use berth::cache::Cas;
 
@@ -74,7 +74,7 @@ fn write_base(out: &Path, extra_mib: usize) {
 fn run_steps(cache: &Path, base: &Path, count: usize, command: &str) {
     let cas = Cas::open(cache).unwrap();
     let blob = cas.put_bytes(&std::fs::read(base).unwrap()).unwrap();
-    let base = ActionOutput { blobs: [("layer".to_owned(), blob)].into(), metadata: serde_json::Value::Null };
+    let base = ActionResult { blobs: [("layer".to_owned(), blob)].into(), metadata: serde_json::Value::Null };
     let extracted = cache.join("layers").join(blob.digest.hex());
     for index in 0..count {
         let warm = extracted.exists();

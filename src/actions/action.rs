@@ -5,17 +5,12 @@
 //! (`kind`, `kind_version`, `params`) plus an input root (the digests of
 //! `inputs`), so a remote cache can be added without changing keys.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
+use crate::cache::{ActionId, ActionResult, CanonicalJson, Cas, Digest};
 use crate::error::Result;
 use crate::workspace::Label;
-
-/// Index of an action in its [`ActionGraph`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct ActionId(pub usize);
 
 /// A declared input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,15 +34,7 @@ pub enum ResolvedInput<'a> {
         /// unchanged. When false, a reader must hash the bytes it copies.
         settled: bool,
     },
-    Action(&'a ActionOutput),
-}
-
-/// What an action produced: blobs already in the CAS, plus small structured
-/// facts about them (a layer's diff_id, a manifest's media type).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ActionOutput {
-    pub blobs: BTreeMap<String, BlobRef>,
-    pub metadata: serde_json::Value,
+    Action(&'a ActionResult),
 }
 
 /// Everything an action may touch while it runs: its resolved inputs, the
@@ -77,7 +64,7 @@ pub trait Action: Debug + Send + Sync {
 
     /// Does the work. Reads only `ctx.inputs`; writes only to `ctx.scratch`
     /// and `ctx.cas`.
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput>;
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult>;
 }
 
 /// A registered action and the target that registered it.

@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::actions::{layer_output, Action, ActionContext, ActionOutput, Input, ResolvedInput};
+use crate::actions::{layer_output, Action, ActionContext, ActionResult, Input, ResolvedInput};
 use crate::cache::{CanonicalJson, Digest};
 use crate::error::{Error, Result};
 use crate::oci::deb::{self, Deb, DebControl, DebEntry, DebEntryKind, DebError};
@@ -236,7 +236,7 @@ impl Action for DebLayer {
         self.debs.iter().map(|deb| Input::Source(deb.path.clone())).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let (controls, entries) = self.read_union(ctx)?;
         let mut builder = LayerBuilder::new(self.source_date_epoch);
         for entry in entries {
@@ -318,7 +318,7 @@ mod tests {
             self.files.iter().map(|(_, digest)| digest.to_string()).collect()
         }
 
-        fn run(&self, action: &DebLayer) -> (Result<ActionOutput>, Cas) {
+        fn run(&self, action: &DebLayer) -> (Result<ActionResult>, Cas) {
             let cas = Cas::open(&self.dir.path().join("cache")).unwrap();
             let scratch = tempfile::tempdir().unwrap();
             let inputs = self

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::actions::{Action, ActionContext, ActionResult, Input};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
@@ -47,9 +47,9 @@ impl Action for FetchBlob {
         Vec::new()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let blob = self.client.fetch_blob(ctx.cas, &self.image, &self.descriptor, self.anonymous)?;
-        Ok(ActionOutput {
+        Ok(ActionResult {
             blobs: [("blob".to_owned(), blob)].into_iter().collect(),
             metadata: serde_json::json!({ "media_type": self.descriptor.media_type }),
         })

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::actions::{Action, ActionContext, ActionResult, Input};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
@@ -42,14 +42,14 @@ impl Action for FetchImage {
 
     /// Analysis put both blobs in the CAS; fetching again covers a cache
     /// trimmed by `berth cache gc` in between (a no-op when they are there).
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let pulled = &self.pulled;
         let config = Descriptor::new(pulled.config_media_type.clone(), pulled.config);
         let config = self.client.fetch_blob(ctx.cas, &pulled.image, &config, pulled.anonymous)?;
         if !ctx.cas.contains(&pulled.manifest.digest) {
             self.client.resolve(ctx.cas, &pulled.image, pulled.digest, None, pulled.anonymous)?;
         }
-        Ok(ActionOutput {
+        Ok(ActionResult {
             blobs: BTreeMap::from([("manifest".to_owned(), pulled.manifest), ("config".to_owned(), config)]),
             metadata: serde_json::json!({ "media_type": pulled.manifest_media_type }),
         })

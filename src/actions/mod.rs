@@ -11,7 +11,10 @@ mod write_config;
 mod write_index;
 mod write_manifest;
 
-pub use action::{Action, ActionContext, ActionGraph, ActionId, ActionNode, ActionOutput, Input, ResolvedInput};
+/// Re-exported: actions name their inputs by id and return results; both
+/// types live in `cache`, below everything that needs them.
+pub use crate::cache::{ActionId, ActionResult};
+pub use action::{Action, ActionContext, ActionGraph, ActionNode, Input, ResolvedInput};
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
 pub use fetch_blob::FetchBlob;
 pub use fetch_image::FetchImage;

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::actions::{Action, ActionContext, ActionOutput, Input, ResolvedInput};
+use crate::actions::{Action, ActionContext, ActionResult, Input, ResolvedInput};
 use crate::cache::{BlobRef, CanonicalJson, Digest};
 use crate::error::Result;
 use crate::oci::{
@@ -107,7 +107,7 @@ impl Action for PackLayer {
         self.sources.iter().cloned().map(Input::Source).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let bad_inputs = |reason: String| OciError::BadInputs { kind: "pack_layer", reason };
         if ctx.inputs.len() != self.sources.len() {
             return Err(bad_inputs(format!("{} inputs for {} sources", ctx.inputs.len(), self.sources.len())).into());
@@ -146,8 +146,8 @@ impl Action for PackLayer {
 
 /// The output of an action that made a layer: blob `layer`, metadata
 /// `diff_id` and `media_type`.
-pub fn layer_output(packed: &PackedLayer) -> ActionOutput {
-    ActionOutput {
+pub fn layer_output(packed: &PackedLayer) -> ActionResult {
+    ActionResult {
         blobs: BTreeMap::from([("layer".to_owned(), packed.blob)]),
         metadata: serde_json::json!({
             "diff_id": packed.diff_id,
@@ -166,7 +166,7 @@ pub struct LayerOutput {
 
 impl LayerOutput {
     /// Reads the `layer` convention; `kind` names the reader in errors.
-    pub fn parse(output: &ActionOutput, kind: &'static str) -> Result<LayerOutput, OciError> {
+    pub fn parse(output: &ActionResult, kind: &'static str) -> Result<LayerOutput, OciError> {
         let bad = |reason: &str| OciError::BadInputs { kind, reason: format!("a layer input {reason}") };
         let blob = *output.blobs.get("layer").ok_or_else(|| bad("has no `layer` blob"))?;
         let diff_id = output

@@ -17,7 +17,7 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::actions::layer_output;
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, ResolvedInput};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, Input, ResolvedInput};
 use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
 use crate::error::{Error, Result};
 use crate::exec::{
@@ -126,7 +126,7 @@ impl Action for RunStep {
             .collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let (config, layers) = self.resolve_inputs(ctx)?;
         let runc = Runc::locate(self.runtime.runc.as_deref())?;
         let cache_dir = match &self.runtime.cache_dir {
@@ -267,7 +267,7 @@ pub enum CapturedBody {
     },
 }
 
-fn blob_named(output: &ActionOutput, names: &[&str]) -> Result<BlobRef> {
+fn blob_named(output: &ActionResult, names: &[&str]) -> Result<BlobRef> {
     names.iter().find_map(|name| output.blobs.get(*name).copied()).ok_or_else(|| {
         Error::internal(format!("`run_step` input has none of the blobs {names:?} (it has {:?})", output.blobs.keys()))
     })

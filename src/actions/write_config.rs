@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput, ResolvedInput};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, Input, LayerOutput, ResolvedInput};
 use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, ConfigSettings, ImageConfig, NewLayer, OciError};
@@ -63,7 +63,7 @@ impl Action for WriteConfig {
         self.base.iter().copied().chain(self.layers.iter().map(|layer| layer.action)).map(Input::Action).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let outputs = action_inputs(ctx, "write_config", self.base.is_some() as usize + self.layers.len())?;
         let (base, layers) = outputs.split_at(self.base.is_some() as usize);
         let base_config = match base.first() {
@@ -81,7 +81,7 @@ impl Action for WriteConfig {
         let config = ImageConfig::derive(base_config.as_ref(), &self.settings, &new_layers)?;
         let bytes = canonical_json(&config);
         let blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput {
+        Ok(ActionResult {
             blobs: BTreeMap::from([("config".to_owned(), blob)]),
             metadata: serde_json::json!({
                 "media_type": media_types::CONFIG,
@@ -97,8 +97,8 @@ pub(crate) fn action_inputs<'a>(
     ctx: &'a ActionContext<'_>,
     kind: &'static str,
     expected: usize,
-) -> Result<Vec<&'a ActionOutput>, OciError> {
-    let outputs: Vec<&ActionOutput> = ctx
+) -> Result<Vec<&'a ActionResult>, OciError> {
+    let outputs: Vec<&ActionResult> = ctx
         .inputs
         .iter()
         .map(|input| match input {
@@ -118,7 +118,7 @@ pub(crate) fn action_inputs<'a>(
 /// The config of an image output (blob `config`), parsed.
 pub(crate) fn read_config(
     ctx: &ActionContext<'_>,
-    image: &ActionOutput,
+    image: &ActionResult,
     kind: &'static str,
 ) -> Result<ImageConfig, OciError> {
     let blob = image

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, Input};
 use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, read_root, Descriptor, Index, OciError};
@@ -48,7 +48,7 @@ impl Action for WriteIndex {
         self.images.iter().copied().map(Input::Action).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         const KIND: &str = "write_index";
         let outputs = action_inputs(ctx, KIND, self.images.len())?;
         let mut manifests: Vec<Descriptor> = Vec::new();
@@ -84,7 +84,7 @@ impl Action for WriteIndex {
         let index = Index::new(manifests, self.annotations.clone());
         let bytes = canonical_json(&index);
         let blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput {
+        Ok(ActionResult {
             blobs: BTreeMap::from([("index".to_owned(), blob)]),
             metadata: serde_json::json!({ "media_type": media_types::INDEX }),
         })

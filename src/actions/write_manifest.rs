@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, Input, LayerOutput};
 use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, Descriptor, Manifest, OciError};
@@ -61,7 +61,7 @@ impl Action for WriteManifest {
         std::iter::once(self.config).chain(self.base).chain(self.layers.iter().copied()).map(Input::Action).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         const KIND: &str = "write_manifest";
         let has_base = self.base.is_some() as usize;
         let outputs = action_inputs(ctx, KIND, 1 + has_base + self.layers.len())?;
@@ -109,7 +109,7 @@ impl Action for WriteManifest {
         let manifest = Manifest::new(Descriptor::new(media_types::CONFIG, config_blob), layers, annotations);
         let bytes = canonical_json(&manifest);
         let manifest_blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput {
+        Ok(ActionResult {
             blobs: BTreeMap::from([("manifest".to_owned(), manifest_blob), ("config".to_owned(), config_blob)]),
             metadata: serde_json::json!({
                 "media_type": media_types::MANIFEST,

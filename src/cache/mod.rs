@@ -3,6 +3,7 @@
 //! reads and writes it; `cli cache` measures and trims it.
 
 mod ac;
+mod action_result;
 mod canonical;
 mod cas;
 mod digest;
@@ -15,13 +16,14 @@ mod memo;
 mod verify;
 
 pub use ac::ActionCache;
+pub use action_result::{ActionId, ActionResult};
 pub use canonical::{canonical_json, CanonicalJson};
 pub use cas::{BlobRef, Cas, CasError, CasWriter};
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use dir::{resolve_cache_dir, Cache};
 pub use error::CacheError;
 pub use gc::{gc, stats, CacheStats, GcReport};
-pub use key::{output_digest, KeyInput, KeyInputs, BERTH_FORMAT_VERSION};
+pub use key::{KeyInput, KeyInputs, BERTH_FORMAT_VERSION};
 pub use lock::CacheLock;
 pub use memo::{FileDigest, FileMemo, FileStamp};
 pub use verify::VerifiedReader;

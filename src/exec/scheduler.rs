@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::actions::{ActionContext, ActionGraph, ActionId, ActionOutput, Input, ResolvedInput};
+use crate::actions::{ActionContext, ActionGraph, ActionId, ActionResult, Input, ResolvedInput};
 use crate::cache::{
-    output_digest, Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs,
-    BERTH_FORMAT_VERSION,
+    Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs, BERTH_FORMAT_VERSION,
 };
 use crate::error::Error;
 use crate::exec::{ExecError, Sandbox};
@@ -53,7 +52,7 @@ pub struct ActionRecord {
 pub struct BuildResult {
     /// The output of every action that ran or was cached: the wanted ones
     /// and everything they depend on.
-    pub outputs: BTreeMap<ActionId, ActionOutput>,
+    pub outputs: BTreeMap<ActionId, ActionResult>,
     pub records: BTreeMap<ActionId, ActionRecord>,
     pub duration: Duration,
 }
@@ -89,7 +88,7 @@ pub struct Executor<'a> {
 }
 
 struct Done {
-    output: ActionOutput,
+    output: ActionResult,
     digest: Digest,
 }
 
@@ -277,11 +276,11 @@ impl Executor<'_> {
             inputs: key_inputs,
         };
         let key = key_inputs.key();
-        let record = |output: &ActionOutput, status| ActionRecord {
+        let record = |output: &ActionResult, status| ActionRecord {
             id: ActionId(id),
             key,
             key_inputs,
-            output_digest: output_digest(output),
+            output_digest: output.digest(),
             status,
             duration: started.elapsed(),
         };
@@ -333,7 +332,7 @@ impl Executor<'_> {
                     .iter()
                     .filter_map(|input| match input {
                         Resolved::Action { id, done }
-                            if done.output.blobs.values().any(|blob| !self.cache.cas.contains(&blob.digest)) =>
+                            if done.output.blob_refs().any(|blob| !self.cache.cas.contains(&blob.digest)) =>
                         {
                             Some(*id)
                         }

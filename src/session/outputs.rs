@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::actions::{ActionOutput, LayerOutput};
+use crate::actions::{ActionResult, LayerOutput};
 use crate::analysis::{LayerInfo, Provider};
 use crate::cache::{BlobRef, Cas, Digest};
 use crate::error::{Error, Result};
@@ -24,7 +24,7 @@ pub enum TargetOutput {
 
 impl TargetOutput {
     /// Reads the output of the target's main action.
-    pub fn of(provider: &Provider, output: &ActionOutput) -> Result<TargetOutput> {
+    pub fn of(provider: &Provider, output: &ActionResult) -> Result<TargetOutput> {
         let blob = |name: &str| {
             output
                 .blobs
