@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth::actions::{Action, ActionContext, PackLayer, ResolvedInput};
+use berth::actions::{Action, ActionContext, LayerOutput, PackLayer, ResolvedInput};
 use berth::cache::{Cas, Digest, FileStamp, Sha256Writer};
 use berth::oci::{Compression, LayerEntry};
 
@@ -36,8 +36,9 @@ fn main() -> anyhow::Result<()> {
     let cas = Cas::open(Path::new(cache))?;
     let scratch = tempfile::tempdir()?;
     let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };
-    let output = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{}", error.message))?;
-    let layer = output.blobs["layer"];
+    let result = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{}", error.message))?;
+    let output = LayerOutput::from_result(&result).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let layer = output.blob;
     eprintln!(
         "{} entries, {} sources hashed in {:.2}s, packed in {:.2}s",
         action.entries.len(),
@@ -45,7 +46,8 @@ fn main() -> anyhow::Result<()> {
         hashed.as_secs_f64(),
         (started.elapsed() - hashed).as_secs_f64()
     );
-    println!("{} {} {} bytes", layer.digest, output.metadata["diff_id"].as_str().unwrap_or("?"), layer.size);
+    let diff_id = output.diff_id.map_or_else(|| "?".to_owned(), |digest| digest.to_string());
+    println!("{} {} {} bytes", layer.digest, diff_id, layer.size);
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `fetch_blob`: a layer (or any blob) of a pulled image, fetched from its
+//! `fetch_blob`: a layer of a pulled image, fetched from its
 //! registry when some action needs its bytes.
 //!
 //! The key holds the blob's digest, size and media type, not the repository:
@@ -7,14 +7,14 @@
 
 use std::sync::Arc;
 
-use crate::actions::{Action, ActionContext, ActionResult, Input};
+use crate::actions::{Action, ActionContext, ActionResult, Input, LayerOutput};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
 use crate::registry::{Client, ImageRef};
 
-/// Fetches one blob of `image` into the CAS. Output blob: `blob`; metadata:
-/// `media_type`.
+/// Fetches one layer of `image` into the CAS. Output: a [`LayerOutput`]
+/// without a diff_id (the image's config has it).
 #[derive(Debug)]
 pub struct FetchBlob {
     /// The shared registry client (connection pool, tokens).
@@ -31,8 +31,9 @@ impl Action for FetchBlob {
         "fetch_blob"
     }
 
+    /// 2: the blob is named `layer`, as every other layer's (it was `blob`).
     fn kind_version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self) -> CanonicalJson {
@@ -49,10 +50,7 @@ impl Action for FetchBlob {
 
     fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let blob = self.client.fetch_blob(ctx.cas, &self.image, &self.descriptor, self.anonymous)?;
-        Ok(ActionResult {
-            blobs: [("blob".to_owned(), blob)].into_iter().collect(),
-            metadata: serde_json::json!({ "media_type": self.descriptor.media_type }),
-        })
+        Ok(LayerOutput { blob, media_type: self.descriptor.media_type.clone(), diff_id: None }.to_result())
     }
 }
 
@@ -93,8 +91,8 @@ mod tests {
         assert!(error.message.contains("--offline"), "{}", error.message);
 
         let blob = cas.put_bytes(b"layer").unwrap();
-        let output = fetch.execute(&ctx).unwrap();
-        assert_eq!(output.blobs["blob"], blob);
-        assert_eq!(output.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        let output = LayerOutput::from_result(&fetch.execute(&ctx).unwrap()).unwrap();
+        assert_eq!(output.blob, blob);
+        assert_eq!(output.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
     }
 }

@@ -1,12 +1,11 @@
 //! `fetch_image`: the manifest and config of a pinned, pulled image, as the
-//! output every image action has (blobs `manifest` and `config`), so a
+//! [`ImageOutput`] every image action has, so a
 //! pulled base plugs into `write_config` and `write_manifest` like a built
 //! one. Its layers stay in the registry until a `fetch_blob` needs them.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::actions::{Action, ActionContext, ActionResult, Input};
+use crate::actions::{Action, ActionContext, ActionResult, ImageOutput, Input};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
@@ -49,9 +48,13 @@ impl Action for FetchImage {
         if !ctx.cas.contains(&pulled.manifest.digest) {
             self.client.resolve(ctx.cas, &pulled.image, pulled.digest, None, pulled.anonymous)?;
         }
-        Ok(ActionResult {
-            blobs: BTreeMap::from([("manifest".to_owned(), pulled.manifest), ("config".to_owned(), config)]),
-            metadata: serde_json::json!({ "media_type": pulled.manifest_media_type }),
-        })
+        let image = ImageOutput {
+            manifest: pulled.manifest,
+            config,
+            media_type: pulled.manifest_media_type.clone(),
+            layers: None,
+            platform: None,
+        };
+        Ok(image.to_result())
     }
 }

@@ -5,6 +5,7 @@ mod action;
 mod deb_layer;
 mod fetch_blob;
 mod fetch_image;
+mod outputs;
 mod pack_layer;
 mod run_step;
 mod write_config;
@@ -18,7 +19,8 @@ pub use action::{Action, ActionContext, ActionGraph, ActionNode, Input, Resolved
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
 pub use fetch_blob::FetchBlob;
 pub use fetch_image::FetchImage;
-pub use pack_layer::{layer_output, LayerOutput, PackLayer};
+pub use outputs::{ConfigOutput, DebLayerOutput, DebPackage, ImageOutput, IndexOutput, LayerOutput, OutputError};
+pub use pack_layer::PackLayer;
 pub use run_step::{capture, BaseConfig, Captured, CapturedBody, RunStep, RunStepRuntime, RunStepSpec};
 pub use write_config::{ConfigLayer, WriteConfig};
 pub use write_index::WriteIndex;

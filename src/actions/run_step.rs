@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::actions::layer_output;
-use crate::actions::{Action, ActionContext, ActionId, ActionResult, Input, ResolvedInput};
-use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, ImageOutput, Input, LayerOutput, ResolvedInput};
+use crate::cache::{CanonicalJson, Cas, Digest};
 use crate::error::{Error, Result};
 use crate::exec::{
     extract_layers, merge_env, resolve_user, Container, ImageRuntimeConfig, Limits, RootFs, Runc, StackMode, StdioMode,
@@ -31,7 +30,7 @@ const STDERR_TAIL_LINES: usize = 40;
 /// Where the base image's config comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseConfig {
-    /// The output of an action, blob `config` (or `blob`, for `fetch_blob`).
+    /// The config of an image action's [`ImageOutput`].
     Action(ActionId),
     /// A config blob already in the CAS (a pulled image resolved during
     /// analysis); its digest goes into the key.
@@ -82,9 +81,9 @@ pub struct RunStepRuntime {
 #[derive(Debug, Clone)]
 pub struct RunStep {
     pub base_config: BaseConfig,
-    /// Actions whose output holds one layer blob each (`layer`, or `blob`).
+    /// Actions whose output is a [`LayerOutput`] each.
     pub base_layers: Vec<ActionId>,
-    /// Actions whose output holds one layer blob each, staged over the base.
+    /// Actions whose output is a [`LayerOutput`] each, staged over the base.
     pub packages: Vec<ActionId>,
     pub spec: RunStepSpec,
     pub runtime: RunStepRuntime,
@@ -184,7 +183,7 @@ impl Action for RunStep {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let packed = builder.write_to_cas(ctx.cas, Compression::Gzip, threads)?;
         drop(rootfs);
-        Ok(layer_output(&packed))
+        Ok(LayerOutput::packed(&packed).to_result())
     }
 }
 
@@ -199,7 +198,7 @@ impl RunStep {
         });
         let mut next = || outputs.next().unwrap_or_else(|| Err(Error::internal("`run_step` got too few inputs")));
         let config_blob = match &self.base_config {
-            BaseConfig::Action(_) => Some(blob_named(next()?, &["config", "blob"])?.digest),
+            BaseConfig::Action(_) => Some(ImageOutput::from_result(next()?)?.config.digest),
             BaseConfig::Blob(digest) => Some(*digest),
             BaseConfig::None => None,
         };
@@ -209,7 +208,7 @@ impl RunStep {
         };
         let mut layers = Vec::new();
         for _ in 0..self.base_layers.len() + self.packages.len() {
-            layers.push(blob_named(next()?, &["layer", "blob"])?.digest);
+            layers.push(LayerOutput::from_result(next()?)?.blob.digest);
         }
         Ok((config, layers))
     }
@@ -265,12 +264,6 @@ pub enum CapturedBody {
     Symlink {
         target: String,
     },
-}
-
-fn blob_named(output: &ActionResult, names: &[&str]) -> Result<BlobRef> {
-    names.iter().find_map(|name| output.blobs.get(*name).copied()).ok_or_else(|| {
-        Error::internal(format!("`run_step` input has none of the blobs {names:?} (it has {:?})", output.blobs.keys()))
-    })
 }
 
 /// `<cache>` from `<cache>/cas/sha256/<hex>`.

@@ -112,7 +112,7 @@ mod tests {
         let key = Digest::of(b"key");
         let out = output(&cas, b"bytes");
         ac.put(&key, &out).unwrap();
-        fs::remove_file(cas.path(&out.blobs["layer"].digest)).unwrap();
+        fs::remove_file(cas.path(&out.blob_refs().next().unwrap().digest)).unwrap();
         assert_eq!(ac.get(&key, &cas).unwrap(), None);
     }
 
