@@ -75,21 +75,62 @@ pub struct ActionNode {
 }
 
 /// All actions of one build. Edges are the `Input::Action` references, which
-/// always point at lower ids (an action is registered after its inputs), so
-/// the graph is acyclic by construction.
+/// always point at lower ids ([`ActionGraph::add`] refuses anything else),
+/// so the graph is acyclic by construction and ascending ids are a
+/// dependency order.
 #[derive(Debug, Default)]
 pub struct ActionGraph {
-    pub nodes: Vec<ActionNode>,
+    nodes: Vec<ActionNode>,
 }
 
 impl ActionGraph {
+    /// Registers `action` for `owner` and returns its id.
+    ///
+    /// # Panics
+    ///
+    /// If an input names an action that is not registered yet: rules
+    /// register an action after its inputs, and the scheduler relies on it.
     pub fn add(&mut self, owner: Label, action: Box<dyn Action>) -> ActionId {
         let id = ActionId(self.nodes.len());
-        debug_assert!(action.inputs().iter().all(|input| match input {
-            Input::Action(dep) => dep.0 < id.0,
-            Input::Source(_) => true,
-        }));
+        for input in action.inputs() {
+            if let Input::Action(dep) = input {
+                assert!(
+                    dep < id,
+                    "action `{}` of `{owner}` names input #{} before it was registered (as #{})",
+                    action.kind(),
+                    dep.0,
+                    id.0
+                );
+            }
+        }
         self.nodes.push(ActionNode { owner, action });
         id
+    }
+
+    /// The action registered as `id`, if any.
+    pub fn get(&self, id: ActionId) -> Option<&ActionNode> {
+        self.nodes.get(id.0)
+    }
+
+    /// Every action with its id, in registration (dependency) order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (ActionId, &ActionNode)> {
+        self.nodes.iter().enumerate().map(|(index, node)| (ActionId(index), node))
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// `graph[id]` for an id this graph handed out.
+impl std::ops::Index<ActionId> for ActionGraph {
+    type Output = ActionNode;
+
+    fn index(&self, id: ActionId) -> &ActionNode {
+        &self.nodes[id.0]
     }
 }

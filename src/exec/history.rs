@@ -87,9 +87,8 @@ impl BuildLog {
         // Rank of each action among its owner's actions of the same kind.
         let mut seen: BTreeMap<(String, &str), usize> = BTreeMap::new();
         let names: Vec<ActionName> = graph
-            .nodes
             .iter()
-            .map(|node| {
+            .map(|(_, node)| {
                 let owner = node.owner.to_string();
                 let kind = node.action.kind();
                 let rank = seen.entry((owner.clone(), kind)).or_default();
@@ -105,7 +104,7 @@ impl BuildLog {
             .into_iter()
             .map(|record| {
                 // Dependencies in declaration order, matched to the key's action inputs.
-                let mut deps = graph.nodes[record.id.0].action.inputs().into_iter().filter_map(|input| match input {
+                let mut deps = graph[record.id].action.inputs().into_iter().filter_map(|input| match input {
                     Input::Action(dep) => Some(dep),
                     Input::Source(_) => None,
                 });

@@ -185,7 +185,7 @@ impl Executor<'_> {
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_node(graph, node, shared, true)))
                     .unwrap_or_else(|panic| {
-                        let action = &graph.nodes[node];
+                        let action = &graph[ActionId(node)];
                         Err(ExecError::ActionFailed {
                             owner: action.owner.clone(),
                             kind: action.action.kind(),
@@ -226,7 +226,7 @@ impl Executor<'_> {
         may_retry: bool,
     ) -> Result<(Arc<Done>, ActionRecord), ExecError> {
         let started = Instant::now();
-        let node = &graph.nodes[id];
+        let node = &graph[ActionId(id)];
         let kind = node.action.kind();
         let owner = &node.owner;
         let failed = |source: Error| ExecError::ActionFailed { owner: owner.clone(), kind, source: Box::new(source) };
@@ -413,76 +413,41 @@ fn slash_path(path: &Path) -> String {
     path.components().map(|part| part.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-/// The closure of `wanted` in dependency order; refuses unknown ids and cycles.
+/// The closure of `wanted` in dependency order; refuses ids the graph does
+/// not have (an `ActionId` can be made by hand). Inputs always have lower
+/// ids than their readers, so one pass from the highest wanted id down marks
+/// the closure, and ascending ids are a dependency order: no cycle to look for.
 fn plan(graph: &ActionGraph, wanted: &[ActionId]) -> Result<Plan, ExecError> {
-    const NEW: u8 = 0;
-    const ACTIVE: u8 = 1;
-    const DONE: u8 = 2;
-    let count = graph.nodes.len();
-    let mut mark = vec![NEW; count];
+    let mut needed = vec![false; graph.len()];
+    for id in wanted {
+        *needed.get_mut(id.0).ok_or(ExecError::UnknownAction { id: id.0 })? = true;
+    }
+    let top = wanted.iter().map(|id| id.0 + 1).max().unwrap_or(0);
     let mut plan = Plan { order: Vec::new(), deps: HashMap::new(), dependents: HashMap::new() };
-    let describe = |id: usize| format!("{} ({})", graph.nodes[id].owner, graph.nodes[id].action.kind());
-
-    let deps_of = |id: usize| -> Result<Vec<usize>, ExecError> {
-        let node = &graph.nodes[id];
+    for id in (0..top).rev() {
+        if !needed[id] {
+            continue;
+        }
         let mut deps = Vec::new();
-        for input in node.action.inputs() {
+        for input in graph[ActionId(id)].action.inputs() {
             if let Input::Action(dep) = input {
-                if dep.0 >= count {
-                    return Err(ExecError::UnknownInput {
-                        owner: node.owner.clone(),
-                        kind: node.action.kind(),
-                        input: dep.0,
-                    });
-                }
                 if !deps.contains(&dep.0) {
+                    needed[dep.0] = true;
                     deps.push(dep.0);
                 }
             }
         }
-        Ok(deps)
-    };
-
-    for root in wanted {
-        if root.0 >= count {
-            return Err(ExecError::UnknownAction { id: root.0 });
+        plan.dependents.entry(id).or_default();
+        for dep in &deps {
+            plan.dependents.entry(*dep).or_default().push(id);
         }
-        if mark[root.0] != NEW {
-            continue;
-        }
-        // Iterative depth-first search: (node, its deps, next dep to visit).
-        let mut stack = vec![(root.0, deps_of(root.0)?, 0)];
-        mark[root.0] = ACTIVE;
-        while let Some((node, deps, next)) = stack.last_mut() {
-            if let Some(&dep) = deps.get(*next) {
-                *next += 1;
-                match mark[dep] {
-                    NEW => {
-                        mark[dep] = ACTIVE;
-                        let dep_deps = deps_of(dep)?;
-                        stack.push((dep, dep_deps, 0));
-                    }
-                    ACTIVE => {
-                        let start =
-                            stack.iter().position(|(id, _, _)| *id == dep).expect("active nodes are on the stack");
-                        let mut cycle: Vec<String> = stack[start..].iter().map(|(id, _, _)| describe(*id)).collect();
-                        cycle.push(describe(dep));
-                        return Err(ExecError::Cycle { cycle });
-                    }
-                    _ => {}
-                }
-            } else {
-                let node = *node;
-                let (_, deps, _) = stack.pop().expect("non-empty");
-                mark[node] = DONE;
-                plan.dependents.entry(node).or_default();
-                for dep in &deps {
-                    plan.dependents.entry(*dep).or_default().push(node);
-                }
-                plan.deps.insert(node, deps);
-                plan.order.push(node);
-            }
-        }
+        plan.deps.insert(id, deps);
+        plan.order.push(id);
+    }
+    // Ascending ids everywhere: ready actions start in registration order.
+    plan.order.reverse();
+    for dependents in plan.dependents.values_mut() {
+        dependents.reverse();
     }
     Ok(plan)
 }
