@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::actions::{ActionContext, ActionGraph, ActionId, ActionResult, Input, ResolvedInput};
+use crate::actions::{ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, Input, ResolvedInput};
 use crate::cache::{
     Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs, BERTH_FORMAT_VERSION,
 };
@@ -184,14 +184,7 @@ impl Executor<'_> {
             // for a result that never comes.
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_node(graph, node, shared, true)))
-                    .unwrap_or_else(|panic| {
-                        let action = &graph[ActionId(node)];
-                        Err(ExecError::ActionFailed {
-                            owner: action.owner.clone(),
-                            kind: action.action.kind(),
-                            source: Box::new(panic_error(panic)),
-                        })
-                    });
+                    .unwrap_or_else(|panic| Err(action_failed(&graph[ActionId(node)], panic_error(panic))));
             state = shared.lock();
             match result {
                 Ok((done, record)) => {
@@ -215,9 +208,8 @@ impl Executor<'_> {
     }
 
     /// Keys, looks up and if needed runs one action whose dependencies are
-    /// done. `may_retry`: if the action fails and a dependency's blob turns
-    /// out missing (a corrupt blob is removed when read), rebuild that
-    /// dependency once and try again.
+    /// done, then records what it produced. `may_retry`: see
+    /// [`Executor::retry_or_fail`].
     fn run_node(
         &self,
         graph: &ActionGraph,
@@ -227,18 +219,37 @@ impl Executor<'_> {
     ) -> Result<(Arc<Done>, ActionRecord), ExecError> {
         let started = Instant::now();
         let node = &graph[ActionId(id)];
-        let kind = node.action.kind();
-        let owner = &node.owner;
-        let failed = |source: Error| ExecError::ActionFailed { owner: owner.clone(), kind, source: Box::new(source) };
-
-        enum Resolved {
-            Source { path: PathBuf, digest: FileDigest },
-            Action { id: usize, done: Arc<Done> },
+        let (owner, kind) = (&node.owner, node.action.kind());
+        let keyed = self.key(node, shared).map_err(|error| action_failed(node, error))?;
+        if let Some(result) = self.lookup(&keyed.key).map_err(|error| action_failed(node, error))? {
+            self.reporter.report(&Event::ActionCached { id: ActionId(id), owner, kind });
+            return Ok(done(id, keyed, result, ActionStatus::Cached, started));
         }
+
+        self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
+        // Absolute paths only now: a cached action of 30,000 sources needs none.
+        let sources = keyed.source_paths(self.memo.workspace_root());
+        let scratch = self.sandbox.create_scratch()?;
+        let outcome = self.execute(node, &keyed, &sources, &scratch);
+        let removed = self.sandbox.remove_scratch(&scratch);
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) => return self.retry_or_fail(graph, id, shared, may_retry, &keyed, error),
+        };
+        removed?;
+        self.check(&keyed, &sources, &result).map_err(|error| action_failed(node, error))?;
+        self.store(&keyed.key, &result).map_err(|error| action_failed(node, error))?;
+        self.reporter.report(&Event::ActionFinished { id: ActionId(id), owner, kind, duration: started.elapsed() });
+        Ok(done(id, keyed, result, ActionStatus::Ran, started))
+    }
+
+    /// The action's key, from its params and its inputs' digests: source
+    /// files through the memo, dependencies by their results' digests.
+    fn key(&self, node: &ActionNode, shared: &Shared) -> Result<Keyed, Error> {
         let inputs = node.action.inputs();
         // Source digests on every core (a cold layer of 30,000 files reads
         // them all before its key is known), while the params are written.
-        let (digests, params) = rayon::join(
+        let (sources, params) = rayon::join(
             || {
                 inputs
                     .par_iter()
@@ -251,9 +262,9 @@ impl Executor<'_> {
             || node.action.params(),
         );
         // The first failure in declaration order, whichever thread saw it.
-        let digests = digests.into_iter().collect::<Result<Vec<_>, Error>>().map_err(failed)?;
-        let mut files = digests.iter();
-        let mut dep_outputs = Vec::new();
+        let sources = sources.into_iter().collect::<Result<Vec<_>, Error>>()?;
+        let mut files = sources.iter();
+        let mut deps = Vec::new();
         let mut key_inputs = Vec::with_capacity(inputs.len());
         for input in &inputs {
             match input {
@@ -264,111 +275,113 @@ impl Executor<'_> {
                 Input::Action(dep) => {
                     let done = shared.lock().done.get(&dep.0).cloned().expect("dependencies run first");
                     key_inputs.push(KeyInput::Action { output: done.digest });
-                    dep_outputs.push(done);
+                    deps.push((dep.0, done));
                 }
             }
         }
         let key_inputs = KeyInputs {
-            kind: kind.to_owned(),
+            kind: node.action.kind().to_owned(),
             kind_version: node.action.kind_version(),
             berth_format_version: BERTH_FORMAT_VERSION,
             params,
             inputs: key_inputs,
         };
-        let key = key_inputs.key();
-        let record = |output: &ActionResult, status| ActionRecord {
-            id: ActionId(id),
-            key,
-            key_inputs,
-            output_digest: output.digest(),
-            status,
-            duration: started.elapsed(),
-        };
+        Ok(Keyed { key: key_inputs.key(), key_inputs, inputs, sources, deps })
+    }
 
-        if let Some(output) = self.cache.ac.get(&key, &self.cache.cas).map_err(|error| failed(error.into()))? {
-            self.reporter.report(&Event::ActionCached { id: ActionId(id), owner, kind });
-            let record = record(&output, ActionStatus::Cached);
-            return Ok((Arc::new(Done { digest: record.output_digest, output }), record));
-        }
+    /// The one place the scheduler asks whether an action's result is
+    /// known: the local action cache (a hit counts only if every blob it
+    /// names is in the CAS, intact).
+    fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>, Error> {
+        Ok(self.cache.ac.get(key, &self.cache.cas)?)
+    }
 
-        self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
-        // Absolute paths only now: a cached action of 30,000 sources needs none.
-        let (mut digests, mut dep_outputs) = (digests.into_iter(), dep_outputs.into_iter());
-        let resolved: Vec<Resolved> = inputs
-            .into_iter()
-            .map(|input| match input {
-                Input::Source(path) => Resolved::Source {
-                    path: self.memo.workspace_root().join(path),
-                    digest: digests.next().expect("one digest per source"),
-                },
-                Input::Action(dep) => {
-                    Resolved::Action { id: dep.0, done: dep_outputs.next().expect("one output per dependency") }
-                }
-            })
-            .collect();
-        let scratch = self.sandbox.create_scratch()?;
-        let inputs = resolved
+    /// The one place the scheduler records an action's result.
+    fn store(&self, key: &Digest, result: &ActionResult) -> Result<(), Error> {
+        Ok(self.cache.ac.put(key, result)?)
+    }
+
+    /// Runs the action in `scratch` with its resolved inputs; a panic
+    /// becomes an internal error, so the scratch directory is still removed.
+    fn execute(
+        &self,
+        node: &ActionNode,
+        keyed: &Keyed,
+        sources: &[PathBuf],
+        scratch: &Path,
+    ) -> Result<ActionResult, Error> {
+        let (mut files, mut paths, mut deps) = (keyed.sources.iter(), sources.iter(), keyed.deps.iter());
+        let inputs = keyed
+            .inputs
             .iter()
             .map(|input| match input {
-                Resolved::Source { path, digest } => ResolvedInput::Source {
-                    path: path.clone(),
-                    digest: digest.digest,
-                    size: digest.size,
-                    settled: digest.stamp.is_settled(),
-                },
-                Resolved::Action { done, .. } => ResolvedInput::Action(&done.output),
+                Input::Source(_) => {
+                    let file = files.next().expect("one digest per source");
+                    ResolvedInput::Source {
+                        path: paths.next().expect("one path per source").clone(),
+                        digest: file.digest,
+                        size: file.size,
+                        settled: file.stamp.is_settled(),
+                    }
+                }
+                Input::Action(_) => ResolvedInput::Action(&deps.next().expect("one result per dependency").1.output),
             })
             .collect();
-        let context = ActionContext { inputs, cas: &self.cache.cas, scratch: &scratch };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.action.execute(&context)))
-            .unwrap_or_else(|panic| Err(panic_error(panic)));
-        drop(context);
-        let removed = self.sandbox.remove_scratch(&scratch);
+        let context = ActionContext { inputs, cas: &self.cache.cas, scratch };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.action.execute(&context)))
+            .unwrap_or_else(|panic| Err(panic_error(panic)))
+    }
 
-        let output = match result {
-            Ok(output) => output,
-            Err(error) => {
-                let damaged: Vec<usize> = resolved
-                    .iter()
-                    .filter_map(|input| match input {
-                        Resolved::Action { id, done }
-                            if done.output.blob_refs().any(|blob| !self.cache.cas.contains(&blob.digest)) =>
-                        {
-                            Some(*id)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if may_retry && !damaged.is_empty() {
-                    for dep in damaged {
-                        self.rebuild(graph, dep, shared)?;
-                    }
-                    return self.run_node(graph, id, shared, false);
-                }
-                let message = error.to_string();
-                self.reporter.report(&Event::ActionFailed { id: ActionId(id), owner, kind, message: &message });
-                return Err(failed(error));
-            }
-        };
-        removed?;
-        let changed = resolved.par_iter().find_first(|input| match input {
-            Resolved::Source { path, digest } => FileStamp::read(path).ok() != Some(digest.stamp),
-            Resolved::Action { .. } => false,
-        });
-        if let Some(Resolved::Source { path, .. }) = changed {
+    /// What a successful action left: its sources unchanged since they were
+    /// hashed (their stamps), and every blob its result names in the CAS.
+    fn check(&self, keyed: &Keyed, sources: &[PathBuf], result: &ActionResult) -> Result<(), Error> {
+        let changed = sources
+            .par_iter()
+            .zip(&keyed.sources)
+            .find_first(|(path, file)| FileStamp::read(path).ok() != Some(file.stamp));
+        if let Some((path, _)) = changed {
             let relative = path.strip_prefix(self.memo.workspace_root()).unwrap_or(path).to_owned();
-            return Err(failed(CacheError::SourceChanged { path: relative }.into()));
+            return Err(CacheError::SourceChanged { path: relative }.into());
         }
-        if let Some((name, blob)) = output.blobs.iter().find(|(_, blob)| !self.cache.cas.contains(&blob.digest)) {
-            return Err(failed(Error::internal(format!(
+        if let Some((name, blob)) = result.blobs.iter().find(|(_, blob)| !self.cache.cas.contains(&blob.digest)) {
+            return Err(Error::internal(format!(
                 "The action reported output blob `{name}` ({}) but did not store it in the CAS",
                 blob.digest
-            ))));
+            )));
         }
-        self.cache.ac.put(&key, &output).map_err(|error| failed(error.into()))?;
-        self.reporter.report(&Event::ActionFinished { id: ActionId(id), owner, kind, duration: started.elapsed() });
-        let record = record(&output, ActionStatus::Ran);
-        Ok((Arc::new(Done { digest: record.output_digest, output }), record))
+        Ok(())
+    }
+
+    /// A failed action whose failure may come from a dependency's blob
+    /// that turned out missing (a corrupt blob is removed when read): with
+    /// `may_retry`, rebuild those dependencies once and run it again.
+    /// Otherwise the failure is the build's.
+    fn retry_or_fail(
+        &self,
+        graph: &ActionGraph,
+        id: usize,
+        shared: &Shared,
+        may_retry: bool,
+        keyed: &Keyed,
+        error: Error,
+    ) -> Result<(Arc<Done>, ActionRecord), ExecError> {
+        let damaged: Vec<usize> = keyed
+            .deps
+            .iter()
+            .filter(|(_, done)| done.output.blob_refs().any(|blob| !self.cache.cas.contains(&blob.digest)))
+            .map(|(dep, _)| *dep)
+            .collect();
+        if may_retry && !damaged.is_empty() {
+            for dep in damaged {
+                self.rebuild(graph, dep, shared)?;
+            }
+            return self.run_node(graph, id, shared, false);
+        }
+        let node = &graph[ActionId(id)];
+        let message = error.to_string();
+        let (owner, kind) = (&node.owner, node.action.kind());
+        self.reporter.report(&Event::ActionFailed { id: ActionId(id), owner, kind, message: &message });
+        Err(action_failed(node, error))
     }
 
     /// The digest of a workspace-relative source file, through the memo.
@@ -396,6 +409,54 @@ impl Executor<'_> {
         state.records.insert(id, record);
         Ok(())
     }
+}
+
+/// An action whose inputs are known, and its key.
+struct Keyed {
+    inputs: Vec<Input>,
+    /// One per `Input::Source`, in declaration order.
+    sources: Vec<FileDigest>,
+    /// One per `Input::Action`, in declaration order: its id and result.
+    deps: Vec<(usize, Arc<Done>)>,
+    key_inputs: KeyInputs,
+    key: Digest,
+}
+
+impl Keyed {
+    /// The absolute paths of the source inputs, in declaration order.
+    fn source_paths(&self, workspace_root: &Path) -> Vec<PathBuf> {
+        self.inputs
+            .iter()
+            .filter_map(|input| match input {
+                Input::Source(path) => Some(workspace_root.join(path)),
+                Input::Action(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The result of action `id` and the record of how it was obtained.
+fn done(
+    id: usize,
+    keyed: Keyed,
+    output: ActionResult,
+    status: ActionStatus,
+    started: Instant,
+) -> (Arc<Done>, ActionRecord) {
+    let record = ActionRecord {
+        id: ActionId(id),
+        key: keyed.key,
+        key_inputs: keyed.key_inputs,
+        output_digest: output.digest(),
+        status,
+        duration: started.elapsed(),
+    };
+    (Arc::new(Done { digest: record.output_digest, output }), record)
+}
+
+/// A failure of `node`, named by its owner and kind.
+fn action_failed(node: &ActionNode, source: Error) -> ExecError {
+    ExecError::ActionFailed { owner: node.owner.clone(), kind: node.action.kind(), source: Box::new(source) }
 }
 
 /// An action's panic as an internal error (its message kept).
