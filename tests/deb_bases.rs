@@ -11,9 +11,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::actions::{Action, ActionContext, DebLayer, DebLayerOutput, ResolvedInput};
+use berth::actions::{Action, ActionContext, DebLayer, DebLayerOutput, ExecutionContext, ResolvedInput};
 use berth::cache::{Cas, Digest};
-use berth::oci::{decoder, Compression};
+use berth::oci::{decoder, Compression, LayerStore};
 
 const BUSYBOX: &[&str] = &["busybox-static"];
 const PYTHON: &[&str] = &[
@@ -105,7 +105,8 @@ fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (DebLayerOutput, Ve
             }
         })
         .collect();
-    let result = action.execute(&ActionContext { inputs, cas: &cas, scratch: scratch.path() }).unwrap();
+    let exec = ExecutionContext::new(cas.clone(), LayerStore::new(cache));
+    let result = action.execute(&ActionContext::new(&exec, inputs, scratch.path())).unwrap();
     let output = DebLayerOutput::from_result(&result).unwrap();
     let blob = cas.read_verified(&output.layer.blob.digest).unwrap();
     let mut tar = Vec::new();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use berth::actions::{Action, ActionContext, ActionGraph, ActionId, ActionResult, Input, ResolvedInput};
 use berth::cache::{Cache, CanonicalJson, FileMemo, VerifiedReader};
 use berth::error::{Error, ErrorKind, Result};
-use berth::exec::{explain, ActionStatus, BuildLog, BuildResult, ExecError, Executor, Reason, Sandbox};
+use berth::exec::{explain, ActionStatus, BuildLog, BuildResult, ExecError, ExecSettings, Executor, Reason, Sandbox};
 use berth::report::NullReporter;
 use berth::workspace::Label;
 
@@ -97,7 +97,7 @@ impl Step {
                         std::fs::write(path, b"changed after it was read").unwrap();
                     }
                 }
-                ResolvedInput::Action(output) => bytes.extend(ctx.cas.read_verified(&output.blobs["out"].digest)?),
+                ResolvedInput::Action(output) => bytes.extend(ctx.read_blob(&output.blobs["out"])?),
             }
         }
         if self.behavior == Behavior::Panic {
@@ -106,7 +106,7 @@ impl Step {
         if self.behavior == Behavior::Fail {
             return Err(Error::user(format!("Step `{}` exploded", self.name)));
         }
-        let blob = ctx.cas.put_bytes(&bytes)?;
+        let blob = ctx.cas().put_bytes(&bytes)?;
         Ok(ActionResult { blobs: BTreeMap::from([("out".to_owned(), blob)]), metadata: serde_json::json!({}) })
     }
 }
@@ -178,7 +178,9 @@ impl World {
     ) -> Result<BuildResult, ExecError> {
         let cache = Cache::open(self.cache_dir.as_path()).unwrap();
         let memo = FileMemo::load(self.cache_dir.as_path(), self.workspace.as_path()).unwrap();
-        let executor = Executor { cache: &cache, memo: &memo, sandbox, reporter: &NullReporter, jobs };
+        let settings = ExecSettings::default();
+        let executor =
+            Executor { cache: &cache, memo: &memo, sandbox, settings: &settings, reporter: &NullReporter, jobs };
         let result = executor.run(graph, wanted);
         assert!(sandbox.live.lock().unwrap().is_empty(), "every scratch dir is removed");
         result

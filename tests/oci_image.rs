@@ -11,23 +11,28 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth::actions::{
-    Action, ActionContext, ActionId, ActionResult, ConfigLayer, ImageOutput, IndexOutput, Input, LayerOutput,
-    PackLayer, ResolvedInput, WriteConfig, WriteIndex, WriteManifest,
+    Action, ActionContext, ActionId, ActionResult, ConfigLayer, ExecutionContext, ImageOutput, IndexOutput, Input,
+    LayerOutput, PackLayer, ResolvedInput, WriteConfig, WriteIndex, WriteManifest,
 };
 use berth::cache::{BlobRef, Cas, Digest};
-use berth::oci::{self, Compression, ConfigSettings, LayerEntry, Platform};
+use berth::oci::{self, Compression, ConfigSettings, LayerEntry, LayerStore, Platform};
 
 /// Runs actions in registration order, resolving inputs as the scheduler
 /// would: source files by workspace path plus digest, actions by output.
 struct Driver {
     workspace: PathBuf,
     cas: Cas,
+    /// What the actions see of the machine: the CAS (no registry, no
+    /// containers).
+    exec: ExecutionContext,
     outputs: Vec<ActionResult>,
 }
 
 impl Driver {
     fn new(workspace: &Path, cache: &Path) -> Driver {
-        Driver { workspace: workspace.to_owned(), cas: Cas::open(cache).unwrap(), outputs: Vec::new() }
+        let cas = Cas::open(cache).unwrap();
+        let exec = ExecutionContext::new(cas.clone(), LayerStore::new(cache));
+        Driver { workspace: workspace.to_owned(), cas, exec, outputs: Vec::new() }
     }
 
     fn run(&mut self, action: &dyn Action) -> berth::error::Result<ActionId> {
@@ -44,7 +49,7 @@ impl Driver {
                 Input::Action(id) => ResolvedInput::Action(&self.outputs[id.0]),
             })
             .collect();
-        let output = action.execute(&ActionContext { inputs, cas: &self.cas, scratch: scratch.path() })?;
+        let output = action.execute(&ActionContext::new(&self.exec, inputs, scratch.path()))?;
         self.outputs.push(output);
         Ok(ActionId(self.outputs.len() - 1))
     }

@@ -12,9 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth::actions::{Action, ActionContext, LayerOutput, PackLayer, ResolvedInput};
+use berth::actions::{Action, ActionContext, ExecutionContext, LayerOutput, PackLayer, ResolvedInput};
 use berth::cache::{Cas, Digest, FileStamp, Sha256Writer};
-use berth::oci::{Compression, LayerEntry};
+use berth::oci::{Compression, LayerEntry, LayerStore};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -35,7 +35,8 @@ fn main() -> anyhow::Result<()> {
 
     let cas = Cas::open(Path::new(cache))?;
     let scratch = tempfile::tempdir()?;
-    let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };
+    let exec = ExecutionContext::new(cas, LayerStore::new(Path::new(cache)));
+    let ctx = ActionContext::new(&exec, inputs, scratch.path());
     let result = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{}", error.message))?;
     let output = LayerOutput::from_result(&result).map_err(|error| anyhow::anyhow!("{error}"))?;
     let layer = output.blob;

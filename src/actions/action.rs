@@ -1,14 +1,17 @@
 //! The contract between analysis (which registers actions), the scheduler
-//! (which runs them) and the cache (which remembers their outputs).
+//! (which runs them) and the cache (which remembers their results). An
+//! action is pure data, its params and its input ids; the machine it runs
+//! on reaches it through `actions::context` when it executes.
 //!
 //! The key of an action mirrors the Remote Execution API's Action: a command
 //! (`kind`, `kind_version`, `params`) plus an input root (the digests of
 //! `inputs`), so a remote cache can be added without changing keys.
 
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::cache::{ActionId, ActionResult, CanonicalJson, Cas, Digest};
+use crate::actions::ActionContext;
+use crate::cache::{ActionId, ActionResult, CanonicalJson};
 use crate::error::Result;
 use crate::workspace::Label;
 
@@ -19,31 +22,6 @@ pub enum Input {
     Source(PathBuf),
     /// The whole output (blobs and metadata) of another action.
     Action(ActionId),
-}
-
-/// An input as the action sees it when it runs, in declaration order.
-#[derive(Debug)]
-pub enum ResolvedInput<'a> {
-    Source {
-        /// Absolute path to read from; its bytes must still hash to `digest`.
-        path: PathBuf,
-        digest: Digest,
-        size: u64,
-        /// The file was last written long enough ago that its stamp, which
-        /// the scheduler checks again after the action, proves its bytes
-        /// unchanged. When false, a reader must hash the bytes it copies.
-        settled: bool,
-    },
-    Action(&'a ActionResult),
-}
-
-/// Everything an action may touch while it runs: its resolved inputs, the
-/// CAS to read input blobs from and write output blobs to, and a fresh
-/// scratch directory that is deleted afterwards.
-pub struct ActionContext<'a> {
-    pub inputs: Vec<ResolvedInput<'a>>,
-    pub cas: &'a Cas,
-    pub scratch: &'a Path,
 }
 
 /// One kind of work. Implementations are pure: the same params and the same
@@ -62,8 +40,9 @@ pub trait Action: Debug + Send + Sync {
     /// Declared inputs, in a stable order.
     fn inputs(&self) -> Vec<Input>;
 
-    /// Does the work. Reads only `ctx.inputs`; writes only to `ctx.scratch`
-    /// and `ctx.cas`.
+    /// Does the work. Reads only `ctx.inputs` (and the blobs they name);
+    /// writes only to `ctx.scratch` and the CAS; reaches registries and
+    /// containers only through `ctx`.
     fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult>;
 }
 

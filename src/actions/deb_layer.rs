@@ -254,7 +254,7 @@ impl Action for DebLayer {
             builder.add(&entry.path, meta, body).map_err(DebLayerError::from)?;
         }
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let packed = builder.write_to_cas(ctx.cas, self.compression, threads).map_err(DebLayerError::from)?;
+        let packed = builder.write_to_cas(ctx.cas(), self.compression, threads).map_err(DebLayerError::from)?;
         let packages = controls
             .into_iter()
             .map(|c| DebPackage { package: c.package, version: c.version, architecture: c.architecture })
@@ -266,8 +266,10 @@ impl Action for DebLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::ExecutionContext;
     use crate::cache::Cas;
     use crate::oci::deb::{write_deb, DebCompression};
+    use crate::oci::LayerStore;
 
     fn control(package: &str) -> DebControl {
         DebControl { package: package.to_owned(), version: "1.0-1".to_owned(), architecture: "amd64".to_owned() }
@@ -332,7 +334,8 @@ mod tests {
                     settled: false,
                 })
                 .collect();
-            let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };
+            let exec = ExecutionContext::new(cas.clone(), LayerStore::new(&self.dir.path().join("cache")));
+            let ctx = ActionContext::new(&exec, inputs, scratch.path());
             (action.execute(&ctx), cas)
         }
     }

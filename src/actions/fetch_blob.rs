@@ -5,20 +5,16 @@
 //! where the bytes come from does not change them, so the same layer pulled
 //! through two repositories or a mirror is one cache entry.
 
-use std::sync::Arc;
-
 use crate::actions::{Action, ActionContext, ActionResult, Input, LayerOutput};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
-use crate::registry::{Client, ImageRef};
+use crate::registry::ImageRef;
 
 /// Fetches one layer of `image` into the CAS. Output: a [`LayerOutput`]
 /// without a diff_id (the image's config has it).
 #[derive(Debug)]
 pub struct FetchBlob {
-    /// The shared registry client (connection pool, tokens).
-    pub client: Arc<Client>,
     /// Where to fetch from; not part of the key.
     pub image: ImageRef,
     pub anonymous: bool,
@@ -49,7 +45,7 @@ impl Action for FetchBlob {
     }
 
     fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
-        let blob = self.client.fetch_blob(ctx.cas, &self.image, &self.descriptor, self.anonymous)?;
+        let blob = ctx.registry()?.fetch_blob(ctx.cas(), &self.image, &self.descriptor, self.anonymous)?;
         Ok(LayerOutput { blob, media_type: self.descriptor.media_type.clone(), diff_id: None }.to_result())
     }
 }
@@ -57,12 +53,15 @@ impl Action for FetchBlob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use crate::actions::ExecutionContext;
     use crate::cache::{BlobRef, Cas, Digest};
-    use crate::registry::ClientOptions;
+    use crate::oci::LayerStore;
+    use crate::registry::{ClientOptions, RegistryHandle};
 
     fn action(repository: &str, bytes: &[u8]) -> FetchBlob {
         FetchBlob {
-            client: Arc::new(Client::new(ClientOptions { offline: true, ..ClientOptions::default() }).unwrap()),
             image: ImageRef::parse(repository).unwrap(),
             anonymous: true,
             descriptor: Descriptor::new(
@@ -86,7 +85,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
         let fetch = action("127.0.0.1:9/a", b"layer");
-        let ctx = ActionContext { inputs: Vec::new(), cas: &cas, scratch: dir.path() };
+        let offline = RegistryHandle::new(ClientOptions { offline: true, ..ClientOptions::default() });
+        let exec = ExecutionContext::new(cas.clone(), LayerStore::new(dir.path())).with_registry(Arc::new(offline));
+        let ctx = ActionContext::new(&exec, Vec::new(), dir.path());
         let error = fetch.execute(&ctx).unwrap_err();
         assert!(error.message.contains("--offline"), "{}", error.message);
 

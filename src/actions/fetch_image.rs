@@ -3,17 +3,14 @@
 //! pulled base plugs into `write_config` and `write_manifest` like a built
 //! one. Its layers stay in the registry until a `fetch_blob` needs them.
 
-use std::sync::Arc;
-
 use crate::actions::{Action, ActionContext, ActionResult, ImageOutput, Input};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
-use crate::registry::{Client, PulledImage};
+use crate::registry::PulledImage;
 
 #[derive(Debug)]
 pub struct FetchImage {
-    pub client: Arc<Client>,
     /// Resolved during analysis; the key holds only its digests.
     pub pulled: PulledImage,
 }
@@ -44,9 +41,10 @@ impl Action for FetchImage {
     fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let pulled = &self.pulled;
         let config = Descriptor::new(pulled.config_media_type.clone(), pulled.config);
-        let config = self.client.fetch_blob(ctx.cas, &pulled.image, &config, pulled.anonymous)?;
-        if !ctx.cas.contains(&pulled.manifest.digest) {
-            self.client.resolve(ctx.cas, &pulled.image, pulled.digest, None, pulled.anonymous)?;
+        let client = ctx.registry()?;
+        let config = client.fetch_blob(ctx.cas(), &pulled.image, &config, pulled.anonymous)?;
+        if !ctx.cas().contains(&pulled.manifest.digest) {
+            client.resolve(ctx.cas(), &pulled.image, pulled.digest, None, pulled.anonymous)?;
         }
         let image = ImageOutput {
             manifest: pulled.manifest,

@@ -134,7 +134,7 @@ impl Action for PackLayer {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             threads => threads,
         };
-        let packed = builder.write_to_cas(ctx.cas, self.compression, threads)?;
+        let packed = builder.write_to_cas(ctx.cas(), self.compression, threads)?;
         Ok(LayerOutput::packed(&packed).to_result())
     }
 }

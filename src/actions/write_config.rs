@@ -79,7 +79,7 @@ impl Action for WriteConfig {
             .collect::<Result<Vec<_>>>()?;
         let config = ImageConfig::derive(base_config.as_ref(), &self.settings, &new_layers)?;
         let bytes = canonical_json(&config);
-        let blob = ctx.cas.put_bytes(&bytes)?;
+        let blob = ctx.cas().put_bytes(&bytes)?;
         let output = ConfigOutput {
             config: blob,
             media_type: media_types::CONFIG.to_owned(),
@@ -115,7 +115,7 @@ pub(crate) fn action_inputs<'a>(
 
 /// An image config blob, parsed.
 pub(crate) fn read_config(ctx: &ActionContext<'_>, blob: &BlobRef) -> Result<ImageConfig, OciError> {
-    let bytes = ctx.cas.read_verified(&blob.digest)?;
+    let bytes = ctx.read_blob(blob)?;
     serde_json::from_slice(&bytes).map_err(|error| OciError::BadBlob {
         digest: blob.digest,
         what: "image config",

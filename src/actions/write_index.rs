@@ -56,7 +56,7 @@ impl Action for WriteIndex {
         for (position, output) in outputs.iter().enumerate() {
             let image = ImageOutput::from_result(output)?;
             let manifest = image.manifest;
-            let root = read_root(ctx.cas, manifest)?;
+            let root = read_root(ctx.cas(), manifest)?;
             if root.is_index() {
                 return Err(OciError::Unsupported(format!(
                     "Image `{}` of the index is itself an index\nhint: give `oci_image_index` single-platform images",
@@ -81,7 +81,7 @@ impl Action for WriteIndex {
         }
         let index = Index::new(manifests, self.annotations.clone());
         let bytes = canonical_json(&index);
-        let blob = ctx.cas.put_bytes(&bytes)?;
+        let blob = ctx.cas().put_bytes(&bytes)?;
         Ok(IndexOutput { index: blob, media_type: media_types::INDEX.to_owned() }.to_result())
     }
 }

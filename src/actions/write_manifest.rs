@@ -72,7 +72,7 @@ impl Action for WriteManifest {
         let mut layers = Vec::new();
         if let Some(base) = outputs[1..].first().filter(|_| has_base == 1) {
             let manifest_blob = ImageOutput::from_result(base)?.manifest;
-            let bytes = ctx.cas.read_verified(&manifest_blob.digest)?;
+            let bytes = ctx.read_blob(&manifest_blob)?;
             let base_manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| OciError::BadBlob {
                 digest: manifest_blob.digest,
                 what: "image manifest",
@@ -101,7 +101,7 @@ impl Action for WriteManifest {
         }
         let manifest = Manifest::new(Descriptor::new(media_types::CONFIG, config_blob), layers, annotations);
         let bytes = canonical_json(&manifest);
-        let manifest_blob = ctx.cas.put_bytes(&bytes)?;
+        let manifest_blob = ctx.cas().put_bytes(&bytes)?;
         let output = ImageOutput {
             manifest: manifest_blob,
             config: config_blob,

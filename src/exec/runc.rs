@@ -18,13 +18,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{self, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::actions::{Outcome, Stdio};
 use crate::error::Error;
 use crate::sys::{self, Signal};
 
@@ -59,15 +60,6 @@ impl From<RuncError> for Error {
 #[derive(Debug, Clone)]
 pub struct Runc {
     path: PathBuf,
-}
-
-/// How the container's stdio is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StdioMode {
-    /// berth's own stdin, stdout and stderr (`berth run`).
-    Inherit,
-    /// stdin empty, stdout and stderr captured (build steps).
-    Capture,
 }
 
 /// Resource limits, applied through cgroups.
@@ -108,29 +100,14 @@ pub struct Container {
     pub limits: Limits,
 }
 
-/// How a container ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The process's exit code; 128 + N when killed by signal N.
-    pub exit_code: i32,
-    /// The timeout expired and the container was killed.
-    pub timed_out: bool,
-    /// Captured stdout (empty with `StdioMode::Inherit`).
-    pub stdout: Vec<u8>,
-    /// Captured stderr (empty with `StdioMode::Inherit`).
-    pub stderr: Vec<u8>,
-}
-
-impl Outcome {
-    /// runc's own error when it could not start the process (captured
-    /// stdio only), as opposed to the process failing.
-    pub fn runtime_error(&self) -> Option<String> {
-        if self.exit_code == 0 {
-            return None;
-        }
-        let stderr = String::from_utf8_lossy(&self.stderr);
-        stderr.lines().find(|line| line.contains("level=error") && line.contains("runc run failed")).map(str::to_owned)
+/// runc's own error when it could not start the process (captured stdio
+/// only), as opposed to the process failing.
+pub fn start_error(outcome: &Outcome) -> Option<String> {
+    if outcome.exit_code == 0 || outcome.timed_out {
+        return None;
     }
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    stderr.lines().find(|line| line.contains("level=error") && line.contains("runc run failed")).map(str::to_owned)
 }
 
 impl Runc {
@@ -161,7 +138,7 @@ impl Runc {
         &self,
         container: &Container,
         bundle: &Path,
-        stdio: StdioMode,
+        stdio: Stdio,
         timeout: Option<Duration>,
     ) -> Result<Outcome, RuncError> {
         std::fs::create_dir_all(bundle).map_err(|source| RuncError::Io { path: bundle.to_path_buf(), source })?;
@@ -185,15 +162,20 @@ impl Runc {
             });
         }
         match stdio {
-            StdioMode::Inherit => command.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()),
-            StdioMode::Capture => command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
+            Stdio::Inherit => command
+                .stdin(process::Stdio::inherit())
+                .stdout(process::Stdio::inherit())
+                .stderr(process::Stdio::inherit()),
+            Stdio::Capture => {
+                command.stdin(process::Stdio::null()).stdout(process::Stdio::piped()).stderr(process::Stdio::piped())
+            }
         };
         let mut child = command.spawn().map_err(|source| RuncError::Spawn { runc: self.path.clone(), source })?;
         let guard = DeleteOnDrop { runc: self, id: &id };
         // With stdio attached, Ctrl-C reaches runc too (same process group),
         // which forwards it to the container; berth waits for the container
         // to end so it can unmount and delete behind it.
-        let _interrupts = (stdio == StdioMode::Inherit).then(sys::IgnoreInterrupts::new);
+        let _interrupts = (stdio == Stdio::Inherit).then(sys::IgnoreInterrupts::new);
         let readers = [child.stdout.take().map(capture), child.stderr.take().map(capture)];
         let pid = child.id();
         let (sender, receiver) = mpsc::channel();
@@ -240,9 +222,9 @@ impl Runc {
     fn kill(&self, id: &str) {
         let _ = Command::new(&self.path)
             .args(["kill", "--all", id, "KILL"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdin(process::Stdio::null())
+            .stdout(process::Stdio::null())
+            .stderr(process::Stdio::null())
             .status();
     }
 }
@@ -260,9 +242,9 @@ impl Drop for DeleteOnDrop<'_> {
         if Path::new(RUNC_STATE_ROOT).join(self.id).exists() {
             let _ = Command::new(&self.runc.path)
                 .args(["delete", "--force", self.id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdin(process::Stdio::null())
+                .stdout(process::Stdio::null())
+                .stderr(process::Stdio::null())
                 .status();
         }
     }

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::actions::{ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, Input, ResolvedInput};
+use crate::actions::{
+    ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, ExecutionContext, Input, ResolvedInput,
+};
 use crate::cache::{
     Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs, BERTH_FORMAT_VERSION,
 };
 use crate::error::Error;
-use crate::exec::{ExecError, Sandbox};
+use crate::exec::{ExecError, ExecSettings, Sandbox};
 use crate::report::{Event, Reporter};
 
 /// The number of actions run at once when `-j` is not given: the number of cores.
@@ -73,7 +75,8 @@ impl BuildResult {
 /// let cache = Cache::open(&cache_dir)?;                 // shared lock, before analysis
 /// let memo = FileMemo::load(cache.dir(), &workspace_root)?;
 /// let sandbox = LocalSandbox::new(cache.dir());
-/// let executor = Executor { cache: &cache, memo: &memo, sandbox: &sandbox, reporter: &reporter, jobs };
+/// let settings = ExecSettings::new(registry);           // the handle analysis used
+/// let executor = Executor { cache: &cache, memo: &memo, sandbox: &sandbox, settings: &settings, reporter: &reporter, jobs };
 /// let result = executor.run(&graph, &wanted)?;
 /// ```
 pub struct Executor<'a> {
@@ -82,6 +85,9 @@ pub struct Executor<'a> {
     /// `Input::Source` paths. Saved at the end of every run.
     pub memo: &'a FileMemo,
     pub sandbox: &'a dyn Sandbox,
+    /// The machine: [`Executor::run`] builds the actions' execution
+    /// context from it.
+    pub settings: &'a ExecSettings,
     pub reporter: &'a dyn Reporter,
     /// At most this many actions at once (0 counts as 1).
     pub jobs: usize,
@@ -104,6 +110,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// What every action of this run sees of the machine.
+    context: ExecutionContext,
 }
 
 impl Shared {
@@ -139,6 +147,7 @@ impl Executor<'_> {
                 failure: None,
             }),
             changed: Condvar::new(),
+            context: self.settings.context(self.cache),
         };
         let workers = self.jobs.max(1).min(total.max(1));
         std::thread::scope(|scope| {
@@ -230,7 +239,7 @@ impl Executor<'_> {
         // Absolute paths only now: a cached action of 30,000 sources needs none.
         let sources = keyed.source_paths(self.memo.workspace_root());
         let scratch = self.sandbox.create_scratch()?;
-        let outcome = self.execute(node, &keyed, &sources, &scratch);
+        let outcome = self.execute(&shared.context, node, &keyed, &sources, &scratch);
         let removed = self.sandbox.remove_scratch(&scratch);
         let result = match outcome {
             Ok(result) => result,
@@ -305,6 +314,7 @@ impl Executor<'_> {
     /// becomes an internal error, so the scratch directory is still removed.
     fn execute(
         &self,
+        context: &ExecutionContext,
         node: &ActionNode,
         keyed: &Keyed,
         sources: &[PathBuf],
@@ -327,7 +337,7 @@ impl Executor<'_> {
                 Input::Action(_) => ResolvedInput::Action(&deps.next().expect("one result per dependency").1.output),
             })
             .collect();
-        let context = ActionContext { inputs, cas: &self.cache.cas, scratch };
+        let context = ActionContext::new(context, inputs, scratch);
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.action.execute(&context)))
             .unwrap_or_else(|panic| Err(panic_error(panic)))
     }

@@ -142,24 +142,47 @@ pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
-/// Returns the layer extracted in the cache, extracting it first if needed.
-///
-/// The blob is read from the CAS and its digest checked while it streams.
-/// Concurrent callers for one digest (threads or processes sharing the
-/// cache) wait on a lock file and find the first one's result.
-pub fn extract_layer_cached(
+/// The layer store: layers extracted once per digest under
+/// `<cache>/layers/<hex>/`, for container runtimes to stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStore {
+    dir: PathBuf,
+}
+
+impl LayerStore {
+    /// The store of the cache at `cache_dir` (created on first extraction).
+    pub fn new(cache_dir: &Path) -> LayerStore {
+        LayerStore { dir: cache_dir.join("layers") }
+    }
+
+    /// `<cache>/layers`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the layer extracted in the store, extracting it first if
+    /// needed.
+    ///
+    /// The blob is read from the CAS and its digest checked while it streams.
+    /// Concurrent callers for one digest (threads or processes sharing the
+    /// cache) wait on a lock file and find the first one's result.
+    pub fn extract(&self, cas: &Cas, digest: &Digest, limits: &ExtractLimits) -> Result<ExtractedLayer, ExtractError> {
+        extract_layer_cached(cas, &self.dir, digest, limits)
+    }
+}
+
+fn extract_layer_cached(
     cas: &Cas,
-    cache_dir: &Path,
+    layers: &Path,
     digest: &Digest,
     limits: &ExtractLimits,
 ) -> Result<ExtractedLayer, ExtractError> {
-    let layers = cache_dir.join("layers");
     let final_dir = layers.join(digest.hex());
     if let Some(layer) = read_side_file(&final_dir, digest) {
         return Ok(layer);
     }
     // 0700: extracted layers hold setuid binaries owned by root.
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&layers).map_err(io_at(&layers))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(layers).map_err(io_at(layers))?;
     // One extraction per digest at a time, across threads and processes:
     // steps that start together on a cold base wait for one extraction.
     let lock_path = layers.join(format!("{}.lock", digest.hex()));
@@ -174,7 +197,7 @@ pub fn extract_layer_cached(
         // written before the rename), so it is garbage.
         fs::remove_dir_all(&final_dir).map_err(io_at(&final_dir))?;
     }
-    remove_stale_temp_dirs(&layers);
+    remove_stale_temp_dirs(layers);
 
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let temp = layers.join(format!(

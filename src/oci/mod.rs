@@ -22,7 +22,7 @@ pub use config::{
 };
 pub use error::OciError;
 pub use extract::{
-    extract_layer_cached, is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, UnpackStats,
+    is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, LayerStore, UnpackStats,
     OPAQUE_XATTR,
 };
 pub use layer::{
