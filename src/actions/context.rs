@@ -152,9 +152,4 @@ impl<'a> ActionContext<'a> {
     pub fn layers(&self) -> &'a LayerStore {
         &self.exec.layers
     }
-
-    /// The whole execution context.
-    pub fn execution(&self) -> &'a ExecutionContext {
-        self.exec
-    }
 }
