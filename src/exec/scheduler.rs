@@ -1,8 +1,12 @@
 //! The scheduler: runs the actions an `ActionGraph` needs for the wanted
 //! ones, independent actions in parallel up to `jobs`, each keyed once its
 //! inputs are known, served from the action cache when possible and
-//! otherwise run in a fresh scratch directory. Fails fast: the first failing
-//! action stops new work and names its owner.
+//! otherwise run in a fresh scratch directory with the build's one
+//! `ExecutionContext` (built from the session's `ExecSettings`). Fails fast:
+//! the first failing action stops new work and names its owner.
+//!
+//! [`Executor::lookup`] and [`Executor::store`] are the only places it
+//! reads and writes the action cache.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -76,7 +80,8 @@ impl BuildResult {
 /// let memo = FileMemo::load(cache.dir(), &workspace_root)?;
 /// let sandbox = LocalSandbox::new(cache.dir());
 /// let settings = ExecSettings::new(registry);           // the handle analysis used
-/// let executor = Executor { cache: &cache, memo: &memo, sandbox: &sandbox, settings: &settings, reporter: &reporter, jobs };
+/// let executor =
+///     Executor { cache: &cache, memo: &memo, sandbox: &sandbox, settings: &settings, reporter: &reporter, jobs };
 /// let result = executor.run(&graph, &wanted)?;
 /// ```
 pub struct Executor<'a> {
