@@ -1,6 +1,8 @@
-//! The content-addressed store (CAS), the action cache, the file-digest
-//! memo, and the digests and keys that name everything in them. `exec`
-//! reads and writes it; `cli cache` measures and trims it.
+//! The content-addressed store (CAS), the action cache and the
+//! [`ActionResult`]s it holds, the file-digest memo, and the digests and keys
+//! that name everything in them. It sits below `actions` ([`ActionId`] lives
+//! here so `report` can name an action without them). `exec` reads and
+//! writes it; `cli cache` measures and trims it.
 
 mod ac;
 mod action_result;

@@ -1,5 +1,6 @@
 //! OCI formats: layer tars and their compression, canonical JSON, image
-//! configs, manifests and indexes, image layouts and archives. Actions
+//! configs, manifests and indexes, image layouts and archives, and the layer
+//! store that container runtimes extract base layers into. Actions
 //! (`crate::actions`) call into this module; nothing else touches tar,
 //! compression or the OCI wire formats (`registry` aside).
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::actions::runtime::{capture, resolve_user, Captured};
 use crate::cache::{Cas, Digest};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::oci::{ExtractedLayer, LayerStore};
 
 /// What to run in a container.
@@ -72,7 +72,7 @@ impl From<RuntimeError> for Error {
         match error {
             RuntimeError::Failed(error) => error,
             RuntimeError::DeadlinePassed { .. } => Error::user(error.to_string()),
-            RuntimeError::Start { .. } => Error { kind: ErrorKind::Environment, message: error.to_string() },
+            RuntimeError::Start { .. } => Error::environment(error.to_string()),
         }
     }
 }
