@@ -6,7 +6,9 @@
 //! ```
 //!
 //! `session` runs one build through every phase for the commands that need
-//! built targets; `report` draws its events; `cli` parses flags into requests.
+//! built targets; `report` draws its events; `cli` parses flags into
+//! requests. `error` (the crate-wide error) and `sys` (the one module of raw
+//! OS calls) sit below every stage.
 //!
 //! The modules below are listed in pipeline order. Only `frontend` and
 //! `analysis` touch the `starlark` crate; only `oci` and `registry` touch tar,
@@ -25,6 +27,7 @@ pub mod session;
 pub mod report;
 pub mod cli;
 pub mod error;
+pub mod sys;
 
 /// The unit tests run under the binary's allocator (`main.rs`), so that the
 /// Starlark allocation guard holds for them too.

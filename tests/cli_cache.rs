@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use berth::actions::ActionOutput;
+use berth::actions::ActionResult;
 use berth::cache::{ActionCache, CacheLock, CanonicalJson, Cas, Digest};
 use berth::exec::{ActionName, ActionStatus, BuildLog, LoggedAction, LoggedInput};
 
@@ -30,7 +30,7 @@ fn populated_cache(dir: &Path) {
     let ac = ActionCache::open(dir).unwrap();
     for (key, size) in [(&b"one"[..], 1000), (b"two", 2000)] {
         let blob = cas.put_bytes(&vec![key[0]; size]).unwrap();
-        let output = ActionOutput { blobs: BTreeMap::from([("b".to_owned(), blob)]), metadata: serde_json::json!({}) };
+        let output = ActionResult { blobs: BTreeMap::from([("b".to_owned(), blob)]), metadata: serde_json::json!({}) };
         ac.put(&Digest::of(key), &output).unwrap();
     }
 }

@@ -11,9 +11,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use berth::actions::{Action, ActionContext, ActionOutput, DebLayer, ResolvedInput};
+use berth::actions::{Action, ActionContext, DebLayer, DebLayerOutput, ExecutionContext, ResolvedInput};
 use berth::cache::{Cas, Digest};
-use berth::oci::{decoder, Compression};
+use berth::oci::{decoder, Compression, LayerStore};
 
 const BUSYBOX: &[&str] = &["busybox-static"];
 const PYTHON: &[&str] = &[
@@ -88,7 +88,7 @@ fn fetched(packages: &[&str]) -> Option<Vec<(PathBuf, String)>> {
 
 /// Runs the `deb_layer` action over `files` as the scheduler would, in a
 /// fresh cache; returns the output and the uncompressed layer tar.
-fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (ActionOutput, Vec<u8>) {
+fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (DebLayerOutput, Vec<u8>) {
     let sha256s: Vec<String> = files.iter().map(|(_, sha)| sha.clone()).collect();
     let action = DebLayer::new(files.iter().map(|(p, _)| p.clone()).collect(), &sha256s, Compression::Gzip, 0).unwrap();
     let cas = Cas::open(cache).unwrap();
@@ -105,11 +105,13 @@ fn build_layer(files: &[(PathBuf, String)], cache: &Path) -> (ActionOutput, Vec<
             }
         })
         .collect();
-    let output = action.execute(&ActionContext { inputs, cas: &cas, scratch: scratch.path() }).unwrap();
-    let blob = cas.read_verified(&output.blobs["layer"].digest).unwrap();
+    let exec = ExecutionContext::new(cas.clone(), LayerStore::new(cache));
+    let result = action.execute(&ActionContext::new(&exec, inputs, scratch.path())).unwrap();
+    let output = DebLayerOutput::from_result(&result).unwrap();
+    let blob = cas.read_verified(&output.layer.blob.digest).unwrap();
     let mut tar = Vec::new();
     decoder(&blob[..], Compression::Gzip).unwrap().read_to_end(&mut tar).unwrap();
-    assert_eq!(output.metadata["diff_id"], Digest::of(&tar).to_string());
+    assert_eq!(output.layer.diff_id, Some(Digest::of(&tar)));
     (output, tar)
 }
 
@@ -153,7 +155,7 @@ fn busybox_layer_holds_the_static_busybox() {
     let Some(files) = fetched(BUSYBOX) else { return };
     let cache = tempfile::tempdir().unwrap();
     let (output, tar) = build_layer(&files, cache.path());
-    assert_eq!(output.metadata["packages"][0]["package"], "busybox-static");
+    assert_eq!(output.packages[0].package, "busybox-static");
     let entries = entries(&tar);
     let busybox = entries.iter().find(|e| e.path == "bin/busybox").expect("bin/busybox in the layer");
     assert_eq!((busybox.kind, busybox.mode, busybox.uid, busybox.gid), (tar::EntryType::Regular, 0o755, 0, 0));
@@ -171,7 +173,7 @@ fn python_layer_merges_the_closure_and_keeps_links() {
     let Some(files) = fetched(PYTHON) else { return };
     let cache = tempfile::tempdir().unwrap();
     let (output, tar) = build_layer(&files, cache.path());
-    let packages = output.metadata["packages"].as_array().unwrap();
+    let packages = &output.packages;
     assert_eq!(packages.len(), PYTHON.len());
     let entries = entries(&tar);
     let find = |path: &str| entries.iter().find(|e| e.path.trim_end_matches('/') == path);

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 
 use berth::cache::Cas;
-use berth::oci::{extract_layer_cached, ExtractError, ExtractLimits};
+use berth::oci::{ExtractError, ExtractLimits, LayerStore};
 use common::runc::{gzip, skip_unless_root, TarBuilder};
 
 fn layer_blob(cas: &Cas) -> berth::cache::BlobRef {
@@ -32,7 +32,7 @@ fn concurrent_callers_share_one_extraction() {
     let blob = layer_blob(&cas);
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| extract_layer_cached(&cas, dir.path(), &blob.digest, &ExtractLimits::default())))
+            .map(|_| scope.spawn(|| LayerStore::new(dir.path()).extract(&cas, &blob.digest, &ExtractLimits::default())))
             .collect();
         handles.into_iter().map(|handle| handle.join().unwrap().unwrap()).collect()
     });
@@ -56,7 +56,7 @@ fn leftovers_of_a_killed_extraction_are_replaced() {
     let dead_pid = i32::MAX - 1;
     fs::create_dir_all(layers.join(format!("tmp-{}-{dead_pid}-0/root/half", &blob.digest.hex()[..16]))).unwrap();
     fs::create_dir_all(layers.join(blob.digest.hex()).join("root/half")).unwrap();
-    let layer = extract_layer_cached(&cas, dir.path(), &blob.digest, &ExtractLimits::default()).unwrap();
+    let layer = LayerStore::new(dir.path()).extract(&cas, &blob.digest, &ExtractLimits::default()).unwrap();
     assert_eq!(entries(&layer.root), ["etc"]);
     assert_eq!(entries(&layers).len(), 2, "only the layer and its lock are left: {:?}", entries(&layers));
 }
@@ -71,7 +71,7 @@ fn a_blob_that_changed_in_the_cas_is_refused() {
     let blob = layer_blob(&cas);
     let other = TarBuilder::default().file("evil", 0o644, b"swapped").finish();
     fs::write(cas.path(&blob.digest), gzip(&other)).unwrap();
-    let error = extract_layer_cached(&cas, dir.path(), &blob.digest, &ExtractLimits::default()).unwrap_err();
+    let error = LayerStore::new(dir.path()).extract(&cas, &blob.digest, &ExtractLimits::default()).unwrap_err();
     assert!(matches!(error, ExtractError::Changed { .. }), "{error:?}");
     let layers = dir.path().join("layers");
     assert!(entries(&layers).iter().all(|name| name.ends_with(".lock")), "{:?}", entries(&layers));

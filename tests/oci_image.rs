@@ -11,23 +11,28 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth::actions::{
-    Action, ActionContext, ActionId, ActionOutput, ConfigLayer, Input, PackLayer, ResolvedInput, WriteConfig,
-    WriteIndex, WriteManifest,
+    Action, ActionContext, ActionId, ActionResult, ConfigLayer, ExecutionContext, ImageOutput, IndexOutput, Input,
+    LayerOutput, PackLayer, ResolvedInput, WriteConfig, WriteIndex, WriteManifest,
 };
 use berth::cache::{BlobRef, Cas, Digest};
-use berth::oci::{self, Compression, ConfigSettings, LayerEntry, Platform};
+use berth::oci::{self, Compression, ConfigSettings, LayerEntry, LayerStore, Platform};
 
 /// Runs actions in registration order, resolving inputs as the scheduler
 /// would: source files by workspace path plus digest, actions by output.
 struct Driver {
     workspace: PathBuf,
     cas: Cas,
-    outputs: Vec<ActionOutput>,
+    /// What the actions see of the machine: the CAS (no registry, no
+    /// containers).
+    exec: ExecutionContext,
+    outputs: Vec<ActionResult>,
 }
 
 impl Driver {
     fn new(workspace: &Path, cache: &Path) -> Driver {
-        Driver { workspace: workspace.to_owned(), cas: Cas::open(cache).unwrap(), outputs: Vec::new() }
+        let cas = Cas::open(cache).unwrap();
+        let exec = ExecutionContext::new(cas.clone(), LayerStore::new(cache));
+        Driver { workspace: workspace.to_owned(), cas, exec, outputs: Vec::new() }
     }
 
     fn run(&mut self, action: &dyn Action) -> berth::error::Result<ActionId> {
@@ -44,13 +49,25 @@ impl Driver {
                 Input::Action(id) => ResolvedInput::Action(&self.outputs[id.0]),
             })
             .collect();
-        let output = action.execute(&ActionContext { inputs, cas: &self.cas, scratch: scratch.path() })?;
+        let output = action.execute(&ActionContext::new(&self.exec, inputs, scratch.path()))?;
         self.outputs.push(output);
         Ok(ActionId(self.outputs.len() - 1))
     }
 
-    fn blob(&self, id: ActionId, name: &str) -> BlobRef {
-        self.outputs[id.0].blobs[name]
+    fn manifest(&self, id: ActionId) -> BlobRef {
+        ImageOutput::from_result(&self.outputs[id.0]).unwrap().manifest
+    }
+
+    fn config(&self, id: ActionId) -> BlobRef {
+        ImageOutput::from_result(&self.outputs[id.0]).unwrap().config
+    }
+
+    fn index(&self, id: ActionId) -> BlobRef {
+        IndexOutput::from_result(&self.outputs[id.0]).unwrap().index
+    }
+
+    fn layer(&self, id: ActionId) -> BlobRef {
+        LayerOutput::from_result(&self.outputs[id.0]).unwrap().blob
     }
 }
 
@@ -176,9 +193,9 @@ fn same_inputs_same_layout_bytes_from_any_directory_umask_or_thread_count() {
     let old_umask = unsafe { libc::umask(0o077) };
     let (driver_b, image_b) = busybox_image(&second.path().join("elsewhere/deeper"), Compression::Gzip, 4, &host);
     unsafe { libc::umask(old_umask) };
-    assert_eq!(driver_a.blob(image_a, "manifest"), driver_b.blob(image_b, "manifest"));
-    layout(&driver_a, driver_a.blob(image_a, "manifest"), &first.path().join("out"), "v1");
-    layout(&driver_b, driver_b.blob(image_b, "manifest"), &second.path().join("out"), "v1");
+    assert_eq!(driver_a.manifest(image_a), driver_b.manifest(image_b));
+    layout(&driver_a, driver_a.manifest(image_a), &first.path().join("out"), "v1");
+    layout(&driver_b, driver_b.manifest(image_b), &second.path().join("out"), "v1");
     let digests = tree_digests(&first.path().join("out"));
     assert_eq!(digests, tree_digests(&second.path().join("out")));
     assert_eq!(digests.len(), 2 + 3, "oci-layout, index.json, manifest, config, one layer");
@@ -190,16 +207,15 @@ fn layout_validates_and_skopeo_reads_and_copies_it() {
     let (mut driver, base) = busybox_image(dir.path(), Compression::Gzip, 2, &Platform::host());
     let image = derived_image(&mut driver, base, Compression::Gzip);
     let out = dir.path().join("layout");
-    layout(&driver, driver.blob(image, "manifest"), &out, "v1");
+    layout(&driver, driver.manifest(image), &out, "v1");
     // Writing again replaces the layout in one rename, leaving no temp dirs.
-    layout(&driver, driver.blob(image, "manifest"), &out, "v1");
+    layout(&driver, driver.manifest(image), &out, "v1");
     let siblings: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert!(siblings.iter().all(|name| !name.to_string_lossy().contains(".tmp-")), "{siblings:?}");
 
-    let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(
-        &fs::read(out.join("blobs/sha256").join(driver.blob(image, "manifest").digest.hex())).unwrap(),
-    )
-    .unwrap();
+    let manifest: oci_spec::image::ImageManifest =
+        serde_json::from_slice(&fs::read(out.join("blobs/sha256").join(driver.manifest(image).digest.hex())).unwrap())
+            .unwrap();
     assert_eq!(manifest.layers().len(), 2);
     assert_eq!(manifest.layers()[1].media_type().to_string(), "application/vnd.oci.image.layer.v1.tar+gzip");
 
@@ -209,7 +225,7 @@ fn layout_validates_and_skopeo_reads_and_copies_it() {
     if tool("skopeo") {
         let inspect = run(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:v1", out.display())));
         let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-        assert_eq!(inspect["Digest"], driver.blob(image, "manifest").digest.to_string());
+        assert_eq!(inspect["Digest"], driver.manifest(image).digest.to_string());
         assert_eq!(inspect["Labels"]["org.example.test"], "yes");
         assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
         let copy = dir.path().join("copy");
@@ -218,7 +234,7 @@ fn layout_validates_and_skopeo_reads_and_copies_it() {
             .arg(format!("oci:{}:v1", out.display()))
             .arg(format!("oci:{}:v1", copy.display())));
         let copied = run(Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:v1", copy.display())));
-        assert_eq!(Digest::of(copied.as_bytes()), driver.blob(image, "manifest").digest);
+        assert_eq!(Digest::of(copied.as_bytes()), driver.manifest(image).digest);
     }
 }
 
@@ -234,7 +250,7 @@ fn umoci_unpacks_and_runc_runs_the_image() {
     let dir = tempfile::tempdir().unwrap();
     let (driver, image) = busybox_image(dir.path(), Compression::Gzip, 2, &Platform::host());
     let out = dir.path().join("layout");
-    layout(&driver, driver.blob(image, "manifest"), &out, "v1");
+    layout(&driver, driver.manifest(image), &out, "v1");
     let bundle = dir.path().join("bundle");
     run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:v1", out.display())).arg(&bundle));
     let rootfs = bundle.join("rootfs");
@@ -259,10 +275,9 @@ fn docker_archive_loads_and_runs_in_docker_and_podman() {
     let image = derived_image(&mut driver, base, Compression::Gzip);
     let archive = dir.path().join("image.tar");
     let tag = format!("berth-oci-test:{}", std::process::id());
-    oci::write_docker_archive(&driver.cas, driver.blob(image, "manifest"), std::slice::from_ref(&tag), &archive)
-        .unwrap();
+    oci::write_docker_archive(&driver.cas, driver.manifest(image), std::slice::from_ref(&tag), &archive).unwrap();
     let again = dir.path().join("again.tar");
-    oci::write_docker_archive(&driver.cas, driver.blob(image, "manifest"), std::slice::from_ref(&tag), &again).unwrap();
+    oci::write_docker_archive(&driver.cas, driver.manifest(image), std::slice::from_ref(&tag), &again).unwrap();
     assert!(fs::read(&archive).unwrap() == fs::read(&again).unwrap(), "archives are deterministic");
 
     let docker_up = tool("docker") && Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
@@ -290,7 +305,7 @@ fn oci_archive_is_a_layout_in_a_tar() {
     let dir = tempfile::tempdir().unwrap();
     let (driver, image) = busybox_image(dir.path(), Compression::None, 1, &Platform::host());
     let archive = dir.path().join("image.oci.tar");
-    oci::write_oci_archive(&driver.cas, driver.blob(image, "manifest"), Some("v1"), &archive).unwrap();
+    oci::write_oci_archive(&driver.cas, driver.manifest(image), Some("v1"), &archive).unwrap();
     let names: Vec<String> = tar::Archive::new(fs::File::open(&archive).unwrap())
         .entries()
         .unwrap()
@@ -303,7 +318,7 @@ fn oci_archive_is_a_layout_in_a_tar() {
     if tool("skopeo") {
         let inspect = run(Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}:v1", archive.display())));
         let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
-        assert_eq!(inspect["Digest"], driver.blob(image, "manifest").digest.to_string());
+        assert_eq!(inspect["Digest"], driver.manifest(image).digest.to_string());
     }
 }
 
@@ -315,12 +330,12 @@ fn index_of_two_platforms_validates_and_duplicates_are_refused() {
     let (mut driver, first) = busybox_image(&dir.path().join("a"), Compression::Gzip, 2, &amd64);
     let (driver_b, second) = busybox_image(&dir.path().join("b"), Compression::Gzip, 2, &arm64);
     // Move the second image's blobs into the first driver's CAS.
-    for blob in ["manifest", "config"] {
-        let digest = driver_b.blob(second, blob).digest;
+    for blob in [driver_b.manifest(second), driver_b.config(second)] {
+        let digest = blob.digest;
         driver.cas.put_bytes(&driver_b.cas.read_verified(&digest).unwrap()).unwrap();
     }
     let manifest: oci::Manifest =
-        serde_json::from_slice(&driver.cas.read_verified(&driver_b.blob(second, "manifest").digest).unwrap()).unwrap();
+        serde_json::from_slice(&driver.cas.read_verified(&driver_b.manifest(second).digest).unwrap()).unwrap();
     for layer in &manifest.layers {
         driver.cas.put_bytes(&driver_b.cas.read_verified(&layer.digest).unwrap()).unwrap();
     }
@@ -332,9 +347,9 @@ fn index_of_two_platforms_validates_and_duplicates_are_refused() {
         .run(&WriteIndex { images: vec![first, second], image_labels: labels.clone(), annotations: BTreeMap::new() })
         .unwrap();
     let out = dir.path().join("layout");
-    layout(&driver, driver.blob(index, "index"), &out, "multi");
+    layout(&driver, driver.index(index), &out, "multi");
     let parsed: oci_spec::image::ImageIndex =
-        serde_json::from_slice(&driver.cas.read_verified(&driver.blob(index, "index").digest).unwrap()).unwrap();
+        serde_json::from_slice(&driver.cas.read_verified(&driver.index(index).digest).unwrap()).unwrap();
     let platforms: Vec<String> =
         parsed.manifests().iter().map(|entry| entry.platform().as_ref().unwrap().architecture().to_string()).collect();
     assert_eq!(platforms, ["amd64", "arm64"]);
@@ -345,7 +360,7 @@ fn index_of_two_platforms_validates_and_duplicates_are_refused() {
     }
     if tool("skopeo") {
         let raw = run(Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:multi", out.display())));
-        assert_eq!(Digest::of(raw.as_bytes()), driver.blob(index, "index").digest);
+        assert_eq!(Digest::of(raw.as_bytes()), driver.index(index).digest);
     }
 
     let error = driver
@@ -359,9 +374,9 @@ fn index_of_two_platforms_validates_and_duplicates_are_refused() {
 fn missing_base_blobs_are_reported_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let (driver, image) = busybox_image(dir.path(), Compression::Gzip, 2, &Platform::host());
-    let layer = driver.blob(ActionId(0), "layer");
+    let layer = driver.layer(ActionId(0));
     fs::remove_file(driver.cas.path(&layer.digest)).unwrap();
-    let root = oci::read_root(&driver.cas, driver.blob(image, "manifest")).unwrap();
+    let root = oci::read_root(&driver.cas, driver.manifest(image)).unwrap();
     assert_eq!(oci::missing_blobs(&driver.cas, &root).unwrap(), [layer.digest]);
     let out = dir.path().join("layout");
     let error = oci::write_layout(&driver.cas, &root, None, &out).unwrap_err();
@@ -374,25 +389,21 @@ fn zstd_layers_are_read_by_skopeo_and_refused_in_docker_archives() {
     let dir = tempfile::tempdir().unwrap();
     let (mut driver, base) = busybox_image(dir.path(), Compression::Gzip, 2, &Platform::host());
     let image = derived_image(&mut driver, base, Compression::Zstd);
-    let error = oci::write_docker_archive(
-        &driver.cas,
-        driver.blob(image, "manifest"),
-        &["x:y".into()],
-        &dir.path().join("d.tar"),
-    )
-    .unwrap_err();
+    let error =
+        oci::write_docker_archive(&driver.cas, driver.manifest(image), &["x:y".into()], &dir.path().join("d.tar"))
+            .unwrap_err();
     assert!(error.to_string().starts_with("A docker-archive cannot hold zstd layers"), "{error}");
     assert!(!dir.path().join("d.tar").exists());
     if tool("skopeo") {
         let out = dir.path().join("layout");
-        layout(&driver, driver.blob(image, "manifest"), &out, "z");
+        layout(&driver, driver.manifest(image), &out, "z");
         let copy = dir.path().join("copy");
         run(Command::new("skopeo")
             .args(["copy", "--preserve-digests"])
             .arg(format!("oci:{}:z", out.display()))
             .arg(format!("oci:{}:z", copy.display())));
         let raw = run(Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:z", copy.display())));
-        assert_eq!(Digest::of(raw.as_bytes()), driver.blob(image, "manifest").digest);
+        assert_eq!(Digest::of(raw.as_bytes()), driver.manifest(image).digest);
         let raw: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(raw["layers"][1]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
     }

@@ -8,18 +8,22 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use berth::actions::{
-    Action, ActionContext, ActionId, ActionOutput, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
+    Action, ActionContext, ActionId, ActionResult, BaseConfig, ExecutionContext, LayerOutput, ResolvedInput, RunStep,
+    RunStepSpec,
 };
-use berth::cache::{Cas, Digest};
+use berth::cache::{BlobRef, Cas, Digest};
 use berth::error::{ErrorKind, Result};
-use berth::exec::{run_image, RunImageRequest, Runc, StackMode};
+use berth::exec::{run_image, RunImageRequest, Runc, RuncRuntime, StackMode};
+use berth::oci::LayerStore;
 use common::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
 
 struct Fixture {
     dir: tempfile::TempDir,
     cas: Cas,
-    base: ActionOutput,
+    base: ActionResult,
 }
 
 impl Fixture {
@@ -34,18 +38,24 @@ impl Fixture {
         self.dir.path().join("cache")
     }
 
-    fn run(&self, spec: RunStepSpec, packages: &[&ActionOutput], stack: StackMode) -> Result<ActionOutput> {
+    /// The machine as the scheduler would build it: this cache, runc from
+    /// `PATH`, roots stacked with `stack`.
+    fn context(&self, stack: StackMode) -> ExecutionContext {
+        ExecutionContext::new(self.cas.clone(), LayerStore::new(&self.cache()))
+            .with_runtime(Arc::new(RuncRuntime::new(None, stack)))
+    }
+
+    fn run(&self, spec: RunStepSpec, packages: &[&ActionResult], stack: StackMode) -> Result<ActionResult> {
         let step = RunStep {
             base_config: BaseConfig::None,
             base_layers: vec![ActionId(0)],
             packages: (1..=packages.len()).map(ActionId).collect(),
             spec,
-            runtime: RunStepRuntime { runc: None, cache_dir: Some(self.cache()), stack },
         };
         let scratch = tempfile::tempdir_in(self.dir.path()).unwrap();
         let mut inputs = vec![ResolvedInput::Action(&self.base)];
         inputs.extend(packages.iter().map(|output| ResolvedInput::Action(output)));
-        step.execute(&ActionContext { inputs, cas: &self.cas, scratch: scratch.path() })
+        step.execute(&ActionContext::new(&self.context(stack), inputs, scratch.path()))
     }
 
     fn blob_count(&self) -> usize {
@@ -53,9 +63,11 @@ impl Fixture {
     }
 }
 
-fn layer_output(cas: &Cas, bytes: &[u8]) -> ActionOutput {
+/// A layer as `fetch_blob` leaves one: no diff_id (extraction tells gzip,
+/// zstd and plain tar apart by their magic bytes, not the media type).
+fn layer_output(cas: &Cas, bytes: &[u8]) -> ActionResult {
     let blob = cas.put_bytes(bytes).unwrap();
-    ActionOutput { blobs: [("layer".to_owned(), blob)].into(), metadata: serde_json::Value::Null }
+    LayerOutput { blob, media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(), diff_id: None }.to_result()
 }
 
 fn spec(command: &[&str], outputs: &[&str]) -> RunStepSpec {
@@ -79,12 +91,12 @@ struct Entry {
 }
 
 /// The entries of a gzip layer blob, in archive order.
-fn entries(cas: &Cas, output: &ActionOutput) -> Vec<Entry> {
-    let blob = output.blobs["layer"];
-    let bytes = cas.read_verified(&blob.digest).unwrap();
+fn entries(cas: &Cas, output: &ActionResult) -> Vec<Entry> {
+    let layer = LayerOutput::from_result(output).unwrap();
+    let bytes = cas.read_verified(&layer.blob.digest).unwrap();
     let mut tar_bytes = Vec::new();
     flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut tar_bytes).unwrap();
-    assert_eq!(output.metadata["diff_id"], Digest::of(&tar_bytes).to_string());
+    assert_eq!(layer.diff_id, Some(Digest::of(&tar_bytes)));
     let mut archive = tar::Archive::new(&tar_bytes[..]);
     archive
         .entries()
@@ -157,7 +169,7 @@ fn step_that_writes_files_gives_the_expected_layer() {
             expect("out/x", '1', 0o4751, 12, 34, "out/sub/hard"),
         ]
     );
-    assert_eq!(output.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(LayerOutput::from_result(&output).unwrap().media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
 
     // The same step again, and with copies instead of overlayfs: same bytes.
     let again = fixture.run(step.clone(), &[], StackMode::Auto).unwrap();
@@ -306,14 +318,14 @@ fn base_layers_are_extracted_once() {
         .filter(|entry| entry.file_type().unwrap().is_dir())
         .collect();
     assert_eq!(layers.len(), 1, "one extracted directory for the one base layer");
-    let base_digest = fixture.base.blobs["layer"].digest;
+    let base_digest = LayerOutput::from_result(&fixture.base).unwrap().blob.digest;
     assert_eq!(layers[0].file_name().to_str().unwrap(), base_digest.hex());
 }
 
-fn config_blob(cas: &Cas, config: serde_json::Value) -> Vec<u8> {
+fn config_blob(cas: &Cas, config: serde_json::Value) -> (Vec<u8>, BlobRef) {
     let bytes = config.to_string().into_bytes();
-    cas.put_bytes(&bytes).unwrap();
-    bytes
+    let blob = cas.put_bytes(&bytes).unwrap();
+    (bytes, blob)
 }
 
 #[test]
@@ -323,27 +335,24 @@ fn run_image_passes_the_exit_code_through() {
     }
     let _serial = serial();
     let fixture = Fixture::new();
-    let config = config_blob(
+    let (config, _) = config_blob(
         &fixture.cas,
         serde_json::json!({"config": {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ["exit 7"], "Env": ["A=1"]}}),
     );
-    let runc = Runc::locate(None).unwrap();
-    let layers = [fixture.base.blobs["layer"].digest];
+    let layers = [LayerOutput::from_result(&fixture.base).unwrap().blob.digest];
     let cache = fixture.cache();
+    let context = fixture.context(StackMode::Auto);
     let request = |args: &[&str], env: &[&str]| RunImageRequest {
-        cas: &fixture.cas,
         cache_dir: &cache,
         config: &config,
         layers: &layers,
         args: args.iter().map(|arg| arg.to_string()).collect(),
         env: env.iter().map(|entry| entry.to_string()).collect(),
         network: false,
-        runc: &runc,
-        stack: StackMode::Auto,
     };
-    assert_eq!(run_image(&request(&[], &[])).unwrap(), 7);
-    assert_eq!(run_image(&request(&["exit 9"], &[])).unwrap(), 9, "args replace cmd");
-    assert_eq!(run_image(&request(&["exit $A$B"], &["B=2"])).unwrap(), 12, "env merges");
+    assert_eq!(run_image(&context, &request(&[], &[])).unwrap(), 7);
+    assert_eq!(run_image(&context, &request(&["exit 9"], &[])).unwrap(), 9, "args replace cmd");
+    assert_eq!(run_image(&context, &request(&["exit $A$B"], &["B=2"])).unwrap(), 12, "env merges");
     assert!(leftover_containers().is_empty());
 }
 
@@ -354,26 +363,22 @@ fn config_env_workdir_and_user_apply_to_steps() {
     }
     let _serial = serial();
     let fixture = Fixture::new();
-    let config = config_blob(
+    let (_, config) = config_blob(
         &fixture.cas,
         serde_json::json!({"config": {"Env": ["GREETING=base", "KEEP=kept"], "WorkingDir": "/tmp"}}),
     );
     let step = RunStep {
-        base_config: BaseConfig::Blob(Digest::of(&config)),
+        base_config: BaseConfig::Blob(config),
         base_layers: vec![ActionId(0)],
         packages: vec![],
         spec: RunStepSpec {
             env: vec!["GREETING=step".into()],
             ..spec(&["mkdir /o && echo \"$GREETING $KEEP $(pwd) $(id -u)\" > /o/env"], &["/o/env"])
         },
-        runtime: RunStepRuntime { runc: None, cache_dir: Some(fixture.cache()), stack: StackMode::Auto },
     };
     let scratch = tempfile::tempdir_in(fixture.dir.path()).unwrap();
-    let ctx = ActionContext {
-        inputs: vec![ResolvedInput::Action(&fixture.base)],
-        cas: &fixture.cas,
-        scratch: scratch.path(),
-    };
+    let context = fixture.context(StackMode::Auto);
+    let ctx = ActionContext::new(&context, vec![ResolvedInput::Action(&fixture.base)], scratch.path());
     let output = step.execute(&ctx).unwrap();
     assert_eq!(entries(&fixture.cas, &output).pop().unwrap().body, "step kept /tmp 0\n");
 }

@@ -12,9 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use berth::actions::{Action, ActionContext, PackLayer, ResolvedInput};
+use berth::actions::{Action, ActionContext, ExecutionContext, LayerOutput, PackLayer, ResolvedInput};
 use berth::cache::{Cas, Digest, FileStamp, Sha256Writer};
-use berth::oci::{Compression, LayerEntry};
+use berth::oci::{Compression, LayerEntry, LayerStore};
 
 /// The allocator the `berth` binary declares (src/main.rs), so that the
 /// figures are the binary's.
@@ -40,9 +40,11 @@ fn main() -> anyhow::Result<()> {
 
     let cas = Cas::open(Path::new(cache))?;
     let scratch = tempfile::tempdir()?;
-    let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };
-    let output = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{}", error.message))?;
-    let layer = output.blobs["layer"];
+    let exec = ExecutionContext::new(cas, LayerStore::new(Path::new(cache)));
+    let ctx = ActionContext::new(&exec, inputs, scratch.path());
+    let result = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{}", error.message))?;
+    let output = LayerOutput::from_result(&result).map_err(|error| anyhow::anyhow!("{error}"))?;
+    let layer = output.blob;
     eprintln!(
         "{} entries, {} sources hashed in {:.2}s, packed in {:.2}s",
         action.entries.len(),
@@ -50,7 +52,8 @@ fn main() -> anyhow::Result<()> {
         hashed.as_secs_f64(),
         (started.elapsed() - hashed).as_secs_f64()
     );
-    println!("{} {} {} bytes", layer.digest, output.metadata["diff_id"].as_str().unwrap_or("?"), layer.size);
+    let diff_id = output.diff_id.map_or_else(|| "?".to_owned(), |digest| digest.to_string());
+    println!("{} {} {} bytes", layer.digest, diff_id, layer.size);
     Ok(())
 }
 

@@ -1,21 +1,19 @@
 //! The contract between analysis (which registers actions), the scheduler
-//! (which runs them) and the cache (which remembers their outputs).
+//! (which runs them) and the cache (which remembers their results). An
+//! action is pure data, its params and its input ids; the machine it runs
+//! on reaches it through `actions::context` when it executes.
 //!
 //! The key of an action mirrors the Remote Execution API's Action: a command
 //! (`kind`, `kind_version`, `params`) plus an input root (the digests of
 //! `inputs`), so a remote cache can be added without changing keys.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
+use crate::actions::ActionContext;
+use crate::cache::{ActionId, ActionResult, CanonicalJson};
 use crate::error::Result;
 use crate::workspace::Label;
-
-/// Index of an action in its [`ActionGraph`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-pub struct ActionId(pub usize);
 
 /// A declared input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,39 +22,6 @@ pub enum Input {
     Source(PathBuf),
     /// The whole output (blobs and metadata) of another action.
     Action(ActionId),
-}
-
-/// An input as the action sees it when it runs, in declaration order.
-#[derive(Debug)]
-pub enum ResolvedInput<'a> {
-    Source {
-        /// Absolute path to read from; its bytes must still hash to `digest`.
-        path: PathBuf,
-        digest: Digest,
-        size: u64,
-        /// The file was last written long enough ago that its stamp, which
-        /// the scheduler checks again after the action, proves its bytes
-        /// unchanged. When false, a reader must hash the bytes it copies.
-        settled: bool,
-    },
-    Action(&'a ActionOutput),
-}
-
-/// What an action produced: blobs already in the CAS, plus small structured
-/// facts about them (a layer's diff_id, a manifest's media type).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ActionOutput {
-    pub blobs: BTreeMap<String, BlobRef>,
-    pub metadata: serde_json::Value,
-}
-
-/// Everything an action may touch while it runs: its resolved inputs, the
-/// CAS to read input blobs from and write output blobs to, and a fresh
-/// scratch directory that is deleted afterwards.
-pub struct ActionContext<'a> {
-    pub inputs: Vec<ResolvedInput<'a>>,
-    pub cas: &'a Cas,
-    pub scratch: &'a Path,
 }
 
 /// One kind of work. Implementations are pure: the same params and the same
@@ -75,9 +40,10 @@ pub trait Action: Debug + Send + Sync {
     /// Declared inputs, in a stable order.
     fn inputs(&self) -> Vec<Input>;
 
-    /// Does the work. Reads only `ctx.inputs`; writes only to `ctx.scratch`
-    /// and `ctx.cas`.
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput>;
+    /// Does the work. Reads only `ctx.inputs` (and the blobs they name);
+    /// writes only to `ctx.scratch` and the CAS; reaches registries and
+    /// containers only through `ctx`.
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult>;
 }
 
 /// A registered action and the target that registered it.
@@ -88,21 +54,62 @@ pub struct ActionNode {
 }
 
 /// All actions of one build. Edges are the `Input::Action` references, which
-/// always point at lower ids (an action is registered after its inputs), so
-/// the graph is acyclic by construction.
+/// always point at lower ids ([`ActionGraph::add`] refuses anything else),
+/// so the graph is acyclic by construction and ascending ids are a
+/// dependency order.
 #[derive(Debug, Default)]
 pub struct ActionGraph {
-    pub nodes: Vec<ActionNode>,
+    nodes: Vec<ActionNode>,
 }
 
 impl ActionGraph {
+    /// Registers `action` for `owner` and returns its id.
+    ///
+    /// # Panics
+    ///
+    /// If an input names an action that is not registered yet: rules
+    /// register an action after its inputs, and the scheduler relies on it.
     pub fn add(&mut self, owner: Label, action: Box<dyn Action>) -> ActionId {
         let id = ActionId(self.nodes.len());
-        debug_assert!(action.inputs().iter().all(|input| match input {
-            Input::Action(dep) => dep.0 < id.0,
-            Input::Source(_) => true,
-        }));
+        for input in action.inputs() {
+            if let Input::Action(dep) = input {
+                assert!(
+                    dep < id,
+                    "action `{}` of `{owner}` names input #{} before it was registered (as #{})",
+                    action.kind(),
+                    dep.0,
+                    id.0
+                );
+            }
+        }
         self.nodes.push(ActionNode { owner, action });
         id
+    }
+
+    /// The action registered as `id`, if any.
+    pub fn get(&self, id: ActionId) -> Option<&ActionNode> {
+        self.nodes.get(id.0)
+    }
+
+    /// Every action with its id, in registration (dependency) order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (ActionId, &ActionNode)> {
+        self.nodes.iter().enumerate().map(|(index, node)| (ActionId(index), node))
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// `graph[id]` for an id this graph handed out.
+impl std::ops::Index<ActionId> for ActionGraph {
+    type Output = ActionNode;
+
+    fn index(&self, id: ActionId) -> &ActionNode {
+        &self.nodes[id.0]
     }
 }

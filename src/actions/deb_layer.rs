@@ -8,15 +8,17 @@
 //! a path only with identical contents, or as a directory), and packs the
 //! union with `oci::LayerBuilder` like every other layer: sorted, mtime
 //! `SOURCE_DATE_EPOCH`, no user or group names, but with the packages' own
-//! modes, owners, symlinks and hard links. Output: blob `layer`, metadata
-//! `diff_id` and `media_type` (and `packages`, what went in).
+//! modes, owners, symlinks and hard links. Output: a [`DebLayerOutput`] (the
+//! layer, and the packages that went in).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::actions::{layer_output, Action, ActionContext, ActionOutput, Input, ResolvedInput};
+use crate::actions::{
+    Action, ActionContext, ActionResult, DebLayerOutput, DebPackage, Input, LayerOutput, ResolvedInput,
+};
 use crate::cache::{CanonicalJson, Digest};
 use crate::error::{Error, Result};
 use crate::oci::deb::{self, Deb, DebControl, DebEntry, DebEntryKind, DebError};
@@ -236,7 +238,7 @@ impl Action for DebLayer {
         self.debs.iter().map(|deb| Input::Source(deb.path.clone())).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let (controls, entries) = self.read_union(ctx)?;
         let mut builder = LayerBuilder::new(self.source_date_epoch);
         for entry in entries {
@@ -252,21 +254,22 @@ impl Action for DebLayer {
             builder.add(&entry.path, meta, body).map_err(DebLayerError::from)?;
         }
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let packed = builder.write_to_cas(ctx.cas, self.compression, threads).map_err(DebLayerError::from)?;
-        let mut output = layer_output(&packed);
-        output.metadata["packages"] = controls
-            .iter()
-            .map(|c| serde_json::json!({"package": c.package, "version": c.version, "architecture": c.architecture}))
+        let packed = builder.write_to_cas(ctx.cas(), self.compression, threads).map_err(DebLayerError::from)?;
+        let packages = controls
+            .into_iter()
+            .map(|c| DebPackage { package: c.package, version: c.version, architecture: c.architecture })
             .collect();
-        Ok(output)
+        Ok(DebLayerOutput { layer: LayerOutput::packed(&packed), packages }.to_result())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::ExecutionContext;
     use crate::cache::Cas;
     use crate::oci::deb::{write_deb, DebCompression};
+    use crate::oci::LayerStore;
 
     fn control(package: &str) -> DebControl {
         DebControl { package: package.to_owned(), version: "1.0-1".to_owned(), architecture: "amd64".to_owned() }
@@ -318,7 +321,7 @@ mod tests {
             self.files.iter().map(|(_, digest)| digest.to_string()).collect()
         }
 
-        fn run(&self, action: &DebLayer) -> (Result<ActionOutput>, Cas) {
+        fn run(&self, action: &DebLayer) -> (Result<ActionResult>, Cas) {
             let cas = Cas::open(&self.dir.path().join("cache")).unwrap();
             let scratch = tempfile::tempdir().unwrap();
             let inputs = self
@@ -331,7 +334,8 @@ mod tests {
                     settled: false,
                 })
                 .collect();
-            let ctx = ActionContext { inputs, cas: &cas, scratch: scratch.path() };
+            let exec = ExecutionContext::new(cas.clone(), LayerStore::new(&self.dir.path().join("cache")));
+            let ctx = ActionContext::new(&exec, inputs, scratch.path());
             (action.execute(&ctx), cas)
         }
     }
@@ -482,15 +486,16 @@ mod tests {
         let first = first.unwrap();
         let (second, _) = fixture.run(&action);
         assert_eq!(first, second.unwrap(), "same inputs, same layer");
-        assert_eq!(first.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
-        assert_eq!(first.metadata["packages"][1]["package"], "other");
+        let first = DebLayerOutput::from_result(&first).unwrap();
+        assert_eq!(first.layer.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
+        assert_eq!(first.packages[1].package, "other");
 
         // The layer's tar is what the diff_id says; read it back with the
         // .deb reader's tar parsing, which keeps modes, owners and links.
-        let blob = cas.read_verified(&first.blobs["layer"].digest).unwrap();
+        let blob = cas.read_verified(&first.layer.blob.digest).unwrap();
         let mut tar = Vec::new();
         io::Read::read_to_end(&mut crate::oci::decoder(&blob[..], Compression::Gzip).unwrap(), &mut tar).unwrap();
-        assert_eq!(first.metadata["diff_id"], Digest::of(&tar).to_string());
+        assert_eq!(first.layer.diff_id, Some(Digest::of(&tar)));
         let layer = deb::read_data_entries("layer", &tar).unwrap();
         let summary: Vec<(String, u32, u32, String)> = layer
             .iter()

@@ -1,24 +1,20 @@
-//! `fetch_blob`: a layer (or any blob) of a pulled image, fetched from its
+//! `fetch_blob`: a layer of a pulled image, fetched from its
 //! registry when some action needs its bytes.
 //!
 //! The key holds the blob's digest, size and media type, not the repository:
 //! where the bytes come from does not change them, so the same layer pulled
 //! through two repositories or a mirror is one cache entry.
 
-use std::sync::Arc;
-
-use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::actions::{Action, ActionContext, ActionResult, Input, LayerOutput};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
-use crate::registry::{Client, ImageRef};
+use crate::registry::ImageRef;
 
-/// Fetches one blob of `image` into the CAS. Output blob: `blob`; metadata:
-/// `media_type`.
+/// Fetches one layer of `image` into the CAS. Output: a [`LayerOutput`]
+/// without a diff_id (the image's config has it).
 #[derive(Debug)]
 pub struct FetchBlob {
-    /// The shared registry client (connection pool, tokens).
-    pub client: Arc<Client>,
     /// Where to fetch from; not part of the key.
     pub image: ImageRef,
     pub anonymous: bool,
@@ -31,8 +27,9 @@ impl Action for FetchBlob {
         "fetch_blob"
     }
 
+    /// 2: the blob is named `layer`, as every other layer's (it was `blob`).
     fn kind_version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self) -> CanonicalJson {
@@ -47,24 +44,24 @@ impl Action for FetchBlob {
         Vec::new()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
-        let blob = self.client.fetch_blob(ctx.cas, &self.image, &self.descriptor, self.anonymous)?;
-        Ok(ActionOutput {
-            blobs: [("blob".to_owned(), blob)].into_iter().collect(),
-            metadata: serde_json::json!({ "media_type": self.descriptor.media_type }),
-        })
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
+        let blob = ctx.registry()?.fetch_blob(ctx.cas(), &self.image, &self.descriptor, self.anonymous)?;
+        Ok(LayerOutput { blob, media_type: self.descriptor.media_type.clone(), diff_id: None }.to_result())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use crate::actions::ExecutionContext;
     use crate::cache::{BlobRef, Cas, Digest};
-    use crate::registry::ClientOptions;
+    use crate::oci::LayerStore;
+    use crate::registry::{ClientOptions, RegistryHandle};
 
     fn action(repository: &str, bytes: &[u8]) -> FetchBlob {
         FetchBlob {
-            client: Arc::new(Client::new(ClientOptions { offline: true, ..ClientOptions::default() }).unwrap()),
             image: ImageRef::parse(repository).unwrap(),
             anonymous: true,
             descriptor: Descriptor::new(
@@ -88,13 +85,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
         let fetch = action("127.0.0.1:9/a", b"layer");
-        let ctx = ActionContext { inputs: Vec::new(), cas: &cas, scratch: dir.path() };
+        let offline = RegistryHandle::new(ClientOptions { offline: true, ..ClientOptions::default() });
+        let exec = ExecutionContext::new(cas.clone(), LayerStore::new(dir.path())).with_registry(Arc::new(offline));
+        let ctx = ActionContext::new(&exec, Vec::new(), dir.path());
         let error = fetch.execute(&ctx).unwrap_err();
         assert!(error.message.contains("--offline"), "{}", error.message);
 
         let blob = cas.put_bytes(b"layer").unwrap();
-        let output = fetch.execute(&ctx).unwrap();
-        assert_eq!(output.blobs["blob"], blob);
-        assert_eq!(output.metadata["media_type"], "application/vnd.oci.image.layer.v1.tar+gzip");
+        let output = LayerOutput::from_result(&fetch.execute(&ctx).unwrap()).unwrap();
+        assert_eq!(output.blob, blob);
+        assert_eq!(output.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
     }
 }

@@ -1,20 +1,16 @@
 //! `fetch_image`: the manifest and config of a pinned, pulled image, as the
-//! output every image action has (blobs `manifest` and `config`), so a
+//! [`ImageOutput`] every image action has, so a
 //! pulled base plugs into `write_config` and `write_manifest` like a built
 //! one. Its layers stay in the registry until a `fetch_blob` needs them.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use crate::actions::{Action, ActionContext, ActionOutput, Input};
+use crate::actions::{Action, ActionContext, ActionResult, ImageOutput, Input};
 use crate::cache::CanonicalJson;
 use crate::error::Result;
 use crate::oci::Descriptor;
-use crate::registry::{Client, PulledImage};
+use crate::registry::PulledImage;
 
 #[derive(Debug)]
 pub struct FetchImage {
-    pub client: Arc<Client>,
     /// Resolved during analysis; the key holds only its digests.
     pub pulled: PulledImage,
 }
@@ -42,16 +38,21 @@ impl Action for FetchImage {
 
     /// Analysis put both blobs in the CAS; fetching again covers a cache
     /// trimmed by `berth cache gc` in between (a no-op when they are there).
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let pulled = &self.pulled;
         let config = Descriptor::new(pulled.config_media_type.clone(), pulled.config);
-        let config = self.client.fetch_blob(ctx.cas, &pulled.image, &config, pulled.anonymous)?;
-        if !ctx.cas.contains(&pulled.manifest.digest) {
-            self.client.resolve(ctx.cas, &pulled.image, pulled.digest, None, pulled.anonymous)?;
+        let client = ctx.registry()?;
+        let config = client.fetch_blob(ctx.cas(), &pulled.image, &config, pulled.anonymous)?;
+        if !ctx.cas().contains(&pulled.manifest.digest) {
+            client.resolve(ctx.cas(), &pulled.image, pulled.digest, None, pulled.anonymous)?;
         }
-        Ok(ActionOutput {
-            blobs: BTreeMap::from([("manifest".to_owned(), pulled.manifest), ("config".to_owned(), config)]),
-            metadata: serde_json::json!({ "media_type": pulled.manifest_media_type }),
-        })
+        let image = ImageOutput {
+            manifest: pulled.manifest,
+            config,
+            media_type: pulled.manifest_media_type.clone(),
+            layers: None,
+            platform: None,
+        };
+        Ok(image.to_result())
     }
 }

@@ -1,19 +1,14 @@
 //! `pack_layer`: a declarative layer (`oci_layer`, `files` used as a package)
 //! packed from its source files into a compressed layer blob.
 //!
-//! Output: blob `layer`; metadata `diff_id` and `media_type`. Other kinds that
-//! make layers (`run_step`, `deb_layer`) report theirs the same way, through
-//! [`layer_output`].
+//! Output: a [`LayerOutput`], as every kind that makes a layer.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::actions::{Action, ActionContext, ActionOutput, Input, ResolvedInput};
-use crate::cache::{BlobRef, CanonicalJson, Digest};
+use crate::actions::{Action, ActionContext, ActionResult, Input, LayerOutput, ResolvedInput};
+use crate::cache::CanonicalJson;
 use crate::error::Result;
-use crate::oci::{
-    Body, Compression, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, OciError, Origin, PackedLayer,
-};
+use crate::oci::{Body, Compression, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, OciError, Origin};
 
 /// Packs `entries` into one layer.
 ///
@@ -107,7 +102,7 @@ impl Action for PackLayer {
         self.sources.iter().cloned().map(Input::Source).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let bad_inputs = |reason: String| OciError::BadInputs { kind: "pack_layer", reason };
         if ctx.inputs.len() != self.sources.len() {
             return Err(bad_inputs(format!("{} inputs for {} sources", ctx.inputs.len(), self.sources.len())).into());
@@ -139,48 +134,7 @@ impl Action for PackLayer {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             threads => threads,
         };
-        let packed = builder.write_to_cas(ctx.cas, self.compression, threads)?;
-        Ok(layer_output(&packed))
-    }
-}
-
-/// The output of an action that made a layer: blob `layer`, metadata
-/// `diff_id` and `media_type`.
-pub fn layer_output(packed: &PackedLayer) -> ActionOutput {
-    ActionOutput {
-        blobs: BTreeMap::from([("layer".to_owned(), packed.blob)]),
-        metadata: serde_json::json!({
-            "diff_id": packed.diff_id,
-            "media_type": packed.media_type(),
-        }),
-    }
-}
-
-/// A layer as another action's output describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LayerOutput {
-    pub blob: BlobRef,
-    pub diff_id: Digest,
-    pub media_type: String,
-}
-
-impl LayerOutput {
-    /// Reads the `layer` convention; `kind` names the reader in errors.
-    pub fn parse(output: &ActionOutput, kind: &'static str) -> Result<LayerOutput, OciError> {
-        let bad = |reason: &str| OciError::BadInputs { kind, reason: format!("a layer input {reason}") };
-        let blob = *output.blobs.get("layer").ok_or_else(|| bad("has no `layer` blob"))?;
-        let diff_id = output
-            .metadata
-            .get("diff_id")
-            .and_then(|value| value.as_str())
-            .and_then(|text| text.parse().ok())
-            .ok_or_else(|| bad("has no `diff_id`"))?;
-        let media_type = output
-            .metadata
-            .get("media_type")
-            .and_then(|value| value.as_str())
-            .ok_or_else(|| bad("has no `media_type`"))?
-            .to_owned();
-        Ok(LayerOutput { blob, diff_id, media_type })
+        let packed = builder.write_to_cas(ctx.cas(), self.compression, threads)?;
+        Ok(LayerOutput::packed(&packed).to_result())
     }
 }

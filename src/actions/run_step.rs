@@ -1,28 +1,26 @@
 //! `run_step`: the action of `oci_build_layer`. It runs `command` (shell
-//! lines) or `argv` with runc in the base image's layers plus the staged
-//! package layers, then captures `outputs` minus `exclude` from the
+//! lines) or `argv` in a container made of the base image's layers plus the
+//! staged package layers, then captures `outputs` minus `exclude` from the
 //! container's root as a new, reproducible layer.
 //!
-//! Inputs, in this order: the base image's config (when analysis has it as
-//! an action output), the base image's layers lowest first, then the
-//! package layers in the order of `packages`. Output: blob `layer`, metadata
-//! `diff_id` and `media_type`.
+//! The action is data: the machine (which runtime, where layers are
+//! extracted) comes from the [`ActionContext`]'s container runtime, and one
+//! deadline, `timeout` seconds from the start, covers every stage: extracting
+//! and stacking the layers, looking up the image's user, running, capturing.
+//!
+//! Inputs, in this order: the base image (an [`ImageOutput`], for its
+//! config, when analysis has it as an action), the base image's layers
+//! lowest first, then the package layers in the order of `packages` (each a
+//! [`LayerOutput`]). Output: a [`LayerOutput`].
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
-
-use crate::actions::layer_output;
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, ResolvedInput};
-use crate::cache::{BlobRef, CanonicalJson, Cas, Digest};
-use crate::error::{Error, Result};
-use crate::exec::{
-    extract_layers, merge_env, resolve_user, Container, ImageRuntimeConfig, Limits, RootFs, Runc, StackMode, StdioMode,
+use crate::actions::{
+    merge_env, Action, ActionContext, ActionId, ActionResult, CapturedBody, ImageOutput, ImageRuntimeConfig, Input,
+    LayerOutput, Process, ResolvedInput, RuntimeError, Stdio,
 };
+use crate::cache::{BlobRef, CanonicalJson};
+use crate::error::{Error, Result};
 use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, Origin};
 
 /// Lines of a failing step's stderr shown in the error.
@@ -31,11 +29,11 @@ const STDERR_TAIL_LINES: usize = 40;
 /// Where the base image's config comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseConfig {
-    /// The output of an action, blob `config` (or `blob`, for `fetch_blob`).
+    /// The config of an image action's [`ImageOutput`].
     Action(ActionId),
     /// A config blob already in the CAS (a pulled image resolved during
     /// analysis); its digest goes into the key.
-    Blob(Digest),
+    Blob(BlobRef),
     /// No config (the empty image): root, `/`, default `PATH`.
     None,
 }
@@ -57,7 +55,8 @@ pub struct RunStepSpec {
     pub exclude: Vec<String>,
     /// The working directory (default: the base image's, else `/`).
     pub workdir: Option<String>,
-    /// Seconds before the container is killed.
+    /// Seconds the whole step may take before it fails (its container, if
+    /// running, is killed).
     pub timeout_secs: u64,
     /// Share the host's network; default loopback only.
     pub network: bool,
@@ -65,29 +64,16 @@ pub struct RunStepSpec {
     pub source_date_epoch: u64,
 }
 
-/// How the machine runs steps; not part of the key (it does not change the
-/// output of a successful step).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunStepRuntime {
-    /// `runc(path)` from WORKSPACE.star; `None` searches `PATH`.
-    pub runc: Option<PathBuf>,
-    /// The cache directory (layers are extracted under `<cache>/layers`);
-    /// `None` derives it from the CAS location.
-    pub cache_dir: Option<PathBuf>,
-    pub stack: StackMode,
-}
-
 /// The `run_step` action. Analysis supplies the base config, the base
 /// image's layer actions (lowest first) and the package layer actions.
 #[derive(Debug, Clone)]
 pub struct RunStep {
     pub base_config: BaseConfig,
-    /// Actions whose output holds one layer blob each (`layer`, or `blob`).
+    /// Actions whose output is a [`LayerOutput`] each.
     pub base_layers: Vec<ActionId>,
-    /// Actions whose output holds one layer blob each, staged over the base.
+    /// Actions whose output is a [`LayerOutput`] each, staged over the base.
     pub packages: Vec<ActionId>,
     pub spec: RunStepSpec,
-    pub runtime: RunStepRuntime,
 }
 
 impl Action for RunStep {
@@ -102,7 +88,7 @@ impl Action for RunStep {
     fn params(&self) -> CanonicalJson {
         let base_config = match &self.base_config {
             BaseConfig::Action(_) => serde_json::json!("input"),
-            BaseConfig::Blob(digest) => serde_json::json!(digest),
+            BaseConfig::Blob(blob) => serde_json::json!(blob.digest),
             BaseConfig::None => serde_json::Value::Null,
         };
         CanonicalJson::of(&serde_json::json!({
@@ -126,28 +112,29 @@ impl Action for RunStep {
             .collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
+        let deadline = Some(Instant::now() + Duration::from_secs(self.spec.timeout_secs.max(1)));
+        let runtime = ctx.runtime()?;
+        // Before any work: a machine that cannot run containers says so.
+        runtime.check()?;
+        let args = self.process_args()?;
         let (config, layers) = self.resolve_inputs(ctx)?;
-        let runc = Runc::locate(self.runtime.runc.as_deref())?;
-        let cache_dir = match &self.runtime.cache_dir {
-            Some(dir) => dir.clone(),
-            None => cache_dir_of(ctx.cas)?,
-        };
-        let extracted = extract_layers(ctx.cas, &cache_dir, &layers)?;
-        let rootfs = RootFs::stack(&extracted, &ctx.scratch.join("rootfs"), self.runtime.stack)?;
-        let (uid, gid) = resolve_user(rootfs.merged(), config.user.as_deref())?;
-        let container = Container {
-            args: self.process_args()?,
+        let failed = |error: RuntimeError| self.runtime_error(runtime.name(), error);
+        let digests =
+            layers.iter().map(|layer| ctx.blob_path(layer).map(|_| layer.digest)).collect::<Result<Vec<_>, _>>()?;
+        let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
+        let root = runtime.stack(&extracted, &ctx.scratch.join("rootfs"), deadline).map_err(failed)?;
+        let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), deadline).map_err(failed)?;
+        let process = Process {
+            args,
             env: merge_env(&config.env, &self.spec.env),
             cwd: self.spec.workdir.clone().or(config.working_dir).unwrap_or_else(|| "/".to_owned()),
             uid,
             gid,
-            rootfs: rootfs.merged().to_path_buf(),
             network: self.spec.network,
-            limits: Limits::default(),
         };
-        let timeout = Duration::from_secs(self.spec.timeout_secs.max(1));
-        let outcome = runc.run(&container, &ctx.scratch.join("bundle"), StdioMode::Capture, Some(timeout))?;
+        let bundle = ctx.scratch.join("bundle");
+        let outcome = runtime.run(&process, root.path(), &bundle, Stdio::Capture, deadline).map_err(failed)?;
         if outcome.timed_out {
             return Err(Error::user(format!(
                 "Step `{}` timed out after {}s; its container was killed and deleted{}\nhint: raise `timeout` if the step needs longer",
@@ -155,9 +142,6 @@ impl Action for RunStep {
                 self.spec.timeout_secs,
                 stderr_tail(&outcome.stderr),
             )));
-        }
-        if let Some(message) = outcome.runtime_error() {
-            return Err(Error::environment(format!("runc could not start the step `{}`: {message}", self.describe())));
         }
         if outcome.exit_code != 0 {
             return Err(Error::user(format!(
@@ -167,7 +151,7 @@ impl Action for RunStep {
                 stderr_tail(&outcome.stderr),
             )));
         }
-        let entries = capture(rootfs.merged(), &self.spec)?;
+        let entries = runtime.capture(root.path(), &self.spec.outputs, &self.spec.exclude, deadline).map_err(failed)?;
         let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
         for entry in entries {
             let meta = EntryMeta { mode: Some(entry.mode), uid: entry.uid, gid: entry.gid, mtime: None };
@@ -182,15 +166,16 @@ impl Action for RunStep {
             builder.add(&entry.path, meta, body)?;
         }
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let packed = builder.write_to_cas(ctx.cas, Compression::Gzip, threads)?;
-        drop(rootfs);
-        Ok(layer_output(&packed))
+        let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, threads)?;
+        drop(root);
+        Ok(LayerOutput::packed(&packed).to_result())
     }
 }
 
 impl RunStep {
-    /// The config and the layer digests, from the resolved inputs.
-    fn resolve_inputs(&self, ctx: &ActionContext<'_>) -> Result<(ImageRuntimeConfig, Vec<Digest>)> {
+    /// The config and the layer blobs (base first, then packages), from the
+    /// resolved inputs.
+    fn resolve_inputs(&self, ctx: &ActionContext<'_>) -> Result<(ImageRuntimeConfig, Vec<BlobRef>)> {
         let mut outputs = ctx.inputs.iter().map(|input| match input {
             ResolvedInput::Action(output) => Ok(*output),
             ResolvedInput::Source { path, .. } => {
@@ -199,19 +184,35 @@ impl RunStep {
         });
         let mut next = || outputs.next().unwrap_or_else(|| Err(Error::internal("`run_step` got too few inputs")));
         let config_blob = match &self.base_config {
-            BaseConfig::Action(_) => Some(blob_named(next()?, &["config", "blob"])?.digest),
-            BaseConfig::Blob(digest) => Some(*digest),
+            BaseConfig::Action(_) => Some(ImageOutput::from_result(next()?)?.config),
+            BaseConfig::Blob(blob) => Some(*blob),
             BaseConfig::None => None,
         };
         let config = match config_blob {
-            Some(digest) => ImageRuntimeConfig::parse(&ctx.cas.read_verified(&digest)?)?,
+            Some(blob) => ImageRuntimeConfig::parse(&ctx.read_blob(&blob)?)?,
             None => ImageRuntimeConfig::default(),
         };
         let mut layers = Vec::new();
         for _ in 0..self.base_layers.len() + self.packages.len() {
-            layers.push(blob_named(next()?, &["layer", "blob"])?.digest);
+            layers.push(LayerOutput::from_result(next()?)?.blob);
         }
         Ok((config, layers))
+    }
+
+    /// A runtime failure as the step's error: a passed deadline is the
+    /// step's timeout.
+    fn runtime_error(&self, runtime: &str, error: RuntimeError) -> Error {
+        match error {
+            RuntimeError::DeadlinePassed { stage } => Error::user(format!(
+                "Step `{}` timed out after {}s while {stage}\nhint: raise `timeout` if the step needs longer",
+                self.describe(),
+                self.spec.timeout_secs,
+            )),
+            RuntimeError::Start { message, .. } => {
+                Error::environment(format!("{runtime} could not start the step `{}`: {message}", self.describe()))
+            }
+            RuntimeError::Failed(error) => error,
+        }
     }
 
     /// `argv`, or the shell lines joined so that the first failing line ends
@@ -243,45 +244,6 @@ impl RunStep {
     }
 }
 
-/// One entry of the captured layer, as the step left it on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Captured {
-    /// Absolute path in the layer.
-    pub path: String,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub body: CapturedBody,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CapturedBody {
-    Directory,
-    /// A file of the container's root; files sharing an inode stay hard links.
-    File {
-        source: PathBuf,
-        size: u64,
-    },
-    Symlink {
-        target: String,
-    },
-}
-
-fn blob_named(output: &ActionOutput, names: &[&str]) -> Result<BlobRef> {
-    names.iter().find_map(|name| output.blobs.get(*name).copied()).ok_or_else(|| {
-        Error::internal(format!("`run_step` input has none of the blobs {names:?} (it has {:?})", output.blobs.keys()))
-    })
-}
-
-/// `<cache>` from `<cache>/cas/sha256/<hex>`.
-fn cache_dir_of(cas: &Cas) -> Result<PathBuf> {
-    cas.path(&Digest::of(b""))
-        .ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .ok_or_else(|| Error::internal("the CAS has no parent cache directory"))
-}
-
 fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().collect();
@@ -300,179 +262,377 @@ fn stderr_tail(stderr: &[u8]) -> String {
     tail
 }
 
-/// Splits an absolute container path into components; refuses relative
-/// paths and `..`.
-fn container_components(path: &str) -> Result<Vec<&str>> {
-    if !path.starts_with('/') {
-        return Err(Error::user(format!("Output `{path}` is not an absolute path\nhint: write it as `/{path}`")));
-    }
-    let mut components = Vec::new();
-    for component in path.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => return Err(Error::user(format!("Output `{path}` has a `..` component"))),
-            _ => components.push(component),
-        }
-    }
-    Ok(components)
-}
-
-fn exclude_set(patterns: &[String]) -> Result<GlobSet> {
-    let mut builder = GlobSetBuilder::new();
-    for pattern in patterns {
-        let glob =
-            Glob::new(pattern).map_err(|error| Error::user(format!("Bad `exclude` glob `{pattern}`: {error}")))?;
-        builder.add(glob);
-    }
-    builder.build().map_err(|error| Error::user(format!("Bad `exclude` globs: {error}")))
-}
-
-/// The entries of the captured layer: every output (with its parent
-/// directories) minus what `exclude` matches, sorted by path, owners and
-/// modes as the step left them. Reads the root after the container is gone,
-/// never following a symlink: an output below a symlink is refused.
-pub fn capture(root: &Path, spec: &RunStepSpec) -> Result<Vec<Captured>> {
-    let exclude = exclude_set(&spec.exclude)?;
-    let excluded = |path: &str| {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        exclude.is_match(path) || exclude.is_match(name)
-    };
-    let mut entries: BTreeMap<String, Captured> = BTreeMap::new();
-    for output in &spec.outputs {
-        let components = container_components(output)?;
-        let Some((name, parents)) = components.split_last() else {
-            return Err(Error::user("Output `/` would capture the whole root\nhint: name the directories to capture"));
-        };
-        let mut host = root.to_path_buf();
-        let mut parent_entries = Vec::new();
-        for (index, component) in parents.iter().enumerate() {
-            host.push(component);
-            let shown = format!("/{}", parents[..=index].join("/"));
-            let metadata = fs::symlink_metadata(&host).map_err(|_| {
-                Error::user(format!("Output `{output}` was not created by the step (`{shown}` does not exist)"))
-            })?;
-            if metadata.file_type().is_symlink() {
-                return Err(Error::user(format!(
-                    "Output `{output}` goes through the symlink `{shown}`\nhint: name the path the symlink points to"
-                )));
-            }
-            if !metadata.is_dir() {
-                return Err(Error::user(format!("Output `{output}` is below `{shown}`, which is not a directory")));
-            }
-            parent_entries.push(directory_entry(shown, &metadata));
-        }
-        host.push(name);
-        let metadata = fs::symlink_metadata(&host)
-            .map_err(|_| Error::user(format!("Output `{output}` was not created by the step")))?;
-        for entry in parent_entries {
-            entries.entry(entry.path.clone()).or_insert(entry);
-        }
-        let dest = format!("/{}", components.join("/"));
-        if excluded(&dest) {
-            continue;
-        }
-        add_tree(&host, dest, &metadata, &excluded, &mut entries)?;
-    }
-    Ok(entries.into_values().collect())
-}
-
-fn directory_entry(path: String, metadata: &fs::Metadata) -> Captured {
-    Captured {
-        path,
-        mode: metadata.mode() & 0o7777,
-        uid: metadata.uid(),
-        gid: metadata.gid(),
-        body: CapturedBody::Directory,
-    }
-}
-
-fn add_tree(
-    host: &Path,
-    dest: String,
-    metadata: &fs::Metadata,
-    excluded: &dyn Fn(&str) -> bool,
-    entries: &mut BTreeMap<String, Captured>,
-) -> Result<()> {
-    let file_type = metadata.file_type();
-    let body = if file_type.is_dir() {
-        CapturedBody::Directory
-    } else if file_type.is_file() {
-        CapturedBody::File { source: host.to_path_buf(), size: metadata.len() }
-    } else if file_type.is_symlink() {
-        let target = fs::read_link(host)
-            .map_err(|error| Error::environment(format!("Cannot read the symlink `{dest}`: {error}")))?;
-        let Some(target) = target.to_str() else {
-            return Err(Error::user(format!("The target of the symlink `{dest}` is not UTF-8")));
-        };
-        CapturedBody::Symlink { target: target.to_owned() }
-    } else {
-        // Sockets, fifos and device nodes do not belong in a layer.
-        return Ok(());
-    };
-    let is_dir = body == CapturedBody::Directory;
-    entries.insert(
-        dest.clone(),
-        Captured { path: dest.clone(), mode: metadata.mode() & 0o7777, uid: metadata.uid(), gid: metadata.gid(), body },
-    );
-    if is_dir {
-        let read_error = |error| Error::environment(format!("Cannot read the output directory `{dest}`: {error}"));
-        let mut children: Vec<_> =
-            fs::read_dir(host).map_err(read_error)?.collect::<Result<_, _>>().map_err(read_error)?;
-        children.sort_by_key(|child| child.file_name());
-        for child in children {
-            let name = child.file_name();
-            let Some(name) = name.to_str() else {
-                return Err(Error::user(format!("A file name under `{dest}` is not UTF-8")));
-            };
-            let child_dest = format!("{dest}/{name}");
-            if excluded(&child_dest) {
-                continue;
-            }
-            let child_host = child.path();
-            let child_metadata = fs::symlink_metadata(&child_host)
-                .map_err(|error| Error::environment(format!("Cannot read `{child_dest}`: {error}")))?;
-            add_tree(&child_host, child_dest, &child_metadata, excluded, entries)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::fs;
+    use std::io::Read;
+    use std::path::{Path, PathBuf};
+    use std::sync::{mpsc, Arc, Mutex};
 
-    fn spec(outputs: &[&str], exclude: &[&str]) -> RunStepSpec {
-        RunStepSpec {
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            exclude: exclude.iter().map(|s| s.to_string()).collect(),
-            ..RunStepSpec::default()
+    use super::*;
+    use crate::actions::{check_deadline, ContainerRoot, ContainerRuntime, ExecutionContext, Outcome};
+    use crate::cache::{Cas, Digest};
+    use crate::error::ErrorKind;
+    use crate::oci::deb::{read_data_entries, DebEntryKind};
+    use crate::oci::{decoder, ExtractedLayer, LayerStore};
+
+    type Step = dyn Fn(&Process, &Path) -> Outcome + Send + Sync;
+
+    /// A container runtime without containers or root: a layer blob is
+    /// `path=contents` lines, extracted into the layer store and stacked by
+    /// copying, lowest layer first; the "process" is a closure that reads
+    /// and writes the stacked root. It keeps the deadline as runc does:
+    /// checked around each stage, and a process still running at the
+    /// deadline is abandoned as timed out.
+    struct FakeRuntime {
+        step: Arc<Step>,
+        /// Extraction time per layer.
+        extract_delay: Duration,
+        /// The digests extracted, in the order asked for.
+        extracted: Mutex<Vec<Digest>>,
+        /// The processes run.
+        ran: Mutex<Vec<Process>>,
+    }
+
+    impl FakeRuntime {
+        fn new(step: impl Fn(&Process, &Path) -> Outcome + Send + Sync + 'static) -> FakeRuntime {
+            FakeRuntime {
+                step: Arc::new(step),
+                extract_delay: Duration::ZERO,
+                extracted: Mutex::default(),
+                ran: Mutex::default(),
+            }
         }
     }
 
-    #[test]
-    fn capture_keeps_outputs_minus_exclude_sorted() {
-        let root = tempfile::tempdir().unwrap();
-        let out = root.path().join("out");
-        fs::create_dir_all(out.join("sub")).unwrap();
-        fs::write(out.join("b.txt"), "b").unwrap();
-        fs::write(out.join("a.o"), "o").unwrap();
-        fs::write(out.join("sub/c"), "c").unwrap();
-        fs::write(root.path().join("other"), "x").unwrap();
-        let entries = capture(root.path(), &spec(&["/out"], &["*.o"])).unwrap();
-        let paths: Vec<&str> = entries.iter().map(|entry| entry.path.as_str()).collect();
-        assert_eq!(paths, ["/out", "/out/b.txt", "/out/sub", "/out/sub/c"]);
+    impl std::fmt::Debug for FakeRuntime {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("FakeRuntime")
+        }
+    }
+
+    #[derive(Debug)]
+    struct FakeRoot(PathBuf);
+
+    impl ContainerRoot for FakeRoot {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for FakeRoot {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        fs::create_dir_all(to).unwrap();
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    impl ContainerRuntime for FakeRuntime {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+
+        fn check(&self) -> Result<(), RuntimeError> {
+            Ok(())
+        }
+
+        fn extract(
+            &self,
+            store: &LayerStore,
+            cas: &Cas,
+            digests: &[Digest],
+            deadline: Option<Instant>,
+        ) -> Result<Vec<ExtractedLayer>, RuntimeError> {
+            let mut layers = Vec::new();
+            for digest in digests {
+                check_deadline(deadline, "extracting the base layers")?;
+                std::thread::sleep(self.extract_delay);
+                let text = String::from_utf8(cas.read_verified(digest).map_err(Error::from)?).unwrap();
+                let root = store.dir().join(digest.hex()).join("root");
+                for line in text.lines() {
+                    let (path, contents) = line.split_once('=').unwrap();
+                    let path = root.join(path.trim_start_matches('/'));
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    fs::write(path, contents).unwrap();
+                }
+                fs::create_dir_all(&root).unwrap();
+                self.extracted.lock().unwrap().push(*digest);
+                layers.push(ExtractedLayer { digest: *digest, diff_id: *digest, opaque_root: false, root });
+            }
+            check_deadline(deadline, "extracting the base layers")?;
+            Ok(layers)
+        }
+
+        fn stack(
+            &self,
+            layers: &[ExtractedLayer],
+            dir: &Path,
+            deadline: Option<Instant>,
+        ) -> Result<Box<dyn ContainerRoot>, RuntimeError> {
+            check_deadline(deadline, "stacking the root filesystem")?;
+            let merged = dir.join("merged");
+            fs::create_dir_all(&merged).unwrap();
+            for layer in layers {
+                copy_tree(&layer.root, &merged);
+            }
+            Ok(Box::new(FakeRoot(merged)))
+        }
+
+        fn run(
+            &self,
+            process: &Process,
+            root: &Path,
+            _bundle: &Path,
+            _stdio: Stdio,
+            deadline: Option<Instant>,
+        ) -> Result<Outcome, RuntimeError> {
+            self.ran.lock().unwrap().push(process.clone());
+            let (step, process, root) = (self.step.clone(), process.clone(), root.to_path_buf());
+            let (sender, receiver) = mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = sender.send(step(&process, &root));
+            });
+            let waited = match deadline {
+                Some(deadline) => receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok(),
+                None => receiver.recv().ok(),
+            };
+            Ok(waited.unwrap_or(Outcome {
+                exit_code: 137,
+                timed_out: true,
+                stdout: Vec::new(),
+                stderr: b"still running".to_vec(),
+            }))
+        }
+    }
+
+    fn success() -> Outcome {
+        Outcome { exit_code: 0, timed_out: false, stdout: Vec::new(), stderr: Vec::new() }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    fn spec(command: &[&str], outputs: &[&str]) -> RunStepSpec {
+        RunStepSpec { command: strings(command), outputs: strings(outputs), timeout_secs: 60, ..RunStepSpec::default() }
+    }
+
+    /// A cache, the fake runtime, and fake layers as the inputs of a step.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        cas: Cas,
+        runtime: Arc<FakeRuntime>,
+    }
+
+    impl Fixture {
+        fn new(runtime: FakeRuntime) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let cas = Cas::open(dir.path()).unwrap();
+            Fixture { dir, cas, runtime: Arc::new(runtime) }
+        }
+
+        /// A layer of `path=contents` lines, as a `fetch_blob` result.
+        fn layer(&self, lines: &str) -> ActionResult {
+            let blob = self.cas.put_bytes(lines.as_bytes()).unwrap();
+            LayerOutput { blob, media_type: "test/lines".into(), diff_id: None }.to_result()
+        }
+
+        fn blob_count(&self) -> usize {
+            fs::read_dir(self.dir.path().join("cas/sha256")).unwrap().count()
+        }
+
+        /// Runs `step` as the scheduler would: its declared inputs, in
+        /// order, resolved to `results` (indexed by action id).
+        fn run(&self, step: &RunStep, results: &[&ActionResult]) -> Result<ActionResult> {
+            let exec = ExecutionContext::new(self.cas.clone(), LayerStore::new(self.dir.path()))
+                .with_runtime(self.runtime.clone());
+            let scratch = tempfile::tempdir_in(self.dir.path()).unwrap();
+            let inputs = step
+                .inputs()
+                .into_iter()
+                .map(|input| match input {
+                    Input::Action(id) => ResolvedInput::Action(results[id.0]),
+                    Input::Source(path) => panic!("a step has no source input: {}", path.display()),
+                })
+                .collect();
+            step.execute(&ActionContext::new(&exec, inputs, scratch.path()))
+        }
+
+        /// The entries of the layer a step produced: path, mode, and the
+        /// file contents or the link target.
+        fn entries(&self, result: &ActionResult) -> Vec<(String, u32, String)> {
+            let layer = LayerOutput::from_result(result).unwrap();
+            let blob = self.cas.read_verified(&layer.blob.digest).unwrap();
+            let mut tar = Vec::new();
+            decoder(&blob[..], Compression::Gzip).unwrap().read_to_end(&mut tar).unwrap();
+            assert_eq!(layer.diff_id, Some(Digest::of(&tar)));
+            let body = |kind: &DebEntryKind| match kind {
+                DebEntryKind::File(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+                DebEntryKind::Directory => String::new(),
+                DebEntryKind::Symlink(target) | DebEntryKind::HardLink(target) => target.clone(),
+            };
+            let entries = read_data_entries("layer", &tar).unwrap();
+            entries.iter().map(|entry| (entry.path.clone(), entry.mode, body(&entry.kind))).collect()
+        }
+    }
+
+    fn step(base_layers: usize, packages: usize, spec: RunStepSpec) -> RunStep {
+        RunStep {
+            base_config: BaseConfig::None,
+            base_layers: (0..base_layers).map(ActionId).collect(),
+            packages: (base_layers..base_layers + packages).map(ActionId).collect(),
+            spec,
+        }
+    }
+
+    fn read(root: &Path, path: &str) -> String {
+        fs::read_to_string(root.join(path)).unwrap_or_else(|_| "-".to_owned())
     }
 
     #[test]
-    fn capture_refuses_symlinked_parents_and_missing_outputs() {
-        let root = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink("/etc", root.path().join("out")).unwrap();
-        assert!(capture(root.path(), &spec(&["/out/passwd"], &[])).unwrap_err().message.contains("symlink"));
-        assert!(capture(root.path(), &spec(&["/missing"], &[])).is_err());
-        assert!(capture(root.path(), &spec(&["relative"], &[])).is_err());
-        // The symlink itself is captured as a symlink, not followed.
-        let entries = capture(root.path(), &spec(&["/out"], &[])).unwrap();
-        assert_eq!(entries[0].body, CapturedBody::Symlink { target: "/etc".into() });
+    fn base_layers_then_packages_are_staged_in_order() {
+        let fixture = Fixture::new(FakeRuntime::new(|process, root| {
+            let seen = [read(root, "etc/motd"), read(root, "bin/tool"), read(root, "src/main.txt")].join("|");
+            fs::create_dir_all(root.join("out")).unwrap();
+            fs::write(root.join("out/seen"), format!("{seen}|{}|{}", process.cwd, process.uid)).unwrap();
+            success()
+        }));
+        let base = [
+            fixture.layer("/etc/motd=base\n/bin/tool=v1\n/etc/passwd=app:x:1000:1001::/app:/bin/sh"),
+            fixture.layer("/etc/motd=base, patched"),
+        ];
+        let packages = [fixture.layer("/src/main.txt=package source"), fixture.layer("/bin/tool=v2")];
+        let config = fixture.cas.put_bytes(br#"{"config":{"User":"app","WorkingDir":"/w","Env":["A=1"]}}"#).unwrap();
+        let step = RunStep {
+            base_config: BaseConfig::Blob(config),
+            spec: RunStepSpec { env: strings(&["B=2"]), ..spec(&["true"], &["/out"]) },
+            ..step(2, 2, RunStepSpec::default())
+        };
+        let inputs: Vec<&ActionResult> = base.iter().chain(&packages).collect();
+        let result = fixture.run(&step, &inputs).unwrap();
+        assert_eq!(
+            fixture.entries(&result),
+            [
+                ("/out".to_owned(), 0o755, String::new()),
+                ("/out/seen".to_owned(), 0o644, "base, patched|v2|package source|/w|1000".to_owned()),
+            ]
+        );
+        let order: Vec<Digest> =
+            inputs.iter().map(|result| LayerOutput::from_result(result).unwrap().blob.digest).collect();
+        assert_eq!(*fixture.runtime.extracted.lock().unwrap(), order, "base layers first, then packages");
+        let ran = fixture.runtime.ran.lock().unwrap();
+        assert_eq!((ran[0].uid, ran[0].gid), (1000, 1001), "the image's user, from its own /etc/passwd");
+        assert_eq!(ran[0].env, [format!("PATH={}", crate::actions::DEFAULT_PATH), "A=1".into(), "B=2".into()]);
+        assert_eq!(ran[0].args[..2], ["/bin/sh", "-c"]);
+    }
+
+    #[test]
+    fn outputs_minus_exclude_are_captured_with_their_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let fixture = Fixture::new(FakeRuntime::new(|_, root| {
+            for dir in ["out/sub", "out/cache", "elsewhere"] {
+                fs::create_dir_all(root.join(dir)).unwrap();
+            }
+            for (path, contents) in [
+                ("out/run", "#!/bin/sh"),
+                ("out/a.o", "obj"),
+                ("out/cache/junk", "j"),
+                ("out/sub/c", "c"),
+                ("elsewhere/x", "x"),
+            ] {
+                fs::write(root.join(path), contents).unwrap();
+            }
+            fs::set_permissions(root.join("out/run"), fs::Permissions::from_mode(0o751)).unwrap();
+            std::os::unix::fs::symlink("run", root.join("out/link")).unwrap();
+            success()
+        }));
+        let base = fixture.layer("/etc/motd=base");
+        let spec = RunStepSpec {
+            exclude: strings(&["*.o", "/out/cache"]),
+            source_date_epoch: 7,
+            ..spec(&["make"], &["/out"])
+        };
+        let result = fixture.run(&step(1, 0, spec.clone()), &[&base]).unwrap();
+        let paths: Vec<(String, u32, String)> = fixture.entries(&result);
+        assert_eq!(
+            paths,
+            [
+                ("/out".to_owned(), 0o755, String::new()),
+                ("/out/link".to_owned(), 0o777, "run".to_owned()),
+                ("/out/run".to_owned(), 0o751, "#!/bin/sh".to_owned()),
+                ("/out/sub".to_owned(), 0o755, String::new()),
+                ("/out/sub/c".to_owned(), 0o644, "c".to_owned()),
+            ]
+        );
+        // Same inputs, same layer.
+        assert_eq!(fixture.run(&step(1, 0, spec), &[&base]).unwrap(), result);
+
+        let missing = RunStepSpec { outputs: strings(&["/out", "/never"]), ..RunStepSpec::default() };
+        let missing = RunStepSpec { command: strings(&["make"]), timeout_secs: 60, ..missing };
+        let error = fixture.run(&step(1, 0, missing), &[&base]).unwrap_err();
+        assert_eq!(error.message, "Output `/never` was not created by the step");
+    }
+
+    #[test]
+    fn a_failing_step_names_its_exit_code_and_stderr_tail_and_stores_nothing() {
+        let fixture = Fixture::new(FakeRuntime::new(|_, root| {
+            fs::write(root.join("partial"), "half").unwrap();
+            Outcome {
+                exit_code: 7,
+                timed_out: false,
+                stdout: b"ignored".to_vec(),
+                stderr: b"compiling\ncompiler says no\n".to_vec(),
+            }
+        }));
+        let base = fixture.layer("/etc/motd=base");
+        let before = fixture.blob_count();
+        let error = fixture.run(&step(1, 0, spec(&["make", "make install"], &["/partial"])), &[&base]).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::User);
+        assert_eq!(
+            error.message,
+            "Step `make; make install` failed with exit code 7\nstderr:\n  compiling\n  compiler says no"
+        );
+        assert_eq!(fixture.blob_count(), before, "a failing step writes no blob");
+    }
+
+    #[test]
+    fn a_step_past_its_timeout_fails_whichever_stage_it_is_in() {
+        // The process outlives the deadline.
+        let fixture = Fixture::new(FakeRuntime::new(|_, _| {
+            std::thread::sleep(Duration::from_secs(3));
+            success()
+        }));
+        let base = fixture.layer("/etc/motd=base");
+        let slow = RunStepSpec { timeout_secs: 1, ..spec(&["sleep 3"], &["/out"]) };
+        let error = fixture.run(&step(1, 0, slow.clone()), &[&base]).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::User);
+        assert_eq!(
+            error.message,
+            "Step `sleep 3` timed out after 1s; its container was killed and deleted\nstderr:\n  still running\nhint: raise `timeout` if the step needs longer"
+        );
+
+        // Extraction alone takes longer than the whole timeout.
+        let runtime = FakeRuntime { extract_delay: Duration::from_millis(1100), ..FakeRuntime::new(|_, _| success()) };
+        let fixture = Fixture::new(runtime);
+        let base = fixture.layer("/etc/motd=base");
+        let error = fixture.run(&step(1, 0, slow), &[&base]).unwrap_err();
+        assert_eq!(
+            error.message,
+            "Step `sleep 3` timed out after 1s while extracting the base layers\nhint: raise `timeout` if the step needs longer"
+        );
+        assert!(fixture.runtime.ran.lock().unwrap().is_empty(), "the process never started");
     }
 
     #[test]
@@ -485,7 +645,6 @@ mod tests {
                 command: vec!["true # comment".into(), "exit 3".into(), "echo never".into()],
                 ..Default::default()
             },
-            runtime: RunStepRuntime::default(),
         };
         let args = step.process_args().unwrap();
         let status = std::process::Command::new(&args[0]).args(&args[1..]).output().unwrap();

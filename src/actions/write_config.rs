@@ -1,15 +1,14 @@
 //! `write_config`: the image config of an `oci_image_build` target, its base
 //! image's config merged with the target's settings and new layers.
 //!
-//! Inputs: the base image (optional; an output with blobs `manifest` and
-//! `config`), then the new layers (outputs with blob `layer` and metadata
-//! `diff_id`). Output: blob `config`; metadata `diff_ids` (all of them, base
-//! first) and `platform`.
+//! Inputs: the base image (optional; an [`ImageOutput`]), then the new
+//! layers (each a [`LayerOutput`] with a diff_id). Output: a
+//! [`ConfigOutput`] (its `diff_ids` are all of them, base first).
 
-use std::collections::BTreeMap;
-
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput, ResolvedInput};
-use crate::cache::{canonical_json, CanonicalJson};
+use crate::actions::{
+    Action, ActionContext, ActionId, ActionResult, ConfigOutput, ImageOutput, Input, LayerOutput, ResolvedInput,
+};
+use crate::cache::{canonical_json, BlobRef, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, ConfigSettings, ImageConfig, NewLayer, OciError};
 
@@ -63,32 +62,31 @@ impl Action for WriteConfig {
         self.base.iter().copied().chain(self.layers.iter().map(|layer| layer.action)).map(Input::Action).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         let outputs = action_inputs(ctx, "write_config", self.base.is_some() as usize + self.layers.len())?;
         let (base, layers) = outputs.split_at(self.base.is_some() as usize);
         let base_config = match base.first() {
-            Some(base) => Some(read_config(ctx, base, "write_config")?),
+            Some(base) => Some(read_config(ctx, &ImageOutput::from_result(base)?.config)?),
             None => None,
         };
         let new_layers = layers
             .iter()
             .zip(&self.layers)
             .map(|(output, layer)| {
-                let parsed = LayerOutput::parse(output, "write_config")?;
-                Ok(NewLayer { diff_id: parsed.diff_id, created_by: layer.created_by.clone() })
+                let diff_id = LayerOutput::from_result(output)?.required_diff_id()?;
+                Ok(NewLayer { diff_id, created_by: layer.created_by.clone() })
             })
-            .collect::<Result<Vec<_>, OciError>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let config = ImageConfig::derive(base_config.as_ref(), &self.settings, &new_layers)?;
         let bytes = canonical_json(&config);
-        let blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput {
-            blobs: BTreeMap::from([("config".to_owned(), blob)]),
-            metadata: serde_json::json!({
-                "media_type": media_types::CONFIG,
-                "diff_ids": config.rootfs.diff_ids,
-                "platform": config.platform(),
-            }),
-        })
+        let blob = ctx.cas().put_bytes(&bytes)?;
+        let output = ConfigOutput {
+            config: blob,
+            media_type: media_types::CONFIG.to_owned(),
+            platform: config.platform(),
+            diff_ids: config.rootfs.diff_ids,
+        };
+        Ok(output.to_result())
     }
 }
 
@@ -97,8 +95,8 @@ pub(crate) fn action_inputs<'a>(
     ctx: &'a ActionContext<'_>,
     kind: &'static str,
     expected: usize,
-) -> Result<Vec<&'a ActionOutput>, OciError> {
-    let outputs: Vec<&ActionOutput> = ctx
+) -> Result<Vec<&'a ActionResult>, OciError> {
+    let outputs: Vec<&ActionResult> = ctx
         .inputs
         .iter()
         .map(|input| match input {
@@ -115,17 +113,9 @@ pub(crate) fn action_inputs<'a>(
     Ok(outputs)
 }
 
-/// The config of an image output (blob `config`), parsed.
-pub(crate) fn read_config(
-    ctx: &ActionContext<'_>,
-    image: &ActionOutput,
-    kind: &'static str,
-) -> Result<ImageConfig, OciError> {
-    let blob = image
-        .blobs
-        .get("config")
-        .ok_or_else(|| OciError::BadInputs { kind, reason: "an image input has no `config` blob".to_owned() })?;
-    let bytes = ctx.cas.read_verified(&blob.digest)?;
+/// An image config blob, parsed.
+pub(crate) fn read_config(ctx: &ActionContext<'_>, blob: &BlobRef) -> Result<ImageConfig, OciError> {
+    let bytes = ctx.read_blob(blob)?;
     serde_json::from_slice(&bytes).map_err(|error| OciError::BadBlob {
         digest: blob.digest,
         what: "image config",

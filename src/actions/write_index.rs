@@ -1,13 +1,13 @@
 //! `write_index`: a multi-platform image index (`oci_image_index`).
 //!
-//! Inputs: image actions (outputs with blobs `manifest` and `config`). Output:
-//! blob `index`; metadata `media_type`. Each entry's platform comes from its
-//! image's config; two images of one platform are a user error.
+//! Inputs: image actions ([`ImageOutput`]s). Output: an [`IndexOutput`].
+//! Each entry's platform comes from its image's config; two images of one
+//! platform are a user error.
 
 use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, ImageOutput, IndexOutput, Input};
 use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, read_root, Descriptor, Index, OciError};
@@ -48,17 +48,15 @@ impl Action for WriteIndex {
         self.images.iter().copied().map(Input::Action).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         const KIND: &str = "write_index";
         let outputs = action_inputs(ctx, KIND, self.images.len())?;
         let mut manifests: Vec<Descriptor> = Vec::new();
         let mut seen: Vec<(String, usize)> = Vec::new();
         for (position, output) in outputs.iter().enumerate() {
-            let manifest = *output
-                .blobs
-                .get("manifest")
-                .ok_or_else(|| OciError::BadInputs { kind: KIND, reason: "an image has no `manifest` blob".into() })?;
-            let root = read_root(ctx.cas, manifest)?;
+            let image = ImageOutput::from_result(output)?;
+            let manifest = image.manifest;
+            let root = read_root(ctx.cas(), manifest)?;
             if root.is_index() {
                 return Err(OciError::Unsupported(format!(
                     "Image `{}` of the index is itself an index\nhint: give `oci_image_index` single-platform images",
@@ -66,7 +64,7 @@ impl Action for WriteIndex {
                 ))
                 .into());
             }
-            let platform = read_config(ctx, output, KIND)?.platform();
+            let platform = read_config(ctx, &image.config)?.platform();
             let key = platform.to_string();
             if let Some((_, first)) = seen.iter().find(|(existing, _)| *existing == key) {
                 return Err(OciError::DuplicatePlatform {
@@ -83,11 +81,8 @@ impl Action for WriteIndex {
         }
         let index = Index::new(manifests, self.annotations.clone());
         let bytes = canonical_json(&index);
-        let blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput {
-            blobs: BTreeMap::from([("index".to_owned(), blob)]),
-            metadata: serde_json::json!({ "media_type": media_types::INDEX }),
-        })
+        let blob = ctx.cas().put_bytes(&bytes)?;
+        Ok(IndexOutput { index: blob, media_type: media_types::INDEX.to_owned() }.to_result())
     }
 }
 

@@ -1,14 +1,14 @@
 //! `write_manifest`: the image manifest of an `oci_image_build` target: the
 //! config, then the base image's layers followed by the new ones.
 //!
-//! Inputs: the `write_config` action, the base image (optional), the new
-//! layers. Output: blobs `manifest` and `config`; metadata `media_type`,
-//! `layers` (the descriptors) and `platform`.
+//! Inputs: the `write_config` action (a [`ConfigOutput`]), the base image
+//! (optional, an [`ImageOutput`]), the new layers ([`LayerOutput`]s).
+//! Output: an [`ImageOutput`] with the layer descriptors and the platform.
 
 use std::collections::BTreeMap;
 
 use crate::actions::write_config::{action_inputs, read_config};
-use crate::actions::{Action, ActionContext, ActionId, ActionOutput, Input, LayerOutput};
+use crate::actions::{Action, ActionContext, ActionId, ActionResult, ConfigOutput, ImageOutput, Input, LayerOutput};
 use crate::cache::{canonical_json, CanonicalJson};
 use crate::error::Result;
 use crate::oci::{media_types, Descriptor, Manifest, OciError};
@@ -61,25 +61,18 @@ impl Action for WriteManifest {
         std::iter::once(self.config).chain(self.base).chain(self.layers.iter().copied()).map(Input::Action).collect()
     }
 
-    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionOutput> {
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
         const KIND: &str = "write_manifest";
         let has_base = self.base.is_some() as usize;
         let outputs = action_inputs(ctx, KIND, 1 + has_base + self.layers.len())?;
-        let config_output = outputs[0];
-        let config_blob = *config_output.blobs.get("config").ok_or_else(|| OciError::BadInputs {
-            kind: KIND,
-            reason: "the config input has no `config` blob".into(),
-        })?;
-        let config = read_config(ctx, config_output, KIND)?;
+        let config_blob = ConfigOutput::from_result(outputs[0])?.config;
+        let config = read_config(ctx, &config_blob)?;
 
         let mut annotations = self.annotations.clone();
         let mut layers = Vec::new();
         if let Some(base) = outputs[1..].first().filter(|_| has_base == 1) {
-            let manifest_blob = *base
-                .blobs
-                .get("manifest")
-                .ok_or_else(|| OciError::BadInputs { kind: KIND, reason: "the base has no `manifest` blob".into() })?;
-            let bytes = ctx.cas.read_verified(&manifest_blob.digest)?;
+            let manifest_blob = ImageOutput::from_result(base)?.manifest;
+            let bytes = ctx.read_blob(&manifest_blob)?;
             let base_manifest: Manifest = serde_json::from_slice(&bytes).map_err(|error| OciError::BadBlob {
                 digest: manifest_blob.digest,
                 what: "image manifest",
@@ -93,7 +86,7 @@ impl Action for WriteManifest {
             annotations.entry(BASE_DIGEST_ANNOTATION.to_owned()).or_insert_with(|| manifest_blob.digest.to_string());
         }
         for output in &outputs[1 + has_base..] {
-            let layer = LayerOutput::parse(output, KIND)?;
+            let layer = LayerOutput::from_result(output)?;
             layers.push(Descriptor::new(layer.media_type, layer.blob));
         }
         // The config lists one diff_id per layer, in the same order: a
@@ -108,14 +101,14 @@ impl Action for WriteManifest {
         }
         let manifest = Manifest::new(Descriptor::new(media_types::CONFIG, config_blob), layers, annotations);
         let bytes = canonical_json(&manifest);
-        let manifest_blob = ctx.cas.put_bytes(&bytes)?;
-        Ok(ActionOutput {
-            blobs: BTreeMap::from([("manifest".to_owned(), manifest_blob), ("config".to_owned(), config_blob)]),
-            metadata: serde_json::json!({
-                "media_type": media_types::MANIFEST,
-                "layers": manifest.layers,
-                "platform": config.platform(),
-            }),
-        })
+        let manifest_blob = ctx.cas().put_bytes(&bytes)?;
+        let output = ImageOutput {
+            manifest: manifest_blob,
+            config: config_blob,
+            media_type: media_types::MANIFEST.to_owned(),
+            layers: Some(manifest.layers),
+            platform: Some(config.platform()),
+        };
+        Ok(output.to_result())
     }
 }

@@ -1,7 +1,6 @@
 //! The analysis phase: walks the requested targets in dependency order, asks
 //! each rule for its provider, and collects the actions they register.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ use crate::cache::Cas;
 use crate::error::{Error, Result};
 use crate::graph::{TargetGraph, TargetNode};
 use crate::oci::{Compression, LayerEntry};
-use crate::registry::{Client, ClientOptions, PulledImage};
+use crate::registry::{Client, PulledImage, RegistryHandle};
 use crate::workspace::Label;
 
 /// What analysis needs besides the target graph.
@@ -28,12 +27,9 @@ pub struct AnalysisContext<'a> {
     pub source_date_epoch: u64,
     /// Pulled manifests and configs are resolved into it during analysis.
     pub cas: &'a Cas,
-    /// Where build steps keep extracted base layers.
-    pub cache_dir: &'a Path,
-    /// How to reach registries (`registry(...)` settings, `--offline`).
-    pub registry: ClientOptions,
-    /// `runc(path)` from `WORKSPACE.star`.
-    pub runc: Option<PathBuf>,
+    /// The session's registry client (`registry(...)` settings,
+    /// `--offline`), made on the first pull and shared with execution.
+    pub registry: &'a RegistryHandle,
 }
 
 /// The result of analysis: every registered action, each requested
@@ -59,7 +55,6 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         packed: HashMap::new(),
         // Loading learnt each source's execute bit.
         executable: ctx.graph.source_files().map(|source| (source.path.clone(), source.executable)).collect(),
-        registry: OnceCell::new(),
         pulled: Vec::new(),
     };
     // Dependencies first, so each rule finds its deps' providers ready.
@@ -94,8 +89,6 @@ pub struct Analyzer<'a> {
     packed: HashMap<(Label, Compression), ActionId>,
     /// Whether a source file has an execute bit, by workspace path.
     executable: FxHashMap<String, bool>,
-    /// Made on the first pull, shared by every pull and fetch after it.
-    registry: OnceCell<Arc<Client>>,
     pub pulled: Vec<PulledImage>,
 }
 
@@ -109,11 +102,7 @@ impl Analyzer<'_> {
 
     /// The registry client, made on first use.
     pub fn registry(&self) -> Result<Arc<Client>> {
-        if let Some(client) = self.registry.get() {
-            return Ok(client.clone());
-        }
-        let client = Arc::new(Client::new(self.ctx.registry.clone())?);
-        Ok(self.registry.get_or_init(|| client).clone())
+        Ok(self.ctx.registry.client()?)
     }
 
     /// Whether `label` names a source file rather than a target.

@@ -1,15 +1,14 @@
 //! The action cache: `ac/<key hex>` holds the canonical JSON of the
-//! [`ActionOutput`] an action produced. An entry is a hit only if every blob
+//! [`ActionResult`] an action produced. An entry is a hit only if every blob
 //! it references is still in the CAS, intact.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::actions::ActionOutput;
-use crate::cache::atomic::{ensure_dir, touch, write_atomic};
 use crate::cache::error::io_at;
-use crate::cache::{canonical_json, CacheError, Cas, Digest};
+use crate::cache::{canonical_json, ActionResult, CacheError, Cas, Digest};
+use crate::sys;
 
 /// The action cache under `<cache>/ac`.
 #[derive(Debug, Clone)]
@@ -24,7 +23,7 @@ impl ActionCache {
         let root = cache_dir.join("ac");
         let tmp = cache_dir.join("tmp");
         for dir in [&root, &tmp] {
-            ensure_dir(dir).map_err(io_at(dir))?;
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
         Ok(ActionCache { root, tmp })
     }
@@ -37,14 +36,14 @@ impl ActionCache {
     /// The cached output for `key`, if there is one whose blobs are all in
     /// `cas`. A hit refreshes the entry's access stamp (for `cache gc`). An
     /// entry that does not parse is removed and counts as a miss.
-    pub fn get(&self, key: &Digest, cas: &Cas) -> Result<Option<ActionOutput>, CacheError> {
+    pub fn get(&self, key: &Digest, cas: &Cas) -> Result<Option<ActionResult>, CacheError> {
         let path = self.path(key);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(CacheError::Io { path, source }),
         };
-        let output: ActionOutput = match serde_json::from_slice(&bytes) {
+        let output: ActionResult = match serde_json::from_slice(&bytes) {
             Ok(output) => output,
             Err(_) => {
                 // A foreign or damaged file: not ours to trust, cheap to rebuild.
@@ -52,21 +51,21 @@ impl ActionCache {
                 return Ok(None);
             }
         };
-        for blob in output.blobs.values() {
+        for blob in output.blob_refs() {
             if !cas.verify(blob)? {
                 return Ok(None);
             }
         }
         // Best effort: a read-only cache still serves hits.
-        let _ = touch(&path);
+        let _ = sys::touch(&path);
         Ok(Some(output))
     }
 
     /// Records `output` under `key`. Idempotent: two processes that ran the
     /// same action write the same bytes, and the rename is atomic.
-    pub fn put(&self, key: &Digest, output: &ActionOutput) -> Result<(), CacheError> {
+    pub fn put(&self, key: &Digest, output: &ActionResult) -> Result<(), CacheError> {
         let path = self.path(key);
-        write_atomic(&self.tmp, &path, &canonical_json(output)).map_err(io_at(path))
+        sys::write_atomic(&self.tmp, &path, &canonical_json(output)).map_err(io_at(path))
     }
 
     /// Forgets the entry for `key` (used when one of its blobs turned out corrupt).
@@ -85,9 +84,9 @@ mod tests {
 
     use super::*;
 
-    fn output(cas: &Cas, bytes: &[u8]) -> ActionOutput {
+    fn output(cas: &Cas, bytes: &[u8]) -> ActionResult {
         let blob = cas.put_bytes(bytes).unwrap();
-        ActionOutput { blobs: BTreeMap::from([("layer".to_owned(), blob)]), metadata: serde_json::json!({"n": 1}) }
+        ActionResult { blobs: BTreeMap::from([("layer".to_owned(), blob)]), metadata: serde_json::json!({"n": 1}) }
     }
 
     #[test]
@@ -113,7 +112,7 @@ mod tests {
         let key = Digest::of(b"key");
         let out = output(&cas, b"bytes");
         ac.put(&key, &out).unwrap();
-        fs::remove_file(cas.path(&out.blobs["layer"].digest)).unwrap();
+        fs::remove_file(cas.path(&out.blob_refs().next().unwrap().digest)).unwrap();
         assert_eq!(ac.get(&key, &cas).unwrap(), None);
     }
 

@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Digest, Sha256Writer};
 use crate::error::Error;
+use crate::sys::AtomicFile;
 
 /// The mtime every committed blob carries. Writing to a blob (through a
 /// hard link under `berth-out/`, or by a stray tool) moves its mtime away
@@ -75,8 +76,7 @@ impl Cas {
     /// without commit, it leaves nothing behind.
     pub fn writer(&self) -> Result<CasWriter<'_>, CasError> {
         let tmp_dir = self.root.join("tmp");
-        let temp =
-            tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|source| CasError::Io { path: tmp_dir, source })?;
+        let temp = AtomicFile::new_in(&tmp_dir).map_err(|source| CasError::Io { path: tmp_dir, source })?;
         Ok(CasWriter { cas: self, inner: Sha256Writer::new(io::BufWriter::with_capacity(1 << 20, temp)) })
     }
 
@@ -131,7 +131,7 @@ impl Cas {
 /// A blob being written into the CAS; hashed as it is written.
 pub struct CasWriter<'a> {
     cas: &'a Cas,
-    inner: Sha256Writer<io::BufWriter<tempfile::NamedTempFile>>,
+    inner: Sha256Writer<io::BufWriter<AtomicFile>>,
 }
 
 impl CasWriter<'_> {
@@ -141,11 +141,10 @@ impl CasWriter<'_> {
         let io_error = |source| CasError::Io { path: self.cas.root.join("tmp"), source };
         let temp = buffered.into_inner().map_err(|error| io_error(error.into_error()))?;
         temp.as_file().set_modified(VERIFIED_MTIME).map_err(io_error)?;
-        temp.as_file().sync_all().map_err(io_error)?;
         let path = self.cas.path(&digest);
         // Another process may have written the same blob: content addressing
         // makes the rename idempotent.
-        temp.persist(&path).map_err(|error| CasError::Io { path, source: error.error })?;
+        temp.commit(&path).map_err(|source| CasError::Io { path, source })?;
         Ok(BlobRef { digest, size })
     }
 }

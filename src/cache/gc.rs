@@ -8,9 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::actions::ActionOutput;
 use crate::cache::error::io_at;
-use crate::cache::{CacheError, CacheLock, Digest};
+use crate::cache::{ActionResult, CacheError, CacheLock, Digest};
 
 /// Counts and sizes of what the cache holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -117,8 +116,8 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
         // An entry that does not parse references nothing; it goes first.
         let refs: Vec<Digest> = fs::read(&file.path)
             .ok()
-            .and_then(|bytes| serde_json::from_slice::<ActionOutput>(&bytes).ok())
-            .map(|output| output.blobs.values().map(|blob| blob.digest).collect())
+            .and_then(|bytes| serde_json::from_slice::<ActionResult>(&bytes).ok())
+            .map(|result| result.blob_refs().map(|blob| blob.digest).collect())
             .unwrap_or_default();
         for digest in &refs {
             *refcount.entry(*digest).or_default() += 1;
@@ -284,7 +283,7 @@ mod tests {
             blobs.iter().enumerate().map(|(i, bytes)| (format!("b{i}"), cas.put_bytes(bytes).unwrap())).collect();
         let digests = refs.values().map(|blob| blob.digest).collect();
         let key = Digest::of(key);
-        ac.put(&key, &ActionOutput { blobs: refs, metadata: serde_json::Value::Null }).unwrap();
+        ac.put(&key, &ActionResult { blobs: refs, metadata: serde_json::Value::Null }).unwrap();
         age(&ac.path(&key), stamp);
         (key, digests)
     }

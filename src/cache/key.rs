@@ -2,7 +2,6 @@
 //! an action's output, shaped like the Remote Execution API's Action (a
 //! command — `kind`, `kind_version`, `params` — plus an input root).
 
-use crate::actions::ActionOutput;
 use std::io::{self, Write};
 
 use crate::cache::{canonical_json, CanonicalJson, Digest, Sha256Writer};
@@ -32,8 +31,8 @@ pub enum KeyInput {
     /// A source file: its workspace-relative path (`/`-separated) and the
     /// digest of its bytes.
     File { path: String, digest: Digest },
-    /// Another action's output: the digest of its canonical `ActionOutput`
-    /// JSON (see [`output_digest`]).
+    /// Another action's output: the digest of its canonical `ActionResult`
+    /// JSON (see [`ActionResult::digest`](crate::cache::ActionResult::digest)).
     Action { output: Digest },
 }
 
@@ -64,18 +63,9 @@ impl KeyInputs {
     }
 }
 
-/// The digest that names an action's output when another action depends on
-/// it: sha256 of its canonical JSON (blob digests and sizes plus metadata).
-pub fn output_digest(output: &ActionOutput) -> Digest {
-    Digest::of(&canonical_json(output))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::cache::BlobRef;
 
     fn fixed() -> KeyInputs {
         KeyInputs {
@@ -140,19 +130,5 @@ mod tests {
         let mut changed = fixed();
         changed.inputs[0] = KeyInput::File { path: "app/main.py".into(), digest: Digest::of(b"other") };
         assert_ne!(changed.key(), base);
-    }
-
-    #[test]
-    fn output_digest_ignores_map_insertion_order() {
-        let blob = BlobRef { digest: Digest::of(b"x"), size: 1 };
-        let a = ActionOutput {
-            blobs: BTreeMap::from([("layer".to_owned(), blob), ("config".to_owned(), blob)]),
-            metadata: serde_json::json!({"b": 1, "a": 2}),
-        };
-        let b = ActionOutput {
-            blobs: BTreeMap::from([("config".to_owned(), blob), ("layer".to_owned(), blob)]),
-            metadata: serde_json::from_str(r#"{"a": 2, "b": 1}"#).unwrap(),
-        };
-        assert_eq!(output_digest(&a), output_digest(&b));
     }
 }

@@ -2,14 +2,12 @@
 //! gc` holds it exclusive, so gc never deletes a blob a running build has
 //! written but not yet recorded. `flock(2)` locks die with the process.
 
-use std::fs::File;
-use std::io;
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
 use std::path::Path;
 
-use crate::cache::atomic::ensure_dir;
 use crate::cache::error::io_at;
 use crate::cache::CacheError;
+use crate::sys::{self, LockMode};
 
 /// A held lock on a cache directory; released on drop.
 #[derive(Debug)]
@@ -21,25 +19,25 @@ pub struct CacheLock {
 impl CacheLock {
     /// Blocks until the shared (builder) lock is held.
     pub fn shared(cache_dir: &Path) -> Result<CacheLock, CacheError> {
-        Self::take(cache_dir, libc::LOCK_SH).map(|lock| lock.expect("blocking flock returns a lock"))
+        Self::take(cache_dir, LockMode::Shared, true).map(|lock| lock.expect("blocking flock returns a lock"))
     }
 
     /// Blocks until the exclusive (gc) lock is held.
     pub fn exclusive(cache_dir: &Path) -> Result<CacheLock, CacheError> {
-        Self::take(cache_dir, libc::LOCK_EX).map(|lock| lock.expect("blocking flock returns a lock"))
+        Self::take(cache_dir, LockMode::Exclusive, true).map(|lock| lock.expect("blocking flock returns a lock"))
     }
 
     /// The exclusive lock if nobody holds the cache, else `None`.
     pub fn try_exclusive(cache_dir: &Path) -> Result<Option<CacheLock>, CacheError> {
-        Self::take(cache_dir, libc::LOCK_EX | libc::LOCK_NB)
+        Self::take(cache_dir, LockMode::Exclusive, false)
     }
 
     pub fn is_exclusive(&self) -> bool {
         self.exclusive
     }
 
-    fn take(cache_dir: &Path, operation: libc::c_int) -> Result<Option<CacheLock>, CacheError> {
-        ensure_dir(cache_dir).map_err(io_at(cache_dir))?;
+    fn take(cache_dir: &Path, mode: LockMode, wait: bool) -> Result<Option<CacheLock>, CacheError> {
+        fs::create_dir_all(cache_dir).map_err(io_at(cache_dir))?;
         let path = cache_dir.join("lock");
         let file = File::options()
             .create(true)
@@ -48,17 +46,10 @@ impl CacheLock {
             .write(true)
             .open(&path)
             .map_err(|source| CacheError::Lock { path: path.clone(), source })?;
-        loop {
-            // SAFETY: the descriptor is open for the duration of the call.
-            if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-                return Ok(Some(CacheLock { _file: file, exclusive: operation & libc::LOCK_EX != 0 }));
-            }
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) => return Ok(None),
-                _ => return Err(CacheError::Lock { path, source: error }),
-            }
+        match sys::flock(&file, mode, wait) {
+            Ok(true) => Ok(Some(CacheLock { _file: file, exclusive: mode == LockMode::Exclusive })),
+            Ok(false) => Ok(None),
+            Err(source) => Err(CacheError::Lock { path, source }),
         }
     }
 }

@@ -14,9 +14,9 @@ use std::sync::Mutex;
 use rustc_hash::FxHashMap;
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::atomic::{ensure_dir, write_atomic};
 use crate::cache::error::io_at;
 use crate::cache::{CacheError, Digest};
+use crate::sys;
 
 /// The stat identity of a file. Any write changes mtime or ctime; a
 /// replacement by rename changes the inode.
@@ -50,14 +50,8 @@ impl FileStamp {
     /// proves unchanged bytes; else it could still change within the same
     /// timestamp tick (git's "racy clean" problem).
     pub fn is_settled(&self) -> bool {
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `now` is a valid out-pointer. CLOCK_REALTIME_COARSE is the
-        // clock the kernel stamps files with; it decides only whether a
-        // stamp is trusted, never what goes into a key or an output.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
-            return false;
-        }
-        let now_ns = now.tv_sec.saturating_mul(1_000_000_000).saturating_add(now.tv_nsec);
+        // The coarse clock is the one the kernel stamps files with.
+        let Some(now_ns) = sys::coarse_realtime_ns() else { return false };
         self.mtime_ns.max(self.ctime_ns) <= now_ns - RACY_WINDOW_NS
     }
 }
@@ -100,7 +94,7 @@ impl FileMemo {
         let dir = cache_dir.join("memo");
         let tmp = cache_dir.join("tmp");
         for dir in [&dir, &tmp] {
-            ensure_dir(dir).map_err(io_at(dir))?;
+            fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
         // Named by the workspace's absolute path: the memo is a local hint,
         // never part of a key or an output.
@@ -168,7 +162,7 @@ impl FileMemo {
         let mut bytes = Vec::new();
         serde_json::to_writer(&mut bytes, &*self.entries.lock().expect("memo lock"))
             .expect("the memo serializes to JSON");
-        write_atomic(&self.tmp, &self.file, &bytes).map_err(io_at(&self.file))
+        sys::write_atomic(&self.tmp, &self.file, &bytes).map_err(io_at(&self.file))
     }
 }
 

@@ -5,7 +5,7 @@ use clap::Args;
 use crate::cache::{Cas, Digest};
 use crate::cli::GlobalArgs;
 use crate::error::Error;
-use crate::exec::{run_image, RunImageRequest, Runc, StackMode};
+use crate::exec::{run_image, RunImageRequest};
 use crate::oci::{media_types, ImageRoot, Index, Manifest, Platform};
 use crate::registry::platform_satisfies;
 use crate::workspace::Label;
@@ -56,7 +56,8 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let request = RunRequest::new(args, &session.current_package())?;
     // Before any build work: a machine that cannot run containers says so
     // at once (exit 3).
-    let runc = Runc::locate(session.workspace.settings.runc.as_deref()).map_err(Error::from)?;
+    let context = session.execution_context();
+    context.runtime()?.check().map_err(Error::from)?;
     let (_, output) = session.build_label(&request.label.to_string(), true)?;
     let root = output.root().ok_or_else(|| {
         Error::user(format!("`{}` is a layer, not an image\nhint: run an `oci_image_build` target", request.label))
@@ -64,17 +65,17 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let cas = &session.cache.cas;
     let image = host_image(cas, root, &request.label)?;
     let config = cas.read_verified(&image.config).map_err(Error::from)?;
-    let code = run_image(&RunImageRequest {
-        cas,
-        cache_dir: session.cache.dir(),
-        config: &config,
-        layers: &image.layers,
-        args: request.args,
-        env: request.env,
-        network: request.network,
-        runc: &runc,
-        stack: StackMode::Auto,
-    })?;
+    let code = run_image(
+        &context,
+        &RunImageRequest {
+            cache_dir: session.cache.dir(),
+            config: &config,
+            layers: &image.layers,
+            args: request.args,
+            env: request.env,
+            network: request.network,
+        },
+    )?;
     Ok(code)
 }
 

@@ -1,5 +1,6 @@
-//! Errors of execution: a failing action (with its owner), a malformed
-//! action graph, and the file system around scratch directories.
+//! Errors of execution: a failing action (with its owner), a request for an
+//! action the graph does not have, and the file system around scratch
+//! directories.
 
 use std::io;
 use std::path::PathBuf;
@@ -14,10 +15,6 @@ pub enum ExecError {
     /// `source` decides the exit code.
     #[error("Action `{kind}` of `{owner}` failed: {source}")]
     ActionFailed { owner: Label, kind: &'static str, source: Box<Error> },
-    #[error("The action graph has a cycle: {}", cycle.join(" -> "))]
-    Cycle { cycle: Vec<String> },
-    #[error("Action `{kind}` of `{owner}` depends on action #{input}, which is not in the graph")]
-    UnknownInput { owner: Label, kind: &'static str, input: usize },
     #[error("Action #{id} was requested but is not in the graph")]
     UnknownAction { id: usize },
     #[error("Cannot prepare a scratch directory at `{path}`: {source}")]
@@ -31,9 +28,7 @@ impl From<ExecError> for Error {
         let kind = match error {
             ExecError::Cache(error) => return error.into(),
             ExecError::ActionFailed { ref source, .. } => source.kind,
-            ExecError::Cycle { .. } | ExecError::UnknownInput { .. } | ExecError::UnknownAction { .. } => {
-                ErrorKind::Internal
-            }
+            ExecError::UnknownAction { .. } => ErrorKind::Internal,
             ExecError::Scratch { .. } => ErrorKind::Environment,
         };
         Error { kind, message: error.to_string() }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::actions::{ActionGraph, Input};
 use crate::cache::{canonical_json, CanonicalJson, Digest, KeyInput};
 use crate::exec::{ActionStatus, BuildResult};
+use crate::sys::{AtomicFile, Durability};
 use crate::workspace::Label;
 
 /// Bumped when the log's shape changes; an older log reads as absent.
@@ -86,9 +87,8 @@ impl BuildLog {
         // Rank of each action among its owner's actions of the same kind.
         let mut seen: BTreeMap<(String, &str), usize> = BTreeMap::new();
         let names: Vec<ActionName> = graph
-            .nodes
             .iter()
-            .map(|node| {
+            .map(|(_, node)| {
                 let owner = node.owner.to_string();
                 let kind = node.action.kind();
                 let rank = seen.entry((owner.clone(), kind)).or_default();
@@ -104,7 +104,7 @@ impl BuildLog {
             .into_iter()
             .map(|record| {
                 // Dependencies in declaration order, matched to the key's action inputs.
-                let mut deps = graph.nodes[record.id.0].action.inputs().into_iter().filter_map(|input| match input {
+                let mut deps = graph[record.id].action.inputs().into_iter().filter_map(|input| match input {
                     Input::Action(dep) => Some(dep),
                     Input::Source(_) => None,
                 });
@@ -150,14 +150,16 @@ impl BuildLog {
             Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(at(&last)(error)),
             _ => {}
         }
-        let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(at(&dir))?;
+        // Unsynced: a log lost to a power cut only costs `berth explain` its
+        // comparison (`load` treats an unreadable log as absent), and a
+        // no-op build should not wait on the disk for it.
+        let temp = AtomicFile::new_in(&dir).map_err(at(&dir))?.with_durability(Durability::Unsynced);
         // Plain serde_json, not canonical: nothing takes the log's digest,
         // and a 30,000-input action's entry is written in one pass.
-        let mut writer = io::BufWriter::new(&mut temp);
+        let mut writer = io::BufWriter::new(temp);
         serde_json::to_writer(&mut writer, self).map_err(io::Error::from).map_err(at(&last))?;
-        io::Write::flush(&mut writer).map_err(at(&last))?;
-        drop(writer);
-        temp.persist(&last).map_err(|error| at(&last)(error.error))?;
+        let temp = writer.into_inner().map_err(|error| at(&last)(error.into_error()))?;
+        temp.commit(&last).map_err(at(&last))?;
         Ok(())
     }
 

@@ -1,21 +1,25 @@
-//! Execution: the scheduler that runs the action DAG against the cache, and
-//! the sandboxes actions run in (scratch directories here; runc bundles for
-//! in-container steps).
+//! Execution: the scheduler that runs the action DAG against the cache, the
+//! execution context it hands every action (built from the session's
+//! [`ExecSettings`]), and the machinery behind it: scratch directories
+//! ([`Sandbox`]), and containers with runc ([`RuncRuntime`], which
+//! implements `actions::ContainerRuntime`, over `rootfs` and `runc`).
 
 mod error;
 mod history;
 mod rootfs;
 mod run_image;
 mod runc;
+mod runtime;
 mod sandbox;
 mod scheduler;
+mod settings;
 
 pub use error::ExecError;
 pub use history::{explain, ActionExplanation, ActionName, BuildLog, HistoryError, LoggedAction, LoggedInput, Reason};
 pub use rootfs::{RootFs, RootFsError, StackMode};
-pub use run_image::{
-    extract_layers, merge_env, resolve_user, run_image, ImageRuntimeConfig, RunDir, RunImageRequest, DEFAULT_PATH,
-};
-pub use runc::{config as runc_config, Container, Limits, Outcome, Runc, RuncError, StdioMode};
+pub use run_image::{run_image, RunDir, RunImageRequest};
+pub use runc::{config as runc_config, Container, Limits, Runc, RuncError};
+pub use runtime::RuncRuntime;
 pub use sandbox::{LocalSandbox, Sandbox};
 pub use scheduler::{default_jobs, ActionRecord, ActionStatus, BuildResult, Executor};
+pub use settings::ExecSettings;

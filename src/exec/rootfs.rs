@@ -5,15 +5,14 @@
 //! directory (overlayfs) or into its own copy.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::oci::{is_opaque_dir, is_whiteout, ExtractedLayer};
+use crate::sys;
 
 /// How to stack layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,28 +119,16 @@ impl RootFs {
         if options.len() >= 4096 {
             return Err(RootFsError::Overlay { reason: format!("{} layers are too many for one mount", layers.len()) });
         }
-        let c = |text: &str| CString::new(text).map_err(|_| RootFsError::Overlay { reason: "a path holds NUL".into() });
-        let (source, target, fstype, data) =
-            (c("overlay")?, c(&self.merged.display().to_string())?, c("overlay")?, c(&options)?);
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-        let rc = unsafe {
-            libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), libc::MS_NODEV, data.as_ptr().cast())
-        };
-        if rc != 0 {
-            return Err(RootFsError::Overlay { reason: io::Error::last_os_error().to_string() });
-        }
-        Ok(())
+        sys::mount_overlay(&self.merged, &options).map_err(|error| RootFsError::Overlay { reason: error.to_string() })
     }
 }
 
 impl Drop for RootFs {
     fn drop(&mut self) {
         if self.overlay {
-            if let Ok(target) = CString::new(self.merged.as_os_str().as_bytes()) {
-                // SAFETY: a NUL-terminated path. MNT_DETACH so a stray open
-                // file cannot keep the mount (and the cleanup) from happening.
-                unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-            }
+            // Detached, so a stray open file cannot keep the mount (and the
+            // cleanup) from happening.
+            let _ = sys::unmount_detached(&self.merged);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -217,14 +204,8 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
             let target = fs::read_link(&from).map_err(io_at(&from))?;
             std::os::unix::fs::symlink(&target, &to).map_err(io_at(&to))?;
         } else if file_type.is_file() {
-            let mut input =
-                OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&from).map_err(io_at(&from))?;
-            let mut output = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&to)
+            let mut input = sys::open_nofollow(OpenOptions::new().read(true), &from).map_err(io_at(&from))?;
+            let mut output = sys::open_nofollow(OpenOptions::new().write(true).create_new(true).mode(0o600), &to)
                 .map_err(io_at(&to))?;
             io::copy(&mut input, &mut output).map_err(io_at(&to))?;
         } else {
@@ -232,14 +213,7 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
             if !file_type.is_fifo() {
                 continue; // devices never reach the cache (extraction skips them)
             }
-            let path = CString::new(to.as_os_str().as_bytes()).map_err(|_| RootFsError::Io {
-                path: to.clone(),
-                source: io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"),
-            })?;
-            // SAFETY: a NUL-terminated path.
-            if unsafe { libc::mknod(path.as_ptr(), libc::S_IFIFO | 0o600, 0) } != 0 {
-                return Err(RootFsError::Io { path: to, source: io::Error::last_os_error() });
-            }
+            sys::make_fifo(&to).map_err(io_at(&to))?;
         }
         set_owner_mode(&to, &metadata)?;
         if metadata.nlink() > 1 {
@@ -265,18 +239,14 @@ mod tests {
             let parent = path.parent().unwrap().to_path_buf();
             fs::create_dir_all(&parent).unwrap();
             let file_name = path.file_name().unwrap().to_str().unwrap();
-            let c = |path: &Path| CString::new(path.as_os_str().as_bytes()).unwrap();
             if file_name == ".wh..wh..opq" {
                 if parent == root {
                     opaque_root = true;
                 } else {
-                    let (path, name) = (c(&parent), CString::new(crate::oci::OPAQUE_XATTR).unwrap());
-                    // SAFETY: NUL-terminated strings and a one-byte value.
-                    assert_eq!(unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) }, 0);
+                    sys::set_xattr(&parent, crate::oci::OPAQUE_XATTR.as_bytes(), b"y").unwrap();
                 }
             } else if let Some(hidden) = file_name.strip_prefix(".wh.") {
-                // SAFETY: a NUL-terminated path; device 0/0.
-                assert_eq!(unsafe { libc::mknod(c(&parent.join(hidden)).as_ptr(), libc::S_IFCHR, 0) }, 0);
+                sys::make_whiteout(&parent.join(hidden)).unwrap();
             } else {
                 fs::write(&path, entry).unwrap();
             }
@@ -293,8 +263,7 @@ mod tests {
 
     #[test]
     fn overlay_and_copies_agree_on_whiteouts_and_opaque_roots() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if sys::effective_uid() != 0 {
             eprintln!("SKIP: stacking needs root");
             return;
         }

@@ -18,14 +18,16 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{self, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::actions::{Outcome, Stdio};
 use crate::error::Error;
+use crate::sys::{self, Signal};
 
 /// Where runc keeps container state when run as root without `--root`.
 const RUNC_STATE_ROOT: &str = "/run/runc";
@@ -60,15 +62,6 @@ pub struct Runc {
     path: PathBuf,
 }
 
-/// How the container's stdio is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StdioMode {
-    /// berth's own stdin, stdout and stderr (`berth run`).
-    Inherit,
-    /// stdin empty, stdout and stderr captured (build steps).
-    Capture,
-}
-
 /// Resource limits, applied through cgroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -82,10 +75,8 @@ impl Default for Limits {
     fn default() -> Self {
         // Three quarters of the machine's memory: enough for any build, and
         // the host keeps some when a step runs away.
-        // SAFETY: sysinfo only writes into the struct we pass.
-        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-        let memory = (unsafe { libc::sysinfo(&mut info) } == 0)
-            .then(|| (info.totalram as i64).saturating_mul(info.mem_unit as i64) / 4 * 3)
+        let memory = sys::total_memory()
+            .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX) / 4 * 3)
             .filter(|&bytes| bytes > 0);
         Limits { pids: 4096, memory_bytes: memory }
     }
@@ -109,29 +100,14 @@ pub struct Container {
     pub limits: Limits,
 }
 
-/// How a container ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The process's exit code; 128 + N when killed by signal N.
-    pub exit_code: i32,
-    /// The timeout expired and the container was killed.
-    pub timed_out: bool,
-    /// Captured stdout (empty with `StdioMode::Inherit`).
-    pub stdout: Vec<u8>,
-    /// Captured stderr (empty with `StdioMode::Inherit`).
-    pub stderr: Vec<u8>,
-}
-
-impl Outcome {
-    /// runc's own error when it could not start the process (captured
-    /// stdio only), as opposed to the process failing.
-    pub fn runtime_error(&self) -> Option<String> {
-        if self.exit_code == 0 {
-            return None;
-        }
-        let stderr = String::from_utf8_lossy(&self.stderr);
-        stderr.lines().find(|line| line.contains("level=error") && line.contains("runc run failed")).map(str::to_owned)
+/// runc's own error when it could not start the process (captured stdio
+/// only), as opposed to the process failing.
+pub fn start_error(outcome: &Outcome) -> Option<String> {
+    if outcome.exit_code == 0 || outcome.timed_out {
+        return None;
     }
+    let stderr = String::from_utf8_lossy(&outcome.stderr);
+    stderr.lines().find(|line| line.contains("level=error") && line.contains("runc run failed")).map(str::to_owned)
 }
 
 impl Runc {
@@ -145,8 +121,7 @@ impl Runc {
                 .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join("runc")).find(|p| is_executable(p)))
                 .ok_or(RuncError::NotOnPath)?,
         };
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = sys::effective_uid();
         if uid != 0 {
             return Err(RuncError::NotRoot { uid });
         }
@@ -163,7 +138,7 @@ impl Runc {
         &self,
         container: &Container,
         bundle: &Path,
-        stdio: StdioMode,
+        stdio: Stdio,
         timeout: Option<Duration>,
     ) -> Result<Outcome, RuncError> {
         std::fs::create_dir_all(bundle).map_err(|source| RuncError::Io { path: bundle.to_path_buf(), source })?;
@@ -178,23 +153,29 @@ impl Runc {
         command.arg("run").arg("--bundle").arg(bundle).arg(&id);
         // berth turns transparent huge pages off for itself (main.rs), and
         // children inherit that: the container gets the machine's setting.
-        // SAFETY: prctl is async-signal-safe and changes only the child.
+        // SAFETY: the hook only calls prctl, which is async-signal-safe and
+        // changes only the child.
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+                sys::restore_transparent_huge_pages();
                 Ok(())
             });
         }
         match stdio {
-            StdioMode::Inherit => command.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()),
-            StdioMode::Capture => command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
+            Stdio::Inherit => command
+                .stdin(process::Stdio::inherit())
+                .stdout(process::Stdio::inherit())
+                .stderr(process::Stdio::inherit()),
+            Stdio::Capture => {
+                command.stdin(process::Stdio::null()).stdout(process::Stdio::piped()).stderr(process::Stdio::piped())
+            }
         };
         let mut child = command.spawn().map_err(|source| RuncError::Spawn { runc: self.path.clone(), source })?;
         let guard = DeleteOnDrop { runc: self, id: &id };
         // With stdio attached, Ctrl-C reaches runc too (same process group),
         // which forwards it to the container; berth waits for the container
         // to end so it can unmount and delete behind it.
-        let _interrupts = (stdio == StdioMode::Inherit).then(IgnoreInterrupts::new);
+        let _interrupts = (stdio == Stdio::Inherit).then(sys::IgnoreInterrupts::new);
         let readers = [child.stdout.take().map(capture), child.stderr.take().map(capture)];
         let pid = child.id();
         let (sender, receiver) = mpsc::channel();
@@ -211,8 +192,8 @@ impl Runc {
                 self.kill(&id);
                 let status = receiver.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| {
                     // runc itself is stuck: kill it; the delete below cleans up.
-                    // SAFETY: pid is our child, not yet reaped (the waiter holds it).
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    // The pid is our child, not yet reaped (the waiter holds it).
+                    let _ = sys::kill(pid, Signal::Kill);
                     receiver.recv().unwrap_or_else(|_| Err(io::Error::other("the waiter thread died")))
                 });
                 (status, true)
@@ -241,27 +222,10 @@ impl Runc {
     fn kill(&self, id: &str) {
         let _ = Command::new(&self.path)
             .args(["kill", "--all", id, "KILL"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdin(process::Stdio::null())
+            .stdout(process::Stdio::null())
+            .stderr(process::Stdio::null())
             .status();
-    }
-}
-
-/// Ignores SIGINT in berth until dropped.
-struct IgnoreInterrupts(libc::sighandler_t);
-
-impl IgnoreInterrupts {
-    fn new() -> IgnoreInterrupts {
-        // SAFETY: SIG_IGN is a valid disposition; the previous one is restored on drop.
-        IgnoreInterrupts(unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) })
-    }
-}
-
-impl Drop for IgnoreInterrupts {
-    fn drop(&mut self) {
-        // SAFETY: restores the disposition `new` replaced.
-        unsafe { libc::signal(libc::SIGINT, self.0) };
     }
 }
 
@@ -278,9 +242,9 @@ impl Drop for DeleteOnDrop<'_> {
         if Path::new(RUNC_STATE_ROOT).join(self.id).exists() {
             let _ = Command::new(&self.runc.path)
                 .args(["delete", "--force", self.id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdin(process::Stdio::null())
+                .stdout(process::Stdio::null())
+                .stderr(process::Stdio::null())
                 .status();
         }
     }
@@ -413,14 +377,14 @@ fn seccomp() -> Value {
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": architectures,
         "syscalls": [
-            {"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM},
+            {"names": DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": sys::EPERM},
             // New user namespaces would hand the step back the capabilities
             // it was denied.
-            {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+            {"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": sys::EPERM,
              "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}]},
             // clone3's flags live in memory seccomp cannot read: ENOSYS makes
             // libc fall back to clone, which the rule above checks.
-            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS},
+            {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": sys::ENOSYS},
         ],
     })
 }
@@ -435,12 +399,7 @@ fn cgroup_available(controller: &str) -> bool {
 pub fn config(container: &Container) -> Value {
     // Docker's 1048576, or what berth's own hard limit allows (runc cannot
     // raise it past the host's `fs.nr_open`).
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    let open_files = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } {
-        0 => limit.rlim_max.min(1_048_576),
-        _ => 1024,
-    };
+    let open_files = sys::open_files_hard_limit().map_or(1024, |limit| limit.min(1_048_576));
     let mut namespaces =
         vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
     if !container.network {

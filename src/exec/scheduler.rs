@@ -1,8 +1,12 @@
 //! The scheduler: runs the actions an `ActionGraph` needs for the wanted
 //! ones, independent actions in parallel up to `jobs`, each keyed once its
 //! inputs are known, served from the action cache when possible and
-//! otherwise run in a fresh scratch directory. Fails fast: the first failing
-//! action stops new work and names its owner.
+//! otherwise run in a fresh scratch directory with the build's one
+//! `ExecutionContext` (built from the session's `ExecSettings`). Fails fast:
+//! the first failing action stops new work and names its owner.
+//!
+//! [`Executor::lookup`] and [`Executor::store`] are the only places it
+//! reads and writes the action cache.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -11,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-use crate::actions::{ActionContext, ActionGraph, ActionId, ActionOutput, Input, ResolvedInput};
+use crate::actions::{
+    ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, ExecutionContext, Input, ResolvedInput,
+};
 use crate::cache::{
-    output_digest, Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs,
-    BERTH_FORMAT_VERSION,
+    Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs, BERTH_FORMAT_VERSION,
 };
 use crate::error::Error;
-use crate::exec::{ExecError, Sandbox};
+use crate::exec::{ExecError, ExecSettings, Sandbox};
 use crate::report::{Event, Reporter};
 
 /// The number of actions run at once when `-j` is not given: the number of cores.
@@ -53,7 +58,7 @@ pub struct ActionRecord {
 pub struct BuildResult {
     /// The output of every action that ran or was cached: the wanted ones
     /// and everything they depend on.
-    pub outputs: BTreeMap<ActionId, ActionOutput>,
+    pub outputs: BTreeMap<ActionId, ActionResult>,
     pub records: BTreeMap<ActionId, ActionRecord>,
     pub duration: Duration,
 }
@@ -74,7 +79,9 @@ impl BuildResult {
 /// let cache = Cache::open(&cache_dir)?;                 // shared lock, before analysis
 /// let memo = FileMemo::load(cache.dir(), &workspace_root)?;
 /// let sandbox = LocalSandbox::new(cache.dir());
-/// let executor = Executor { cache: &cache, memo: &memo, sandbox: &sandbox, reporter: &reporter, jobs };
+/// let settings = ExecSettings::new(registry);           // the handle analysis used
+/// let executor =
+///     Executor { cache: &cache, memo: &memo, sandbox: &sandbox, settings: &settings, reporter: &reporter, jobs };
 /// let result = executor.run(&graph, &wanted)?;
 /// ```
 pub struct Executor<'a> {
@@ -83,13 +90,16 @@ pub struct Executor<'a> {
     /// `Input::Source` paths. Saved at the end of every run.
     pub memo: &'a FileMemo,
     pub sandbox: &'a dyn Sandbox,
+    /// The machine: [`Executor::run`] builds the actions' execution
+    /// context from it.
+    pub settings: &'a ExecSettings,
     pub reporter: &'a dyn Reporter,
     /// At most this many actions at once (0 counts as 1).
     pub jobs: usize,
 }
 
 struct Done {
-    output: ActionOutput,
+    output: ActionResult,
     digest: Digest,
 }
 
@@ -105,6 +115,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// What every action of this run sees of the machine.
+    context: ExecutionContext,
 }
 
 impl Shared {
@@ -140,6 +152,7 @@ impl Executor<'_> {
                 failure: None,
             }),
             changed: Condvar::new(),
+            context: self.settings.context(self.cache),
         };
         let workers = self.jobs.max(1).min(total.max(1));
         std::thread::scope(|scope| {
@@ -185,14 +198,7 @@ impl Executor<'_> {
             // for a result that never comes.
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_node(graph, node, shared, true)))
-                    .unwrap_or_else(|panic| {
-                        let action = &graph.nodes[node];
-                        Err(ExecError::ActionFailed {
-                            owner: action.owner.clone(),
-                            kind: action.action.kind(),
-                            source: Box::new(panic_error(panic)),
-                        })
-                    });
+                    .unwrap_or_else(|panic| Err(action_failed(&graph[ActionId(node)], panic_error(panic))));
             state = shared.lock();
             match result {
                 Ok((done, record)) => {
@@ -216,9 +222,8 @@ impl Executor<'_> {
     }
 
     /// Keys, looks up and if needed runs one action whose dependencies are
-    /// done. `may_retry`: if the action fails and a dependency's blob turns
-    /// out missing (a corrupt blob is removed when read), rebuild that
-    /// dependency once and try again.
+    /// done, then records what it produced. `may_retry`: see
+    /// [`Executor::retry_or_fail`].
     fn run_node(
         &self,
         graph: &ActionGraph,
@@ -227,19 +232,38 @@ impl Executor<'_> {
         may_retry: bool,
     ) -> Result<(Arc<Done>, ActionRecord), ExecError> {
         let started = Instant::now();
-        let node = &graph.nodes[id];
-        let kind = node.action.kind();
-        let owner = &node.owner;
-        let failed = |source: Error| ExecError::ActionFailed { owner: owner.clone(), kind, source: Box::new(source) };
-
-        enum Resolved {
-            Source { path: PathBuf, digest: FileDigest },
-            Action { id: usize, done: Arc<Done> },
+        let node = &graph[ActionId(id)];
+        let (owner, kind) = (&node.owner, node.action.kind());
+        let keyed = self.key(node, shared).map_err(|error| action_failed(node, error))?;
+        if let Some(result) = self.lookup(&keyed.key).map_err(|error| action_failed(node, error))? {
+            self.reporter.report(&Event::ActionCached { id: ActionId(id), owner, kind });
+            return Ok(done(id, keyed, result, ActionStatus::Cached, started));
         }
+
+        self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
+        // Absolute paths only now: a cached action of 30,000 sources needs none.
+        let sources = keyed.source_paths(self.memo.workspace_root());
+        let scratch = self.sandbox.create_scratch()?;
+        let outcome = self.execute(&shared.context, node, &keyed, &sources, &scratch);
+        let removed = self.sandbox.remove_scratch(&scratch);
+        let result = match outcome {
+            Ok(result) => result,
+            Err(error) => return self.retry_or_fail(graph, id, shared, may_retry, &keyed, error),
+        };
+        removed?;
+        self.check(&keyed, &sources, &result).map_err(|error| action_failed(node, error))?;
+        self.store(&keyed.key, &result).map_err(|error| action_failed(node, error))?;
+        self.reporter.report(&Event::ActionFinished { id: ActionId(id), owner, kind, duration: started.elapsed() });
+        Ok(done(id, keyed, result, ActionStatus::Ran, started))
+    }
+
+    /// The action's key, from its params and its inputs' digests: source
+    /// files through the memo, dependencies by their results' digests.
+    fn key(&self, node: &ActionNode, shared: &Shared) -> Result<Keyed, Error> {
         let inputs = node.action.inputs();
         // Source digests on every core (a cold layer of 30,000 files reads
         // them all before its key is known), while the params are written.
-        let (digests, params) = rayon::join(
+        let (sources, params) = rayon::join(
             || {
                 inputs
                     .par_iter()
@@ -252,9 +276,9 @@ impl Executor<'_> {
             || node.action.params(),
         );
         // The first failure in declaration order, whichever thread saw it.
-        let digests = digests.into_iter().collect::<Result<Vec<_>, Error>>().map_err(failed)?;
-        let mut files = digests.iter();
-        let mut dep_outputs = Vec::new();
+        let sources = sources.into_iter().collect::<Result<Vec<_>, Error>>()?;
+        let mut files = sources.iter();
+        let mut deps = Vec::new();
         let mut key_inputs = Vec::with_capacity(inputs.len());
         for input in &inputs {
             match input {
@@ -265,111 +289,114 @@ impl Executor<'_> {
                 Input::Action(dep) => {
                     let done = shared.lock().done.get(&dep.0).cloned().expect("dependencies run first");
                     key_inputs.push(KeyInput::Action { output: done.digest });
-                    dep_outputs.push(done);
+                    deps.push((dep.0, done));
                 }
             }
         }
         let key_inputs = KeyInputs {
-            kind: kind.to_owned(),
+            kind: node.action.kind().to_owned(),
             kind_version: node.action.kind_version(),
             berth_format_version: BERTH_FORMAT_VERSION,
             params,
             inputs: key_inputs,
         };
-        let key = key_inputs.key();
-        let record = |output: &ActionOutput, status| ActionRecord {
-            id: ActionId(id),
-            key,
-            key_inputs,
-            output_digest: output_digest(output),
-            status,
-            duration: started.elapsed(),
-        };
+        Ok(Keyed { key: key_inputs.key(), key_inputs, inputs, sources, deps })
+    }
 
-        if let Some(output) = self.cache.ac.get(&key, &self.cache.cas).map_err(|error| failed(error.into()))? {
-            self.reporter.report(&Event::ActionCached { id: ActionId(id), owner, kind });
-            let record = record(&output, ActionStatus::Cached);
-            return Ok((Arc::new(Done { digest: record.output_digest, output }), record));
-        }
+    /// The one place the scheduler asks whether an action's result is
+    /// known: the local action cache (a hit counts only if every blob it
+    /// names is in the CAS, intact).
+    fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>, Error> {
+        Ok(self.cache.ac.get(key, &self.cache.cas)?)
+    }
 
-        self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
-        // Absolute paths only now: a cached action of 30,000 sources needs none.
-        let (mut digests, mut dep_outputs) = (digests.into_iter(), dep_outputs.into_iter());
-        let resolved: Vec<Resolved> = inputs
-            .into_iter()
-            .map(|input| match input {
-                Input::Source(path) => Resolved::Source {
-                    path: self.memo.workspace_root().join(path),
-                    digest: digests.next().expect("one digest per source"),
-                },
-                Input::Action(dep) => {
-                    Resolved::Action { id: dep.0, done: dep_outputs.next().expect("one output per dependency") }
-                }
-            })
-            .collect();
-        let scratch = self.sandbox.create_scratch()?;
-        let inputs = resolved
+    /// The one place the scheduler records an action's result.
+    fn store(&self, key: &Digest, result: &ActionResult) -> Result<(), Error> {
+        Ok(self.cache.ac.put(key, result)?)
+    }
+
+    /// Runs the action in `scratch` with its resolved inputs; a panic
+    /// becomes an internal error, so the scratch directory is still removed.
+    fn execute(
+        &self,
+        context: &ExecutionContext,
+        node: &ActionNode,
+        keyed: &Keyed,
+        sources: &[PathBuf],
+        scratch: &Path,
+    ) -> Result<ActionResult, Error> {
+        let (mut files, mut paths, mut deps) = (keyed.sources.iter(), sources.iter(), keyed.deps.iter());
+        let inputs = keyed
+            .inputs
             .iter()
             .map(|input| match input {
-                Resolved::Source { path, digest } => ResolvedInput::Source {
-                    path: path.clone(),
-                    digest: digest.digest,
-                    size: digest.size,
-                    settled: digest.stamp.is_settled(),
-                },
-                Resolved::Action { done, .. } => ResolvedInput::Action(&done.output),
+                Input::Source(_) => {
+                    let file = files.next().expect("one digest per source");
+                    ResolvedInput::Source {
+                        path: paths.next().expect("one path per source").clone(),
+                        digest: file.digest,
+                        size: file.size,
+                        settled: file.stamp.is_settled(),
+                    }
+                }
+                Input::Action(_) => ResolvedInput::Action(&deps.next().expect("one result per dependency").1.output),
             })
             .collect();
-        let context = ActionContext { inputs, cas: &self.cache.cas, scratch: &scratch };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.action.execute(&context)))
-            .unwrap_or_else(|panic| Err(panic_error(panic)));
-        drop(context);
-        let removed = self.sandbox.remove_scratch(&scratch);
+        let context = ActionContext::new(context, inputs, scratch);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.action.execute(&context)))
+            .unwrap_or_else(|panic| Err(panic_error(panic)))
+    }
 
-        let output = match result {
-            Ok(output) => output,
-            Err(error) => {
-                let damaged: Vec<usize> = resolved
-                    .iter()
-                    .filter_map(|input| match input {
-                        Resolved::Action { id, done }
-                            if done.output.blobs.values().any(|blob| !self.cache.cas.contains(&blob.digest)) =>
-                        {
-                            Some(*id)
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if may_retry && !damaged.is_empty() {
-                    for dep in damaged {
-                        self.rebuild(graph, dep, shared)?;
-                    }
-                    return self.run_node(graph, id, shared, false);
-                }
-                let message = error.to_string();
-                self.reporter.report(&Event::ActionFailed { id: ActionId(id), owner, kind, message: &message });
-                return Err(failed(error));
-            }
-        };
-        removed?;
-        let changed = resolved.par_iter().find_first(|input| match input {
-            Resolved::Source { path, digest } => FileStamp::read(path).ok() != Some(digest.stamp),
-            Resolved::Action { .. } => false,
-        });
-        if let Some(Resolved::Source { path, .. }) = changed {
+    /// What a successful action left: its sources unchanged since they were
+    /// hashed (their stamps), and every blob its result names in the CAS.
+    fn check(&self, keyed: &Keyed, sources: &[PathBuf], result: &ActionResult) -> Result<(), Error> {
+        let changed = sources
+            .par_iter()
+            .zip(&keyed.sources)
+            .find_first(|(path, file)| FileStamp::read(path).ok() != Some(file.stamp));
+        if let Some((path, _)) = changed {
             let relative = path.strip_prefix(self.memo.workspace_root()).unwrap_or(path).to_owned();
-            return Err(failed(CacheError::SourceChanged { path: relative }.into()));
+            return Err(CacheError::SourceChanged { path: relative }.into());
         }
-        if let Some((name, blob)) = output.blobs.iter().find(|(_, blob)| !self.cache.cas.contains(&blob.digest)) {
-            return Err(failed(Error::internal(format!(
+        if let Some((name, blob)) = result.blobs.iter().find(|(_, blob)| !self.cache.cas.contains(&blob.digest)) {
+            return Err(Error::internal(format!(
                 "The action reported output blob `{name}` ({}) but did not store it in the CAS",
                 blob.digest
-            ))));
+            )));
         }
-        self.cache.ac.put(&key, &output).map_err(|error| failed(error.into()))?;
-        self.reporter.report(&Event::ActionFinished { id: ActionId(id), owner, kind, duration: started.elapsed() });
-        let record = record(&output, ActionStatus::Ran);
-        Ok((Arc::new(Done { digest: record.output_digest, output }), record))
+        Ok(())
+    }
+
+    /// A failed action whose failure may come from a dependency's blob
+    /// that turned out missing (a corrupt blob is removed when read): with
+    /// `may_retry`, rebuild those dependencies once and run it again.
+    /// Otherwise the failure is the build's.
+    fn retry_or_fail(
+        &self,
+        graph: &ActionGraph,
+        id: usize,
+        shared: &Shared,
+        may_retry: bool,
+        keyed: &Keyed,
+        error: Error,
+    ) -> Result<(Arc<Done>, ActionRecord), ExecError> {
+        let damaged: Vec<usize> = keyed
+            .deps
+            .iter()
+            .filter(|(_, done)| done.output.blob_refs().any(|blob| !self.cache.cas.contains(&blob.digest)))
+            .map(|(dep, _)| *dep)
+            .collect();
+        if may_retry && !damaged.is_empty() {
+            for dep in damaged {
+                self.rebuild(graph, dep, shared)?;
+            }
+            return self.run_node(graph, id, shared, false);
+        }
+        let node = &graph[ActionId(id)];
+        let message = error.to_string();
+        let (owner, kind) = (&node.owner, node.action.kind());
+        self.reporter.report(&Event::ActionFailed { id: ActionId(id), owner, kind, message: &message });
+        Err(action_failed(node, error))
     }
 
     /// The digest of a workspace-relative source file, through the memo.
@@ -399,6 +426,54 @@ impl Executor<'_> {
     }
 }
 
+/// An action whose inputs are known, and its key.
+struct Keyed {
+    inputs: Vec<Input>,
+    /// One per `Input::Source`, in declaration order.
+    sources: Vec<FileDigest>,
+    /// One per `Input::Action`, in declaration order: its id and result.
+    deps: Vec<(usize, Arc<Done>)>,
+    key_inputs: KeyInputs,
+    key: Digest,
+}
+
+impl Keyed {
+    /// The absolute paths of the source inputs, in declaration order.
+    fn source_paths(&self, workspace_root: &Path) -> Vec<PathBuf> {
+        self.inputs
+            .iter()
+            .filter_map(|input| match input {
+                Input::Source(path) => Some(workspace_root.join(path)),
+                Input::Action(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// The result of action `id` and the record of how it was obtained.
+fn done(
+    id: usize,
+    keyed: Keyed,
+    output: ActionResult,
+    status: ActionStatus,
+    started: Instant,
+) -> (Arc<Done>, ActionRecord) {
+    let record = ActionRecord {
+        id: ActionId(id),
+        key: keyed.key,
+        key_inputs: keyed.key_inputs,
+        output_digest: output.digest(),
+        status,
+        duration: started.elapsed(),
+    };
+    (Arc::new(Done { digest: record.output_digest, output }), record)
+}
+
+/// A failure of `node`, named by its owner and kind.
+fn action_failed(node: &ActionNode, source: Error) -> ExecError {
+    ExecError::ActionFailed { owner: node.owner.clone(), kind: node.action.kind(), source: Box::new(source) }
+}
+
 /// An action's panic as an internal error (its message kept).
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> Error {
     let message = panic
@@ -414,76 +489,41 @@ fn slash_path(path: &Path) -> String {
     path.components().map(|part| part.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
-/// The closure of `wanted` in dependency order; refuses unknown ids and cycles.
+/// The closure of `wanted` in dependency order; refuses ids the graph does
+/// not have (an `ActionId` can be made by hand). Inputs always have lower
+/// ids than their readers, so one pass from the highest wanted id down marks
+/// the closure, and ascending ids are a dependency order: no cycle to look for.
 fn plan(graph: &ActionGraph, wanted: &[ActionId]) -> Result<Plan, ExecError> {
-    const NEW: u8 = 0;
-    const ACTIVE: u8 = 1;
-    const DONE: u8 = 2;
-    let count = graph.nodes.len();
-    let mut mark = vec![NEW; count];
+    let mut needed = vec![false; graph.len()];
+    for id in wanted {
+        *needed.get_mut(id.0).ok_or(ExecError::UnknownAction { id: id.0 })? = true;
+    }
+    let top = wanted.iter().map(|id| id.0 + 1).max().unwrap_or(0);
     let mut plan = Plan { order: Vec::new(), deps: HashMap::new(), dependents: HashMap::new() };
-    let describe = |id: usize| format!("{} ({})", graph.nodes[id].owner, graph.nodes[id].action.kind());
-
-    let deps_of = |id: usize| -> Result<Vec<usize>, ExecError> {
-        let node = &graph.nodes[id];
+    for id in (0..top).rev() {
+        if !needed[id] {
+            continue;
+        }
         let mut deps = Vec::new();
-        for input in node.action.inputs() {
+        for input in graph[ActionId(id)].action.inputs() {
             if let Input::Action(dep) = input {
-                if dep.0 >= count {
-                    return Err(ExecError::UnknownInput {
-                        owner: node.owner.clone(),
-                        kind: node.action.kind(),
-                        input: dep.0,
-                    });
-                }
                 if !deps.contains(&dep.0) {
+                    needed[dep.0] = true;
                     deps.push(dep.0);
                 }
             }
         }
-        Ok(deps)
-    };
-
-    for root in wanted {
-        if root.0 >= count {
-            return Err(ExecError::UnknownAction { id: root.0 });
+        plan.dependents.entry(id).or_default();
+        for dep in &deps {
+            plan.dependents.entry(*dep).or_default().push(id);
         }
-        if mark[root.0] != NEW {
-            continue;
-        }
-        // Iterative depth-first search: (node, its deps, next dep to visit).
-        let mut stack = vec![(root.0, deps_of(root.0)?, 0)];
-        mark[root.0] = ACTIVE;
-        while let Some((node, deps, next)) = stack.last_mut() {
-            if let Some(&dep) = deps.get(*next) {
-                *next += 1;
-                match mark[dep] {
-                    NEW => {
-                        mark[dep] = ACTIVE;
-                        let dep_deps = deps_of(dep)?;
-                        stack.push((dep, dep_deps, 0));
-                    }
-                    ACTIVE => {
-                        let start =
-                            stack.iter().position(|(id, _, _)| *id == dep).expect("active nodes are on the stack");
-                        let mut cycle: Vec<String> = stack[start..].iter().map(|(id, _, _)| describe(*id)).collect();
-                        cycle.push(describe(dep));
-                        return Err(ExecError::Cycle { cycle });
-                    }
-                    _ => {}
-                }
-            } else {
-                let node = *node;
-                let (_, deps, _) = stack.pop().expect("non-empty");
-                mark[node] = DONE;
-                plan.dependents.entry(node).or_default();
-                for dep in &deps {
-                    plan.dependents.entry(*dep).or_default().push(node);
-                }
-                plan.deps.insert(node, deps);
-                plan.order.push(node);
-            }
-        }
+        plan.deps.insert(id, deps);
+        plan.order.push(id);
+    }
+    // Ascending ids everywhere: ready actions start in registration order.
+    plan.order.reverse();
+    for dependents in plan.dependents.values_mut() {
+        dependents.reverse();
     }
     Ok(plan)
 }

@@ -16,6 +16,7 @@ use crate::cache::canonical_json;
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::layout::{image_blobs, layout_index, parse, read_blob, OCI_LAYOUT};
 use crate::oci::{read_root, Compression, ImageRoot, Manifest, OciError};
+use crate::sys::AtomicFile;
 
 /// Writes the image or index `root` as an OCI archive at `out_path`, with
 /// `ref_name` (the tag) as `org.opencontainers.image.ref.name`.
@@ -88,7 +89,7 @@ fn checked_blobs(cas: &Cas, root: &ImageRoot) -> Result<Vec<BlobRef>, OciError> 
 fn write_archive(cas: &Cas, blobs: &[BlobRef], files: Vec<(&str, Vec<u8>)>, out_path: &Path) -> Result<(), OciError> {
     let write_error = || OciError::write(out_path.display().to_string());
     let parent = out_path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(parent).map_err(write_error())?;
+    let temp = AtomicFile::new_in(parent).map_err(write_error())?;
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, temp));
     for dir in ["blobs", "blobs/sha256"] {
         let mut header = header(0o755, 0);
@@ -117,9 +118,8 @@ fn write_archive(cas: &Cas, blobs: &[BlobRef], files: Vec<(&str, Vec<u8>)>, out_
     }
     let temp =
         tar.into_inner().map_err(write_error())?.into_inner().map_err(|error| write_error()(error.into_error()))?;
-    temp.as_file().sync_all().map_err(write_error())?;
-    fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o644)).map_err(write_error())?;
-    temp.persist(out_path).map_err(|error| write_error()(error.error))?;
+    temp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).map_err(write_error())?;
+    temp.commit(out_path).map_err(write_error())?;
     Ok(())
 }
 

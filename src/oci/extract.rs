@@ -41,7 +41,6 @@
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -54,6 +53,7 @@ use sha2::Digest as _;
 
 use crate::cache::{Cas, Digest};
 use crate::error::Error;
+use crate::sys::{self, LockMode};
 
 /// Caps that stop hostile or broken archives before they fill the disk or
 /// the memory. The defaults fit real base images (a few GiB, a few hundred
@@ -142,32 +142,53 @@ pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
-/// Returns the layer extracted in the cache, extracting it first if needed.
-///
-/// The blob is read from the CAS and its digest checked while it streams.
-/// Concurrent callers for one digest (threads or processes sharing the
-/// cache) wait on a lock file and find the first one's result.
-pub fn extract_layer_cached(
+/// The layer store: layers extracted once per digest under
+/// `<cache>/layers/<hex>/`, for container runtimes to stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStore {
+    dir: PathBuf,
+}
+
+impl LayerStore {
+    /// The store of the cache at `cache_dir` (created on first extraction).
+    pub fn new(cache_dir: &Path) -> LayerStore {
+        LayerStore { dir: cache_dir.join("layers") }
+    }
+
+    /// `<cache>/layers`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the layer extracted in the store, extracting it first if
+    /// needed.
+    ///
+    /// The blob is read from the CAS and its digest checked while it streams.
+    /// Concurrent callers for one digest (threads or processes sharing the
+    /// cache) wait on a lock file and find the first one's result.
+    pub fn extract(&self, cas: &Cas, digest: &Digest, limits: &ExtractLimits) -> Result<ExtractedLayer, ExtractError> {
+        extract_layer_cached(cas, &self.dir, digest, limits)
+    }
+}
+
+fn extract_layer_cached(
     cas: &Cas,
-    cache_dir: &Path,
+    layers: &Path,
     digest: &Digest,
     limits: &ExtractLimits,
 ) -> Result<ExtractedLayer, ExtractError> {
-    let layers = cache_dir.join("layers");
     let final_dir = layers.join(digest.hex());
     if let Some(layer) = read_side_file(&final_dir, digest) {
         return Ok(layer);
     }
     // 0700: extracted layers hold setuid binaries owned by root.
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&layers).map_err(io_at(&layers))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(layers).map_err(io_at(layers))?;
     // One extraction per digest at a time, across threads and processes:
     // steps that start together on a cold base wait for one extraction.
     let lock_path = layers.join(format!("{}.lock", digest.hex()));
     let lock = File::create(&lock_path).map_err(io_at(&lock_path))?;
-    // SAFETY: flock on a file descriptor we own; released when `lock` closes.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(ExtractError::Io { path: lock_path, source: io::Error::last_os_error() });
-    }
+    // Released when `lock` closes.
+    sys::flock(&lock, LockMode::Exclusive, true).map_err(io_at(&lock_path))?;
     if let Some(layer) = read_side_file(&final_dir, digest) {
         return Ok(layer);
     }
@@ -176,7 +197,7 @@ pub fn extract_layer_cached(
         // written before the rename), so it is garbage.
         fs::remove_dir_all(&final_dir).map_err(io_at(&final_dir))?;
     }
-    remove_stale_temp_dirs(&layers);
+    remove_stale_temp_dirs(layers);
 
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let temp = layers.join(format!(
@@ -240,10 +261,7 @@ fn remove_stale_temp_dirs(layers: &Path) {
         let name = entry.file_name();
         let Some(rest) = name.to_str().and_then(|name| name.strip_prefix("tmp-")) else { continue };
         let Some(pid) = rest.split('-').nth(1).and_then(|pid| pid.parse::<i32>().ok()) else { continue };
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let alive =
-            unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
+        if !sys::process_exists(pid) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
@@ -429,13 +447,6 @@ fn lstat(path: &Path) -> Result<Option<fs::Metadata>, ExtractError> {
     }
 }
 
-fn c_path(path: &Path) -> Result<CString, ExtractError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| ExtractError::Io {
-        path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"),
-    })
-}
-
 /// Is this an overlayfs whiteout marker (character device 0/0)?
 pub fn is_whiteout(metadata: &fs::Metadata) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -444,35 +455,18 @@ pub fn is_whiteout(metadata: &fs::Metadata) -> bool {
 
 /// Does this directory carry overlayfs's opaque marker?
 pub fn is_opaque_dir(path: &Path) -> bool {
-    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else { return false };
-    let name = CString::new(OPAQUE_XATTR).expect("no NUL");
     let mut value = [0u8; 4];
-    // SAFETY: both strings are NUL-terminated and the buffer length is right.
-    let len = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-    len == 1 && value[0] == b'y'
+    sys::get_xattr(path, OPAQUE_XATTR.as_bytes(), &mut value) == Some(1) && value[0] == b'y'
 }
 
 fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> Result<(), ExtractError> {
-    let c_name = CString::new(name).map_err(|_| ExtractError::Refused {
-        path: path.display().to_string(),
-        reason: "has an xattr name with a NUL byte".into(),
-    })?;
-    let c_path = c_path(path)?;
-    // SAFETY: NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if rc != 0 {
-        return Err(ExtractError::Io { path: path.to_path_buf(), source: io::Error::last_os_error() });
+    if name.contains(&0) {
+        return Err(ExtractError::Refused {
+            path: path.display().to_string(),
+            reason: "has an xattr name with a NUL byte".into(),
+        });
     }
-    Ok(())
-}
-
-fn mknod(path: &Path, mode: libc::mode_t) -> Result<(), ExtractError> {
-    let c_path = c_path(path)?;
-    // SAFETY: a NUL-terminated path; device 0/0.
-    if unsafe { libc::mknod(c_path.as_ptr(), mode, 0) } != 0 {
-        return Err(ExtractError::Io { path: path.to_path_buf(), source: io::Error::last_os_error() });
-    }
-    Ok(())
+    sys::set_xattr(path, name, value).map_err(io_at(path))
 }
 
 /// Applies tar entries to one root directory.
@@ -708,7 +702,7 @@ impl Unpacker<'_> {
         let path = parent.join(std::ffi::OsStr::from_bytes(target));
         // A real entry of this same layer is not hidden by its whiteout.
         if lstat(&path)?.is_none() {
-            mknod(&path, libc::S_IFCHR)?;
+            sys::make_whiteout(&path).map_err(io_at(&path))?;
         }
         Ok(())
     }
@@ -724,12 +718,7 @@ impl Unpacker<'_> {
         let (name, parents) = components.split_last().expect("a file has a name");
         let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
         self.clear(&path)?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
+        let mut file = sys::open_nofollow(OpenOptions::new().write(true).create_new(true).mode(0o600), &path)
             .map_err(io_at(&path))?;
         io::copy(entry, &mut file).map_err(|source| match source.kind() {
             io::ErrorKind::Other => corrupt(source),
@@ -813,7 +802,7 @@ impl Unpacker<'_> {
         let (name, parents) = components.split_last().expect("a fifo has a name");
         let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
         self.clear(&path)?;
-        mknod(&path, libc::S_IFIFO | 0o600)?;
+        sys::make_fifo(&path).map_err(io_at(&path))?;
         owner.apply(&path)
     }
 }

@@ -14,6 +14,7 @@ use crate::cache::canonical_json;
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::manifest::MediaTypeProbe;
 use crate::oci::{media_types, Descriptor, Index, Manifest, OciError, REF_NAME_ANNOTATION};
+use crate::sys;
 
 /// The content of the `oci-layout` file.
 pub(crate) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -216,25 +217,10 @@ fn replace_dir(new: PathBuf, dir: &Path) -> Result<(), OciError> {
             source: io::Error::new(io::ErrorKind::AlreadyExists, "exists and is not a directory"),
         })),
         Ok(_) => {
-            exchange(&new, dir).map_err(write_error).map_err(cleanup)?;
+            sys::exchange(&new, dir).map_err(write_error).map_err(cleanup)?;
             // `new` now holds the old layout.
             let _ = fs::remove_dir_all(&new);
             Ok(())
         }
-    }
-}
-
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(a.as_os_str().as_bytes())?;
-    let b = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let result =
-        unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }

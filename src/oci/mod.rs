@@ -1,5 +1,6 @@
 //! OCI formats: layer tars and their compression, canonical JSON, image
-//! configs, manifests and indexes, image layouts and archives. Actions
+//! configs, manifests and indexes, image layouts and archives, and the layer
+//! store that container runtimes extract base layers into. Actions
 //! (`crate::actions`) call into this module; nothing else touches tar,
 //! compression or the OCI wire formats (`registry` aside).
 
@@ -22,7 +23,7 @@ pub use config::{
 };
 pub use error::OciError;
 pub use extract::{
-    extract_layer_cached, is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, UnpackStats,
+    is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, LayerStore, UnpackStats,
     OPAQUE_XATTR,
 };
 pub use layer::{

@@ -1,6 +1,7 @@
 //! The registry client: pulls and pushes images over the OCI distribution
 //! API (<https://github.com/opencontainers/distribution-spec/blob/main/spec.md>).
 //!
+//! One [`RegistryHandle`] per session makes the client on first use.
 //! Analysis calls [`Client::resolve`] to turn a pinned `oci_pull_image` into a
 //! manifest and a config in the CAS (no network when they are cached: pinned
 //! digests are immutable); the `fetch_blob` action calls
@@ -46,6 +47,7 @@ mod auth;
 mod client;
 mod credentials;
 mod error;
+mod handle;
 mod manifest;
 mod pull;
 mod push;
@@ -54,6 +56,7 @@ mod reference;
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
 pub use error::RegistryError;
+pub use handle::RegistryHandle;
 pub use manifest::{parse_platform, platform_satisfies, ACCEPT, MAX_MANIFEST_SIZE};
 pub use pull::PulledImage;
 pub use push::{BlobSources, PushOutcome, PushRequest};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::actions::ActionId;
+use crate::cache::ActionId;
 use crate::report::{Event, Reporter};
 
 /// How progress is drawn (`--console`).

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::actions::ActionId;
+use crate::cache::ActionId;
 use crate::workspace::Label;
 
 /// Something that happened during a build, in the order it happened.

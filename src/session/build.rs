@@ -2,14 +2,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::actions::ActionId;
+use crate::actions::{ActionId, ExecutionContext};
 use crate::analysis::{analyze, Analysis, AnalysisContext, Provider};
 use crate::cache::{Cache, CacheError, FileMemo};
 use crate::error::{Error, Result};
-use crate::exec::{BuildLog, BuildResult, Executor, LocalSandbox};
+use crate::exec::{BuildLog, BuildResult, ExecSettings, Executor, LocalSandbox};
 use crate::frontend;
-use crate::registry::ClientOptions;
+use crate::registry::{ClientOptions, RegistryHandle};
 use crate::report::Reporter;
 use crate::session::TargetOutput;
 use crate::workspace::{Label, Pattern, Workspace};
@@ -27,6 +28,9 @@ pub struct Session<'a> {
     pub cache: Cache,
     pub options: SessionOptions,
     pub reporter: &'a dyn Reporter,
+    /// The machine: runc, how roots are stacked, and the registry handle
+    /// that analysis and execution share.
+    pub exec: ExecSettings,
 }
 
 /// Everything a build produced: the analysed targets and their outputs.
@@ -43,7 +47,13 @@ impl<'a> Session<'a> {
     pub fn open(cwd: &Path, options: SessionOptions, reporter: &'a dyn Reporter) -> Result<Session<'a>> {
         let workspace = Workspace::discover(cwd)?;
         let cache = Cache::open(&options.cache_dir)?;
-        Ok(Session { workspace, cache, options, reporter })
+        let registry = RegistryHandle::new(ClientOptions {
+            registries: workspace.settings.registries.clone(),
+            offline: options.offline,
+            ..ClientOptions::default()
+        });
+        let exec = ExecSettings { runc: workspace.settings.runc.clone(), ..ExecSettings::new(Arc::new(registry)) };
+        Ok(Session { workspace, cache, options, reporter, exec })
     }
 
     /// `SOURCE_DATE_EPOCH` from the environment, else `source_date_epoch(N)`
@@ -89,13 +99,7 @@ impl<'a> Session<'a> {
             workspace_root: &self.workspace.root,
             source_date_epoch: self.source_date_epoch()?,
             cas: &self.cache.cas,
-            cache_dir: self.cache.dir(),
-            registry: ClientOptions {
-                registries: self.workspace.settings.registries.clone(),
-                offline: self.options.offline,
-                ..ClientOptions::default()
-            },
-            runc: self.workspace.settings.runc.clone(),
+            registry: &self.exec.registry,
         };
         let analysis = analyze(&ctx, &labels)?;
         // Analysis holds what execution needs; the graph of a 30,000-file
@@ -147,11 +151,25 @@ impl<'a> Session<'a> {
     /// `berth explain`.
     fn execute(&self, analysis: &Analysis, wanted: &[ActionId], memo: &FileMemo) -> Result<BuildResult> {
         let sandbox = LocalSandbox::new(self.cache.dir());
-        let executor =
-            Executor { cache: &self.cache, memo, sandbox: &sandbox, reporter: self.reporter, jobs: self.options.jobs };
+        let executor = Executor {
+            cache: &self.cache,
+            memo,
+            sandbox: &sandbox,
+            settings: &self.exec,
+            reporter: self.reporter,
+            jobs: self.options.jobs,
+        };
         let result = executor.run(&analysis.actions, wanted)?;
         BuildLog::new(&analysis.actions, &result).save(&self.workspace.out_dir())?;
         Ok(result)
+    }
+}
+
+impl Session<'_> {
+    /// The context a build's actions run with, for commands that use the
+    /// machine outside a build (`berth run`'s container).
+    pub fn execution_context(&self) -> ExecutionContext {
+        self.exec.context(&self.cache)
     }
 }
 

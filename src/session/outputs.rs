@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::actions::{ActionOutput, LayerOutput};
+use crate::actions::{ActionResult, ImageOutput, IndexOutput, LayerOutput};
 use crate::analysis::{LayerInfo, Provider};
 use crate::cache::{BlobRef, Cas, Digest};
 use crate::error::{Error, Result};
@@ -24,28 +24,25 @@ pub enum TargetOutput {
 
 impl TargetOutput {
     /// Reads the output of the target's main action.
-    pub fn of(provider: &Provider, output: &ActionOutput) -> Result<TargetOutput> {
-        let blob = |name: &str| {
-            output
-                .blobs
-                .get(name)
-                .copied()
-                .ok_or_else(|| Error::internal(format!("an action output lacks blob `{name}`")))
-        };
+    pub fn of(provider: &Provider, output: &ActionResult) -> Result<TargetOutput> {
         Ok(match provider {
             Provider::Image(image) => TargetOutput::Image {
-                root: ImageRoot { blob: blob("manifest")?, media_type: media_types::MANIFEST.to_owned() },
+                root: ImageRoot {
+                    blob: ImageOutput::from_result(output)?.manifest,
+                    media_type: media_types::MANIFEST.to_owned(),
+                },
                 repository: image.repository.clone(),
                 tags: image.tags.clone(),
             },
             Provider::Index(index) => TargetOutput::Index {
-                root: ImageRoot { blob: blob("index")?, media_type: media_types::INDEX.to_owned() },
+                root: ImageRoot {
+                    blob: IndexOutput::from_result(output)?.index,
+                    media_type: media_types::INDEX.to_owned(),
+                },
                 repository: index.repository.clone(),
                 tags: index.tags.clone(),
             },
-            Provider::Files(_) | Provider::Layer(_) => {
-                TargetOutput::Layer { layer: LayerOutput::parse(output, "build").map_err(Error::from)? }
-            }
+            Provider::Files(_) | Provider::Layer(_) => TargetOutput::Layer { layer: LayerOutput::from_result(output)? },
         })
     }
 

@@ -1,7 +1,7 @@
 //! `oci_build_layer`: runs `command` in `base` with `packages` staged, and
 //! captures `outputs` as a layer (the `COPY --from` workflow).
 
-use crate::actions::{BaseConfig, RunStep, RunStepRuntime, RunStepSpec};
+use crate::actions::{BaseConfig, RunStep, RunStepSpec};
 use crate::analysis::layer_contents::attr_error;
 use crate::analysis::{at, Analyzer, LayerInfo, Provider};
 use crate::error::Result;
@@ -68,12 +68,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciBuil
         network: attrs.network,
         source_date_epoch: analyzer.ctx.source_date_epoch,
     };
-    let runtime = RunStepRuntime {
-        runc: analyzer.ctx.runc.clone(),
-        cache_dir: Some(analyzer.ctx.cache_dir.to_owned()),
-        ..RunStepRuntime::default()
-    };
-    let step = RunStep { base_config, base_layers, packages, spec, runtime };
+    let step = RunStep { base_config, base_layers, packages, spec };
     let action = analyzer.actions.add(target.label.clone(), Box::new(step));
     Ok(Provider::Layer(LayerInfo::Built {
         action,

@@ -26,13 +26,12 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciPull
         .layers
         .iter()
         .map(|descriptor| {
-            let fetch =
-                FetchBlob { client: client.clone(), image: image.clone(), anonymous, descriptor: descriptor.clone() };
+            let fetch = FetchBlob { image: image.clone(), anonymous, descriptor: descriptor.clone() };
             analyzer.actions.add(owner.clone(), Box::new(fetch))
         })
         .collect();
     analyzer.pulled.push(pulled.clone());
-    let image = analyzer.actions.add(owner.clone(), Box::new(FetchImage { client, pulled }));
+    let image = analyzer.actions.add(owner.clone(), Box::new(FetchImage { pulled }));
     Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: None, tags: vec![] }))
 }
 

@@ -1,0 +1,46 @@
+//! The machine settings of a session, and the [`ExecutionContext`] the
+//! scheduler builds from them once per build: the CAS, the registry handle
+//! analysis resolved pulls with, the layer store under `<cache>/layers`, and
+//! runc as the container runtime. None of it enters a key: it decides how
+//! actions run here, never what they produce.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::actions::ExecutionContext;
+use crate::cache::Cache;
+use crate::exec::{RuncRuntime, StackMode};
+use crate::oci::LayerStore;
+use crate::registry::{ClientOptions, RegistryHandle};
+
+/// How this session runs actions on this machine.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    /// `runc(path)` from `WORKSPACE.star`; `None` searches `PATH`.
+    pub runc: Option<PathBuf>,
+    pub stack: StackMode,
+    /// Shared with analysis, which resolves pulls through it: one client,
+    /// one connection pool and token cache per session.
+    pub registry: Arc<RegistryHandle>,
+}
+
+impl ExecSettings {
+    /// Default runc and stacking, pulls through `registry`.
+    pub fn new(registry: Arc<RegistryHandle>) -> ExecSettings {
+        ExecSettings { runc: None, stack: StackMode::default(), registry }
+    }
+
+    /// The context every action of a build over `cache` runs with.
+    pub fn context(&self, cache: &Cache) -> ExecutionContext {
+        ExecutionContext::new(cache.cas.clone(), LayerStore::new(cache.dir()))
+            .with_registry(self.registry.clone())
+            .with_runtime(Arc::new(RuncRuntime::new(self.runc.clone(), self.stack)))
+    }
+}
+
+/// Registry settings left at their defaults (no `registry(...)`, online).
+impl Default for ExecSettings {
+    fn default() -> ExecSettings {
+        ExecSettings::new(Arc::new(RegistryHandle::new(ClientOptions::default())))
+    }
+}
