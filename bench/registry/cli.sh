@@ -33,9 +33,10 @@ source "$repo/bench/common.sh"
 
 rm -rf "$work"
 mkdir -p "$work/ws"
-pids=()
+# Each registry's pid is kept in a file: start_registry runs in a command
+# substitution's subshell, where a variable set would be lost.
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "$work"/registries/*/pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
     if $have_buildah && [ -f "$work/buildah.ids" ]; then xargs -r buildah rmi -f <"$work/buildah.ids" >/dev/null 2>&1; fi
     return 0
 }
@@ -61,7 +62,7 @@ http:
 YAML
     # Its access log (on by default) gives the bytes a pull fetched.
     docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    pids+=($!)
+    echo $! >"$dir/pid"
     for _ in $(seq 100); do
         python3 -c 'import sys, urllib.request; urllib.request.urlopen("http://%s/v2/" % sys.argv[1])' "127.0.0.1:$port" \
             2>/dev/null && break
@@ -174,7 +175,7 @@ if $have_buildah; then
     echo "runs (ms): berth build ${berth_pull[*]}; buildah ${buildah_pull[*]}"
     bb=$(median "${buildah_pull[@]}")
     echo "| build on the pushed image as base: \`berth build\` vs \`buildah from docker://...\` + \`copy\` + \`commit\` | $bp ms | $bb ms | $(ratio "$bp" "$bb") |"
-    echo "| bytes that build fetched from the registry (last run) | $berth_bytes B | $buildah_bytes B | $(ratio "$berth_bytes" "$buildah_bytes") |"
+    echo "| bytes that build fetched from the registry (last run) | $berth_bytes B | $buildah_bytes B | 1/$((buildah_bytes / berth_bytes)) |"
 else
     echo "runs (ms): berth build ${berth_pull[*]}"
     echo "| build on the pushed image as base: \`berth build\` | $bp ms | (no buildah) | |"
