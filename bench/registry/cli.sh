@@ -37,7 +37,8 @@ mkdir -p "$work/ws"
 # substitution's subshell, where a variable set would be lost.
 cleanup() {
     for pid in "$work"/registries/*/pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
-    if $have_buildah && [ -f "$work/buildah.ids" ]; then xargs -r buildah rmi -f <"$work/buildah.ids" >/dev/null 2>&1; fi
+    # Images a failed run left behind (each run removes its own).
+    if $have_buildah && [ -f "$work/buildah.ids" ]; then xargs -r buildah rmi -f <"$work/buildah.ids" >/dev/null 2>&1 || true; fi
     return 0
 }
 trap cleanup EXIT

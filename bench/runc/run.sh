@@ -90,13 +90,13 @@ STAR
 # What the peers create, removed on exit: containers and images by id.
 cleanup() {
     if $have_buildah; then
-        [ -f "$work/buildah.ids" ] && xargs -r buildah rmi -f <"$work/buildah.ids" >/dev/null 2>&1
-        buildah rmi -f runc_bench/base runc_bench_big/base >/dev/null 2>&1
+        [ -f "$work/buildah.ids" ] && xargs -r buildah rmi -f <"$work/buildah.ids" >/dev/null 2>&1 || true
+        buildah rmi -f runc_bench/base runc_bench_big/base >/dev/null 2>&1 || true
     fi
     if $have_docker; then
-        [ -f "$work/docker.ids" ] && xargs -r docker rmi -f <"$work/docker.ids" >/dev/null 2>&1
-        docker rm -f runc-bench-step runc-bench-big >/dev/null 2>&1
-        docker rmi -f runc_bench/base runc_bench_big/base >/dev/null 2>&1
+        [ -f "$work/docker.ids" ] && xargs -r docker rmi -f <"$work/docker.ids" >/dev/null 2>&1 || true
+        docker rm -f runc-bench-step runc-bench-big >/dev/null 2>&1 || true
+        docker rmi -f runc_bench/base runc_bench_big/base >/dev/null 2>&1 || true
     fi
     return 0
 }
