@@ -114,6 +114,8 @@ echo extra >"$work/pull/extra.txt"
 # access log so far, and the response bytes it logged after FROM_LINE.
 log_lines() { wc -l <"$work/registries/$1/log"; }
 served_bytes() { tail -n "+$(($2 + 1))" "$work/registries/$1/log" | awk '$6 ~ /^"(GET|HEAD)$/ { n += $10 } END { print n + 0 }'; }
+# uploads REGISTRY FROM_LINE: the blob uploads it logged after FROM_LINE.
+uploads() { tail -n "+$(($2 + 1))" "$work/registries/$1/log" | awk '$6 == "\"POST" && $7 ~ /\/blobs\/uploads\// { n++ } END { print n + 0 }'; }
 
 declare -a berth_fresh skopeo_fresh berth_again skopeo_again berth_pull buildah_pull
 for run in $(seq "$runs"); do
@@ -128,8 +130,10 @@ for run in $(seq "$runs"); do
     else
         skopeo_fresh+=("$(timed push_skopeo)"); berth_fresh+=("$(timed push_berth)")
     fi
+    from_a=$(log_lines "berth-$run"); from_b=$(log_lines "skopeo-$run")
     berth_again+=("$(timed push_berth)")
     skopeo_again+=("$(timed push_skopeo)")
+    berth_reuploads=$(uploads "berth-$run" "$from_a"); skopeo_reuploads=$(uploads "skopeo-$run" "$from_b")
 
     digest=$(push_berth)
     cp "$work/ws/WORKSPACE.star" "$work/pull/WORKSPACE.star"
@@ -171,6 +175,7 @@ echo "| step | berth | peer | berth / peer |"
 echo "|---|---|---|---|"
 echo "| fresh push: \`berth push\` vs \`skopeo copy oci:... docker://...\` | $bf ms | $sf ms | $(ratio "$bf" "$sf") |"
 echo "| re-push (nothing to upload) | $ba ms | $sa ms | $(ratio "$ba" "$sa") |"
+echo "| blob uploads the re-push started (last run) | $berth_reuploads | $skopeo_reuploads | |"
 bp=$(median "${berth_pull[@]}")
 if $have_buildah; then
     echo "runs (ms): berth build ${berth_pull[*]}; buildah ${buildah_pull[*]}"
