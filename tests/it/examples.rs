@@ -2,17 +2,15 @@
 //! `examples/expected.digests`, the runnable ones print what they should
 //! under `berth run`, and tools nobody here wrote accept the images.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::registry::missing;
-use common::workspace::{project_copy, skip_without_debs, TestWorkspace};
+use crate::util::registry::missing;
+use crate::util::workspace::{project_copy, skip_without_debs, TestWorkspace};
 
 /// Builds every example in a fresh copy of the project workspace.
 fn built_examples() -> Option<TestWorkspace> {
-    if skip_without_debs() || common::runc::skip_reason().is_some() {
+    if skip_without_debs() || crate::util::runc::skip_reason().is_some() {
         return None;
     }
     let workspace = project_copy();
@@ -29,7 +27,7 @@ fn built_examples() -> Option<TestWorkspace> {
 
 #[test]
 fn every_runnable_example_prints_its_output() {
-    let _serial = common::runc::serial();
+    let _serial = crate::util::runc::serial();
     let Some(workspace) = built_examples() else { return };
     let cases: &[(&[&str], &str)] = &[
         (&["//examples/hello"], "Hello from berth!\n"),
@@ -53,7 +51,7 @@ fn every_runnable_example_prints_its_output() {
 
 #[test]
 fn real_tools_accept_the_example_images() {
-    let _serial = common::runc::serial();
+    let _serial = crate::util::runc::serial();
     if let Some(reason) = missing(&["oci-image-tool", "skopeo", "umoci"]) {
         eprintln!("SKIP: {reason}");
         return;
@@ -94,7 +92,7 @@ fn real_tools_accept_the_example_images() {
 
 #[test]
 fn docker_and_podman_load_the_exported_archive() {
-    let _serial = common::runc::serial();
+    let _serial = crate::util::runc::serial();
     let Some(workspace) = built_examples() else { return };
     let archive = workspace.path("hello.tar");
     workspace

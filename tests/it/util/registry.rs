@@ -40,10 +40,9 @@ pub fn missing(programs: &[&str]) -> Option<String> {
 }
 
 /// Skips the calling test when a program is missing.
-#[macro_export]
 macro_rules! require {
     ($($program:expr),+ $(,)?) => {
-        if let Some(reason) = common::registry::missing(&[$($program),+]) {
+        if let Some(reason) = crate::util::registry::missing(&[$($program),+]) {
             println!("SKIP: {reason}");
             return;
         }

@@ -1,20 +1,18 @@
 //! End-to-end tests of in-container steps (`run_step`) and `run_image` with
 //! the real runc, on a busybox base made from `busybox-static`.
 
-mod common;
-
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::util::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
 use berth::actions::{
     Action, ActionContext, ActionId, ActionOutput, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
 };
 use berth::cache::{Cas, Digest};
 use berth::error::{ErrorKind, Result};
 use berth::exec::{run_image, RunImageRequest, Runc, StackMode};
-use common::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
 
 struct Fixture {
     dir: tempfile::TempDir,

@@ -2,11 +2,9 @@
 //! workspace, exported as an OCI archive (read back by skopeo) and as a
 //! Docker archive (loaded and run by docker, loaded by podman).
 
-mod common;
-
 use std::process::Command;
 
-use common::workspace::TestWorkspace;
+use crate::util::workspace::TestWorkspace;
 
 fn workspace() -> TestWorkspace {
     let ws = TestWorkspace::new();

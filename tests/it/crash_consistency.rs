@@ -3,12 +3,10 @@
 //! scattered moments, and each following build succeeds with the digests of
 //! an uninterrupted build.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::workspace::TestWorkspace;
+use crate::util::workspace::TestWorkspace;
 
 /// Five packages of a few MiB each, one image per pair, so a cold build takes
 /// long enough to be killed in the middle of packing and writing.

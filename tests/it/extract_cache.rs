@@ -2,13 +2,11 @@
 //! callers ask at once, no half layer after a killed extraction, and a blob
 //! that changed in the CAS is refused.
 
-mod common;
-
 use std::fs;
 
+use crate::util::runc::{gzip, skip_unless_root, TarBuilder};
 use berth::cache::Cas;
 use berth::oci::{extract_layer_cached, ExtractError, ExtractLimits};
-use common::runc::{gzip, skip_unless_root, TarBuilder};
 
 fn layer_blob(cas: &Cas) -> berth::cache::BlobRef {
     let tar = TarBuilder::default().dir("etc", 0o755).file("etc/motd", 0o644, b"hello\n").finish();

@@ -3,15 +3,13 @@
 //! clocks and caches, give byte-identical `berth-out/` trees whose digests
 //! are the checked-in `examples/expected.digests`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::registry::missing;
-use common::workspace::{project_copy, skip_without_debs};
+use crate::util::registry::missing;
+use crate::util::workspace::{project_copy, skip_without_debs};
 use sha2::{Digest, Sha256};
 
 struct Environment {
@@ -24,8 +22,8 @@ struct Environment {
 
 #[test]
 fn examples_are_byte_identical_across_checkouts_and_machines_settings() {
-    let _serial = common::runc::serial();
-    if skip_without_debs() || common::runc::skip_reason().is_some() {
+    let _serial = crate::util::runc::serial();
+    if skip_without_debs() || crate::util::runc::skip_reason().is_some() {
         return;
     }
     if let Some(reason) = missing(&["faketime"]) {

@@ -2,12 +2,10 @@
 //! (kind, attributes after coercion and defaults, deps, location), as the
 //! analysis phase will see it.
 
-mod common;
-
+use crate::util::workspace::TestWorkspace;
 use berth::frontend;
 use berth::graph::{AttrValue, TargetGraph, TargetNode};
 use berth::workspace::{Label, Pattern, Workspace};
-use common::workspace::TestWorkspace;
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -1,15 +1,13 @@
 //! berth's registry client against a real `docker-registry`, checked with a
 //! tool nobody here wrote (`skopeo`).
 
-mod common;
-
 use std::path::Path;
 
+use crate::util::registry::*;
 use berth::cache::{Cas, Digest};
 use berth::error::ErrorKind;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, Reference, RegistryError};
 use berth::workspace::RegistrySetting;
-use common::registry::*;
 
 const SKOPEO: &str = "skopeo";
 

@@ -2,16 +2,14 @@
 //! credentialed pushes, a token that expires mid-pull), and `Authorization`
 //! staying on the registry's origin when a blob GET redirects elsewhere.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::util::registry::*;
 use berth::cache::Digest;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, RegistryError};
 use berth::workspace::RegistrySetting;
-use common::registry::*;
 
 fn client(host: &str, docker_config: &Path) -> Client {
     Client::new(ClientOptions {

@@ -2,9 +2,7 @@
 //! a `hint:` where there is something to do) and exit code 1. Golden
 //! snapshots of stderr keep the messages stable.
 
-mod common;
-
-use common::workspace::TestWorkspace;
+use crate::util::workspace::TestWorkspace;
 
 /// Runs `berth query ARGS` in a workspace of `files`, checks it fails with
 /// exit code 1, and returns stderr.

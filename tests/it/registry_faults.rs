@@ -2,19 +2,17 @@
 //! truncated bodies, 500s, 429s and flipped bytes, injected by a proxy in
 //! front of a real `docker-registry`; and registries that lie.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::util::registry::*;
 use berth::cache::{Cas, Digest};
 use berth::error::ErrorKind;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, RegistryError};
 use berth::workspace::RegistrySetting;
-use common::registry::*;
 
 fn client(host: &str, docker_config: &Path, max_attempts: u32) -> Client {
     Client::new(ClientOptions {

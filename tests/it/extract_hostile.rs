@@ -2,15 +2,13 @@
 //! or contained, and a canary directory next to the extraction root stays
 //! exactly as it was.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use crate::util::runc::{gzip, skip_unless_root, zstd};
 use berth::oci::{unpack, ExtractError, ExtractLimits, UnpackStats};
-use common::runc::{gzip, skip_unless_root, zstd};
 
 /// Builds tars header by header, so that names the tar crate would refuse
 /// to write (`..`, absolute paths, NULs) can be written.

@@ -5,15 +5,13 @@
 //! Tests that need the fetched `.deb` files, root or runc print
 //! `SKIP: <reason>` without them.
 
-mod common;
-
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use crate::util::workspace::TestWorkspace;
 use berth::cache::Digest;
 use berth::oci::deb::{write_deb, DebCompression, DebControl, DebEntry, DebEntryKind};
-use common::workspace::TestWorkspace;
 
 /// The files of `third_party/debs` that are committed.
 const PACKAGE_FILES: &[&str] = &["BUILD.star", "lock.star", "busybox_applets.star", "debs.lock"];

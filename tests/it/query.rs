@@ -1,9 +1,7 @@
 //! `berth query` against real workspaces: patterns, `deps`, `rdeps`, the
 //! three output formats (golden), and user macros.
 
-mod common;
-
-use common::workspace::TestWorkspace;
+use crate::util::workspace::TestWorkspace;
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

@@ -2,15 +2,13 @@
 //! declares a real registry: the printed `oci_pull_image(...)`, credentials from `DOCKER_CONFIG` through a
 //! credential helper, and the exit codes of its failures.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::util::registry::*;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
 use berth::workspace::RegistrySetting;
-use common::registry::*;
 
 /// Runs `berth` in a fresh workspace whose `WORKSPACE.star` declares
 /// `insecure` as a plain-HTTP registry.

@@ -1,10 +1,8 @@
 //! `oci_build_layer` and `berth run` through the real binary, on a busybox
 //! image declared with `oci_layer` in a temp workspace.
 
-mod common;
-
-use common::runc::{serial, skip_reason, BUSYBOX};
-use common::workspace::TestWorkspace;
+use crate::util::runc::{serial, skip_reason, BUSYBOX};
+use crate::util::workspace::TestWorkspace;
 
 fn workspace() -> TestWorkspace {
     let workspace = TestWorkspace::new();

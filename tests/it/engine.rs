@@ -556,7 +556,7 @@ fn explain_names_the_changed_source_and_the_dependency_it_went_through() {
 /// The shape of the no-op benchmark at the engine level (no frontend, no
 /// analysis): 200 "layers" over 10 source files each, 200 "images" on top.
 /// Timing only, so ignored by default:
-/// `cargo test --release --test engine -- --ignored --nocapture noop`.
+/// `cargo test --release --test it -- --ignored --nocapture engine::noop`.
 #[test]
 #[ignore]
 fn noop_rebuild_of_a_large_graph() {

@@ -9,15 +9,13 @@
 //!
 //! Set `BERTH_BENCH_MB` (default 200) and `BERTH_BENCH_RUNS` (default 3).
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::util::registry::*;
 use berth::cache::Cas;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
 use berth::workspace::RegistrySetting;
-use common::registry::*;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)

@@ -4,21 +4,19 @@
 //! config fetched), run the result (layers fetched then), and push that
 //! (the base's blobs mounted, not uploaded).
 
-mod common;
-
 use std::process::Command;
 
-use common::registry::{missing, Registry};
-use common::workspace::{project_copy, skip_without_debs};
+use crate::util::registry::{missing, Registry};
+use crate::util::workspace::{project_copy, skip_without_debs};
 
 #[test]
 fn push_pin_pull_lazily_run_and_push_again() {
-    let _serial = common::runc::serial();
+    let _serial = crate::util::runc::serial();
     if let Some(reason) = missing(&["docker-registry", "skopeo"]) {
         eprintln!("SKIP: {reason}");
         return;
     }
-    if skip_without_debs() || common::runc::skip_reason().is_some() {
+    if skip_without_debs() || crate::util::runc::skip_reason().is_some() {
         return;
     }
     let registry = Registry::start();

@@ -2,9 +2,7 @@
 //! the file and line (or the label), exit code 1, and nothing written to
 //! `berth-out/` or the action cache.
 
-mod common;
-
-use common::workspace::TestWorkspace;
+use crate::util::workspace::TestWorkspace;
 
 /// A workspace whose `app/BUILD.star` is `build`, with two source files.
 fn workspace(build: &str) -> TestWorkspace {

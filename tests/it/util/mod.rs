@@ -2,6 +2,7 @@
 //! `berth` binary, a real registry on 127.0.0.1, runc prerequisites.
 #![allow(dead_code)]
 
+#[macro_use]
 pub mod registry;
 pub mod runc;
 pub mod workspace;
