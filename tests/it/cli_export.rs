@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use crate::util::need::{have, Need};
 use crate::util::workspace::TestWorkspace;
 
 fn workspace() -> TestWorkspace {
@@ -32,14 +33,6 @@ oci_image_build(
     ws
 }
 
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().unwrap().status.success();
-    if !found {
-        println!("SKIP: `{name}` is not installed");
-    }
-    found
-}
-
 #[test]
 fn oci_archive_is_the_built_image() {
     let ws = workspace();
@@ -49,7 +42,7 @@ fn oci_archive_is_the_built_image() {
     let again = ws.path("again.tar");
     ws.berth(&["export", "//app:image", "--format", "oci-archive", "-o", again.to_str().unwrap()]).success();
     assert!(std::fs::read(ws.path("image.tar")).unwrap() == std::fs::read(&again).unwrap());
-    if tool("skopeo") {
+    if have(Need::Skopeo) {
         let output = Command::new("skopeo")
             .args(["inspect", "--raw", &format!("oci-archive:{}:v1", ws.path("image.tar").display())])
             .output()
@@ -63,18 +56,15 @@ fn oci_archive_is_the_built_image() {
 fn docker_archive_loads_and_runs() {
     let ws = workspace();
     ws.berth(&["export", "//app:image", "--format", "docker-archive", "-o", "image.tar"]).success();
-    let docker_up = tool("docker") && Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
-    if docker_up {
+    if have(Need::Docker) {
         let load = Command::new("docker").args(["load", "-i"]).arg(ws.path("image.tar")).output().unwrap();
         assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
         let run = Command::new("docker").args(["run", "--rm", "berth-export-test:v1"]).output().unwrap();
         let _ = Command::new("docker").args(["rmi", "-f", "berth-export-test:v1"]).output();
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         assert_eq!(String::from_utf8_lossy(&run.stdout), "exported by berth\n");
-    } else {
-        println!("SKIP: no Docker daemon running");
     }
-    if tool("podman") {
+    if have(Need::Podman) {
         let load = Command::new("podman").args(["load", "-i"]).arg(ws.path("image.tar")).output().unwrap();
         let _ = Command::new("podman").args(["rmi", "-f", "berth-export-test:v1"]).output();
         assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));

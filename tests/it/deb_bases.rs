@@ -15,6 +15,8 @@ use berth::actions::{Action, ActionContext, ActionOutput, DebLayer, ResolvedInpu
 use berth::cache::{Cas, Digest};
 use berth::oci::{decoder, Compression};
 
+use crate::util::need::{skip, Need};
+
 const BUSYBOX: &[&str] = &["busybox-static"];
 const PYTHON: &[&str] = &[
     "gcc-12-base",
@@ -72,15 +74,13 @@ fn lock_star_says_what_the_lock_says() {
 /// The pinned files of `packages`, or `None` (after printing SKIP) when
 /// they have not been fetched.
 fn fetched(packages: &[&str]) -> Option<Vec<(PathBuf, String)>> {
+    if skip(&[Need::Debs]) {
+        return None;
+    }
     let lock = lock();
     let mut files = Vec::new();
     for package in packages {
         let (_, sha256, file) = &lock[*package];
-        let path = workspace().join("third_party/debs").join(file);
-        if !path.is_file() {
-            println!("SKIP: `{}` has not been fetched (run scripts/fetch-debs.sh)", path.display());
-            return None;
-        }
         files.push((PathBuf::from("third_party/debs").join(file), sha256.clone()));
     }
     Some(files)
@@ -202,9 +202,7 @@ fn unpack(tar_bytes: &[u8], root: &Path) -> bool {
 
 /// `chroot root argv...` when this process may chroot; `None` after a SKIP.
 fn run_in(root: &Path, argv: &[&str]) -> Option<std::process::Output> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIP: running a layer's programs needs root (chroot)");
+    if skip(&[Need::Root]) {
         return None;
     }
     Some(

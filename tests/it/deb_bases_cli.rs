@@ -7,11 +7,14 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
-use crate::util::workspace::TestWorkspace;
 use berth::cache::Digest;
-use berth::oci::deb::{write_deb, DebCompression, DebControl, DebEntry, DebEntryKind};
+use berth::oci::deb::{DebCompression, DebControl, DebEntry, DebEntryKind};
+
+use crate::util::deb::write_deb;
+use crate::util::need::{skip, Need};
+use crate::util::runc::serial;
+use crate::util::workspace::{pinned_debs, TestWorkspace};
 
 /// The files of `third_party/debs` that are committed.
 const PACKAGE_FILES: &[&str] = &["BUILD.star", "lock.star", "busybox_applets.star", "debs.lock"];
@@ -20,54 +23,24 @@ fn repo_debs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("third_party/debs")
 }
 
-/// The pinned `.deb` file names, from the lock.
-fn pinned_files() -> Vec<String> {
-    fs::read_to_string(repo_debs().join("debs.lock"))
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| line.split_whitespace().nth(3).expect("lock line with a file name").to_owned())
-        .collect()
-}
-
 /// A workspace holding a copy of `third_party/debs`, with the fetched
 /// `.deb` files; `None` (after a SKIP) when they have not been fetched.
 fn workspace_with_bases() -> Option<TestWorkspace> {
+    if skip(&[Need::Debs]) {
+        return None;
+    }
     let ws = TestWorkspace::new();
     for file in PACKAGE_FILES {
         ws.bytes(&format!("third_party/debs/{file}"), &fs::read(repo_debs().join(file)).unwrap());
     }
-    for file in pinned_files() {
+    for file in pinned_debs() {
         let source = repo_debs().join(&file);
-        if !source.is_file() {
-            println!("SKIP: `{}` has not been fetched (run scripts/fetch-debs.sh)", source.display());
-            return None;
-        }
         // Copied, not hard-linked: a new link changes the inode's ctime,
         // which a build running in another test rightly takes for an edit.
         fs::copy(&source, ws.path(&format!("third_party/debs/{file}"))).unwrap();
     }
     Some(ws)
 }
-
-/// `Some(reason)` (printed as SKIP) when `berth run` cannot work here.
-fn runc_skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    let reason = if unsafe { libc::geteuid() } != 0 {
-        Some("running images needs root".to_owned())
-    } else if berth::exec::Runc::locate(None).is_err() {
-        Some("`runc` is not installed (Debian package `runc`)".to_owned())
-    } else {
-        None
-    };
-    if let Some(reason) = &reason {
-        println!("SKIP: {reason}");
-    }
-    reason
-}
-
-/// One container at a time: the machine is small and runc is not the test.
-static RUNC: Mutex<()> = Mutex::new(());
 
 #[test]
 fn bases_build_to_the_same_digests_from_any_checkout() {
@@ -94,11 +67,11 @@ fn bases_build_to_the_same_digests_from_any_checkout() {
 #[test]
 fn busybox_base_runs_echo() {
     let Some(ws) = workspace_with_bases() else { return };
-    if runc_skip_reason().is_some() {
+    if skip(&[Need::Root, Need::Runc]) {
         return;
     }
     ws.berth(&["build", "//third_party/debs:busybox_base"]).success();
-    let _one = RUNC.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = serial();
     let out = ws.berth(&["run", "//third_party/debs:busybox_base", "--", "echo", "hello", "from", "debs"]);
     out.success();
     assert_eq!(out.stdout, "hello from debs\n");
@@ -109,11 +82,11 @@ fn busybox_base_runs_echo() {
 #[test]
 fn python_base_runs_python() {
     let Some(ws) = workspace_with_bases() else { return };
-    if runc_skip_reason().is_some() {
+    if skip(&[Need::Root, Need::Runc]) {
         return;
     }
     ws.berth(&["build", "//third_party/debs:python_base"]).success();
-    let _one = RUNC.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = serial();
     let out = ws.berth(&["run", "//third_party/debs:python_base", "--", "python3", "-c", "print(42)"]);
     out.success();
     assert_eq!(out.stdout, "42\n");

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::registry::missing;
-use crate::util::workspace::{project_copy, skip_without_debs, TestWorkspace};
+use crate::util::need::{have, skip, Need};
+use crate::util::workspace::{project_copy, TestWorkspace};
 
 /// Builds every example in a fresh copy of the project workspace.
 fn built_examples() -> Option<TestWorkspace> {
-    if skip_without_debs() || crate::util::runc::skip_reason().is_some() {
+    if skip(&[Need::Debs, Need::Root, Need::Runc]) {
         return None;
     }
     let workspace = project_copy();
@@ -52,8 +52,7 @@ fn every_runnable_example_prints_its_output() {
 #[test]
 fn real_tools_accept_the_example_images() {
     let _serial = crate::util::runc::serial();
-    if let Some(reason) = missing(&["oci-image-tool", "skopeo", "umoci"]) {
-        eprintln!("SKIP: {reason}");
+    if skip(&[Need::OciImageTool, Need::Skopeo, Need::Umoci]) {
         return;
     }
     let Some(workspace) = built_examples() else { return };
@@ -102,25 +101,20 @@ fn docker_and_podman_load_the_exported_archive() {
     workspace
         .berth(&["export", "//examples/hello", "--format", "oci-archive", "-o", oci_archive.to_str().unwrap()])
         .success();
-    if missing(&["skopeo"]).is_none() {
+    if have(Need::Skopeo) {
         tool(&["skopeo", "inspect", &format!("oci-archive:{}", oci_archive.display())]);
     }
 
-    let docker_runs = Command::new("docker").arg("info").output().is_ok_and(|output| output.status.success());
-    if docker_runs {
+    if have(Need::Docker) {
         tool(&["docker", "load", "-i", archive.to_str().unwrap()]);
         let run = tool(&["docker", "run", "--rm", "berth/examples/hello:latest"]);
         assert_eq!(run, "Hello from berth!\n");
         let _ = Command::new("docker").args(["rmi", "berth/examples/hello:latest"]).output();
-    } else {
-        eprintln!("SKIP: no Docker engine is running; `docker load` was not checked");
     }
-    if missing(&["podman"]).is_none() {
+    if have(Need::Podman) {
         let loaded = tool(&["podman", "load", "-i", archive.to_str().unwrap()]);
         assert!(loaded.contains("berth/examples/hello"), "{loaded}");
         let _ = Command::new("podman").args(["rmi", "berth/examples/hello:latest"]).output();
-    } else {
-        eprintln!("SKIP: podman is not installed");
     }
 }
 

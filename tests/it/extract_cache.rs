@@ -4,7 +4,8 @@
 
 use std::fs;
 
-use crate::util::runc::{gzip, skip_unless_root, TarBuilder};
+use crate::util::need::{skip, Need};
+use crate::util::runc::{gzip, TarBuilder};
 use berth::cache::Cas;
 use berth::oci::{extract_layer_cached, ExtractError, ExtractLimits};
 
@@ -22,7 +23,7 @@ fn entries(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn concurrent_callers_share_one_extraction() {
-    if skip_unless_root() {
+    if skip(&[Need::Root]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -42,7 +43,7 @@ fn concurrent_callers_share_one_extraction() {
 
 #[test]
 fn leftovers_of_a_killed_extraction_are_replaced() {
-    if skip_unless_root() {
+    if skip(&[Need::Root]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -61,7 +62,7 @@ fn leftovers_of_a_killed_extraction_are_replaced() {
 
 #[test]
 fn a_blob_that_changed_in_the_cas_is_refused() {
-    if skip_unless_root() {
+    if skip(&[Need::Root]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,8 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use crate::util::runc::{gzip, skip_unless_root, zstd};
+use crate::util::need::{skip, Need};
+use crate::util::runc::{gzip, zstd};
 use berth::oci::{unpack, ExtractError, ExtractLimits, UnpackStats};
 
 /// Builds tars header by header, so that names the tar crate would refuse
@@ -369,7 +370,7 @@ fn corpus(canary: &str) -> Vec<Case> {
 
 #[test]
 fn hostile_archives_are_refused_or_contained() {
-    if skip_unless_root() {
+    if skip(&[Need::Root]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,6 @@
 //! podman. A test whose prerequisite is missing prints `SKIP: <reason>`
 //! through `util::need`, or fails when `BERTH_TEST_REQUIRE` lists it.
 
-#[macro_use]
 mod util;
 
 mod cli_cache;
@@ -17,6 +16,8 @@ mod cli_export;
 mod crash_consistency;
 mod deb_bases;
 mod deb_bases_cli;
+mod deb_layer;
+mod deb_reader;
 mod engine;
 mod examples;
 mod extract_cache;
@@ -33,6 +34,7 @@ mod registry_e2e;
 mod registry_faults;
 mod registry_interop;
 mod reproducibility;
+mod rootfs;
 mod rules;
 mod runc_cli;
 mod runc_steps;

@@ -12,10 +12,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::util::registry::*;
 use berth::cache::Cas;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
 use berth::workspace::RegistrySetting;
+
+use crate::util::images::{temp_cas, write_oci_layout, TestImage, OCI_MANIFEST};
+use crate::util::need::{skip, Need};
+use crate::util::process::run;
+use crate::util::registry::Registry;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
@@ -70,7 +74,9 @@ fn dir_bytes(dir: &Path) -> u64 {
 #[test]
 #[ignore = "benchmark: run bench/registry/run.sh"]
 fn registry_benchmark() {
-    require!(DOCKER_REGISTRY, "skopeo");
+    if skip(&[Need::Registry, Need::Skopeo]) {
+        return;
+    }
     let total_mb = env_number("BERTH_BENCH_MB", 200) as usize;
     let runs = env_number("BERTH_BENCH_RUNS", 3).max(1);
     let (_cache, cas) = temp_cas();

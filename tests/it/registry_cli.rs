@@ -6,9 +6,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::util::registry::*;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
 use berth::workspace::RegistrySetting;
+
+use crate::util::images::{temp_cas, TestImage, OCI_MANIFEST};
+use crate::util::need::{skip, Need};
+use crate::util::registry::{docker_config_with, free_port, Registry};
 
 /// Runs `berth` in a fresh workspace whose `WORKSPACE.star` declares
 /// `insecure` as a plain-HTTP registry.
@@ -52,7 +55,9 @@ fn push_tagged(registry: &Registry, docker_config: &Path, repository: &str, tag:
 
 #[test]
 fn pin_prints_a_ready_oci_pull_image() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start();
     let no_creds = tempfile::tempdir().unwrap();
     let image = push_tagged(&registry, no_creds.path(), "team/web-app", "1.0");
@@ -71,7 +76,9 @@ fn pin_prints_a_ready_oci_pull_image() {
 
 #[test]
 fn pin_uses_a_credential_helper_named_in_docker_config() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start_with_htpasswd("carol", "pa55");
     let direct = docker_config_with(&registry.host(), "carol", "pa55");
     let image = push_tagged(&registry, direct.path(), "private/app", "v1");

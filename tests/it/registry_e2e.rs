@@ -6,17 +6,14 @@
 
 use std::process::Command;
 
-use crate::util::registry::{missing, Registry};
-use crate::util::workspace::{project_copy, skip_without_debs};
+use crate::util::need::{skip, Need};
+use crate::util::registry::Registry;
+use crate::util::workspace::project_copy;
 
 #[test]
 fn push_pin_pull_lazily_run_and_push_again() {
     let _serial = crate::util::runc::serial();
-    if let Some(reason) = missing(&["docker-registry", "skopeo"]) {
-        eprintln!("SKIP: {reason}");
-        return;
-    }
-    if skip_without_debs() || crate::util::runc::skip_reason().is_some() {
+    if skip(&[Need::Registry, Need::Skopeo, Need::Debs, Need::Root, Need::Runc]) {
         return;
     }
     let registry = Registry::start();

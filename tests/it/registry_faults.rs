@@ -8,11 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::util::registry::*;
 use berth::cache::{Cas, Digest};
 use berth::error::ErrorKind;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, RegistryError};
 use berth::workspace::RegistrySetting;
+
+use crate::util::faults::{FaultProxy, Faults};
+use crate::util::http::{HttpResponse, Reply, Server};
+use crate::util::images::{assert_cas_sound, temp_cas, TestImage, OCI_MANIFEST};
+use crate::util::need::{skip, Need};
+use crate::util::registry::{free_port, Registry};
 
 fn client(host: &str, docker_config: &Path, max_attempts: u32) -> Client {
     Client::new(ClientOptions {
@@ -27,7 +32,9 @@ fn client(host: &str, docker_config: &Path, max_attempts: u32) -> Client {
 
 #[test]
 fn a_hundred_pulls_and_fifty_pushes_succeed_through_a_faulty_proxy_and_cache_nothing_corrupt() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start();
     let faults = Faults { drop: 0.03, truncate: 0.03, error_500: 0.02, error_429: 0.02, flip: 0.10 };
     let proxy = FaultProxy::start(registry.port, faults, 0x5eed);

@@ -3,11 +3,19 @@
 
 use std::path::Path;
 
-use crate::util::registry::*;
 use berth::cache::{Cas, Digest};
 use berth::error::ErrorKind;
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, Reference, RegistryError};
 use berth::workspace::RegistrySetting;
+
+use crate::util::http::{forward, Reply, Server};
+use crate::util::images::{
+    assert_cas_sound, index_of, layer_tar_gz, noise, temp_cas, write_oci_layout, TestImage, OCI_CONFIG, OCI_INDEX,
+    OCI_LAYER, OCI_MANIFEST,
+};
+use crate::util::need::{skip, Need};
+use crate::util::process::run;
+use crate::util::registry::{docker_config_with, Registry};
 
 const SKOPEO: &str = "skopeo";
 
@@ -54,7 +62,9 @@ impl berth::report::Reporter for CountBytes {
 
 #[test]
 fn an_image_pushed_by_berth_is_copied_by_skopeo_and_a_second_push_uploads_nothing() {
-    require!(DOCKER_REGISTRY, SKOPEO);
+    if skip(&[Need::Registry, Need::Skopeo]) {
+        return;
+    }
     let registry = Registry::start();
     let (_cache, cas) = temp_cas();
     let no_creds = tempfile::tempdir().unwrap();
@@ -99,7 +109,9 @@ fn an_image_pushed_by_berth_is_copied_by_skopeo_and_a_second_push_uploads_nothin
 
 #[test]
 fn an_image_pushed_by_skopeo_is_resolved_lazily_and_fetched_by_berth() {
-    require!(DOCKER_REGISTRY, SKOPEO);
+    if skip(&[Need::Registry, Need::Skopeo]) {
+        return;
+    }
     let registry = Registry::start();
     let (_source_cache, source_cas) = temp_cas();
     let image = TestImage::build(&source_cas, 2, &[150_000, 50_000]);
@@ -150,7 +162,9 @@ fn an_image_pushed_by_skopeo_is_resolved_lazily_and_fetched_by_berth() {
 
 #[test]
 fn an_index_resolves_to_the_requested_platform_or_lists_the_available_ones() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start();
     let (_cache, cas) = temp_cas();
     let amd64 = TestImage::build_for(&cas, 3, &[1000], "amd64");
@@ -188,7 +202,9 @@ fn an_index_resolves_to_the_requested_platform_or_lists_the_available_ones() {
 
 #[test]
 fn base_layers_are_mounted_within_a_registry_and_fetched_across_registries() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start();
     let other = Registry::start();
     let no_creds = tempfile::tempdir().unwrap();
@@ -240,7 +256,9 @@ fn base_layers_are_mounted_within_a_registry_and_fetched_across_registries() {
 
 #[test]
 fn credentials_come_from_docker_config_and_their_absence_is_a_clear_error() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start_with_htpasswd("alice", "s3cret");
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 6, &[10_000]);
@@ -275,7 +293,9 @@ fn credentials_come_from_docker_config_and_their_absence_is_a_clear_error() {
 
 #[test]
 fn blobs_are_uploaded_in_chunks_when_the_registry_asks() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let registry = Registry::start();
     let upstream = registry.port;
     let patches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -320,7 +340,9 @@ fn blobs_are_uploaded_in_chunks_when_the_registry_asks() {
 
 #[test]
 fn mirrors_are_tried_first_for_pulls_and_the_registry_after_them() {
-    require!(DOCKER_REGISTRY);
+    if skip(&[Need::Registry]) {
+        return;
+    }
     let main = Registry::start();
     let mirror = Registry::start();
     // Count what reaches the main registry.

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::registry::missing;
-use crate::util::workspace::{project_copy, skip_without_debs};
+use crate::util::need::{skip, Need};
+use crate::util::workspace::project_copy;
 use sha2::{Digest, Sha256};
 
 struct Environment {
@@ -23,11 +23,7 @@ struct Environment {
 #[test]
 fn examples_are_byte_identical_across_checkouts_and_machines_settings() {
     let _serial = crate::util::runc::serial();
-    if skip_without_debs() || crate::util::runc::skip_reason().is_some() {
-        return;
-    }
-    if let Some(reason) = missing(&["faketime"]) {
-        eprintln!("SKIP: {reason} (Debian package `faketime`)");
+    if skip(&[Need::Debs, Need::Root, Need::Runc, Need::Faketime]) {
         return;
     }
     let first = build(&Environment { umask: "022", tz: "UTC", lang: "C", clock: None }, false);

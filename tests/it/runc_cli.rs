@@ -1,7 +1,8 @@
 //! `oci_build_layer` and `berth run` through the real binary, on a busybox
 //! image declared with `oci_layer` in a temp workspace.
 
-use crate::util::runc::{serial, skip_reason, BUSYBOX};
+use crate::util::need::skip;
+use crate::util::runc::{serial, BUSYBOX, CONTAINER};
 use crate::util::workspace::TestWorkspace;
 
 fn workspace() -> TestWorkspace {
@@ -65,7 +66,7 @@ fn berth_containers() -> Vec<String> {
 
 #[test]
 fn run_passes_the_exit_code_through() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -78,7 +79,7 @@ fn run_passes_the_exit_code_through() {
 
 #[test]
 fn failing_step_shows_stderr_and_exit_code_and_is_not_cached() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -95,7 +96,7 @@ fn failing_step_shows_stderr_and_exit_code_and_is_not_cached() {
 
 #[test]
 fn step_past_its_timeout_is_killed_and_leaves_no_container() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -110,7 +111,7 @@ fn step_past_its_timeout_is_killed_and_leaves_no_container() {
 
 #[test]
 fn containers_get_transparent_huge_pages_back() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();

@@ -6,7 +6,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::util::runc::{busybox_tar, gzip, serial, skip_reason, zstd, TarBuilder};
+use crate::util::need::{non_loopback_ipv4, skip, skip_because, Need};
+use crate::util::runc::{busybox_tar, gzip, serial, zstd, TarBuilder, CONTAINER};
 use berth::actions::{
     Action, ActionContext, ActionId, ActionOutput, BaseConfig, ResolvedInput, RunStep, RunStepRuntime, RunStepSpec,
 };
@@ -117,7 +118,7 @@ fn leftover_containers() -> Vec<String> {
 
 #[test]
 fn step_that_writes_files_gives_the_expected_layer() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -167,7 +168,7 @@ fn step_that_writes_files_gives_the_expected_layer() {
 
 #[test]
 fn failing_step_reports_stderr_and_exit_code_and_caches_nothing() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -188,14 +189,9 @@ fn failing_step_reports_stderr_and_exit_code_and_caches_nothing() {
 }
 
 /// The host's first non-loopback IPv4 address, if it has one.
-fn host_address() -> Option<String> {
-    let output = std::process::Command::new("hostname").arg("-I").output().ok()?;
-    String::from_utf8_lossy(&output.stdout).split_whitespace().find(|addr| addr.contains('.')).map(str::to_owned)
-}
-
 #[test]
 fn network_is_loopback_only_unless_asked() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -209,8 +205,8 @@ fn network_is_loopback_only_unless_asked() {
     assert_eq!(interfaces(false), ["lo"]);
     assert!(interfaces(true).len() > 1, "the host's interfaces are visible with network=True");
 
-    let Some(address) = host_address() else {
-        eprintln!("SKIP: no non-loopback address for the wget half of the test");
+    let Some(address) = non_loopback_ipv4() else {
+        skip_because(Need::Network, "no IPv4 address but loopback for the `nc` half of the test");
         return;
     };
     let listener = TcpListener::bind((address.as_str(), 0)).unwrap();
@@ -236,7 +232,7 @@ fn network_is_loopback_only_unless_asked() {
 
 #[test]
 fn step_past_its_timeout_is_killed_and_deleted() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -253,7 +249,7 @@ fn step_past_its_timeout_is_killed_and_deleted() {
 
 #[test]
 fn packages_are_staged_over_the_base_with_whiteouts() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -290,7 +286,7 @@ fn packages_are_staged_over_the_base_with_whiteouts() {
 
 #[test]
 fn base_layers_are_extracted_once() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -316,7 +312,7 @@ fn config_blob(cas: &Cas, config: serde_json::Value) -> Vec<u8> {
 
 #[test]
 fn run_image_passes_the_exit_code_through() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -347,7 +343,7 @@ fn run_image_passes_the_exit_code_through() {
 
 #[test]
 fn config_env_workdir_and_user_apply_to_steps() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();
@@ -378,7 +374,7 @@ fn config_env_workdir_and_user_apply_to_steps() {
 
 #[test]
 fn argv_runs_without_a_shell() {
-    if skip_reason().is_some() {
+    if skip(CONTAINER) {
         return;
     }
     let _serial = serial();

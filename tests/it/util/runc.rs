@@ -1,8 +1,10 @@
-//! Prerequisites of container tests (root, runc) and a busybox base made from `busybox-static`.
+//! What container tests share: one container at a time, and a busybox base
+//! layer made from `busybox-static` (`util::need` checks it is static).
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+
+use crate::util::need::Need;
 
 /// Applets linked next to `/bin/busybox` in the test base.
 pub const APPLETS: &[&str] = &[
@@ -11,53 +13,11 @@ pub const APPLETS: &[&str] = &[
     "mv", "grep", "sed", "find", "mknod", "mkfifo", "hostname", "ps", "kill",
 ];
 
+/// What a test that runs containers on the busybox base needs.
+pub const CONTAINER: &[Need] = &[Need::Root, Need::Runc, Need::Busybox];
+
 /// Where Debian's `busybox-static` puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
-
-/// Returns `Some(reason)` when container tests cannot run here (and prints
-/// `SKIP: <reason>`); `None` when root and runc are available.
-pub fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    let reason = if unsafe { libc::geteuid() } != 0 {
-        Some("container tests need root".to_owned())
-    } else if berth::exec::Runc::locate(None).is_err() {
-        Some("`runc` is not installed (Debian package `runc`)".to_owned())
-    } else if !is_static_busybox(Path::new(BUSYBOX)) {
-        Some(format!("`{BUSYBOX}` is missing (Debian package `busybox-static`)"))
-    } else {
-        None
-    };
-    if let Some(reason) = &reason {
-        eprintln!("SKIP: {reason}");
-    }
-    reason
-}
-
-/// Only root is needed (extraction restores owners and device markers).
-pub fn skip_unless_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let skip = unsafe { libc::geteuid() } != 0;
-    if skip {
-        eprintln!("SKIP: extraction tests need root");
-    }
-    skip
-}
-
-fn is_static_busybox(path: &Path) -> bool {
-    // A dynamic busybox would need the host's libc in the container: look
-    // for a PT_INTERP program header in the (64-bit, little-endian) ELF.
-    let Ok(bytes) = std::fs::read(path) else { return false };
-    if bytes.len() < 64 || !bytes.starts_with(b"\x7fELF\x02\x01") {
-        return false;
-    }
-    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
-    let phoff = u64::from_le_bytes(bytes[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    (0..phnum).all(|index| {
-        let at = phoff + index * phentsize;
-        bytes.get(at..at + 4).is_some_and(|p_type| p_type != 3u32.to_le_bytes())
-    })
-}
 
 /// Container tests that check `runc list` run one at a time.
 pub fn serial() -> MutexGuard<'static, ()> {

@@ -77,12 +77,6 @@ impl TestWorkspace {
         self
     }
 
-    /// Creates an empty directory.
-    pub fn dir(&self, relative: &str) -> &TestWorkspace {
-        std::fs::create_dir_all(self.path(relative)).expect("create a directory");
-        self
-    }
-
     /// Sets an environment variable for every later `berth` run.
     pub fn env(&mut self, key: &str, value: &str) -> &mut TestWorkspace {
         self.env.retain(|(existing, _)| existing != key);
@@ -143,17 +137,15 @@ pub fn project_copy() -> TestWorkspace {
     workspace
 }
 
-/// Whether the pinned `.deb` files the examples' bases are made of have
-/// been fetched (`scripts/fetch-debs.sh`); prints `SKIP:` when not.
-pub fn skip_without_debs() -> bool {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("third_party/debs");
-    let fetched = std::fs::read_dir(&dir)
-        .map(|entries| entries.filter_map(Result::ok).any(|entry| entry.path().extension().is_some_and(|e| e == "deb")))
-        .unwrap_or(false);
-    if !fetched {
-        eprintln!("SKIP: the pinned .deb files are not fetched (run scripts/fetch-debs.sh)");
-    }
-    !fetched
+/// The file names `third_party/debs/debs.lock` pins, in lock order.
+pub fn pinned_debs() -> Vec<String> {
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("third_party/debs/debs.lock");
+    std::fs::read_to_string(lock)
+        .expect("read third_party/debs/debs.lock")
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| line.split_whitespace().nth(3).expect("lock line with a file name").to_owned())
+        .collect()
 }
 
 /// Copies files, directories and symlinks, skipping build outputs.
