@@ -153,23 +153,58 @@ fn two_debs_that_disagree_on_a_path_fail_naming_both() {
 
 #[test]
 fn a_deb_layer_packs_the_union_of_its_debs() {
-    let a = write_deb(
-        &control("a"),
-        &[file("/usr/bin/a", b"a"), file("/usr/share/common", b"same")],
-        DebCompression::Bzip2,
-    )
-    .unwrap();
-    let b =
-        write_deb(&control("b"), &[file("/usr/bin/b", b"b"), file("/usr/share/common", b"same")], DebCompression::None)
-            .unwrap();
+    let common = DebEntry { mode: 0o644, ..file("/usr/share/common", b"same") };
+    let a = write_deb(&control("a"), &[file("/usr/bin/a", b"a"), common.clone()], DebCompression::Bzip2).unwrap();
+    let b = write_deb(&control("b"), &[file("/usr/bin/b", b"b"), common], DebCompression::None).unwrap();
     let ws = deb_workspace(&[("a.deb", a), ("b.deb", b)], None);
     let out = ws.berth(&["build", "//debs:layer"]);
     out.success();
     assert!(out.stdout.starts_with("//debs:layer sha256:"), "{}", out.stdout);
+    // The layer holds each path of both packages once, with the packages'
+    // types and modes, the shared one included, in sorted order.
+    let layer = fs::read(ws.path("berth-out/debs/layer/layer.tar.gz")).unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("//debs:layer {}", Digest::of(&layer)),
+        "berth-out holds the layer the build printed"
+    );
+    assert_eq!(
+        layer_entries(&layer),
+        [
+            ("usr".to_owned(), 'd', 0o755),
+            ("usr/bin".to_owned(), 'd', 0o755),
+            ("usr/bin/a".to_owned(), 'f', 0o755),
+            ("usr/bin/b".to_owned(), 'f', 0o755),
+            ("usr/share".to_owned(), 'd', 0o755),
+            ("usr/share/common".to_owned(), 'f', 0o644),
+        ]
+    );
     let wrong_count =
         ws.file("debs/BUILD.star", "deb_layer(name = \"layer\", debs = [\"a.deb\", \"b.deb\"], sha256s = [])\n");
     let out = wrong_count.berth(&["build", "//debs:layer"]);
     out.failure(1);
     assert!(out.stderr.contains("debs/BUILD.star:1:1"), "{}", out.stderr);
     assert!(out.stderr.contains("`debs` has 2 file(s) but `sha256s` has 0"), "{}", out.stderr);
+}
+
+/// `(path, type, mode)` of each entry of a gzip'd layer tar, in archive
+/// order: `d`irectory, `f`ile, `l`ink (symlink), `h`ard link.
+fn layer_entries(gzip: &[u8]) -> Vec<(String, char, u32)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gzip));
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let header = entry.header();
+            let kind = match header.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Regular => 'f',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                other => panic!("unexpected entry type {other:?}"),
+            };
+            (String::from_utf8(entry.path_bytes().into_owned()).unwrap(), kind, header.mode().unwrap())
+        })
+        .collect()
 }

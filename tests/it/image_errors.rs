@@ -1,6 +1,9 @@
 //! Bad input to the image rules: each mistake gets a clear message naming
-//! the file and line (or the label), exit code 1, and nothing written to
-//! `berth-out/` or the action cache.
+//! the file and line (or the label), exit code 1, nothing written to
+//! `berth-out/`, and no entry in the action cache but whole ones of the
+//! actions that succeeded before the failure.
+
+use berth::cache::Digest;
 
 use crate::util::workspace::TestWorkspace;
 
@@ -15,15 +18,73 @@ fn workspace(build: &str) -> TestWorkspace {
     workspace
 }
 
-/// Builds `//app/...`, expects exit 1, and returns the redacted stderr.
+/// Builds `//app/...`, expects exit 1 with nothing half-written and nothing
+/// cached (each mistake stops the build before any action succeeds), and
+/// returns the redacted stderr.
 fn fails(build: &str) -> String {
+    fails_after(build, 0)
+}
+
+/// As [`fails`], when `cached` actions succeed, and stay cached, before the
+/// one that fails.
+fn fails_after(build: &str, cached: usize) -> String {
     let workspace = workspace(build);
     let output = workspace.berth(&["--console", "none", "build", "//app/..."]);
     output.failure(1);
-    assert!(!workspace.path("berth-out/app").exists(), "a failed build wrote outputs");
-    let partial = std::fs::read_dir(workspace.path(".cache/cas/tmp")).map(|entries| entries.count()).unwrap_or(0);
-    assert_eq!(partial, 0, "a failed build left partial blobs in the cache");
+    assert_eq!(assert_nothing_half_written(&workspace), cached, "action cache entries after the failure");
     workspace.redact(&output.stderr)
+}
+
+/// After a failed build: nothing of `//app` under `berth-out/` and no temp
+/// files there or in the cache, and every action cache entry whole: it
+/// parses, and each blob it names (an object with `digest` and `size`) is
+/// in the CAS with that size and those bytes. Returns how many entries the
+/// action cache holds (the actions that succeeded before the failure).
+fn assert_nothing_half_written(workspace: &TestWorkspace) -> usize {
+    let names = |dir: &str| -> Vec<String> {
+        match std::fs::read_dir(workspace.path(dir)) {
+            Ok(entries) => entries.map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => panic!("{dir}: {error}"),
+        }
+    };
+    assert!(!workspace.path("berth-out/app").exists(), "a failed build wrote outputs");
+    let out = names("berth-out");
+    assert!(out.iter().all(|name| name == ".berth"), "berth-out/ holds {out:?} after a failed build");
+    for tmp in [".cache/tmp", ".cache/cas/tmp"] {
+        assert_eq!(names(tmp), Vec::<String>::new(), "a failed build left partial files in {tmp}");
+    }
+    let entries = names(".cache/ac");
+    for name in &entries {
+        assert!(name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()), "stray file `ac/{name}`");
+        let bytes = std::fs::read(workspace.path(&format!(".cache/ac/{name}"))).unwrap();
+        let entry: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|error| panic!("ac/{name} is not whole: {error}"));
+        let mut blobs = Vec::new();
+        blob_refs(&entry, &mut blobs);
+        assert!(!blobs.is_empty(), "ac/{name} names no blob: {entry}");
+        for (digest, size) in blobs {
+            let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("ac/{name}: digest {digest}"));
+            let blob = std::fs::read(workspace.path(&format!(".cache/cas/sha256/{hex}")))
+                .unwrap_or_else(|error| panic!("ac/{name} names {digest}, not in the CAS: {error}"));
+            assert_eq!((blob.len() as u64, Digest::of(&blob).to_string()), (size, digest), "ac/{name}: a torn blob");
+        }
+    }
+    entries.len()
+}
+
+/// Every `{"digest": "...", "size": N}` object in `value`.
+fn blob_refs(value: &serde_json::Value, found: &mut Vec<(String, u64)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let (Some(digest), Some(size)) = (map.get("digest").and_then(|d| d.as_str()), map.get("size")) {
+                found.push((digest.to_owned(), size.as_u64().expect("a blob size is a number")));
+            }
+            map.values().for_each(|value| blob_refs(value, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|value| blob_refs(value, found)),
+        _ => {}
+    }
 }
 
 #[test]
@@ -67,10 +128,13 @@ fn python_main_in_no_package() {
 
 #[test]
 fn index_with_two_images_of_one_platform() {
-    insta::assert_snapshot!(fails(
+    // Both images are written (config and manifest each) before the index
+    // finds their platforms equal.
+    insta::assert_snapshot!(fails_after(
         "oci_image_build(name = 'a', architecture = 'amd64', env = {'A': '1'})\n\
          oci_image_build(name = 'b', architecture = 'amd64', env = {'B': '1'})\n\
-         oci_image_index(name = 'index', images = [':a', ':b'])\n"
+         oci_image_index(name = 'index', images = [':a', ':b'])\n",
+        4
     ));
 }
 

@@ -2,8 +2,8 @@
 //! `pack_layer`, `write_config`, `write_manifest` and `write_index` actions
 //! (run in order by a tiny driver, standing in for the scheduler), written as
 //! layouts and archives, then read by tools nobody here wrote: oci-image-tool,
-//! skopeo, umoci + runc, docker and podman. A missing tool prints
-//! `SKIP: <reason>`.
+//! skopeo, umoci + runc, docker and podman. A missing tool skips its part
+//! (`util::need`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,6 +16,8 @@ use berth::actions::{
 };
 use berth::cache::{BlobRef, Cas, Digest};
 use berth::oci::{self, Compression, ConfigSettings, LayerEntry, Platform};
+
+use crate::util::need::{have, skip, Need};
 
 /// Runs actions in registration order, resolving inputs as the scheduler
 /// would: source files by workspace path plus digest, actions by output.
@@ -131,14 +133,6 @@ fn layout(driver: &Driver, root: BlobRef, dir: &Path, tag: &str) {
     oci::write_layout(&driver.cas, &root, Some(tag), dir).unwrap();
 }
 
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().unwrap().status.success();
-    if !found {
-        println!("SKIP: `{name}` is not installed");
-    }
-    found
-}
-
 fn run(command: &mut Command) -> String {
     let output = command.output().unwrap_or_else(|error| panic!("{command:?}: {error}"));
     assert!(
@@ -148,40 +142,6 @@ fn run(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
-}
-
-fn tree_digests(dir: &Path) -> BTreeMap<String, Digest> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(next) = stack.pop() {
-        for entry in fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let relative = path.strip_prefix(dir).unwrap().display().to_string();
-                out.insert(relative, Digest::of(&fs::read(&path).unwrap()));
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn same_inputs_same_layout_bytes_from_any_directory_umask_or_thread_count() {
-    let first = tempfile::tempdir().unwrap();
-    let second = tempfile::tempdir().unwrap();
-    let host = Platform::host();
-    let (driver_a, image_a) = busybox_image(first.path(), Compression::Gzip, 1, &host);
-    let old_umask = unsafe { libc::umask(0o077) };
-    let (driver_b, image_b) = busybox_image(&second.path().join("elsewhere/deeper"), Compression::Gzip, 4, &host);
-    unsafe { libc::umask(old_umask) };
-    assert_eq!(driver_a.blob(image_a, "manifest"), driver_b.blob(image_b, "manifest"));
-    layout(&driver_a, driver_a.blob(image_a, "manifest"), &first.path().join("out"), "v1");
-    layout(&driver_b, driver_b.blob(image_b, "manifest"), &second.path().join("out"), "v1");
-    let digests = tree_digests(&first.path().join("out"));
-    assert_eq!(digests, tree_digests(&second.path().join("out")));
-    assert_eq!(digests.len(), 2 + 3, "oci-layout, index.json, manifest, config, one layer");
 }
 
 #[test]
@@ -203,10 +163,10 @@ fn layout_validates_and_skopeo_reads_and_copies_it() {
     assert_eq!(manifest.layers().len(), 2);
     assert_eq!(manifest.layers()[1].media_type().to_string(), "application/vnd.oci.image.layer.v1.tar+gzip");
 
-    if tool("oci-image-tool") {
+    if have(Need::OciImageTool) {
         run(Command::new("oci-image-tool").args(["validate", "--type", "image", "--ref", "name=v1"]).arg(&out));
     }
-    if tool("skopeo") {
+    if have(Need::Skopeo) {
         let inspect = run(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:v1", out.display())));
         let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
         assert_eq!(inspect["Digest"], driver.blob(image, "manifest").digest.to_string());
@@ -224,11 +184,7 @@ fn layout_validates_and_skopeo_reads_and_copies_it() {
 
 #[test]
 fn umoci_unpacks_and_runc_runs_the_image() {
-    if !tool("umoci") || !tool("runc") {
-        return;
-    }
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIP: runc needs root");
+    if skip(&[Need::Umoci, Need::Root, Need::Runc]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -265,17 +221,14 @@ fn docker_archive_loads_and_runs_in_docker_and_podman() {
     oci::write_docker_archive(&driver.cas, driver.blob(image, "manifest"), std::slice::from_ref(&tag), &again).unwrap();
     assert!(fs::read(&archive).unwrap() == fs::read(&again).unwrap(), "archives are deterministic");
 
-    let docker_up = tool("docker") && Command::new("docker").arg("info").output().is_ok_and(|out| out.status.success());
-    if docker_up {
+    if have(Need::Docker) {
         run(Command::new("docker").args(["load", "-i"]).arg(&archive));
         let output = Command::new("docker").args(["run", "--rm", &tag]).output().unwrap();
         let _ = Command::new("docker").args(["rmi", "-f", &tag]).output();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(String::from_utf8_lossy(&output.stdout), "hi\nderived\n");
-    } else {
-        println!("SKIP: no Docker daemon running");
     }
-    if tool("podman") {
+    if have(Need::Podman) {
         let loaded = run(Command::new("podman").args(["load", "-i"]).arg(&archive));
         assert!(loaded.contains(&tag), "{loaded}");
         let inspect = run(Command::new("podman").args(["image", "inspect", &tag]));
@@ -300,7 +253,7 @@ fn oci_archive_is_a_layout_in_a_tar() {
     sorted.sort();
     assert_eq!(names, sorted);
     assert_eq!(names.len(), 2 + 3 + 2);
-    if tool("skopeo") {
+    if have(Need::Skopeo) {
         let inspect = run(Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}:v1", archive.display())));
         let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
         assert_eq!(inspect["Digest"], driver.blob(image, "manifest").digest.to_string());
@@ -338,12 +291,12 @@ fn index_of_two_platforms_validates_and_duplicates_are_refused() {
     let platforms: Vec<String> =
         parsed.manifests().iter().map(|entry| entry.platform().as_ref().unwrap().architecture().to_string()).collect();
     assert_eq!(platforms, ["amd64", "arm64"]);
-    if tool("oci-image-tool") {
+    if have(Need::OciImageTool) {
         run(Command::new("oci-image-tool")
             .args(["validate", "--type", "image", "--ref", "name=multi", "--ref", "platform.os=linux"])
             .arg(&out));
     }
-    if tool("skopeo") {
+    if have(Need::Skopeo) {
         let raw = run(Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:multi", out.display())));
         assert_eq!(Digest::of(raw.as_bytes()), driver.blob(index, "index").digest);
     }
@@ -383,7 +336,7 @@ fn zstd_layers_are_read_by_skopeo_and_refused_in_docker_archives() {
     .unwrap_err();
     assert!(error.to_string().starts_with("A docker-archive cannot hold zstd layers"), "{error}");
     assert!(!dir.path().join("d.tar").exists());
-    if tool("skopeo") {
+    if have(Need::Skopeo) {
         let out = dir.path().join("layout");
         layout(&driver, driver.blob(image, "manifest"), &out, "z");
         let copy = dir.path().join("copy");

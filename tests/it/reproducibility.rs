@@ -1,7 +1,12 @@
 //! Same inputs, same bytes: the examples built in two checkouts at different
 //! paths, with different umasks, file modes, mtimes, time zones, locales,
 //! clocks and caches, give byte-identical `berth-out/` trees whose digests
-//! are the checked-in `examples/expected.digests`.
+//! are the checked-in `examples/expected.digests`; and a workspace that needs
+//! no runc does the same without root under three umasks and job counts.
+//!
+//! The umask is set for the `berth` child only (`sh -c 'umask 077; exec
+//! berth ...'`): the test process's umask is shared by every test running
+//! beside it in this binary.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -43,6 +48,74 @@ fn examples_are_byte_identical_across_checkouts_and_machines_settings() {
     let differing: Vec<&String> =
         first.1.keys().chain(second.1.keys()).filter(|path| first.1.get(*path) != second.1.get(*path)).collect();
     assert!(differing.is_empty(), "these outputs differ between the two builds: {differing:?}");
+}
+
+/// A workspace that needs neither runc nor root: source files (one
+/// executable), a `files` package, an `oci_layer` with contents and a
+/// symlink, and an image of both.
+const UMASK_BUILD: &str = r#"
+files(name = "srcs", srcs = ["bin/run.sh", "data/a.txt", "data/b.txt"])
+
+oci_layer(
+    name = "etc",
+    contents = {"/etc/motd": "same bytes\n"},
+    symlinks = {"/usr/bin/run": "/app/bin/run.sh"},
+)
+
+oci_image_build(
+    name = "image",
+    packages = [":srcs"],
+    layers = [":etc"],
+    entrypoint = ["/app/bin/run.sh"],
+    repository = "berth/umask",
+    tag = "v1",
+)
+"#;
+
+#[test]
+fn same_inputs_same_layout_bytes_from_any_directory_umask_or_thread_count() {
+    // (umask of `berth` and of the checkout's files, workspace below the
+    // temp dir, jobs)
+    let runs = [("022", "", "1"), ("077", "elsewhere/deeper", "4"), ("002", "x", "2")];
+    let mut results = Vec::new();
+    for (umask, below, jobs) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(below);
+        let mask = u32::from_str_radix(umask, 8).unwrap();
+        for (path, text, executable) in [
+            ("WORKSPACE.star", "workspace(name = \"umask\")\n", false),
+            ("app/BUILD.star", UMASK_BUILD, false),
+            ("app/bin/run.sh", "#!/bin/sh\ncat /app/data/a.txt\n", true),
+            ("app/data/a.txt", "a\n", false),
+            ("app/data/b.txt", "b\n", false),
+        ] {
+            // The modes a checkout made under this umask would have.
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, text).unwrap();
+            let mode = if executable { 0o777 } else { 0o666 } & !mask;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let script =
+            format!("umask {umask}; exec {} -j {jobs} --console none build //app:image", env!("CARGO_BIN_EXE_berth"));
+        let output = Command::new("sh")
+            .args(["-c", &script])
+            .current_dir(root.join("app"))
+            .env("BERTH_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "umask {umask}: {}", String::from_utf8_lossy(&output.stderr));
+        let mut files = BTreeMap::new();
+        collect(&root.join("berth-out"), "", &mut files);
+        assert!(files.keys().any(|path| path.starts_with("/app/image/blobs/sha256/")), "{files:?}");
+        results.push((umask, String::from_utf8(output.stdout).unwrap(), files));
+    }
+    let (_, digests, files) = &results[0];
+    assert!(digests.starts_with("//app:image sha256:"), "{digests}");
+    for (umask, other_digests, other_files) in &results[1..] {
+        assert_eq!(other_digests, digests, "umask {umask}: other digests");
+        assert_eq!(other_files, files, "umask {umask}: other bytes or modes under berth-out/");
+    }
 }
 
 /// Builds the examples in a fresh copy under `environment`; returns what
