@@ -26,17 +26,17 @@ fn push_pin_pull_lazily_run_and_push_again() {
     let push =
         workspace.berth(&["--console", "none", "push", "//examples/hello", "--repository", &repository, "--tag", "v1"]);
     push.success();
+    let first = push_summary(&push.stderr, &repository);
     let digest = push.stdout.trim().to_owned();
     let expected =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/expected.digests"))
             .unwrap();
     assert!(expected.contains(&format!("//examples/hello:hello {digest}\n")), "pushed {digest}");
-    assert!(push.stderr.contains("blobs uploaded"), "{}", push.stderr);
     let again =
         workspace.berth(&["--console", "none", "push", "//examples/hello", "--repository", &repository, "--tag", "v1"]);
     again.success();
     assert_eq!(again.stdout.trim(), digest);
-    assert!(again.stderr.contains(": 0 blobs uploaded (0 bytes)"), "{}", again.stderr);
+    let second = push_summary(&again.stderr, &repository);
 
     // A tool nobody here wrote reads it back, checking every blob.
     let copy = workspace.path("skopeo-copy");
@@ -68,6 +68,11 @@ fn push_pin_pull_lazily_run_and_push_again() {
     assert!(build.stderr.contains("base layer(s) that were not downloaded"), "{}", build.stderr);
     let base_layers = manifest_layers(&copy.join("blobs/sha256"), &digest);
     assert!(!base_layers.is_empty());
+    // The first push uploads every blob (config and layers), the second none.
+    let blobs = base_layers.len() + 1;
+    assert_eq!((first.uploaded, first.mounted, first.existing), (blobs, 0, 0), "first push: {first:?}");
+    assert!(first.bytes > 0, "first push: {first:?}");
+    assert_eq!(second, PushSummary { uploaded: 0, bytes: 0, mounted: 0, existing: blobs }, "second push");
     for layer in &base_layers {
         assert!(
             !fresh.path(&format!(".fresh-cache/cas/sha256/{layer}")).exists(),
@@ -86,7 +91,52 @@ fn push_pin_pull_lazily_run_and_push_again() {
     let derived = format!("{host}/examples/derived");
     let push = fresh.berth(&["--console", "none", "push", "//pulled:derived", "--repository", &derived, "--tag", "v1"]);
     push.success();
-    assert!(!push.stderr.contains(" 0 mounted"), "{}", push.stderr);
+    let derived_push = push_summary(&push.stderr, &derived);
+    // The base's layers are mounted from `examples/hello`; the new layer and
+    // the new config are uploaded.
+    assert_eq!(
+        (derived_push.uploaded, derived_push.mounted, derived_push.existing),
+        (2, base_layers.len(), 0),
+        "pushing the derived image: {derived_push:?}"
+    );
+}
+
+/// The counts of berth's push summary line.
+#[derive(Debug, PartialEq, Eq)]
+struct PushSummary {
+    uploaded: usize,
+    bytes: u64,
+    mounted: usize,
+    existing: usize,
+}
+
+/// Parses `Pushed R: N blobs uploaded (B bytes), M mounted, E already
+/// there` for `repository` from `stderr`; panics unless there is one.
+fn push_summary(stderr: &str, repository: &str) -> PushSummary {
+    let prefix = format!("Pushed {repository}: ");
+    let line = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}...` line in:\n{stderr}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .map(|part| part.parse().unwrap())
+        .collect();
+    let expected = format!(
+        "{} blobs uploaded ({} bytes), {} mounted, {} already there",
+        numbers.first().copied().unwrap_or_default(),
+        numbers.get(1).copied().unwrap_or_default(),
+        numbers.get(2).copied().unwrap_or_default(),
+        numbers.get(3).copied().unwrap_or_default()
+    );
+    assert_eq!((numbers.len(), line), (4, expected.as_str()), "a push summary of another shape");
+    PushSummary {
+        uploaded: numbers[0] as usize,
+        bytes: numbers[1],
+        mounted: numbers[2] as usize,
+        existing: numbers[3] as usize,
+    }
 }
 
 /// The layer digests (hex) of the manifest `digest` in an OCI layout's blobs.
