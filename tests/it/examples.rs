@@ -1,7 +1,9 @@
 //! The examples tour, end to end: every example builds to the digests in
-//! `examples/expected.digests`, the runnable ones print what they should
-//! under `berth run`, and tools nobody here wrote accept the images.
+//! `examples/expected.digests` (those without a build step also without root
+//! or runc), the runnable ones print what they should under `berth run`, and
+//! tools nobody here wrote accept the images.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
@@ -23,6 +25,57 @@ fn built_examples() -> Option<TestWorkspace> {
         "the examples' digests changed; if on purpose, update examples/expected.digests"
     );
     Some(workspace)
+}
+
+/// The examples that run no container step (no `oci_build_layer` among
+/// their dependencies) build, without root or runc, to the digests pinned
+/// in `examples/expected.digests`: the digests are checked on every machine,
+/// not only where the container tier runs.
+#[test]
+fn examples_without_build_steps_build_to_the_pinned_digests_without_root() {
+    if skip(&[Need::Debs]) {
+        return;
+    }
+    let workspace = project_copy();
+    let query = workspace.berth(&["query", "deps(//examples/...)", "--output", "json"]);
+    query.success();
+    let targets: Vec<serde_json::Value> = serde_json::from_str(&query.stdout).unwrap();
+    let kinds: BTreeMap<&str, &str> =
+        targets.iter().map(|t| (t["label"].as_str().unwrap(), t["kind"].as_str().unwrap())).collect();
+    let deps: BTreeMap<&str, Vec<&str>> = targets
+        .iter()
+        .map(|t| {
+            (t["label"].as_str().unwrap(), t["deps"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect())
+        })
+        .collect();
+    let runs_a_container = |label: &str| {
+        let mut stack = vec![label];
+        let mut seen = BTreeSet::new();
+        while let Some(next) = stack.pop() {
+            if kinds.get(next) == Some(&"oci_build_layer") {
+                return true;
+            }
+            if seen.insert(next) {
+                stack.extend(deps.get(next).into_iter().flatten());
+            }
+        }
+        false
+    };
+    let expected = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/expected.digests"))
+        .expect("read examples/expected.digests");
+    let (pinned, with_steps): (Vec<&str>, Vec<&str>) = expected
+        .lines()
+        .partition(|line| !runs_a_container(line.split(' ').next().expect("a label, a space, a digest")));
+    assert!(!with_steps.is_empty() && pinned.len() > with_steps.len(), "pinned {pinned:?}, with steps {with_steps:?}");
+    let mut command = vec!["--console", "none", "build"];
+    command.extend(pinned.iter().map(|line| line.split(' ').next().unwrap()));
+    let build = workspace.berth(&command);
+    build.success();
+    assert_eq!(
+        build.stdout.lines().collect::<Vec<_>>(),
+        pinned,
+        "the examples' digests changed; if on purpose, update examples/expected.digests"
+    );
 }
 
 #[test]

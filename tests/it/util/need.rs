@@ -122,7 +122,7 @@ impl Need {
             Need::Network => non_loopback_ipv4().is_some(),
         };
         (!present).then(|| match self {
-            Need::Root => "the test needs root".to_owned(),
+            Need::Root => "the tests do not run as root".to_owned(),
             Need::Busybox => format!("`{}` is not a static busybox", super::runc::BUSYBOX),
             Need::Docker => "no Docker engine is running".to_owned(),
             Need::Network => "the machine has no IPv4 address but loopback".to_owned(),
@@ -142,10 +142,13 @@ impl fmt::Display for Need {
 /// case it panics. Checks in order and stops at the first missing need.
 #[track_caller]
 pub fn skip(needs: &[Need]) -> bool {
-    needs.iter().find_map(|&need| need.missing().map(|reason| (need, reason))).is_some_and(|(need, reason)| {
-        skip_because(need, &reason);
-        true
-    })
+    for &need in needs {
+        if let Some(reason) = need.missing() {
+            skip_because(need, &reason);
+            return true;
+        }
+    }
+    false
 }
 
 /// `true` when `need` is there; otherwise as [`skip`] (for the optional
