@@ -104,7 +104,7 @@ fn cache_gc_waits_for_running_builds() {
     assert_eq!(std::fs::read_dir(cache.path().join("ac")).unwrap().count(), 2, "and deletes nothing meanwhile");
     drop(build);
     let output = gc.wait_with_output().unwrap();
-    assert!(output.status.success());
+    assert!(output.status.success(), "{:?}: {}{}", output.status, text(&output.stdout), text(&output.stderr));
     assert!(text(&output.stderr).contains("Waiting for running builds"), "{}", text(&output.stderr));
     assert_eq!(std::fs::read_dir(cache.path().join("ac")).unwrap().count(), 0);
 }

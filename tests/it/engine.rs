@@ -483,7 +483,7 @@ fn two_processes_share_one_cache_at_once() {
     world.write("a.txt", b"[a]");
     let spawn = || {
         std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "chain_in_a_child_process", "--nocapture", "--test-threads=1"])
+            .args(["--ignored", "--exact", "engine::chain_in_a_child_process", "--nocapture", "--test-threads=1"])
             .env("BERTH_TEST_CHILD_CACHE", &world.cache_dir)
             .env("BERTH_TEST_CHILD_WORKSPACE", &world.workspace)
             .stdout(std::process::Stdio::piped())
