@@ -8,7 +8,7 @@
 # Needs: docker-registry, skopeo (scripts/setup.sh installs both).
 #
 # This one times berth's library (`berth::registry::Client`, the code
-# `berth push` runs) in the ignored test `tests/registry_bench.rs`, release
+# `berth push` runs) in the ignored test `tests/it/registry_bench.rs`, release
 # build, and also measures a pull as a base (bytes fetched). `cli.sh` beside
 # it times the real `berth push LABEL` command.
 set -euo pipefail
@@ -16,5 +16,5 @@ cd "$(dirname "$0")/../.."
 for tool in docker-registry skopeo; do
     command -v "$tool" >/dev/null || { echo "error: $tool not installed (run scripts/setup.sh)" >&2; exit 1; }
 done
-cargo test --release --locked --test registry_bench -- --ignored --nocapture --test-threads=1 registry_benchmark 2>&1 \
+cargo test --release --locked --test it -- --ignored --nocapture --test-threads=1 registry_bench::registry_benchmark 2>&1 \
     | grep -oE '(image:.*|^\|.*)'

@@ -1,7 +1,0 @@
-//! Helpers shared by the integration tests: temp workspaces and the real
-//! `berth` binary, a real registry on 127.0.0.1, runc prerequisites.
-#![allow(dead_code)]
-
-pub mod registry;
-pub mod runc;
-pub mod workspace;

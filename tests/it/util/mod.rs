@@ -1,0 +1,16 @@
+//! Helpers shared by the integration tests, one job per module: temp
+//! workspaces and the real `berth` binary, what a test needs from the
+//! machine (and the one way to skip without it), a real registry on
+//! 127.0.0.1 and the small servers put in front of it, test images, layers
+//! and `.deb` fixtures.
+
+pub mod deb;
+pub mod faults;
+pub mod http;
+pub mod images;
+pub mod need;
+pub mod process;
+pub mod registry;
+pub mod runc;
+pub mod token;
+pub mod workspace;

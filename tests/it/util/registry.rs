@@ -1,0 +1,125 @@
+//! A real `docker-registry` on 127.0.0.1 on a free port, with a temp
+//! storage dir, stopped when dropped; and the Docker `config.json` that logs
+//! berth in to it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use berth::cache::Digest;
+
+pub const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `docker-registry` process serving plain HTTP on 127.0.0.1.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// An open registry: anyone may pull and push.
+    pub fn start() -> Registry {
+        Registry::spawn(None)
+    }
+
+    /// A registry that wants Basic credentials (htpasswd, bcrypt).
+    pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
+        Registry::spawn(Some((user, password)))
+    }
+
+    fn spawn(credentials: Option<(&str, &str)>) -> Registry {
+        let mut last_error = String::new();
+        // A free port can be taken between probing and binding: try a few.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: berth-test-secret\n",
+                dir.path().join("storage").display()
+            );
+            if let Some((user, password)) = credentials {
+                let hash = bcrypt::hash(password, 4).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                ));
+            }
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).unwrap();
+            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+            let child = Command::new(DOCKER_REGISTRY)
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("docker-registry starts");
+            let mut registry = Registry { port, child, dir };
+            if registry.wait_ready() {
+                return registry;
+            }
+            last_error = std::fs::read_to_string(registry.dir.path().join("registry.log")).unwrap_or_default();
+        }
+        panic!("docker-registry did not start: {last_error}");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401") {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The blob files the registry stores (its own digest-addressed layout).
+    pub fn stored_blob(&self, digest: &Digest) -> bool {
+        let hex = digest.hex();
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(&hex)
+            .join("data")
+            .is_file()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `config.json` directory with Basic credentials for `host`.
+pub fn docker_config_with(host: &str, user: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let config = serde_json::json!({"auths": {host: {"auth": auth}}});
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    dir
+}
