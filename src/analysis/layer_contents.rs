@@ -325,7 +325,8 @@ pub fn attr_error(target: &TargetNode, attr: &str, problem: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Location, RuleAttrs};
+    use crate::graph::RuleAttrs;
+    use crate::workspace::Location;
 
     fn target(package: &str, attrs: RuleAttrs) -> TargetNode {
         let location = Location { path: format!("{package}/BUILD.star"), line: 1, column: 1 };

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use crate::error::Error;
-use crate::graph::{GraphError, Location};
-use crate::workspace::WorkspaceError;
+use crate::graph::GraphError;
+use crate::workspace::{Location, WorkspaceError};
 
 /// Why loading failed.
 #[derive(Debug, thiserror::Error)]

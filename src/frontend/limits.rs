@@ -24,7 +24,7 @@ use starlark::eval::Evaluator;
 use starlark::ErrorKind;
 
 use crate::frontend::error::{Diagnostic, LoadError};
-use crate::graph::Location;
+use crate::workspace::Location;
 
 /// Deepest Starlark call stack: rule macros nest a handful deep.
 pub(crate) const MAX_CALL_DEPTH: usize = 200;

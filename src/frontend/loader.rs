@@ -19,8 +19,8 @@ use crate::frontend::context::{EvalContext, PackageContext};
 use crate::frontend::error::{Diagnostic, LoadError};
 use crate::frontend::limits;
 use crate::frontend::prelude::Library;
-use crate::graph::{closest, Location, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
-use crate::workspace::{Label, Pattern, Workspace, BUILD_FILES};
+use crate::graph::{closest, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
+use crate::workspace::{Label, Location, Pattern, Workspace, BUILD_FILES};
 
 /// The Starlark dialect of every berth file: standard plus `load`,
 /// f-strings, type annotations (checked) and keyword-only arguments.

@@ -15,8 +15,8 @@ use starlark::values::{starlark_value, NoSerialize, ProvidesStaticType, Starlark
 use crate::frontend::context::{call_site, EvalContext, PackageContext};
 use crate::frontend::error::{Diagnostic, LoadError};
 use crate::frontend::schema;
-use crate::graph::{closest, AttrValue, Location, RuleAttrs, RuleKind, TargetNode};
-use crate::workspace::Label;
+use crate::graph::{closest, AttrValue, RuleAttrs, RuleKind, TargetNode};
+use crate::workspace::{Label, Location};
 
 /// The callable `native.<kind>`.
 #[derive(Debug, ProvidesStaticType, NoSerialize, Allocative)]

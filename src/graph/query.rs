@@ -170,7 +170,7 @@ pub fn render_query(graph: &TargetGraph, labels: &BTreeSet<Label>, output: Query
                 label: String,
                 kind: &'a str,
                 deps: Vec<String>,
-                location: Option<&'a crate::graph::Location>,
+                location: Option<&'a crate::workspace::Location>,
             }
             let items: Vec<Item> = labels
                 .iter()

@@ -10,8 +10,8 @@ use petgraph::Direction;
 use rustc_hash::FxHashMap;
 
 use crate::error::Error;
-use crate::graph::{closest, Location, TargetNode};
-use crate::workspace::{Label, Pattern};
+use crate::graph::{closest, TargetNode};
+use crate::workspace::{Label, Location, Pattern};
 
 /// A file of a package named by a label (`srcs = ["main.py"]`), not a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
