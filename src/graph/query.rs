@@ -149,14 +149,8 @@ impl Parser<'_> {
         if matches!(token.as_str(), "(" | ")" | ",") {
             return Err(self.error(format!("unexpected `{token}`")));
         }
-        Pattern::parse_in(&token, self.package)
-            .map(QueryExpr::Pattern)
-            .map_err(|error| self.error(first_line(&error.to_string())))
+        Pattern::parse_in(&token, self.package).map(QueryExpr::Pattern).map_err(|error| self.error(error.to_string()))
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_owned()
 }
 
 /// Renders a query result: `labels` must all be in `graph`.
