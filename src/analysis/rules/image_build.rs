@@ -170,13 +170,13 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
             Ok(LayerInfo::Planned { entries: files.entries.clone(), main_output })
         }
         Provider::Layer(layer) => Ok(layer.clone()),
-        other => Err(at(
-            target,
-            format!("`{attr}` of `{}` names `{label}`, which is {}", target.label, other.describe()),
-        )
-        .with_hint(format!(
-            "`{attr}` takes `files`, `oci_layer`, `oci_build_layer` and `deb_layer` targets; use `base` for an image"
-        ))),
+        other => {
+            let message = format!("`{attr}` of `{}` names `{label}`, which is {}", target.label, other.describe());
+            let hint = format!(
+                "`{attr}` takes `files`, `oci_layer`, `oci_build_layer` and `deb_layer` targets; use `base` for an image"
+            );
+            Err(at(target, message).with_hint(hint))
+        }
     }
 }
 
