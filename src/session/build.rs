@@ -136,7 +136,7 @@ impl<'a> Session<'a> {
     /// Builds one label (written relative to the current directory's
     /// package, as `:img` or `//app:img`) and returns its output.
     pub fn build_label(&self, text: &str, fetch_layers: bool) -> Result<(Built, TargetOutput)> {
-        let label = Label::parse(text, &self.current_package()).map_err(|error| Error::user(error.to_string()))?;
+        let label = Label::parse(text, &self.current_package())?;
         let built = self.build(&[Pattern::Target(label.clone())], fetch_layers)?;
         let output = built
             .targets
