@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let exec = ExecutionContext::new(cas, LayerStore::new(Path::new(cache)));
     let ctx = ActionContext::new(&exec, inputs, scratch.path());
-    let result = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{}", error.message))?;
+    let result = action.execute(&ctx).map_err(|error| anyhow::anyhow!("{error}"))?;
     let output = LayerOutput::from_result(&result).map_err(|error| anyhow::anyhow!("{error}"))?;
     let layer = output.blob;
     eprintln!(

@@ -20,7 +20,7 @@ use crate::actions::{
     Action, ActionContext, ActionResult, DebLayerOutput, DebPackage, Input, LayerOutput, ResolvedInput,
 };
 use crate::cache::{CanonicalJson, Digest};
-use crate::error::{Error, Result};
+use crate::error::{Diagnose, ErrorKind, Result};
 use crate::oci::deb::{self, Deb, DebControl, DebEntry, DebEntryKind, DebError};
 use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, OciError};
 
@@ -42,23 +42,21 @@ pub struct PinnedDeb {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DebLayerError {
-    #[error(
-        "`debs` has {debs} file(s) but `sha256s` has {sha256s}\nhint: give one sha256 per .deb, in the same order"
-    )]
+    #[error("`debs` has {debs} file(s) but `sha256s` has {sha256s}")]
     CountMismatch { debs: usize, sha256s: usize },
     #[error("`deb_layer` needs at least one .deb in `debs`")]
     NoDebs,
-    #[error("The sha256 `{text}` for `{}` is not a sha256 digest\nhint: write 64 lowercase hex digits, with or without `sha256:`", path.display())]
+    #[error("The sha256 `{text}` for `{}` is not a sha256 digest", path.display())]
     BadSha256 { path: PathBuf, text: String },
-    #[error("`{}` has sha256 `{}`, but `deb_layer` expects `{}`\nhint: re-run `scripts/fetch-debs.sh` to fetch the pinned file, or update the lock (`scripts/fetch-debs.sh --update`) and the sha256s", path.display(), actual.hex(), expected.hex())]
+    #[error("`{}` has sha256 `{}`, but `deb_layer` expects `{}`", path.display(), actual.hex(), expected.hex())]
     Sha256Mismatch { path: PathBuf, expected: Digest, actual: Digest },
-    #[error("`{}` changed while it was read (it hashed to `{expected}` before the build, `{actual}` now)\nhint: do not change sources during a build; rerun it", path.display())]
+    #[error("`{}` changed while it was read (it hashed to `{expected}` before the build, `{actual}` now)", path.display())]
     Changed { path: PathBuf, expected: Digest, actual: Digest },
     #[error("Cannot read `{}`: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
-    #[error("`{}` is not a valid .deb: {source}\nhint: re-run `scripts/fetch-debs.sh`; the file may be truncated", path.display())]
+    #[error("`{}` is not a valid .deb: {source}", path.display())]
     Deb { path: PathBuf, source: DebError },
-    #[error("`{path}` is {first_what} in {first} but {second_what} in {second}\nhint: two packages of one `deb_layer` may share a path only with identical contents; drop one of them or put them in separate layers")]
+    #[error("`{path}` is {first_what} in {first} but {second_what} in {second}")]
     Conflict { path: String, first: String, first_what: String, second: String, second_what: String },
     #[error("`deb_layer` was given {got} input(s) for {expected} .deb file(s)")]
     Inputs { got: usize, expected: usize },
@@ -66,16 +64,32 @@ pub enum DebLayerError {
     Layer(#[from] OciError),
 }
 
-impl From<DebLayerError> for Error {
-    fn from(error: DebLayerError) -> Error {
-        match error {
-            DebLayerError::Layer(error) => error.into(),
-            DebLayerError::Read { ref source, .. } if source.kind() != io::ErrorKind::NotFound => {
-                Error::environment(error.to_string())
-            }
-            DebLayerError::Inputs { .. } => Error::internal(error.to_string()),
-            _ => Error::user(error.to_string()),
+impl Diagnose for DebLayerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DebLayerError::Layer(error) => error.kind(),
+            DebLayerError::Read { source, .. } if source.kind() != io::ErrorKind::NotFound => ErrorKind::Environment,
+            DebLayerError::Inputs { .. } => ErrorKind::Internal,
+            _ => ErrorKind::User,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            DebLayerError::Layer(error) => return error.hint(),
+            DebLayerError::CountMismatch { .. } => "give one sha256 per .deb, in the same order",
+            DebLayerError::BadSha256 { .. } => "write 64 lowercase hex digits, with or without `sha256:`",
+            DebLayerError::Sha256Mismatch { .. } => {
+                "re-run `scripts/fetch-debs.sh` to fetch the pinned file, or update the lock (`scripts/fetch-debs.sh --update`) and the sha256s"
+            }
+            DebLayerError::Changed { .. } => "do not change sources during a build; rerun it",
+            DebLayerError::Deb { .. } => "re-run `scripts/fetch-debs.sh`; the file may be truncated",
+            DebLayerError::Conflict { .. } => {
+                "two packages of one `deb_layer` may share a path only with identical contents; drop one of them or put them in separate layers"
+            }
+            DebLayerError::NoDebs | DebLayerError::Read { .. } | DebLayerError::Inputs { .. } => return None,
+        };
+        Some(hint.to_owned())
     }
 }
 

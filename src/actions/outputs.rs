@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{ActionResult, BlobRef, Digest};
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 use crate::oci::{Descriptor, PackedLayer, Platform};
 
 const LAYER: &str = "layer";
@@ -39,9 +39,9 @@ pub enum OutputError {
     NoDiffId { digest: Digest },
 }
 
-impl From<OutputError> for Error {
-    fn from(error: OutputError) -> Error {
-        Error::internal(error.to_string())
+impl Diagnose for OutputError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Internal
     }
 }
 
@@ -381,6 +381,9 @@ mod tests {
         assert!(matches!(LayerOutput::from_result(&layer), Err(OutputError::BadMetadata { .. })));
         let fetched = LayerOutput { blob: blob(b"l"), media_type: GZIP.into(), diff_id: None };
         assert!(matches!(fetched.required_diff_id(), Err(OutputError::NoDiffId { .. })));
-        assert_eq!(Error::from(fetched.required_diff_id().unwrap_err()).kind, crate::error::ErrorKind::Internal);
+        assert_eq!(
+            crate::error::Error::from(fetched.required_diff_id().unwrap_err()).kind,
+            crate::error::ErrorKind::Internal
+        );
     }
 }

@@ -26,6 +26,9 @@ use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, Origin}
 /// Lines of a failing step's stderr shown in the error.
 const STDERR_TAIL_LINES: usize = 40;
 
+/// The hint of a step that timed out, inside or outside its container.
+const RAISE_TIMEOUT: &str = "raise `timeout` if the step needs longer";
+
 /// Where the base image's config comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseConfig {
@@ -137,11 +140,12 @@ impl Action for RunStep {
         let outcome = runtime.run(&process, root.path(), &bundle, Stdio::Capture, deadline).map_err(failed)?;
         if outcome.timed_out {
             return Err(Error::user(format!(
-                "Step `{}` timed out after {}s; its container was killed and deleted{}\nhint: raise `timeout` if the step needs longer",
+                "Step `{}` timed out after {}s; its container was killed and deleted{}",
                 self.describe(),
                 self.spec.timeout_secs,
                 stderr_tail(&outcome.stderr),
-            )));
+            ))
+            .with_hint(RAISE_TIMEOUT));
         }
         if outcome.exit_code != 0 {
             return Err(Error::user(format!(
@@ -204,10 +208,11 @@ impl RunStep {
     fn runtime_error(&self, runtime: &str, error: RuntimeError) -> Error {
         match error {
             RuntimeError::DeadlinePassed { stage } => Error::user(format!(
-                "Step `{}` timed out after {}s while {stage}\nhint: raise `timeout` if the step needs longer",
+                "Step `{}` timed out after {}s while {stage}",
                 self.describe(),
                 self.spec.timeout_secs,
-            )),
+            ))
+            .with_hint(RAISE_TIMEOUT),
             RuntimeError::Start { message, .. } => {
                 Error::environment(format!("{runtime} could not start the step `{}`: {message}", self.describe()))
             }
@@ -619,7 +624,7 @@ mod tests {
         let error = fixture.run(&step(1, 0, slow.clone()), &[&base]).unwrap_err();
         assert_eq!(error.kind, ErrorKind::User);
         assert_eq!(
-            error.message,
+            error.to_string(),
             "Step `sleep 3` timed out after 1s; its container was killed and deleted\nstderr:\n  still running\nhint: raise `timeout` if the step needs longer"
         );
 
@@ -629,7 +634,7 @@ mod tests {
         let base = fixture.layer("/etc/motd=base");
         let error = fixture.run(&step(1, 0, slow), &[&base]).unwrap_err();
         assert_eq!(
-            error.message,
+            error.to_string(),
             "Step `sleep 3` timed out after 1s while extracting the base layers\nhint: raise `timeout` if the step needs longer"
         );
         assert!(fixture.runtime.ran.lock().unwrap().is_empty(), "the process never started");

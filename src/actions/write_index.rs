@@ -58,11 +58,7 @@ impl Action for WriteIndex {
             let manifest = image.manifest;
             let root = read_root(ctx.cas(), manifest)?;
             if root.is_index() {
-                return Err(OciError::Unsupported(format!(
-                    "Image `{}` of the index is itself an index\nhint: give `oci_image_index` single-platform images",
-                    self.label(position)
-                ))
-                .into());
+                return Err(OciError::NestedIndex { image: self.label(position) }.into());
             }
             let platform = read_config(ctx, &image.config)?.platform();
             let key = platform.to_string();

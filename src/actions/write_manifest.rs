@@ -92,12 +92,7 @@ impl Action for WriteManifest {
         // The config lists one diff_id per layer, in the same order: a
         // mismatch means the base's manifest and config disagree.
         if config.rootfs.diff_ids.len() != layers.len() {
-            return Err(OciError::Unsupported(format!(
-                "The image has {} layers but its config lists {} diff_ids\nhint: the base image's manifest and config disagree",
-                layers.len(),
-                config.rootfs.diff_ids.len()
-            ))
-            .into());
+            return Err(OciError::DiffIdCount { layers: layers.len(), diff_ids: config.rootfs.diff_ids.len() }.into());
         }
         let manifest = Manifest::new(Descriptor::new(media_types::CONFIG, config_blob), layers, annotations);
         let bytes = canonical_json(&manifest);

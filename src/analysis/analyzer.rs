@@ -166,32 +166,21 @@ impl Analyzer<'_> {
 /// every source label; this asks the file system for any other path.
 fn is_executable(root: &Path, layer: &Label, path: &str) -> Result<bool> {
     let metadata = std::fs::metadata(root.join(path)).map_err(|error| {
-        Error::user(format!(
-            "Source file `{path}` of `{layer}` cannot be read: {error}\nhint: check that the file exists and is readable"
-        ))
+        Error::user(format!("Source file `{path}` of `{layer}` cannot be read: {error}"))
+            .with_hint("check that the file exists and is readable")
     })?;
     if !metadata.is_file() {
-        return Err(Error::user(format!(
-            "Source `{path}` of `{layer}` is not a regular file\nhint: name files, or use `glob([\"{path}/**\"])` for a directory's files"
-        )));
+        return Err(Error::user(format!("Source `{path}` of `{layer}` is not a regular file"))
+            .with_hint(format!("name files, or use `glob([\"{path}/**\"])` for a directory's files")));
     }
     Ok(metadata.permissions().mode() & 0o111 != 0)
 }
 
-/// A user error about `target`, laid out as the front-end lays out its own:
-/// the message, then `  --> file:line:col` of the target's declaration,
-/// then the `hint:` line, if any.
-pub fn at(target: &TargetNode, message: String) -> Error {
-    let (text, hint) = match message.split_once("\nhint: ") {
-        Some((text, hint)) => (text, Some(hint)),
-        None => (message.as_str(), None),
-    };
-    let mut rendered = format!("{text}\n  --> {}", target.location);
-    if let Some(hint) = hint {
-        rendered.push_str("\nhint: ");
-        rendered.push_str(hint);
-    }
-    Error::user(rendered)
+/// A user error about `target`, pointing at the target's declaration (the
+/// front-end points its own errors the same way); add a hint with
+/// `.with_hint(..)`.
+pub fn at(target: &TargetNode, message: impl Into<String>) -> Error {
+    Error::user(message).at(target.location.clone())
 }
 
 /// The label of a target as the history's `created_by` and errors show it.

@@ -145,10 +145,16 @@ impl Placement {
             Some(strip) => match source.workspace_path.strip_prefix(strip.as_str()).and_then(|r| r.strip_prefix('/')) {
                 Some(rest) => rest.to_owned(),
                 None => {
-                    return Err(at(target, format!(
-                "source `{}` of `{}` is not under `strip_prefix` directory `{strip}`\nhint: strip_prefix is relative to the package; start it with `/` to name a workspace directory",
-                source.workspace_path, target.label
-                    )))
+                    return Err(at(
+                        target,
+                        format!(
+                            "source `{}` of `{}` is not under `strip_prefix` directory `{strip}`",
+                            source.workspace_path, target.label
+                        ),
+                    )
+                    .with_hint(
+                        "strip_prefix is relative to the package; start it with `/` to name a workspace directory",
+                    ))
                 }
             },
             None => match self.anchor {
@@ -228,13 +234,17 @@ pub fn check_no_duplicates(target: &TargetNode, entries: &[PlannedEntry]) -> Res
             if first.content == PlannedContent::Directory && entry.content == PlannedContent::Directory {
                 continue;
             }
-            return Err(at(target, format!(
-                "`{}` puts two entries at `{}` ({} and {})\nhint: give one of them another destination with `prefix`, `strip_prefix` or `files`",
-                target.label,
-                entry.path,
-                describe(&first.content),
-                describe(&entry.content)
-            )));
+            return Err(at(
+                target,
+                format!(
+                    "`{}` puts two entries at `{}` ({} and {})",
+                    target.label,
+                    entry.path,
+                    describe(&first.content),
+                    describe(&entry.content)
+                ),
+            )
+            .with_hint("give one of them another destination with `prefix`, `strip_prefix` or `files`"));
         }
     }
     Ok(())
@@ -264,10 +274,11 @@ fn resolve_strip_prefix(target: &TargetNode, package: &str, strip: &str) -> Resu
         || normalised == package
         || normalised.strip_prefix(package).is_some_and(|rest| rest.starts_with('/'));
     if !inside {
-        return Err(at(target, format!(
-                "`strip_prefix` `{strip}` of `{}` is outside its package `{package}`\nhint: use a directory inside `{package}` (relative, or starting with `/{package}`)",
-                target.label
-        )));
+        return Err(at(
+            target,
+            format!("`strip_prefix` `{strip}` of `{}` is outside its package `{package}`", target.label),
+        )
+        .with_hint(format!("use a directory inside `{package}` (relative, or starting with `/{package}`)")));
     }
     Ok(normalised)
 }
@@ -303,11 +314,8 @@ fn mode_attr(target: &TargetNode, mode: Option<i64>) -> Result<Option<u32>> {
     match mode {
         None => Ok(None),
         Some(mode) if (0..=0o7777).contains(&mode) => Ok(Some(mode as u32)),
-        Some(mode) => Err(attr_error(
-            target,
-            "mode",
-            &format!("`{mode:#o}` is not a file mode\nhint: use an octal mode such as 0o644 or \"0755\""),
-        )),
+        Some(mode) => Err(attr_error(target, "mode", &format!("`{mode:#o}` is not a file mode"))
+            .with_hint("use an octal mode such as 0o644 or \"0755\"")),
     }
 }
 
@@ -325,7 +333,8 @@ pub fn attr_error(target: &TargetNode, attr: &str, problem: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Location, RuleAttrs};
+    use crate::graph::RuleAttrs;
+    use crate::workspace::Location;
 
     fn target(package: &str, attrs: RuleAttrs) -> TargetNode {
         let location = Location { path: format!("{package}/BUILD.star"), line: 1, column: 1 };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Digest, Sha256Writer};
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 use crate::sys::AtomicFile;
 
 /// The mtime every committed blob carries. Writing to a blob (through a
@@ -32,11 +32,11 @@ pub enum CasError {
     Corrupt { expected: Digest, actual: Digest },
 }
 
-impl From<CasError> for Error {
-    fn from(error: CasError) -> Error {
-        match error {
-            CasError::Io { .. } => Error::environment(error.to_string()),
-            CasError::Missing { .. } | CasError::Corrupt { .. } => Error::internal(error.to_string()),
+impl Diagnose for CasError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CasError::Io { .. } => ErrorKind::Environment,
+            CasError::Missing { .. } | CasError::Corrupt { .. } => ErrorKind::Internal,
         }
     }
 }

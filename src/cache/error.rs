@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::cache::CasError;
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -12,11 +12,11 @@ pub enum CacheError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Cas(#[from] CasError),
-    #[error("Source file `{path}` not found\nhint: check the `srcs` of the target that declares it")]
+    #[error("Source file `{path}` not found")]
     SourceMissing { path: PathBuf },
     #[error("Cannot read source file `{path}`: {source}")]
     SourceUnreadable { path: PathBuf, source: io::Error },
-    #[error("Source file `{path}` changed while berth was reading it\nhint: run the build again once the file stops changing")]
+    #[error("Source file `{path}` changed while berth was reading it")]
     SourceChanged { path: PathBuf },
     #[error("No cache directory: neither `--cache-dir`, `BERTH_CACHE_DIR`, `XDG_CACHE_HOME` nor `HOME` is set")]
     NoCacheDir,
@@ -26,17 +26,27 @@ pub enum CacheError {
     NotExclusive,
 }
 
-impl From<CacheError> for Error {
-    fn from(error: CacheError) -> Error {
-        match error {
-            CacheError::Cas(error) => error.into(),
-            CacheError::SourceMissing { .. } | CacheError::SourceChanged { .. } => Error::user(error.to_string()),
-            CacheError::NotExclusive => Error::internal(error.to_string()),
+impl Diagnose for CacheError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            CacheError::Cas(error) => error.kind(),
+            CacheError::SourceMissing { .. } | CacheError::SourceChanged { .. } => ErrorKind::User,
+            CacheError::NotExclusive => ErrorKind::Internal,
             CacheError::Io { .. }
             | CacheError::SourceUnreadable { .. }
             | CacheError::NoCacheDir
-            | CacheError::Lock { .. } => Error::environment(error.to_string()),
+            | CacheError::Lock { .. } => ErrorKind::Environment,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            CacheError::Cas(error) => return error.hint(),
+            CacheError::SourceMissing { .. } => "check the `srcs` of the target that declares it",
+            CacheError::SourceChanged { .. } => "run the build again once the file stops changing",
+            _ => return None,
+        };
+        Some(hint.to_owned())
     }
 }
 

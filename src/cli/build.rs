@@ -1,12 +1,11 @@
 //! `berth build [PATTERN...]`: builds the targets, writes `berth-out/`, and
 //! prints one line per requested target: its label and main digest.
 
-use std::io::Write;
-
 use clap::Args;
 
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::Result;
 use crate::session::write_outputs;
 use crate::workspace::Pattern;
 
@@ -17,7 +16,7 @@ pub struct BuildArgs {
     pub patterns: Vec<String>,
 }
 
-pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+pub fn run(args: BuildArgs, global: &GlobalArgs) -> Result<i32> {
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
     let patterns = parse_patterns(&args.patterns, &session.current_package())?;
@@ -30,10 +29,11 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = Stdout::lock();
     for (label, output) in &built.targets {
-        writeln!(stdout, "{label} {}", output.digest())?;
+        stdout.print(format_args!("{label} {}\n", output.digest()))?;
     }
+    stdout.flush()?;
     // The process exits next; freeing a 30,000-entry analysis piece by piece
     // would take longer than the no-op build it belongs to.
     std::mem::forget(built);
@@ -42,9 +42,6 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
 
 /// Parses command-line patterns (`//app:img`, `//...`, and, relative to
 /// the current directory's package, `:img` or `...`).
-fn parse_patterns(texts: &[String], package: &str) -> anyhow::Result<Vec<Pattern>> {
-    texts
-        .iter()
-        .map(|text| Pattern::parse_in(text, package).map_err(|error| Error::user(error.to_string()).into()))
-        .collect()
+fn parse_patterns(texts: &[String], package: &str) -> Result<Vec<Pattern>> {
+    Ok(texts.iter().map(|text| Pattern::parse_in(text, package)).collect::<Result<_, _>>()?)
 }

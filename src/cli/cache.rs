@@ -5,8 +5,9 @@
 use clap::{Args, Subcommand};
 
 use crate::cache::{gc, resolve_cache_dir, stats, CacheLock};
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -26,39 +27,47 @@ pub enum CacheCommand {
     },
 }
 
-pub fn run(args: CacheArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
-    let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
+pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
+    let dir = resolve_cache_dir(global.cache_dir.as_deref())?;
+    let mut stdout = Stdout::lock();
     match args.command {
         CacheCommand::Stats => {
-            let stats = stats(&dir).map_err(Error::from)?;
-            println!("cache:       {}", dir.display());
-            println!("cas blobs:   {} ({})", stats.cas_blobs, human_size(stats.cas_bytes));
-            println!("ac entries:  {} ({})", stats.ac_entries, human_size(stats.ac_bytes));
-            println!("unpacked:    {} layers ({})", stats.extracted_layers, human_size(stats.extracted_bytes));
-            println!("other:       {}", human_size(stats.other_bytes));
-            println!("total:       {}", human_size(stats.total_bytes()));
+            let stats = stats(&dir)?;
+            stdout.print(format_args!(
+                "cache:       {}\ncas blobs:   {} ({})\nac entries:  {} ({})\nunpacked:    {} layers ({})\nother:       {}\ntotal:       {}\n",
+                dir.display(),
+                stats.cas_blobs,
+                human_size(stats.cas_bytes),
+                stats.ac_entries,
+                human_size(stats.ac_bytes),
+                stats.extracted_layers,
+                human_size(stats.extracted_bytes),
+                human_size(stats.other_bytes),
+                human_size(stats.total_bytes())
+            ))?;
         }
         CacheCommand::Gc { max_size } => {
             let max_size = parse_size(&max_size)?;
-            let lock = match CacheLock::try_exclusive(&dir).map_err(Error::from)? {
+            let lock = match CacheLock::try_exclusive(&dir)? {
                 Some(lock) => lock,
                 None => {
                     if !global.quiet {
                         eprintln!("Waiting for running builds to release the cache at `{}`", dir.display());
                     }
-                    CacheLock::exclusive(&dir).map_err(Error::from)?
+                    CacheLock::exclusive(&dir)?
                 }
             };
-            let report = gc(&dir, max_size, &lock).map_err(Error::from)?;
-            println!(
-                "Removed {} action cache entries and {} blobs ({}); the cache holds {}",
+            let report = gc(&dir, max_size, &lock)?;
+            stdout.print(format_args!(
+                "Removed {} action cache entries and {} blobs ({}); the cache holds {}\n",
                 report.removed_ac_entries,
                 report.removed_blobs,
                 human_size(report.removed_bytes),
                 human_size(report.remaining_bytes)
-            );
+            ))?;
         }
     }
+    stdout.flush()?;
     Ok(0)
 }
 
@@ -66,11 +75,10 @@ const UNITS: [(&str, u64); 5] = [("B", 1), ("K", 1 << 10), ("M", 1 << 20), ("G",
 
 /// Parses `500M`, `10G`, `1.5G`, `750K`, `1024` (bytes), with an optional
 /// `B` or `iB` after the unit, case-insensitive; units are powers of 1024.
-pub(crate) fn parse_size(text: &str) -> Result<u64, Error> {
+pub(crate) fn parse_size(text: &str) -> Result<u64> {
     let invalid = || {
-        Error::user(format!(
-            "Invalid size `{text}`: expected a number with an optional unit K, M, G or T\nhint: for example `--max-size 500M` or `--max-size 10G`"
-        ))
+        Error::user(format!("Invalid size `{text}`: expected a number with an optional unit K, M, G or T"))
+            .with_hint("for example `--max-size 500M` or `--max-size 10G`")
     };
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());

@@ -5,12 +5,12 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::cache::{resolve_cache_dir, CacheLock};
+use crate::cli::global::current_dir;
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::workspace::{find_root, WorkspaceError};
 
 #[derive(Debug, Args)]
@@ -20,9 +20,8 @@ pub struct CleanArgs {
     pub cache: bool,
 }
 
-pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
-    let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-    match find_root(&cwd) {
+pub fn run(args: CleanArgs, global: &GlobalArgs) -> Result<i32> {
+    match find_root(&current_dir()?) {
         Ok(root) => {
             let out = root.join("berth-out");
             remove_dir(&out)?;
@@ -31,23 +30,21 @@ pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
             }
         }
         Err(WorkspaceError::NotFound { .. }) if args.cache => {}
-        Err(error) => return Err(Error::from(error).into()),
+        Err(error) => return Err(error.into()),
     }
     if args.cache {
-        let dir = resolve_cache_dir(global.cache_dir.as_deref()).map_err(Error::from)?;
+        let dir = resolve_cache_dir(global.cache_dir.as_deref())?;
         if dir.exists() {
-            let lock = match CacheLock::try_exclusive(&dir).map_err(Error::from)? {
+            let lock = match CacheLock::try_exclusive(&dir)? {
                 Some(lock) => lock,
                 None => {
-                    return Err(Error::user(format!(
-                        "The cache at `{}` is in use by a running build\nhint: run `berth clean --cache` again when it has finished",
-                        dir.display()
-                    ))
-                    .into())
+                    return Err(Error::user(format!("The cache at `{}` is in use by a running build", dir.display()))
+                        .with_hint("run `berth clean --cache` again when it has finished"))
                 }
             };
-            for entry in fs::read_dir(&dir).with_context(|| format!("Cannot read `{}`", dir.display()))? {
-                let path = entry?.path();
+            let unreadable = |error: io::Error| Error::environment(format!("Cannot read `{}`: {error}", dir.display()));
+            for entry in fs::read_dir(&dir).map_err(unreadable)? {
+                let path = entry.map_err(unreadable)?.path();
                 // The lock file stays: removing it would let a build start on a
                 // fresh lock while this one is held.
                 if path.file_name() != Some("lock".as_ref()) {
@@ -63,22 +60,22 @@ pub fn run(args: CleanArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+fn remove_dir(dir: &Path) -> Result<()> {
     match fs::remove_dir_all(dir) {
         Err(error) if error.kind() != io::ErrorKind::NotFound => {
-            Err(Error::environment(format!("Cannot remove `{}`: {error}", dir.display())).into())
+            Err(Error::environment(format!("Cannot remove `{}`: {error}", dir.display())))
         }
         _ => Ok(()),
     }
 }
 
-fn remove_any(path: &Path) -> anyhow::Result<()> {
+fn remove_any(path: &Path) -> Result<()> {
     if fs::symlink_metadata(path).map(|metadata| metadata.is_dir()).unwrap_or(false) {
         remove_dir(path)
     } else {
         match fs::remove_file(path) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                Err(Error::environment(format!("Cannot remove `{}`: {error}", path.display())).into())
+                Err(Error::environment(format!("Cannot remove `{}`: {error}", path.display())))
             }
             _ => Ok(()),
         }

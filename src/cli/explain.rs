@@ -2,11 +2,12 @@
 //! cached or ran, and for each that ran, which part of its key changed since
 //! the build before (following changed dependencies to where it started).
 
-use anyhow::Context;
 use clap::Args;
 
+use crate::cli::global::current_dir;
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::exec::{explain, ActionExplanation, ActionStatus, BuildLog};
 use crate::workspace::{find_root, Label};
 
@@ -16,20 +17,20 @@ pub struct ExplainArgs {
     pub label: String,
 }
 
-pub fn run(args: ExplainArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    let label = Label::parse(&args.label, "").map_err(|error| Error::user(error.to_string()))?;
-    let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-    let root = find_root(&cwd).map_err(Error::from)?;
+pub fn run(args: ExplainArgs, _global: &GlobalArgs) -> Result<i32> {
+    let label = Label::parse(&args.label, "")?;
+    let root = find_root(&current_dir()?)?;
     let (last, previous) = BuildLog::load(&root.join("berth-out"));
     let last = last.ok_or_else(|| {
-        Error::user("No build of this workspace is recorded\nhint: run `berth build` first, then `berth explain`")
+        Error::user("No build of this workspace is recorded").with_hint("run `berth build` first, then `berth explain`")
     })?;
     let explained = explain(&label, &last, previous.as_ref()).ok_or_else(|| {
-        Error::user(format!(
-            "`{label}` had no action in the last build\nhint: build it with `berth build {label}`, then explain it"
-        ))
+        Error::user(format!("`{label}` had no action in the last build"))
+            .with_hint(format!("build it with `berth build {label}`, then explain it"))
     })?;
-    print!("{}", render(&explained));
+    let mut stdout = Stdout::lock();
+    stdout.print(format_args!("{}", render(&explained)))?;
+    stdout.flush()?;
     Ok(0)
 }
 

@@ -2,12 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::cache::{BlobRef, Cas};
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::oci;
 use crate::session::TargetOutput;
 use crate::workspace::Label;
@@ -41,13 +40,10 @@ pub struct ExportRequest {
 }
 
 impl ExportRequest {
-    pub fn from_args(args: ExportArgs) -> anyhow::Result<ExportRequest> {
+    pub fn from_args(args: ExportArgs) -> Result<ExportRequest> {
         if args.output.is_dir() {
-            return Err(Error::user(format!(
-                "`{}` is a directory\nhint: `-o` names the archive file to write, e.g. `-o image.tar`",
-                args.output.display()
-            ))
-            .into());
+            return Err(Error::user(format!("`{}` is a directory", args.output.display()))
+                .with_hint("`-o` names the archive file to write, e.g. `-o image.tar`"));
         }
         let parent = args.output.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !parent.is_dir() {
@@ -55,14 +51,13 @@ impl ExportRequest {
                 "Cannot write `{}`: directory `{}` does not exist",
                 args.output.display(),
                 parent.display()
-            ))
-            .into());
+            )));
         }
         Ok(ExportRequest { label: args.label, format: args.format, output: args.output })
     }
 }
 
-pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+pub fn run(args: ExportArgs, global: &GlobalArgs) -> Result<i32> {
     let request = ExportRequest::from_args(args)?;
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
@@ -74,10 +69,9 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
             (root, image_names(&label, repository.as_deref(), tags))
         }
         TargetOutput::Layer { .. } => {
-            return Err(Error::user(format!(
-                "`{label}` is a layer, not an image\nhint: export an `oci_image_build` or `oci_image_index` target; the layer blob is in `berth-out/`"
+            return Err(Error::user(format!("`{label}` is a layer, not an image")).with_hint(
+                "export an `oci_image_build` or `oci_image_index` target; the layer blob is in `berth-out/`",
             ))
-            .into())
         }
     };
     export_root(&session.cache.cas, root.blob, request.format, &names, &request.output)?;
@@ -108,13 +102,7 @@ fn image_names(label: &Label, repository: Option<&str>, tags: &[String]) -> Vec<
 /// `names` are the image's `repository:tag` names: the docker archive's
 /// `RepoTags`; the first one's tag is the OCI archive's
 /// `org.opencontainers.image.ref.name`.
-pub fn export_root(
-    cas: &Cas,
-    root: BlobRef,
-    format: ArchiveFormat,
-    names: &[String],
-    output: &Path,
-) -> anyhow::Result<()> {
+pub fn export_root(cas: &Cas, root: BlobRef, format: ArchiveFormat, names: &[String], output: &Path) -> Result<()> {
     let result = match format {
         ArchiveFormat::OciArchive => {
             let ref_name = names.first().map(|name| tag_of(name));
@@ -122,7 +110,7 @@ pub fn export_root(
         }
         ArchiveFormat::DockerArchive => oci::write_docker_archive(cas, root, names, output),
     };
-    result.map_err(Error::from).with_context(|| format!("Cannot export to `{}`", output.display()))
+    result.map_err(|error| Error::from(error).context(format_args!("Cannot export to `{}`", output.display())))
 }
 
 /// The tag of `repository:tag` (`latest` without one); a `:` before the last
@@ -172,7 +160,9 @@ mod tests {
 
         std::fs::remove_file(cas.path(&config.digest)).unwrap();
         let error = export_root(&cas, root, ArchiveFormat::DockerArchive, &["app".into()], &dir.path().join("d.tar"));
-        let error = format!("{:#}", error.unwrap_err());
+        let error = error.unwrap_err();
+        assert_eq!(error.kind, crate::error::ErrorKind::Internal, "the context keeps the kind");
+        let error = error.to_string();
         assert!(error.starts_with("Cannot export to"), "{error}");
         assert!(error.contains("not in the cache"), "{error}");
         assert!(!dir.path().join("d.tar").exists());

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::cache::resolve_cache_dir;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::exec::default_jobs;
 use crate::report::{ConsoleMode, ConsoleReporter, Reporter, Verbosity};
 use crate::session::{Session, SessionOptions};
@@ -60,13 +59,18 @@ impl GlobalArgs {
     }
 
     /// Opens the workspace around the current directory and the cache.
-    pub fn session<'a>(&self, reporter: &'a dyn Reporter) -> anyhow::Result<Session<'a>> {
+    pub fn session<'a>(&self, reporter: &'a dyn Reporter) -> Result<Session<'a>> {
         let options = SessionOptions {
-            cache_dir: resolve_cache_dir(self.cache_dir.as_deref()).map_err(Error::from)?,
+            cache_dir: resolve_cache_dir(self.cache_dir.as_deref())?,
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             offline: self.offline,
         };
-        let cwd = std::env::current_dir().context("Cannot read the current directory")?;
-        Ok(Session::open(&cwd, options, reporter)?)
+        Session::open(&current_dir()?, options, reporter)
     }
+}
+
+/// The directory berth was started in: where the workspace is looked for,
+/// and the package that relative labels and patterns belong to.
+pub fn current_dir() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|error| Error::environment(format!("Cannot read the current directory: {error}")))
 }

@@ -1,6 +1,9 @@
 //! The command line: one file per subcommand. Each turns its flags into a
-//! validated request, calls the engine, and prints data on stdout (talk goes
-//! to stderr through `report`).
+//! validated request, calls the engine, and prints data on stdout through
+//! `stdout::Stdout` (talk goes to stderr through `report`).
+//!
+//! Every command returns the crate's `Result`; `main` renders an error and
+//! picks the exit code from its kind, here and nowhere else.
 
 mod build;
 mod cache;
@@ -12,8 +15,11 @@ mod pin;
 mod push;
 mod query;
 mod run;
+mod stdout;
 
 use clap::{Parser, Subcommand};
+
+use crate::error::{Error, ErrorKind};
 
 pub use global::GlobalArgs;
 
@@ -74,17 +80,46 @@ pub fn main() -> i32 {
     }
 }
 
-/// Prints an error (with its `hint:` lines) and picks the exit code from its
-/// kind: 1 for bad input, 3 for the environment.
-fn report_error(error: &anyhow::Error) -> i32 {
-    let kind = error.downcast_ref::<crate::error::Error>().map(|error| error.kind);
-    eprintln!("error: {error:#}");
-    match kind {
-        Some(crate::error::ErrorKind::Internal) => {
-            eprintln!("hint: this is a bug in berth; please report it with the command that caused it");
-            1
-        }
-        Some(kind) => kind.exit_code(),
-        None => 1,
+/// Prints an error (message, location, hint) and picks the exit code from
+/// its kind: 1 for bad input, 3 for the environment, 1 for a bug in berth.
+fn report_error(error: &Error) -> i32 {
+    eprint!("{}", render_error(error));
+    error.kind.exit_code()
+}
+
+/// `error: ` and the error; a bug in berth also asks for a report.
+fn render_error(error: &Error) -> String {
+    let mut text = format!("error: {error}\n");
+    if error.kind == ErrorKind::Internal {
+        text.push_str("hint: this is a bug in berth; please report it with the command that caused it\n");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workspace::Location;
+
+    #[test]
+    fn the_exit_code_is_the_kinds() {
+        assert_eq!(report_error(&Error::user("Invalid label `//a:`")), 1);
+        assert_eq!(report_error(&Error::environment("`runc` was not found on `PATH`")), 3);
+        assert_eq!(report_error(&Error::internal("Blob `sha256:00` is not in the cache")), 1);
+    }
+
+    #[test]
+    fn errors_render_with_location_and_hint_and_bugs_ask_for_a_report() {
+        let located = Error::user("Unknown attribute `srcz`")
+            .at(Location { path: "app/BUILD.star".into(), line: 3, column: 1 })
+            .with_hint("did you mean `srcs`?");
+        assert_eq!(
+            render_error(&located),
+            "error: Unknown attribute `srcz`\n  --> app/BUILD.star:3:1\nhint: did you mean `srcs`?\n"
+        );
+        assert_eq!(
+            render_error(&Error::internal("Blob `x` is not in the cache")),
+            "error: Blob `x` is not in the cache\nhint: this is a bug in berth; please report it with the command that caused it\n"
+        );
     }
 }

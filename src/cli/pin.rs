@@ -3,7 +3,10 @@
 
 use clap::Args;
 
+use crate::cli::global::current_dir;
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
+use crate::error::{Error, Result};
 use crate::registry::{Client, ClientOptions, Reference};
 use crate::workspace::{find_root, Workspace, WorkspaceError};
 
@@ -19,35 +22,33 @@ pub struct PinArgs {
     pub anonymous: bool,
 }
 
-pub fn run(args: PinArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
-    let reference = Reference::parse(&args.image).map_err(crate::error::Error::from)?;
+pub fn run(args: PinArgs, global: &GlobalArgs) -> Result<i32> {
+    let reference = Reference::parse(&args.image)?;
     if reference.tag.is_none() && reference.digest.is_none() {
-        return Err(crate::error::Error::user(format!(
-            "`{}` names no tag to pin\nhint: write `{}:<tag>`",
-            args.image, args.image
-        ))
-        .into());
+        return Err(Error::user(format!("`{}` names no tag to pin", args.image))
+            .with_hint(format!("write `{}:<tag>`", args.image)));
     }
-    let client = Client::new(client_options(global)?).map_err(crate::error::Error::from)?;
-    let (digest, _media_type) = client.resolve_tag(&reference, args.anonymous).map_err(crate::error::Error::from)?;
+    let client = Client::new(client_options(global)?)?;
+    let (digest, _media_type) = client.resolve_tag(&reference, args.anonymous)?;
     let name = args.name.unwrap_or_else(|| target_name(&reference.image.repository));
     let anonymous = if args.anonymous { "    anonymous = True,\n" } else { "" };
-    print!(
+    let mut stdout = Stdout::lock();
+    stdout.print(format_args!(
         "oci_pull_image(\n    name = \"{name}\",\n    repository = \"{}\",\n    digest = \"{digest}\",\n{anonymous})\n",
         reference.image
-    );
+    ))?;
+    stdout.flush()?;
     Ok(0)
 }
 
 /// The registry client options for this invocation: `registry(...)`
 /// settings (mirrors, plain HTTP) from the enclosing workspace's
 /// `WORKSPACE.star`, if there is one; none outside a workspace.
-pub(crate) fn client_options(global: &GlobalArgs) -> anyhow::Result<ClientOptions> {
-    let cwd = std::env::current_dir()?;
-    let registries = match find_root(&cwd) {
+pub(crate) fn client_options(global: &GlobalArgs) -> Result<ClientOptions> {
+    let registries = match find_root(&current_dir()?) {
         Ok(root) => Workspace::open(&root)?.settings.registries,
         Err(WorkspaceError::NotFound { .. }) => Vec::new(),
-        Err(error) => return Err(crate::error::Error::from(error).into()),
+        Err(error) => return Err(error.into()),
     };
     Ok(ClientOptions { registries, offline: global.offline, ..ClientOptions::default() })
 }

@@ -4,7 +4,9 @@
 use clap::Args;
 
 use crate::cache::{BlobRef, Cas};
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
+use crate::error::{Error, Result};
 use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
 use crate::session::TargetOutput;
 use crate::workspace::RegistrySetting;
@@ -21,7 +23,7 @@ pub struct PushArgs {
     pub tags: Vec<String>,
 }
 
-pub fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
     // Base layers are not fetched: the push mounts them from their
@@ -32,11 +34,8 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
             BuiltImage { root: root.blob, media_type: root.media_type, repository, tags, pulled: built.analysis.pulled }
         }
         TargetOutput::Layer { .. } => {
-            return Err(crate::error::Error::user(format!(
-                "`{}` is a layer, not an image\nhint: push an `oci_image_build` or `oci_image_index` target",
-                args.label
-            ))
-            .into())
+            return Err(Error::user(format!("`{}` is a layer, not an image", args.label))
+                .with_hint("push an `oci_image_build` or `oci_image_index` target"))
         }
     };
     push_built(&args, global, &session.cache.cas, &image, &session.workspace.settings.registries)
@@ -64,14 +63,12 @@ pub fn push_built(
     cas: &Cas,
     built: &BuiltImage,
     registries: &[RegistrySetting],
-) -> anyhow::Result<i32> {
+) -> Result<i32> {
     let repository = args.repository.as_ref().or(built.repository.as_ref()).ok_or_else(|| {
-        crate::error::Error::user(format!(
-            "Target `{}` has no `repository` to push to\nhint: set `repository` on the target or pass `--repository`",
-            args.label
-        ))
+        Error::user(format!("Target `{}` has no `repository` to push to", args.label))
+            .with_hint("set `repository` on the target or pass `--repository`")
     })?;
-    let destination = ImageRef::parse(repository).map_err(crate::error::Error::from)?;
+    let destination = ImageRef::parse(repository)?;
     let tags = if args.tags.is_empty() { built.tags.clone() } else { args.tags.clone() };
     let mut sources = BlobSources::new();
     for pulled in &built.pulled {
@@ -79,15 +76,17 @@ pub fn push_built(
     }
     let options =
         ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
-    let client = Client::new(options).map_err(crate::error::Error::from)?;
+    let client = Client::new(options)?;
     let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
-    let outcome = client.push(cas, &request).map_err(crate::error::Error::from)?;
+    let outcome = client.push(cas, &request)?;
     if !global.quiet {
         eprintln!(
             "Pushed {repository}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
             outcome.uploaded_blobs, outcome.uploaded_bytes, outcome.mounted_blobs, outcome.existing_blobs
         );
     }
-    println!("{}", outcome.digest);
+    let mut stdout = Stdout::lock();
+    stdout.print(format_args!("{}\n", outcome.digest))?;
+    stdout.flush()?;
     Ok(0)
 }

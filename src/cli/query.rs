@@ -1,11 +1,11 @@
 //! `berth query [EXPR] [--output label|json|dot]`
 
-use std::io::Write;
-
 use clap::{Args, ValueEnum};
 
+use crate::cli::global::current_dir;
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::Result;
 use crate::frontend;
 use crate::graph::{self, render_query, QueryExpr};
 use crate::workspace::Workspace;
@@ -38,18 +38,16 @@ impl From<QueryOutput> for graph::QueryOutput {
     }
 }
 
-pub fn run(args: QueryArgs, _global: &GlobalArgs) -> anyhow::Result<i32> {
-    let cwd = std::env::current_dir()?;
+pub fn run(args: QueryArgs, _global: &GlobalArgs) -> Result<i32> {
+    let cwd = current_dir()?;
     let workspace = Workspace::discover(&cwd)?;
     let package = workspace.package_of(&cwd).unwrap_or_default();
-    let expr = QueryExpr::parse_in(&args.expr, &package).map_err(Error::from)?;
+    let expr = QueryExpr::parse_in(&args.expr, &package)?;
     let graph = frontend::load(&workspace, &expr.patterns())?;
-    let labels = expr.evaluate(&graph).map_err(Error::from)?;
+    let labels = expr.evaluate(&graph)?;
     let text = render_query(&graph, &labels, args.output.into());
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        // A closed pipe (`berth query | head`) is not an error.
-        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
-        _ => Ok(0),
-    }
+    let mut stdout = Stdout::lock();
+    stdout.print(format_args!("{text}"))?;
+    stdout.flush()?;
+    Ok(0)
 }

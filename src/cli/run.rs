@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::cache::{Cas, Digest};
 use crate::cli::GlobalArgs;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::exec::{run_image, RunImageRequest};
 use crate::oci::{media_types, ImageRoot, Index, Manifest, Platform};
 use crate::registry::platform_satisfies;
@@ -37,34 +37,34 @@ pub struct RunRequest {
 impl RunRequest {
     /// Checks the flags; `package` is the package of the current directory
     /// (for relative labels such as `:image`).
-    pub fn new(args: RunArgs, package: &str) -> Result<RunRequest, Error> {
-        let label = Label::parse(&args.label, package).map_err(|error| Error::user(error.to_string()))?;
+    pub fn new(args: RunArgs, package: &str) -> Result<RunRequest> {
+        let label = Label::parse(&args.label, package)?;
         for entry in &args.env {
             if !entry.split_once('=').is_some_and(|(key, _)| !key.is_empty()) {
-                return Err(Error::user(format!(
-                    "`--env {entry}` is not KEY=VALUE\nhint: write it as `--env {entry}=value`"
-                )));
+                return Err(Error::user(format!("`--env {entry}` is not KEY=VALUE"))
+                    .with_hint(format!("write it as `--env {entry}=value`")));
             }
         }
         Ok(RunRequest { label, env: args.env, network: args.network, args: args.args })
     }
 }
 
-pub fn run(args: RunArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
+pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
     let request = RunRequest::new(args, &session.current_package())?;
     // Before any build work: a machine that cannot run containers says so
     // at once (exit 3).
     let context = session.execution_context();
-    context.runtime()?.check().map_err(Error::from)?;
+    context.runtime()?.check()?;
     let (_, output) = session.build_label(&request.label.to_string(), true)?;
     let root = output.root().ok_or_else(|| {
-        Error::user(format!("`{}` is a layer, not an image\nhint: run an `oci_image_build` target", request.label))
+        Error::user(format!("`{}` is a layer, not an image", request.label))
+            .with_hint("run an `oci_image_build` target")
     })?;
     let cas = &session.cache.cas;
     let image = host_image(cas, root, &request.label)?;
-    let config = cas.read_verified(&image.config).map_err(Error::from)?;
+    let config = cas.read_verified(&image.config)?;
     let code = run_image(
         &context,
         &RunImageRequest {
@@ -87,7 +87,7 @@ pub struct BuiltImage {
 }
 
 /// The image to run: the root itself, or the host's entry of an index.
-fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage, Error> {
+fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage> {
     let mut descriptor_digest = root.blob.digest;
     let mut media_type = root.media_type.clone();
     while media_types::is_index(&media_type) {
@@ -98,10 +98,8 @@ fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage, 
             .iter()
             .find(|entry| entry.platform.as_ref().is_some_and(|platform| platform_satisfies(platform, &host)))
             .ok_or_else(|| {
-                Error::user(format!(
-                    "Image index `{label}` has no manifest for `{}/{}`\nhint: `berth run` runs images of the host's platform",
-                    host.os, host.architecture
-                ))
+                Error::user(format!("Image index `{label}` has no manifest for `{}/{}`", host.os, host.architecture))
+                    .with_hint("`berth run` runs images of the host's platform")
             })?;
         descriptor_digest = entry.digest;
         media_type = entry.media_type.clone();
@@ -113,8 +111,8 @@ fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage, 
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(cas: &Cas, digest: &Digest) -> Result<T, Error> {
-    let bytes = cas.read_verified(digest).map_err(Error::from)?;
+fn read_json<T: serde::de::DeserializeOwned>(cas: &Cas, digest: &Digest) -> Result<T> {
+    let bytes = cas.read_verified(digest)?;
     serde_json::from_slice(&bytes)
         .map_err(|error| Error::internal(format!("Blob `{digest}` is not valid JSON: {error}")))
 }

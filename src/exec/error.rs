@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::cache::CacheError;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::workspace::Label;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,12 +25,14 @@ pub enum ExecError {
 
 impl From<ExecError> for Error {
     fn from(error: ExecError) -> Error {
-        let kind = match error {
-            ExecError::Cache(error) => return error.into(),
-            ExecError::ActionFailed { ref source, .. } => source.kind,
-            ExecError::UnknownAction { .. } => ErrorKind::Internal,
-            ExecError::Scratch { .. } => ErrorKind::Environment,
-        };
-        Error { kind, message: error.to_string() }
+        match error {
+            ExecError::Cache(error) => error.into(),
+            // The action's own error, kind, location and hint kept, named.
+            ExecError::ActionFailed { owner, kind, source } => {
+                source.context(format_args!("Action `{kind}` of `{owner}` failed"))
+            }
+            ExecError::UnknownAction { .. } => Error::internal(error.to_string()),
+            ExecError::Scratch { .. } => Error::environment(error.to_string()),
+        }
     }
 }

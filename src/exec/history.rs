@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::actions::{ActionGraph, Input};
 use crate::cache::{canonical_json, CanonicalJson, Digest, KeyInput};
+use crate::error::{Diagnose, ErrorKind};
 use crate::exec::{ActionStatus, BuildResult};
 use crate::sys::{AtomicFile, Durability};
 use crate::workspace::Label;
@@ -75,9 +76,9 @@ pub struct HistoryError {
     pub source: io::Error,
 }
 
-impl From<HistoryError> for crate::error::Error {
-    fn from(error: HistoryError) -> Self {
-        crate::error::Error::environment(error.to_string())
+impl Diagnose for HistoryError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Environment
     }
 }
 

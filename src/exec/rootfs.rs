@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 use crate::oci::{is_opaque_dir, is_whiteout, ExtractedLayer};
 use crate::sys;
 
@@ -30,13 +30,20 @@ pub enum StackMode {
 pub enum RootFsError {
     #[error("I/O error at `{path}` while stacking a root filesystem: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("Cannot mount overlayfs for a container root: {reason}\nhint: berth needs root and a kernel with overlayfs, or falls back to copies when not asked for overlayfs")]
+    #[error("Cannot mount overlayfs for a container root: {reason}")]
     Overlay { reason: String },
 }
 
-impl From<RootFsError> for Error {
-    fn from(error: RootFsError) -> Error {
-        Error::environment(error.to_string())
+impl Diagnose for RootFsError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Environment
+    }
+
+    fn hint(&self) -> Option<String> {
+        matches!(self, RootFsError::Overlay { .. }).then(|| {
+            "berth needs root and a kernel with overlayfs, or falls back to copies when not asked for overlayfs"
+                .to_owned()
+        })
     }
 }
 

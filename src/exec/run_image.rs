@@ -60,9 +60,8 @@ pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> R
     let mut args = config.entrypoint.clone();
     args.extend(if request.args.is_empty() { config.cmd.clone() } else { request.args.clone() });
     if args.is_empty() {
-        return Err(Error::user(
-            "The image has no entrypoint or cmd to run\nhint: name the program after `--`: berth run LABEL -- /bin/sh",
-        ));
+        return Err(Error::user("The image has no entrypoint or cmd to run")
+            .with_hint("name the program after `--`: berth run LABEL -- /bin/sh"));
     }
     let runtime = context.runtime()?;
     let layers = runtime.extract(context.layers(), context.cas(), request.layers, None)?;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::actions::{Outcome, Stdio};
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 use crate::sys::{self, Signal};
 
 /// Where runc keeps container state when run as root without `--root`.
@@ -38,11 +38,11 @@ const CAPTURE_LIMIT: usize = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
-    #[error("`runc` was not found on `PATH`\nhint: install the `runc` package, or set `runc(path)` in WORKSPACE.star")]
+    #[error("`runc` was not found on `PATH`")]
     NotOnPath,
-    #[error("`runc` was not found at `{path}` (set by `runc(path)` in WORKSPACE.star)\nhint: install the `runc` package, or fix the path")]
+    #[error("`runc` was not found at `{path}` (set by `runc(path)` in WORKSPACE.star)")]
     NotAt { path: PathBuf },
-    #[error("Running containers needs root, and berth runs as uid {uid}\nhint: run berth as root (for example with sudo); rootless containers are not supported")]
+    #[error("Running containers needs root, and berth runs as uid {uid}")]
     NotRoot { uid: u32 },
     #[error("Cannot start `{runc}`: {source}")]
     Spawn { runc: PathBuf, source: io::Error },
@@ -50,9 +50,21 @@ pub enum RuncError {
     Io { path: PathBuf, source: io::Error },
 }
 
-impl From<RuncError> for Error {
-    fn from(error: RuncError) -> Error {
-        Error::environment(error.to_string())
+impl Diagnose for RuncError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Environment
+    }
+
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            RuncError::NotOnPath => "install the `runc` package, or set `runc(path)` in WORKSPACE.star",
+            RuncError::NotAt { .. } => "install the `runc` package, or fix the path",
+            RuncError::NotRoot { .. } => {
+                "run berth as root (for example with sudo); rootless containers are not supported"
+            }
+            RuncError::Spawn { .. } | RuncError::Io { .. } => return None,
+        };
+        Some(hint.to_owned())
     }
 }
 

@@ -10,8 +10,8 @@ use starlark::any::ProvidesStaticType;
 use starlark::eval::Evaluator;
 
 use crate::frontend::LoadError;
-use crate::graph::{Location, TargetNode};
-use crate::workspace::WorkspaceSettings;
+use crate::graph::TargetNode;
+use crate::workspace::{Location, WorkspaceSettings};
 
 /// The BUILD file being evaluated.
 #[derive(Debug)]

@@ -1,10 +1,8 @@
 //! Errors of the loading phase, converted into `crate::error::Error` at the
 //! boundary.
 
-use std::fmt;
-
 use crate::error::Error;
-use crate::graph::{GraphError, Location};
+use crate::graph::GraphError;
 use crate::workspace::WorkspaceError;
 
 /// Why loading failed.
@@ -14,12 +12,13 @@ pub enum LoadError {
     /// rendering with the source snippet.
     #[error("{0}")]
     Starlark(String),
-    /// A mistake berth found in what a BUILD or `.star` file declared.
+    /// A mistake berth found in what a BUILD or `.star` file declared: a
+    /// user error with the declaration's location and, mostly, a hint.
     #[error("{0}")]
-    Invalid(Diagnostic),
+    Invalid(Error),
     /// A Starlark resource limit was hit (recursion, loop, memory).
     #[error("{0}")]
-    Limit(Diagnostic),
+    Limit(Error),
     #[error(transparent)]
     Graph(Box<GraphError>),
     #[error(transparent)]
@@ -31,62 +30,9 @@ pub enum LoadError {
     Internal(String),
 }
 
-/// A message, where it applies, and what to do about it:
-///
-/// ```text
-/// Unknown attribute `srcz` of `files` target `//app:srcs`
-///   --> app/BUILD.star:3:1
-/// hint: did you mean `srcs`?
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub message: String,
-    pub location: Option<Location>,
-    pub hint: Option<String>,
-}
-
-impl Diagnostic {
-    pub fn new(message: impl Into<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), location: None, hint: None }
-    }
-
-    pub fn at(mut self, location: Location) -> Diagnostic {
-        self.location = Some(location);
-        self
-    }
-
-    pub fn maybe_at(mut self, location: Option<Location>) -> Diagnostic {
-        self.location = location;
-        self
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    pub fn maybe_hint(mut self, hint: Option<String>) -> Diagnostic {
-        self.hint = hint;
-        self
-    }
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.message)?;
-        if let Some(location) = &self.location {
-            write!(f, "\n  --> {location}")?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-impl From<Diagnostic> for LoadError {
-    fn from(diagnostic: Diagnostic) -> LoadError {
-        LoadError::Invalid(diagnostic)
+impl From<Error> for LoadError {
+    fn from(error: Error) -> LoadError {
+        LoadError::Invalid(error)
     }
 }
 
@@ -99,27 +45,12 @@ impl From<GraphError> for LoadError {
 impl From<LoadError> for Error {
     fn from(error: LoadError) -> Error {
         match error {
+            LoadError::Invalid(error) | LoadError::Limit(error) => error,
             LoadError::Workspace(error) => error.into(),
             LoadError::Graph(error) => (*error).into(),
             LoadError::Io { .. } => Error::environment(error.to_string()),
             LoadError::Internal(message) => Error::internal(message),
-            LoadError::Starlark(_) | LoadError::Invalid(_) | LoadError::Limit(_) => Error::user(error.to_string()),
+            LoadError::Starlark(message) => Error::user(message),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_message_location_and_hint_on_their_own_lines() {
-        let diagnostic = Diagnostic::new("Unknown attribute `srcz`")
-            .at(Location { path: "app/BUILD.star".into(), line: 3, column: 1 })
-            .hint("did you mean `srcs`?");
-        assert_eq!(
-            diagnostic.to_string(),
-            "Unknown attribute `srcz`\n  --> app/BUILD.star:3:1\nhint: did you mean `srcs`?"
-        );
     }
 }

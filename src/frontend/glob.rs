@@ -8,7 +8,7 @@ use std::sync::{Condvar, Mutex};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::frontend::error::Diagnostic;
+use crate::error::Error;
 use crate::workspace::{is_skipped_dir, BUILD_FILES};
 
 /// The package-relative paths of the files under `dir` (the directory of
@@ -19,32 +19,32 @@ pub(crate) fn glob_package(
     package: &str,
     include: &[String],
     exclude: &[String],
-) -> Result<Vec<String>, Diagnostic> {
+) -> Result<Vec<String>, Error> {
     let include = compile(package, include)?;
     let exclude = compile(package, exclude)?;
     let wanted = |path: &str| include.is_match(path) && !exclude.is_match(path);
-    let mut files = walk(dir, &wanted)
-        .map_err(|error| Diagnostic::new(format!("Cannot list the files of `//{package}`: {error}")))?;
+    let mut files =
+        walk(dir, &wanted).map_err(|error| Error::user(format!("Cannot list the files of `//{package}`: {error}")))?;
     files.sort();
     Ok(files)
 }
 
-fn compile(package: &str, patterns: &[String]) -> Result<GlobSet, Diagnostic> {
+fn compile(package: &str, patterns: &[String]) -> Result<GlobSet, Error> {
     let mut set = GlobSetBuilder::new();
     for pattern in patterns {
         let escapes = pattern.starts_with('/') || pattern.split('/').any(|part| part == ".." || part == ".");
         if escapes {
-            return Err(Diagnostic::new(format!("Glob pattern `{pattern}` escapes package `//{package}`"))
-                .hint("`glob` matches only files of its own package; name other packages' files by label, as in `//other:file.txt`"));
+            return Err(Error::user(format!("Glob pattern `{pattern}` escapes package `//{package}`"))
+                .with_hint("`glob` matches only files of its own package; name other packages' files by label, as in `//other:file.txt`"));
         }
         let glob = GlobBuilder::new(pattern)
             .literal_separator(true)
             .backslash_escape(true)
             .build()
-            .map_err(|error| Diagnostic::new(format!("Invalid glob pattern `{pattern}`: {}", error.kind())))?;
+            .map_err(|error| Error::user(format!("Invalid glob pattern `{pattern}`: {}", error.kind())))?;
         set.add(glob);
     }
-    set.build().map_err(|error| Diagnostic::new(format!("Invalid glob pattern: {error}")))
+    set.build().map_err(|error| Error::user(format!("Invalid glob pattern: {error}")))
 }
 
 /// Directories listed on the calling thread before the walk takes more

@@ -23,8 +23,9 @@ use mimalloc::MiMalloc;
 use starlark::eval::Evaluator;
 use starlark::ErrorKind;
 
-use crate::frontend::error::{Diagnostic, LoadError};
-use crate::graph::Location;
+use crate::error::Error;
+use crate::frontend::error::LoadError;
+use crate::workspace::Location;
 
 /// Deepest Starlark call stack: rule macros nest a handful deep.
 pub(crate) const MAX_CALL_DEPTH: usize = 200;
@@ -63,8 +64,9 @@ pub(crate) fn guarded<T>(file: &str, run: impl FnOnce() -> starlark::Result<T>) 
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_owned());
             Err(LoadError::Limit(
-                Diagnostic::new(format!("Evaluating `{file}` failed inside a built-in: {reason}"))
-                    .hint("this is most likely an operation on a value far too large; check loops and repetitions"),
+                Error::user(format!("Evaluating `{file}` failed inside a built-in: {reason}")).with_hint(
+                    "this is most likely an operation on a value far too large; check loops and repetitions",
+                ),
             ))
         }
     }
@@ -77,7 +79,7 @@ fn classify(file: &str, error: starlark::Error) -> LoadError {
     });
     let message = error.without_diagnostic().to_string();
     let limit =
-        |message: String, hint: &str| LoadError::Limit(Diagnostic::new(message).maybe_at(location.clone()).hint(hint));
+        |message: String, hint: &str| LoadError::Limit(Error::user(message).maybe_at(location.clone()).with_hint(hint));
     if matches!(error.kind(), ErrorKind::StackOverflow(_)) {
         return limit(
             format!("Evaluating `{file}` exceeded {MAX_CALL_DEPTH} nested calls"),
@@ -276,9 +278,9 @@ pub(crate) fn check_nesting(path: &str, text: &str) -> Result<(), LoadError> {
     let mut statement_line = 1u32;
     let too_deep = |line: u32, what: String| {
         LoadError::Limit(
-            Diagnostic::new(format!("Statement nests too deeply to load: {what}"))
+            Error::user(format!("Statement nests too deeply to load: {what}"))
                 .at(Location { path: path.to_owned(), line, column: 1 })
-                .hint("split it into smaller statements or functions"),
+                .with_hint("split it into smaller statements or functions"),
         )
     };
     while at < bytes.len() {

@@ -16,11 +16,11 @@ use starlark::values::FrozenHeapName;
 
 use crate::error::Error;
 use crate::frontend::context::{EvalContext, PackageContext};
-use crate::frontend::error::{Diagnostic, LoadError};
+use crate::frontend::error::LoadError;
 use crate::frontend::limits;
 use crate::frontend::prelude::Library;
-use crate::graph::{closest, Location, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
-use crate::workspace::{Label, Pattern, Workspace, BUILD_FILES};
+use crate::graph::{closest, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
+use crate::workspace::{Label, Location, Pattern, Workspace, BUILD_FILES};
 
 /// The Starlark dialect of every berth file: standard plus `load`,
 /// f-strings, type annotations (checked) and keyword-only arguments.
@@ -148,9 +148,9 @@ impl<'a> Loader<'a> {
         let label = &load.label;
         if label.repo.is_some() {
             let module = self.library.module(label).ok_or_else(|| {
-                Diagnostic::new(format!("Cannot load `{label}`: the rule library has no such file"))
+                Error::user(format!("Cannot load `{label}`: the rule library has no such file"))
                     .at(load.location.clone())
-                    .hint("the library's public entry point is `@berth//rules:defs.star`")
+                    .with_hint("the library's public entry point is `@berth//rules:defs.star`")
             })?;
             return check_symbols(load, module);
         }
@@ -159,13 +159,13 @@ impl<'a> Loader<'a> {
         }
         if let Some(start) = chain.iter().position(|other| other == label) {
             let cycle: Vec<String> = chain[start..].iter().chain([label]).map(|label| format!("`{label}`")).collect();
-            return Err(Diagnostic::new(format!("Load cycle: {}", cycle.join(" -> ")))
+            return Err(Error::user(format!("Load cycle: {}", cycle.join(" -> ")))
                 .at(load.location.clone())
-                .hint("move what both files need into a third `.star` file")
+                .with_hint("move what both files need into a third `.star` file")
                 .into());
         }
         if !label.name.ends_with(".star") {
-            return Err(Diagnostic::new(format!("Cannot load `{label}`: only `.star` files can be loaded"))
+            return Err(Error::user(format!("Cannot load `{label}`: only `.star` files can be loaded"))
                 .at(load.location.clone())
                 .into());
         }
@@ -310,7 +310,7 @@ impl<'a> Loader<'a> {
         label: &Label,
         executable: Option<bool>,
         package_dirs: &mut PackageDirs,
-    ) -> Result<SourceFile, Option<Diagnostic>> {
+    ) -> Result<SourceFile, Option<Error>> {
         if !package_dirs.is_package(self.workspace, &label.package) {
             return Err(Some(self.no_such_package(label)));
         }
@@ -326,16 +326,16 @@ impl<'a> Loader<'a> {
             if package_dirs.is_package(self.workspace, &inner) {
                 let rest = &path[inner.len() + 1..];
                 return Err(Some(
-                    Diagnostic::new(format!("`{label}` names a file of another package, `//{inner}`"))
-                        .hint(format!("write `//{inner}:{rest}`")),
+                    Error::user(format!("`{label}` names a file of another package, `//{inner}`"))
+                        .with_hint(format!("write `//{inner}:{rest}`")),
                 ));
             }
         }
         Ok(SourceFile { label: label.clone(), path, executable })
     }
 
-    fn no_such_package(&self, label: &Label) -> Diagnostic {
-        let diagnostic = Diagnostic::new(format!("Package `//{}` of `{label}` does not exist", label.package));
+    fn no_such_package(&self, label: &Label) -> Error {
+        let diagnostic = Error::user(format!("Package `//{}` of `{label}` does not exist", label.package));
         // `//app/data:f.txt` where `app/data/f.txt` belongs to `//app`: walk up to the nearest package.
         let mut package = label.package.as_str();
         while !package.is_empty() {
@@ -343,13 +343,14 @@ impl<'a> Loader<'a> {
             if self.workspace.build_file(parent).is_some() {
                 let rest = &label.path()[if parent.is_empty() { 0 } else { parent.len() + 1 }..];
                 if self.workspace.root.join(label.path()).is_file() {
-                    return diagnostic.hint(format!("the file belongs to `//{parent}`: write `//{parent}:{rest}`"));
+                    return diagnostic
+                        .with_hint(format!("the file belongs to `//{parent}`: write `//{parent}:{rest}`"));
                 }
                 break;
             }
             package = parent;
         }
-        diagnostic.hint("a package is a directory holding `BUILD.star`")
+        diagnostic.with_hint("a package is a directory holding `BUILD.star`")
     }
 
     fn unknown_label(
@@ -357,7 +358,7 @@ impl<'a> Loader<'a> {
         targets: &BTreeMap<Label, TargetNode>,
         target: &TargetNode,
         dep: &Label,
-        diagnostic: Option<Diagnostic>,
+        diagnostic: Option<Error>,
     ) -> LoadError {
         let attr = naming_attr(target, dep).map(|attr| format!("`{attr}` of ")).unwrap_or_default();
         let context = format!(" (named by {attr}`{}`)", target.label);
@@ -377,7 +378,7 @@ impl<'a> Loader<'a> {
                     Some(near) => format!("did you mean `{}`?", Label { name: near.to_owned(), ..dep.clone() }),
                     None => "a label names a target, or a file of its package".to_owned(),
                 };
-                Diagnostic::new(format!("Target `{dep}` not found in `{build_file}`{context}")).hint(hint)
+                Error::user(format!("Target `{dep}` not found in `{build_file}`{context}")).with_hint(hint)
             }
         };
         diagnostic.at(target.location.clone()).into()
@@ -414,9 +415,9 @@ fn resolve_loads(ast: &AstModule, context: &Label) -> Result<Vec<LoadStmt>, Load
         .map(|load| {
             let location = location_of(&load.span);
             let label = Label::parse_in(load.module_id, context).map_err(|error| {
-                Diagnostic::new(format!("Cannot load `{}`: {error}", load.module_id))
+                Error::user(format!("Cannot load `{}`: {error}", load.module_id))
                     .at(location.clone())
-                    .hint("load workspace files as `//pkg:file.star` and the library as `@berth//rules:defs.star`")
+                    .with_hint("load workspace files as `//pkg:file.star` and the library as `@berth//rules:defs.star`")
             })?;
             let symbols = load.symbols.values().map(|their| (*their).to_owned()).collect();
             Ok(LoadStmt { id: load.module_id.to_owned(), label, location, symbols })
@@ -433,9 +434,9 @@ fn check_symbols(load: &LoadStmt, module: &FrozenModule) -> Result<(), LoadError
                 None if symbol.starts_with('_') => "names starting with `_` are private to their file".to_owned(),
                 None => format!("`{}` defines {}", load.label, list(&names)),
             };
-            return Err(Diagnostic::new(format!("`{}` has no symbol `{symbol}`", load.label))
+            return Err(Error::user(format!("`{}` has no symbol `{symbol}`", load.label))
                 .at(load.location.clone())
-                .hint(hint)
+                .with_hint(hint)
                 .into());
         }
     }
@@ -451,8 +452,8 @@ fn list(names: &[String]) -> String {
     sorted.iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
 }
 
-fn missing_star_file(root: &Path, label: &Label, path: &str) -> Diagnostic {
-    let diagnostic = Diagnostic::new(format!("Cannot load `{label}`: `{path}` does not exist"));
+fn missing_star_file(root: &Path, label: &Label, path: &str) -> Error {
+    let diagnostic = Error::user(format!("Cannot load `{label}`: `{path}` does not exist"));
     let dir = root.join(&label.package);
     let siblings: Vec<String> = fs::read_dir(&dir)
         .into_iter()
@@ -461,8 +462,10 @@ fn missing_star_file(root: &Path, label: &Label, path: &str) -> Diagnostic {
         .filter(|name| name.ends_with(".star") && !BUILD_FILES.contains(&name.as_str()))
         .collect();
     match closest(&label.name, siblings.iter().map(String::as_str)) {
-        Some(near) => diagnostic.hint(format!("did you mean `{}`?", Label { name: near.to_owned(), ..label.clone() })),
-        None => diagnostic.hint("load workspace files by label, as in `//tools:defs.star`"),
+        Some(near) => {
+            diagnostic.with_hint(format!("did you mean `{}`?", Label { name: near.to_owned(), ..label.clone() }))
+        }
+        None => diagnostic.with_hint("load workspace files by label, as in `//tools:defs.star`"),
     }
 }
 

@@ -18,7 +18,7 @@ mod prelude;
 mod schema;
 mod workspace_file;
 
-pub use error::{Diagnostic, LoadError};
+pub use error::LoadError;
 pub use limits::{release_freed_memory, set_release_freed_memory, GuardedAllocator};
 pub use loader::load;
 pub use workspace_file::evaluate_workspace_file;

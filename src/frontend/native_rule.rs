@@ -12,11 +12,12 @@ use starlark::eval::{Arguments, Evaluator};
 use starlark::starlark_simple_value;
 use starlark::values::{starlark_value, NoSerialize, ProvidesStaticType, StarlarkValue, Value};
 
+use crate::error::Error;
 use crate::frontend::context::{call_site, EvalContext, PackageContext};
-use crate::frontend::error::{Diagnostic, LoadError};
+use crate::frontend::error::LoadError;
 use crate::frontend::schema;
-use crate::graph::{closest, AttrValue, Location, RuleAttrs, RuleKind, TargetNode};
-use crate::workspace::Label;
+use crate::graph::{closest, AttrValue, RuleAttrs, RuleKind, TargetNode};
+use crate::workspace::{Label, Location};
 
 /// The callable `native.<kind>`.
 #[derive(Debug, ProvidesStaticType, NoSerialize, Allocative)]
@@ -78,9 +79,9 @@ fn record<'v>(
     let mut targets = package.targets.borrow_mut();
     if let Some(&first) = names.get(&target.label.name) {
         let first = &targets[first].location;
-        let diagnostic = Diagnostic::new(format!("Target `{}` is declared twice", target.label))
+        let diagnostic = Error::user(format!("Target `{}` is declared twice", target.label))
             .at(location)
-            .hint(format!("the first declaration is at {first}; give each target its own `name`"));
+            .with_hint(format!("the first declaration is at {first}; give each target its own `name`"));
         return Err(context.fail(diagnostic.into()));
     }
     names.insert(target.label.name.clone(), targets.len());
@@ -119,9 +120,9 @@ fn check(
         RuleAttrs::from_values(kind, values).map_err(|error| LoadError::Internal(format!("{error} ({label})")))?;
     if let RuleAttrs::OciPullImage(pull) = &attrs {
         if pull.sha.is_none() && pull.digest.is_none() {
-            return Err(Diagnostic::new(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
+            return Err(Error::user(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
                 .at(location.clone())
-                .hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`")
+                .with_hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`")
                 .into());
         }
     }
@@ -135,14 +136,14 @@ fn check_values(
     package: &PackageContext,
     generated: bool,
     kwargs: &SmallMap<String, Value>,
-) -> Result<(Label, Vec<AttrValue>), Diagnostic> {
+) -> Result<(Label, Vec<AttrValue>), Error> {
     let name = match kwargs.get("name").filter(|value| !value.is_none()) {
         None => {
-            return Err(Diagnostic::new(format!("Missing required attribute `name` of `{kind}`"))
-                .hint("every target needs a `name`, unique in its package"))
+            return Err(Error::user(format!("Missing required attribute `name` of `{kind}`"))
+                .with_hint("every target needs a `name`, unique in its package"))
         }
         Some(value) => value.unpack_str().ok_or_else(|| {
-            Diagnostic::new(format!("Attribute `name` of `{kind}` must be a string, not `{}`", value.get_type()))
+            Error::user(format!("Attribute `name` of `{kind}` must be a string, not `{}`", value.get_type()))
         })?,
     };
     let label = target_label(&package.package, name, generated).map_err(|reason| {
@@ -151,7 +152,7 @@ fn check_values(
         } else {
             "target names are file-like: letters, digits, `-`, `_`, `.`, `/`"
         };
-        Diagnostic::new(format!("Invalid target name `{name}`: {reason}")).hint(hint)
+        Error::user(format!("Invalid target name `{name}`: {reason}")).with_hint(hint)
     })?;
     if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
         let names = kind.attrs().iter().map(|attr| attr.name);
@@ -162,13 +163,13 @@ fn check_values(
                 kind.attrs().iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
             ),
         };
-        return Err(Diagnostic::new(format!("Unknown attribute `{key}` of `{kind}` target `{label}`")).hint(hint));
+        return Err(Error::user(format!("Unknown attribute `{key}` of `{kind}` target `{label}`")).with_hint(hint));
     }
     let mut values = Vec::with_capacity(kind.attrs().len());
     for attr in kind.attrs() {
         let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
             Some(value) => schema::coerce(attr, *value, &package.package).map_err(|error| {
-                Diagnostic::new(format!("{} (in `{kind}` target `{label}`)", error.message)).maybe_hint(error.hint)
+                Error::user(format!("{} (in `{kind}` target `{label}`)", error.message)).maybe_hint(error.hint)
             })?,
             None if attr.required => return Err(missing(kind, attr.name, &label)),
             None => attr.default_value(),
@@ -178,11 +179,11 @@ fn check_values(
     Ok((label, values))
 }
 
-fn missing(kind: RuleKind, attr: &str, label: &Label) -> Diagnostic {
+fn missing(kind: RuleKind, attr: &str, label: &Label) -> Error {
     let required: Vec<String> =
         kind.attrs().iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
-    Diagnostic::new(format!("Missing required attribute `{attr}` of `{kind}` target `{label}`"))
-        .hint(format!("`{kind}` requires `name`, {}", required.join(", ")))
+    Error::user(format!("Missing required attribute `{attr}` of `{kind}` target `{label}`"))
+        .with_hint(format!("`{kind}` requires `name`, {}", required.join(", ")))
 }
 
 fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'static str> {

@@ -16,5 +16,5 @@ pub use rule_kind::{
     OciImageIndexAttrs, OciLayerAttrs, OciPullImageAttrs, RuleAttrs, RuleKind, EMPTY_IMAGE,
 };
 pub use suggest::closest;
-pub use target::{Location, TargetNode};
+pub use target::TargetNode;
 pub use target_graph::{GraphError, Node, SourceFile, TargetGraph};

@@ -149,14 +149,8 @@ impl Parser<'_> {
         if matches!(token.as_str(), "(" | ")" | ",") {
             return Err(self.error(format!("unexpected `{token}`")));
         }
-        Pattern::parse_in(&token, self.package)
-            .map(QueryExpr::Pattern)
-            .map_err(|error| self.error(first_line(&error.to_string())))
+        Pattern::parse_in(&token, self.package).map(QueryExpr::Pattern).map_err(|error| self.error(error.to_string()))
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_owned()
 }
 
 /// Renders a query result: `labels` must all be in `graph`.
@@ -170,7 +164,7 @@ pub fn render_query(graph: &TargetGraph, labels: &BTreeSet<Label>, output: Query
                 label: String,
                 kind: &'a str,
                 deps: Vec<String>,
-                location: Option<&'a crate::graph::Location>,
+                location: Option<&'a crate::workspace::Location>,
             }
             let items: Vec<Item> = labels
                 .iter()

@@ -2,26 +2,9 @@
 //! converted to its kind's typed struct.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use crate::graph::{RuleAttrs, RuleKind};
-use crate::workspace::Label;
-
-/// Where a target was declared: the call in the BUILD file (not the line in
-/// the macro that forwarded it), so errors point at what the user wrote.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Location {
-    /// Workspace-relative path of the BUILD or `.star` file.
-    pub path: String,
-    pub line: u32,
-    pub column: u32,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.path, self.line, self.column)
-    }
-}
+use crate::workspace::{Label, Location};
 
 /// A target as the analysis phase sees it.
 #[derive(Debug, Clone)]

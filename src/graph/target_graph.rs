@@ -9,9 +9,9 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 use rustc_hash::FxHashMap;
 
-use crate::error::Error;
-use crate::graph::{closest, Location, TargetNode};
-use crate::workspace::{Label, Pattern};
+use crate::error::{Diagnose, ErrorKind};
+use crate::graph::{closest, TargetNode};
+use crate::workspace::{Label, Location, Pattern};
 
 /// A file of a package named by a label (`srcs = ["main.py"]`), not a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,31 +66,47 @@ impl<'a> Node<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GraphError {
-    #[error("Dependency cycle: {}\n  --> {location}\nhint: a target cannot depend on itself, directly or through other targets", render_cycle(.cycle))]
+    #[error("Dependency cycle: {}", render_cycle(.cycle))]
     Cycle { cycle: Vec<Label>, location: Location },
-    #[error("Target `{label}` not found in `{build_file}`{}", hint_line(.hint))]
+    #[error("Target `{label}` not found in `{build_file}`")]
     NoSuchTarget { label: String, build_file: String, hint: Option<String> },
     #[error("`{label}` depends on `{dep}`, which is not in the target graph")]
     MissingNode { label: String, dep: String },
-    #[error("Invalid query `{query}`: {reason}\nhint: queries look like `//...`, `deps(//app:img)` or `rdeps(//..., //lib:base)`")]
+    #[error("Invalid query `{query}`: {reason}")]
     Query { query: String, reason: String },
 }
 
-impl From<GraphError> for Error {
-    fn from(error: GraphError) -> Error {
-        match error {
-            GraphError::MissingNode { .. } => Error::internal(error.to_string()),
-            _ => Error::user(error.to_string()),
+impl Diagnose for GraphError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GraphError::MissingNode { .. } => ErrorKind::Internal,
+            _ => ErrorKind::User,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            GraphError::Cycle { .. } => {
+                Some("a target cannot depend on itself, directly or through other targets".to_owned())
+            }
+            GraphError::NoSuchTarget { hint, .. } => hint.clone(),
+            GraphError::Query { .. } => {
+                Some("queries look like `//...`, `deps(//app:img)` or `rdeps(//..., //lib:base)`".to_owned())
+            }
+            GraphError::MissingNode { .. } => None,
+        }
+    }
+
+    fn location(&self) -> Option<Location> {
+        match self {
+            GraphError::Cycle { location, .. } => Some(location.clone()),
+            _ => None,
         }
     }
 }
 
 fn render_cycle(cycle: &[Label]) -> String {
     cycle.iter().chain(cycle.first()).map(Label::to_string).collect::<Vec<_>>().join(" -> ")
-}
-
-fn hint_line(hint: &Option<String>) -> String {
-    hint.as_ref().map(|hint| format!("\nhint: {hint}")).unwrap_or_default()
 }
 
 /// What loading produced: targets, source files, and the edges between them.
@@ -354,6 +370,7 @@ impl TargetGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::graph::{FilesAttrs, RuleAttrs};
 
     /// A `files` target naming `deps`.
@@ -407,7 +424,7 @@ mod tests {
         assert_eq!(graph.resolve_patterns(&[Pattern::parse("//:empty").unwrap()]).unwrap(), [Label::new("", "empty")]);
         let error = graph.resolve_patterns(&[Pattern::parse("//app:imgg").unwrap()]).unwrap_err();
         assert_eq!(
-            error.to_string(),
+            Error::from(error).to_string(),
             "Target `//app:imgg` not found in `app/BUILD.star`\nhint: did you mean `//app:img`?"
         );
     }
@@ -444,6 +461,7 @@ mod tests {
         let error =
             TargetGraph::new([node("//b:y", &["//a:x"]), node("//a:x", &["//b:y"]), node("//c:z", &["//a:x"])], [], [])
                 .unwrap_err();
+        let error = Error::from(error);
         assert!(
             error.to_string().starts_with("Dependency cycle: //a:x -> //b:y -> //a:x\n  --> a/BUILD.star:1:1"),
             "{error}"

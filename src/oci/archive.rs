@@ -38,15 +38,11 @@ pub fn write_docker_archive(
 ) -> Result<(), OciError> {
     let root = read_root(cas, manifest)?;
     if root.is_index() {
-        return Err(OciError::Unsupported(
-            "A docker-archive holds a single image, and this is a multi-platform index\nhint: export one of the index's images, or use `--format oci-archive`".to_owned(),
-        ));
+        return Err(OciError::DockerArchiveOfIndex);
     }
     let parsed: Manifest = parse(&read_blob(cas, manifest.digest)?, manifest.digest, "image manifest")?;
     if parsed.layers.iter().any(|layer| Compression::from_media_type(&layer.media_type) == Some(Compression::Zstd)) {
-        return Err(OciError::Unsupported(
-            "A docker-archive cannot hold zstd layers: Docker v2 images have no zstd media type and `docker load` before Docker 25 cannot read them\nhint: set `compression = \"gzip\"` on the image, or use `--format oci-archive`".to_owned(),
-        ));
+        return Err(OciError::DockerArchiveZstd);
     }
     // The image manifest itself is not part of a docker-archive.
     let blobs: Vec<BlobRef> = checked_blobs(cas, &root)?.into_iter().filter(|blob| *blob != manifest).collect();

@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::oci::media_types;
+use crate::oci::{media_types, OciError};
 
 /// Bytes of tar per gzip member. Changing it changes every gzip digest.
 pub const GZIP_BLOCK_SIZE: usize = 1 << 20;
@@ -83,14 +83,17 @@ impl fmt::Display for Compression {
 }
 
 impl FromStr for Compression {
-    type Err = String;
+    type Err = OciError;
 
-    fn from_str(text: &str) -> Result<Compression, String> {
+    fn from_str(text: &str) -> Result<Compression, OciError> {
         match text {
             "gzip" => Ok(Compression::Gzip),
             "zstd" => Ok(Compression::Zstd),
             "none" => Ok(Compression::None),
-            other => Err(format!("Unknown compression `{other}`\nhint: use `gzip`, `zstd` or `none`")),
+            other => Err(OciError::BadSetting {
+                name: "compression",
+                reason: format!("`{other}` is not `gzip`, `zstd` or `none`"),
+            }),
         }
     }
 }

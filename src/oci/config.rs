@@ -127,84 +127,6 @@ pub struct Healthcheck {
     pub retries: Option<u64>,
 }
 
-impl Healthcheck {
-    /// Builds a healthcheck from the `healthcheck` attribute: `test` (a list,
-    /// or a string run by the shell), `interval`, `timeout`, `start_period`,
-    /// `start_interval` (seconds as an int, or `"30s"`, `"1m30s"`, `"500ms"`),
-    /// `retries`. `{"test": ["NONE"]}` disables the base's.
-    pub fn from_attr(attr: &BTreeMap<String, serde_json::Value>) -> Result<Healthcheck, OciError> {
-        let bad = |reason: String| OciError::BadSetting { name: "healthcheck", reason };
-        let mut check = Healthcheck::default();
-        for (key, value) in attr {
-            match key.as_str() {
-                "test" => {
-                    check.test = match value {
-                        serde_json::Value::String(command) => vec!["CMD-SHELL".to_owned(), command.clone()],
-                        serde_json::Value::Array(items) => items
-                            .iter()
-                            .map(|item| item.as_str().map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| bad("`test` must be a string or a list of strings".to_owned()))?,
-                        _ => return Err(bad("`test` must be a string or a list of strings".to_owned())),
-                    }
-                }
-                "interval" | "timeout" | "start_period" | "start_interval" => {
-                    let nanos = duration_nanos(value).ok_or_else(|| {
-                        bad(format!(
-                            "`{key}` must be seconds (an int) or a duration like \"30s\", \"1m30s\", \"500ms\""
-                        ))
-                    })?;
-                    *match key.as_str() {
-                        "interval" => &mut check.interval,
-                        "timeout" => &mut check.timeout,
-                        "start_period" => &mut check.start_period,
-                        _ => &mut check.start_interval,
-                    } = Some(nanos);
-                }
-                "retries" => {
-                    check.retries = Some(value.as_u64().ok_or_else(|| bad("`retries` must be an int".to_owned()))?)
-                }
-                other => {
-                    return Err(bad(format!(
-                    "unknown key `{other}`\nhint: use test, interval, timeout, start_period, start_interval, retries"
-                )))
-                }
-            }
-        }
-        if check.test.is_empty() {
-            return Err(bad("`test` is required".to_owned()));
-        }
-        Ok(check)
-    }
-}
-
-fn duration_nanos(value: &serde_json::Value) -> Option<u64> {
-    if let Some(seconds) = value.as_u64() {
-        return seconds.checked_mul(1_000_000_000);
-    }
-    let mut text = value.as_str()?;
-    let mut total: u64 = 0;
-    if text.is_empty() {
-        return None;
-    }
-    while !text.is_empty() {
-        let digits = text.find(|c: char| !c.is_ascii_digit())?;
-        let number: u64 = text[..digits].parse().ok()?;
-        text = &text[digits..];
-        let (unit, rest) =
-            ["ms", "h", "m", "s"].iter().find_map(|unit| text.strip_prefix(unit).map(|rest| (*unit, rest)))?;
-        let scale = match unit {
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            _ => 3_600_000_000_000,
-        };
-        total = total.checked_add(number.checked_mul(scale)?)?;
-        text = rest;
-    }
-    Some(total)
-}
-
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -474,19 +396,5 @@ mod tests {
             ..ConfigSettings::default()
         };
         assert!(matches!(ImageConfig::derive(None, &settings, &[]), Err(OciError::BadSetting { .. })));
-    }
-
-    #[test]
-    fn healthcheck_from_attribute() {
-        let attr = BTreeMap::from([
-            ("test".to_owned(), serde_json::json!("curl -f localhost")),
-            ("interval".to_owned(), serde_json::json!("1m30s")),
-            ("retries".to_owned(), serde_json::json!(3)),
-        ]);
-        let check = Healthcheck::from_attr(&attr).unwrap();
-        assert_eq!(check.test, ["CMD-SHELL", "curl -f localhost"]);
-        assert_eq!(check.interval, Some(90_000_000_000));
-        assert_eq!(check.retries, Some(3));
-        assert!(Healthcheck::from_attr(&BTreeMap::from([("tset".to_owned(), serde_json::json!(1))])).is_err());
     }
 }

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::Digest as _;
 
 use crate::cache::{Cas, Digest};
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 use crate::sys::{self, LockMode};
 
 /// Caps that stop hostile or broken archives before they fill the disk or
@@ -90,26 +90,34 @@ impl Default for ExtractLimits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    #[error("Layer archive refused: entry `{path}` {reason}\nhint: the layer is hostile or broken; nothing outside its root was touched")]
+    #[error("Layer archive refused: entry `{path}` {reason}")]
     Refused { path: String, reason: String },
-    #[error("Layer archive refused: {what} exceeds the limit of {limit}\nhint: the layer is an archive bomb or far larger than a real image layer")]
+    #[error("Layer archive refused: {what} exceeds the limit of {limit}")]
     Limit { what: &'static str, limit: u64 },
     #[error("Layer archive is not a readable tar stream: {source}")]
     Corrupt { source: io::Error },
-    #[error("Layer blob `{expected}` changed while it was read (its bytes hash to `{actual}`)\nhint: run the build again; the blob will be fetched or rebuilt")]
+    #[error("Layer blob `{expected}` changed while it was read (its bytes hash to `{actual}`)")]
     Changed { expected: Digest, actual: Digest },
     #[error("I/O error at `{path}` while extracting a layer: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
 
-impl From<ExtractError> for Error {
-    fn from(error: ExtractError) -> Error {
-        match error {
-            ExtractError::Refused { .. } | ExtractError::Limit { .. } | ExtractError::Corrupt { .. } => {
-                Error::user(error.to_string())
-            }
-            ExtractError::Changed { .. } | ExtractError::Io { .. } => Error::environment(error.to_string()),
+impl Diagnose for ExtractError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ExtractError::Refused { .. } | ExtractError::Limit { .. } | ExtractError::Corrupt { .. } => ErrorKind::User,
+            ExtractError::Changed { .. } | ExtractError::Io { .. } => ErrorKind::Environment,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            ExtractError::Refused { .. } => "the layer is hostile or broken; nothing outside its root was touched",
+            ExtractError::Limit { .. } => "the layer is an archive bomb or far larger than a real image layer",
+            ExtractError::Changed { .. } => "run the build again; the blob will be fetched or rebuilt",
+            ExtractError::Corrupt { .. } | ExtractError::Io { .. } => return None,
+        };
+        Some(hint.to_owned())
     }
 }
 

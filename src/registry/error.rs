@@ -1,14 +1,14 @@
 //! What can go wrong talking to a registry, and whose fault it is.
 
 use crate::cache::{CasError, Digest};
-use crate::error::Error;
+use crate::error::{Diagnose, ErrorKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("Invalid image reference `{text}`: {reason}")]
     BadReference { text: String, reason: String },
 
-    #[error("Registry `{host}` is unreachable: {reason}\nhint: check the host name and port, and `registry(host, insecure = True)` in `WORKSPACE.star` for a plain-HTTP registry")]
+    #[error("Registry `{host}` is unreachable: {reason}")]
     Unreachable { host: String, reason: String },
 
     #[error("Registry `{host}` answered {status} to {method} `{path}`{detail}")]
@@ -17,13 +17,13 @@ pub enum RegistryError {
     #[error("{what} `{reference}` not found in `{repository}`")]
     NotFound { what: &'static str, repository: String, reference: String },
 
-    #[error("Access to `{repository}` was denied by `{host}`: {reason}\nhint: log in with credentials in `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), or set `anonymous = True` for a public image")]
+    #[error("Access to `{repository}` was denied by `{host}`: {reason}")]
     Denied { host: String, repository: String, reason: String },
 
     #[error("Token server for `{host}` failed: {reason}")]
     Token { host: String, reason: String },
 
-    #[error("Digest mismatch for {what} `{expected}` from `{repository}`: the registry sent {size} bytes hashing to `{actual}`\nhint: the registry or something between it and berth is corrupting data; nothing was cached")]
+    #[error("Digest mismatch for {what} `{expected}` from `{repository}`: the registry sent {size} bytes hashing to `{actual}`")]
     DigestMismatch { what: &'static str, repository: String, expected: Digest, actual: Digest, size: u64 },
 
     #[error("Size mismatch for {what} `{digest}` from `{repository}`: expected {expected} bytes, got {actual}")]
@@ -38,7 +38,7 @@ pub enum RegistryError {
     #[error("Manifest `{digest}` of `{repository}` is not a valid image manifest or index: {reason}")]
     BadManifest { repository: String, digest: Digest, reason: String },
 
-    #[error("No manifest for platform `{platform}` in index `{digest}` of `{repository}`; available: {}\nhint: set `platform` to one of the available platforms", available.join(", "))]
+    #[error("No manifest for platform `{platform}` in index `{digest}` of `{repository}`; available: {}", available.join(", "))]
     NoMatchingPlatform { repository: String, digest: Digest, platform: String, available: Vec<String> },
 
     #[error(
@@ -65,17 +65,17 @@ pub enum RegistryError {
     Cas(#[from] CasError),
 }
 
-impl From<RegistryError> for Error {
-    fn from(error: RegistryError) -> Error {
+impl Diagnose for RegistryError {
+    fn kind(&self) -> ErrorKind {
         use RegistryError::*;
-        match error {
-            Cas(cas) => cas.into(),
+        match self {
+            Cas(error) => error.kind(),
             Unreachable { .. }
             | Status { .. }
             | Token { .. }
             | Transfer { .. }
             | CredentialHelper { .. }
-            | Io { .. } => Error::environment(error.to_string()),
+            | Io { .. } => ErrorKind::Environment,
             BadReference { .. }
             | NotFound { .. }
             | Denied { .. }
@@ -87,7 +87,24 @@ impl From<RegistryError> for Error {
             | BadPlatform { .. }
             | DockerConfig { .. }
             | Offline { .. }
-            | MissingBlob { .. } => Error::user(error.to_string()),
+            | MissingBlob { .. } => ErrorKind::User,
         }
+    }
+
+    fn hint(&self) -> Option<String> {
+        use RegistryError::*;
+        let hint = match self {
+            Cas(error) => return error.hint(),
+            Unreachable { .. } => {
+                "check the host name and port, and `registry(host, insecure = True)` in `WORKSPACE.star` for a plain-HTTP registry"
+            }
+            Denied { .. } => {
+                "log in with credentials in `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), or set `anonymous = True` for a public image"
+            }
+            DigestMismatch { .. } => "the registry or something between it and berth is corrupting data; nothing was cached",
+            NoMatchingPlatform { .. } => "set `platform` to one of the available platforms",
+            _ => return None,
+        };
+        Some(hint.to_owned())
     }
 }

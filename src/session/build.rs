@@ -61,9 +61,8 @@ impl<'a> Session<'a> {
     pub fn source_date_epoch(&self) -> Result<u64> {
         match std::env::var("SOURCE_DATE_EPOCH") {
             Ok(text) if !text.is_empty() => text.trim().parse().map_err(|_| {
-                Error::user(format!(
-                    "`SOURCE_DATE_EPOCH` is `{text}`, not a number of seconds\nhint: unset it or set it to an integer such as 1700000000"
-                ))
+                Error::user(format!("`SOURCE_DATE_EPOCH` is `{text}`, not a number of seconds"))
+                    .with_hint("unset it or set it to an integer such as 1700000000")
             }),
             _ => Ok(self.workspace.settings.source_date_epoch.unwrap_or(0)),
         }
@@ -137,7 +136,7 @@ impl<'a> Session<'a> {
     /// Builds one label (written relative to the current directory's
     /// package, as `:img` or `//app:img`) and returns its output.
     pub fn build_label(&self, text: &str, fetch_layers: bool) -> Result<(Built, TargetOutput)> {
-        let label = Label::parse(text, &self.current_package()).map_err(|error| Error::user(error.to_string()))?;
+        let label = Label::parse(text, &self.current_package())?;
         let built = self.build(&[Pattern::Target(label.clone())], fetch_layers)?;
         let output = built
             .targets

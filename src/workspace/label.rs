@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::error::{Diagnose, ErrorKind};
+
 /// The name of a target (or of a `.star` file) in the workspace or in the
 /// embedded rule library.
 ///
@@ -20,6 +22,12 @@ pub struct Label {
 pub enum LabelError {
     #[error("Invalid label `{label}`: {reason}")]
     Invalid { label: String, reason: &'static str },
+}
+
+impl Diagnose for LabelError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::User
+    }
 }
 
 impl Label {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::error::{Diagnose, ErrorKind};
 use crate::workspace::{Label, LabelError};
 
 /// A set of targets named on the command line.
@@ -19,8 +20,18 @@ pub enum Pattern {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PatternError {
-    #[error("Invalid target pattern `{pattern}`: {reason}\nhint: patterns look like `//...`, `//pkg/...`, `//pkg:all` or `//pkg:name`")]
+    #[error("Invalid target pattern `{pattern}`: {reason}")]
     Invalid { pattern: String, reason: String },
+}
+
+impl Diagnose for PatternError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::User
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("patterns look like `//...`, `//pkg/...`, `//pkg:all` or `//pkg:name`".to_owned())
+    }
 }
 
 impl Pattern {

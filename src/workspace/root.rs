@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{Diagnose, Error, ErrorKind};
 use crate::workspace::WorkspaceSettings;
 
 /// The file that marks the workspace root.
@@ -27,23 +27,34 @@ pub struct Workspace {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
-    #[error("No `WORKSPACE.star` found in `{cwd}` or any parent directory\nhint: create an empty `WORKSPACE.star` at the root of your workspace")]
+    #[error("No `WORKSPACE.star` found in `{cwd}` or any parent directory")]
     NotFound { cwd: String },
     #[error("Cannot read `{path}`: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("Package `//{package}` does not exist (no `BUILD.star` in `{package}/`){hint}")]
+    #[error("Package `//{package}` does not exist (no `BUILD.star` in `{package}/`)")]
     NoSuchPackage { package: String, hint: String },
-    #[error(
-        "Directory `{package}/` does not exist\nhint: `//{package}/...` walks an existing directory of the workspace"
-    )]
+    #[error("Directory `{package}/` does not exist")]
     NoSuchDirectory { package: String },
 }
 
-impl From<WorkspaceError> for Error {
-    fn from(error: WorkspaceError) -> Error {
-        match error {
-            WorkspaceError::Io { .. } => Error::environment(error.to_string()),
-            _ => Error::user(error.to_string()),
+impl Diagnose for WorkspaceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WorkspaceError::Io { .. } => ErrorKind::Environment,
+            _ => ErrorKind::User,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            WorkspaceError::NotFound { .. } => {
+                Some("create an empty `WORKSPACE.star` at the root of your workspace".to_owned())
+            }
+            WorkspaceError::NoSuchPackage { hint, .. } => Some(hint.clone()),
+            WorkspaceError::NoSuchDirectory { package } => {
+                Some(format!("`//{package}/...` walks an existing directory of the workspace"))
+            }
+            WorkspaceError::Io { .. } => None,
         }
     }
 }
@@ -131,9 +142,9 @@ impl Workspace {
         self.build_file(package).ok_or_else(|| {
             let hint = match package.rsplit_once('/') {
                 Some((parent, last)) if self.build_file(parent).is_some() => {
-                    format!("\nhint: a file there belongs to `//{parent}`: did you mean `//{parent}:{last}/...`?")
+                    format!("a file there belongs to `//{parent}`: did you mean `//{parent}:{last}/...`?")
                 }
-                _ => "\nhint: a package is a directory holding `BUILD.star`".to_owned(),
+                _ => "a package is a directory holding `BUILD.star`".to_owned(),
             };
             WorkspaceError::NoSuchPackage { package: package.to_owned(), hint }
         })
@@ -215,6 +226,7 @@ mod tests {
         assert_eq!(workspace.package_of(dir.path()).as_deref(), Some(""));
         assert_eq!(workspace.package_of(Path::new("/")), None);
         assert!(matches!(workspace.packages_under("nope"), Err(WorkspaceError::NoSuchDirectory { .. })));
-        assert!(workspace.require_package("app/data").unwrap_err().to_string().contains("`//app:data/...`"));
+        let error = Error::from(workspace.require_package("app/data").unwrap_err());
+        assert_eq!(error.hint.as_deref(), Some("a file there belongs to `//app`: did you mean `//app:data/...`?"));
     }
 }

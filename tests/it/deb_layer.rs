@@ -86,7 +86,7 @@ fn sha256_mismatch_names_file_both_digests_and_the_fix() {
     let error = result.unwrap_err();
     let actual = fixture.files[0].1;
     assert_eq!(
-        error.message,
+        error.to_string(),
         format!(
             "`third_party/debs/hello.deb` has sha256 `{}`, but `deb_layer` expects `{}`\nhint: re-run `scripts/fetch-debs.sh` to fetch the pinned file, or update the lock (`scripts/fetch-debs.sh --update`) and the sha256s",
             actual.hex(),

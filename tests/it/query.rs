@@ -160,3 +160,38 @@ fn a_loaded_file_is_evaluated_once_for_all_packages() {
     assert_eq!(output.success().stdout, "//a:l\n//b:l\n//c:l\n//d:l\n");
     assert_eq!(output.stderr.matches("evaluating defs.star").count(), 1, "{}", output.stderr);
 }
+
+/// Runs `berth ARGS` in `workspace` with stdout a pipe whose reader is
+/// already gone, as in `berth query //... | head -1` once `head` has exited.
+fn berth_into_closed_pipe(workspace: &TestWorkspace, args: &[&str]) -> std::process::Output {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // Close-on-exec, so that no other test's child holds the reader open.
+    // SAFETY: pipe2 writes two new descriptors into `fds`.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors are open and owned by nothing else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(args)
+        .current_dir(workspace.root())
+        .env("BERTH_CACHE_DIR", workspace.path(".cache"))
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let workspace = monorepo();
+    workspace.file("app/BUILD.star", "oci_layer(name = \"layer\", contents = {\"/hello\": \"hi\"})\n");
+    for args in [&["query", "//..."][..], &["build", "//app:layer"], &["cache", "stats"]] {
+        let output = berth_into_closed_pipe(&workspace, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // The build ran to the end: its outputs are written.
+    assert!(workspace.path("berth-out/app/layer").exists());
+}

@@ -278,6 +278,7 @@ fn credentials_come_from_docker_config_and_their_absence_is_a_clear_error() {
     let error = anonymous.resolve(&empty, &ImageRef::parse(&repository).unwrap(), outcome.digest, None, false);
     let error = error.unwrap_err();
     assert!(matches!(error, RegistryError::Denied { .. }), "{error}");
+    let error = berth::error::Error::from(error);
     assert!(error.to_string().contains("config.json"), "{error}");
 
     let wrong = docker_config_with(&registry.host(), "alice", "wrong");

@@ -400,5 +400,5 @@ fn missing_runc_is_an_environment_error() {
     let error = berth::error::Error::from(Runc::locate(Some(Path::new("/nonexistent/runc"))).unwrap_err());
     assert_eq!(error.kind, ErrorKind::Environment);
     assert_eq!(error.kind.exit_code(), 3);
-    assert!(error.message.contains("install the `runc` package"), "{}", error.message);
+    assert_eq!(error.hint.as_deref(), Some("install the `runc` package, or fix the path"));
 }

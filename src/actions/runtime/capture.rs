@@ -42,7 +42,9 @@ pub enum CapturedBody {
 /// paths and `..`.
 fn container_components(path: &str) -> Result<Vec<&str>> {
     if !path.starts_with('/') {
-        return Err(Error::user(format!("Output `{path}` is not an absolute path\nhint: write it as `/{path}`")));
+        return Err(
+            Error::user(format!("Output `{path}` is not an absolute path")).with_hint(format!("write it as `/{path}`"))
+        );
     }
     let mut components = Vec::new();
     for component in path.split('/') {
@@ -87,9 +89,9 @@ pub fn capture(
     for output in outputs {
         let components = container_components(output)?;
         let Some((name, parents)) = components.split_last() else {
-            return Err(
-                Error::user("Output `/` would capture the whole root\nhint: name the directories to capture").into()
-            );
+            return Err(Error::user("Output `/` would capture the whole root")
+                .with_hint("name the directories to capture")
+                .into());
         };
         let mut host = root.to_path_buf();
         let mut parent_entries = Vec::new();
@@ -100,10 +102,9 @@ pub fn capture(
                 Error::user(format!("Output `{output}` was not created by the step (`{shown}` does not exist)"))
             })?;
             if metadata.file_type().is_symlink() {
-                return Err(Error::user(format!(
-                    "Output `{output}` goes through the symlink `{shown}`\nhint: name the path the symlink points to"
-                ))
-                .into());
+                return Err(Error::user(format!("Output `{output}` goes through the symlink `{shown}`"))
+                    .with_hint("name the path the symlink points to")
+                    .into());
             }
             if !metadata.is_dir() {
                 return Err(

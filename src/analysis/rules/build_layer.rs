@@ -26,11 +26,11 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciBuil
             Provider::Layer(LayerInfo::Planned { entries, .. }) => analyzer.pack(label, &entries, Compression::Gzip)?,
             Provider::Layer(LayerInfo::Built { action, .. }) => action,
             other => {
-                return Err(at(target, format!(
-                "`packages` of `{}` names `{label}`, which is {}\nhint: stage files with `files`, `oci_layer` or another build step",
-                target.label,
-                    other.describe()
-                )))
+                return Err(at(
+                    target,
+                    format!("`packages` of `{}` names `{label}`, which is {}", target.label, other.describe()),
+                )
+                .with_hint("stage files with `files`, `oci_layer` or another build step"))
             }
         };
         packages.push(action);

@@ -9,11 +9,15 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &FilesAt
     let mut sources = Vec::new();
     for label in &attrs.srcs {
         if analyzer.source_path(label).is_none() {
-            return Err(at(target, format!(
-                "`srcs` of `{}` names `{label}`, which is {}, not a source file\nhint: `files` groups source files; put targets in an image's `packages` or `layers`",
-                target.label,
-                analyzer.provider(label)?.describe()
-            )));
+            return Err(at(
+                target,
+                format!(
+                    "`srcs` of `{}` names `{label}`, which is {}, not a source file",
+                    target.label,
+                    analyzer.provider(label)?.describe()
+                ),
+            )
+            .with_hint("`files` groups source files; put targets in an image's `packages` or `layers`"));
         }
         sources.push(SourceRef::new(label));
     }

@@ -135,15 +135,12 @@ fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Re
             architecture: None,
             variant: None,
         }),
-        Provider::Index(_) => Err(at(target, format!(
-                "`base` of `{}` is the image index `{label}`\nhint: pick one image of the index, or pull the index with `oci_pull_image(platform = ...)`",
-                target.label
-        ))),
-        other => Err(at(target, format!(
-                "`base` of `{}` is `{label}`, which is {}, not an image",
-                target.label,
-            other.describe()
-        ))),
+        Provider::Index(_) => Err(at(target, format!("`base` of `{}` is the image index `{label}`", target.label))
+            .with_hint("pick one image of the index, or pull the index with `oci_pull_image(platform = ...)`")),
+        other => Err(at(
+            target,
+            format!("`base` of `{}` is `{label}`, which is {}, not an image", target.label, other.describe()),
+        )),
     }
 }
 
@@ -151,10 +148,8 @@ fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Re
 fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &Label) -> Result<LayerInfo> {
     if let Some(path) = analyzer.source_path(label) {
         if attr == "layers" {
-            return Err(at(target, format!(
-                "`layers` of `{}` names the source file `{label}`\nhint: put it in `packages`, or wrap it in an `oci_layer`",
-                target.label
-            )));
+            return Err(at(target, format!("`layers` of `{}` names the source file `{label}`", target.label))
+                .with_hint("put it in `packages`, or wrap it in an `oci_layer`"));
         }
         // A source file as a package (a `.pex`, a binary): a layer holding
         // just that file, at `/<package dir>/<file>` as `files` would put it.
@@ -175,11 +170,13 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
             Ok(LayerInfo::Planned { entries: files.entries.clone(), main_output })
         }
         Provider::Layer(layer) => Ok(layer.clone()),
-        other => Err(at(target, format!(
-                "`{attr}` of `{}` names `{label}`, which is {}\nhint: `{attr}` takes `files`, `oci_layer`, `oci_build_layer` and `deb_layer` targets; use `base` for an image",
-                target.label,
-            other.describe()
-        ))),
+        other => {
+            let message = format!("`{attr}` of `{}` names `{label}`, which is {}", target.label, other.describe());
+            let hint = format!(
+                "`{attr}` takes `files`, `oci_layer`, `oci_build_layer` and `deb_layer` targets; use `base` for an image"
+            );
+            Err(at(target, message).with_hint(hint))
+        }
     }
 }
 
@@ -188,10 +185,8 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
 fn resolve_python_main(target: &TargetNode, python_main: &str, entries: &[PlannedEntry]) -> Result<String> {
     let suffix = format!("/{}", python_main.trim_start_matches('/'));
     entries.iter().map(|entry| &entry.path).find(|path| path.ends_with(&suffix)).cloned().ok_or_else(|| {
-        at(target, format!(
-                "`python_main` `{python_main}` of `{}` is not in any of its packages\nhint: add the package that holds it to `packages`, or give its path inside the image",
-                target.label
-        ))
+        at(target, format!("`python_main` `{python_main}` of `{}` is not in any of its packages", target.label))
+            .with_hint("add the package that holds it to `packages`, or give its path inside the image")
     })
 }
 
@@ -237,11 +232,8 @@ fn healthcheck(target: &TargetNode, entries: &[(String, AttrValue)]) -> Result<O
                 }
             }
             other => {
-                return Err(attr_error(
-                    target,
-                    "healthcheck",
-                    &format!("unknown key `{other}`\nhint: use `test`, `interval`, `timeout`, `start_period`, `start_interval` and `retries`"),
-                ))
+                return Err(attr_error(target, "healthcheck", &format!("unknown key `{other}`"))
+                    .with_hint("use `test`, `interval`, `timeout`, `start_period`, `start_interval` and `retries`"))
             }
         }
     }

@@ -16,11 +16,11 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciLaye
         match analyzer.provider(label)? {
             Provider::Files(files) => srcs.push(LayerSource::Entries(files.entries.as_ref().clone())),
             other => {
-                return Err(at(target, format!(
-                "`srcs` of `{}` names `{label}`, which is {}\nhint: `srcs` takes source files and `files` targets; put layers in an image's `layers`",
-                target.label,
-                    other.describe()
-                )))
+                return Err(at(
+                    target,
+                    format!("`srcs` of `{}` names `{label}`, which is {}", target.label, other.describe()),
+                )
+                .with_hint("`srcs` takes source files and `files` targets; put layers in an image's `layers`"))
             }
         }
     }
