@@ -8,7 +8,7 @@ use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::registry::{Client, ClientOptions, Reference};
-use crate::workspace::{find_root, Workspace, WorkspaceError};
+use crate::workspace::{find_root, WorkspaceError};
 
 #[derive(Debug, Args)]
 pub struct PinArgs {
@@ -46,7 +46,7 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> Result<i32> {
 /// `WORKSPACE.star`, if there is one; none outside a workspace.
 pub(crate) fn client_options(global: &GlobalArgs) -> Result<ClientOptions> {
     let registries = match find_root(&current_dir()?) {
-        Ok(root) => Workspace::open(&root)?.settings.registries,
+        Ok(root) => crate::frontend::open_workspace(&root)?.settings.registries,
         Err(WorkspaceError::NotFound { .. }) => Vec::new(),
         Err(error) => return Err(error.into()),
     };

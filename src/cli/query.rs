@@ -8,7 +8,6 @@ use crate::cli::GlobalArgs;
 use crate::error::Result;
 use crate::frontend;
 use crate::graph::{self, render_query, QueryExpr};
-use crate::workspace::Workspace;
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
@@ -40,7 +39,7 @@ impl From<QueryOutput> for graph::QueryOutput {
 
 pub fn run(args: QueryArgs, _global: &GlobalArgs) -> Result<i32> {
     let cwd = current_dir()?;
-    let workspace = Workspace::discover(&cwd)?;
+    let workspace = crate::frontend::discover_workspace(&cwd)?;
     let package = workspace.package_of(&cwd).unwrap_or_default();
     let expr = QueryExpr::parse_in(&args.expr, &package)?;
     let graph = frontend::load(&workspace, &expr.patterns())?;

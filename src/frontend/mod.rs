@@ -21,4 +21,4 @@ mod workspace_file;
 pub use error::LoadError;
 pub use limits::{release_freed_memory, set_release_freed_memory, GuardedAllocator};
 pub use loader::load;
-pub use workspace_file::evaluate_workspace_file;
+pub use workspace_file::{discover_workspace, evaluate_workspace_file, open_workspace};

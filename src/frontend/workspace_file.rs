@@ -1,6 +1,9 @@
 //! `WORKSPACE.star`: evaluated for settings only (`workspace`, `registry`,
 //! `source_date_epoch`, `runc`; `remote_cache` is refused); it declares no targets.
 
+use std::fs;
+use std::path::Path;
+
 use starlark::environment::Module;
 use starlark::eval::Evaluator;
 use starlark::syntax::AstModule;
@@ -11,7 +14,22 @@ use crate::frontend::error::LoadError;
 use crate::frontend::globals;
 use crate::frontend::limits;
 use crate::frontend::loader::dialect;
-use crate::workspace::WorkspaceSettings;
+use crate::workspace::{find_root, Workspace, WorkspaceError, WorkspaceSettings, WORKSPACE_FILE};
+
+/// Finds the workspace holding `cwd` (the nearest ancestor with
+/// `WORKSPACE.star`) and opens it.
+pub fn discover_workspace(cwd: &Path) -> Result<Workspace, Error> {
+    open_workspace(&find_root(cwd)?)
+}
+
+/// Opens the workspace rooted at `root`, evaluating its `WORKSPACE.star`.
+pub fn open_workspace(root: &Path) -> Result<Workspace, Error> {
+    let path = root.join(WORKSPACE_FILE);
+    let text =
+        fs::read_to_string(&path).map_err(|source| WorkspaceError::Io { path: WORKSPACE_FILE.to_owned(), source })?;
+    let settings = evaluate_workspace_file(WORKSPACE_FILE, &text)?;
+    Ok(Workspace::new(root, settings)?)
+}
 
 /// Evaluates the text of `WORKSPACE.star` (`path` is how errors name it).
 pub fn evaluate_workspace_file(path: &str, text: &str) -> Result<WorkspaceSettings, Error> {

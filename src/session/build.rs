@@ -45,7 +45,7 @@ impl<'a> Session<'a> {
     /// Finds the workspace around `cwd` and opens the cache (taking its
     /// shared lock, so `berth cache gc` waits for this build).
     pub fn open(cwd: &Path, options: SessionOptions, reporter: &'a dyn Reporter) -> Result<Session<'a>> {
-        let workspace = Workspace::discover(cwd)?;
+        let workspace = crate::frontend::discover_workspace(cwd)?;
         let cache = Cache::open(&options.cache_dir)?;
         let registry = RegistryHandle::new(ClientOptions {
             registries: workspace.settings.registries.clone(),

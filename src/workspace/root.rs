@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Diagnose, Error, ErrorKind};
+use crate::error::{Diagnose, ErrorKind};
 use crate::workspace::WorkspaceSettings;
 
 /// The file that marks the workspace root.
@@ -60,20 +60,12 @@ impl Diagnose for WorkspaceError {
 }
 
 impl Workspace {
-    /// Finds the workspace holding `cwd` and evaluates its `WORKSPACE.star`.
-    pub fn discover(cwd: &Path) -> Result<Workspace, Error> {
-        let root = find_root(cwd)?;
-        Workspace::open(&root)
-    }
-
-    /// Opens the workspace rooted at `root` (which holds `WORKSPACE.star`).
-    pub fn open(root: &Path) -> Result<Workspace, Error> {
+    /// The workspace rooted at `root` with the settings its `WORKSPACE.star`
+    /// declared. `frontend::open_workspace` evaluates that file; this layer
+    /// only knows the directories.
+    pub fn new(root: &Path, settings: WorkspaceSettings) -> Result<Workspace, WorkspaceError> {
         let root =
             fs::canonicalize(root).map_err(|source| WorkspaceError::Io { path: root.display().to_string(), source })?;
-        let path = root.join(WORKSPACE_FILE);
-        let text = fs::read_to_string(&path)
-            .map_err(|source| WorkspaceError::Io { path: WORKSPACE_FILE.to_owned(), source })?;
-        let settings = crate::frontend::evaluate_workspace_file(WORKSPACE_FILE, &text)?;
         Ok(Workspace { root, settings })
     }
 
@@ -218,7 +210,7 @@ mod tests {
             ".git/BUILD.star",
             "lib/deep/er/BUILD.star",
         ]);
-        let workspace = Workspace::open(dir.path()).unwrap();
+        let workspace = Workspace::new(dir.path(), WorkspaceSettings::default()).unwrap();
         assert_eq!(workspace.packages_under("").unwrap(), ["", "app", "app/api", "lib/deep/er"]);
         assert_eq!(workspace.packages_under("app").unwrap(), ["app", "app/api"]);
         assert_eq!(workspace.build_file("app/api").as_deref(), Some("app/api/BUILD"));
@@ -226,7 +218,7 @@ mod tests {
         assert_eq!(workspace.package_of(dir.path()).as_deref(), Some(""));
         assert_eq!(workspace.package_of(Path::new("/")), None);
         assert!(matches!(workspace.packages_under("nope"), Err(WorkspaceError::NoSuchDirectory { .. })));
-        let error = Error::from(workspace.require_package("app/data").unwrap_err());
+        let error = crate::error::Error::from(workspace.require_package("app/data").unwrap_err());
         assert_eq!(error.hint.as_deref(), Some("a file there belongs to `//app`: did you mean `//app:data/...`?"));
     }
 }

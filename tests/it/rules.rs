@@ -6,12 +6,12 @@ use crate::util::workspace::TestWorkspace;
 use berth::frontend;
 use berth::graph::{OciImageBuildAttrs, OciLayerAttrs, RuleAttrs, TargetGraph, TargetNode};
 use berth::oci::Compression;
-use berth::workspace::{Label, Pattern, Workspace};
+use berth::workspace::{Label, Pattern};
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn load(workspace: &TestWorkspace, patterns: &[&str]) -> TargetGraph {
-    let opened = Workspace::discover(workspace.root()).expect("a workspace");
+    let opened = berth::frontend::discover_workspace(workspace.root()).expect("a workspace");
     let patterns: Vec<Pattern> = patterns.iter().map(|text| Pattern::parse(text).unwrap()).collect();
     frontend::load(&opened, &patterns).unwrap_or_else(|error| panic!("{error}"))
 }
@@ -249,7 +249,7 @@ fn workspace_settings_are_read() {
         "WORKSPACE.star",
         "workspace(name = \"w\")\nregistry(\"127.0.0.1:5000\", insecure = True)\nsource_date_epoch(42)\n",
     );
-    let opened = Workspace::discover(&workspace.path("")).unwrap();
+    let opened = berth::frontend::discover_workspace(&workspace.path("")).unwrap();
     assert_eq!(opened.settings.name.as_deref(), Some("w"));
     assert_eq!(opened.settings.source_date_epoch, Some(42));
     assert!(opened.settings.registries[0].insecure);
