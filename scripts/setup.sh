@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc docker-registry skopeo umoci oci-image-tool busybox-static buildah podman pigz hyperfine time xz-utils faketime locales-all)
+packages=(runc docker-registry openssl skopeo umoci oci-image-tool busybox-static buildah podman pigz hyperfine time xz-utils faketime locales-all)
 if [ "${1:-}" = "--examples-only" ]; then
     packages=(runc)
 fi

@@ -45,12 +45,12 @@ pub fn run(args: PinArgs, global: &GlobalArgs) -> Result<i32> {
 /// settings (mirrors, plain HTTP) from the enclosing workspace's
 /// `WORKSPACE.star`, if there is one; none outside a workspace.
 pub(crate) fn client_options(global: &GlobalArgs) -> Result<ClientOptions> {
-    let registries = match find_root(&current_dir()?) {
-        Ok(root) => crate::frontend::open_workspace(&root)?.settings.registries,
-        Err(WorkspaceError::NotFound { .. }) => Vec::new(),
+    let (registries, workspace_root) = match find_root(&current_dir()?) {
+        Ok(root) => (crate::frontend::open_workspace(&root)?.settings.registries, Some(root)),
+        Err(WorkspaceError::NotFound { .. }) => (Vec::new(), None),
         Err(error) => return Err(error.into()),
     };
-    Ok(ClientOptions { registries, offline: global.offline, ..ClientOptions::default() })
+    Ok(ClientOptions { registries, workspace_root, offline: global.offline, ..ClientOptions::default() })
 }
 
 /// `team/web-app` → `web-app`; characters a target name cannot hold become `_`.

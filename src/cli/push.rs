@@ -9,7 +9,6 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
 use crate::session::TargetOutput;
-use crate::workspace::RegistrySetting;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -38,7 +37,13 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
                 .with_hint("push an `oci_image_build` or `oci_image_index` target"))
         }
     };
-    push_built(&args, global, &session.cache.cas, &image, &session.workspace.settings.registries)
+    let options = ClientOptions {
+        registries: session.workspace.settings.registries.clone(),
+        workspace_root: Some(session.workspace.root.clone()),
+        offline: global.offline,
+        ..ClientOptions::default()
+    };
+    push_built(&args, global, &session.cache.cas, &image, options)
 }
 
 /// What building a pushable label yields.
@@ -62,7 +67,7 @@ pub fn push_built(
     global: &GlobalArgs,
     cas: &Cas,
     built: &BuiltImage,
-    registries: &[RegistrySetting],
+    options: ClientOptions,
 ) -> Result<i32> {
     let repository = args.repository.as_ref().or(built.repository.as_ref()).ok_or_else(|| {
         Error::user(format!("Target `{}` has no `repository` to push to", args.label))
@@ -74,8 +79,6 @@ pub fn push_built(
     for pulled in &built.pulled {
         sources.add_image(pulled);
     }
-    let options =
-        ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };
     let client = Client::new(options)?;
     let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
     let outcome = client.push(cas, &request)?;

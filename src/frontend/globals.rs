@@ -94,11 +94,18 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
         })
     }
 
-    /// `registry(host, mirrors = [], insecure = False)`: how to reach a registry.
+    /// `registry(host, mirrors = [], insecure = False, ca = None,
+    /// client_cert = None, client_key = None, skip_verify = False)`: how to
+    /// reach a registry (certificate paths are relative to the workspace).
+    #[allow(clippy::too_many_arguments)]
     fn registry<'v>(
         host: String,
         #[starlark(require = named, default = UnpackListOrTuple::default())] mirrors: UnpackListOrTuple<String>,
         #[starlark(require = named, default = false)] insecure: bool,
+        #[starlark(require = named)] ca: Option<String>,
+        #[starlark(require = named)] client_cert: Option<String>,
+        #[starlark(require = named)] client_key: Option<String>,
+        #[starlark(require = named, default = false)] skip_verify: bool,
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<NoneType> {
         settings(eval, "registry", |settings| {
@@ -108,7 +115,30 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
             if settings.registries.iter().any(|registry| registry.host == host) {
                 return Err(format!("Registry `{host}` is declared twice"));
             }
-            settings.registries.push(RegistrySetting { host, mirrors: mirrors.items, insecure });
+            if client_cert.is_some() != client_key.is_some() {
+                return Err(format!(
+                    "Registry `{host}` sets only one of `client_cert` and `client_key`; a client certificate needs both"
+                ));
+            }
+            if insecure && (ca.is_some() || client_cert.is_some() || skip_verify) {
+                return Err(format!(
+                    "Registry `{host}` is `insecure` (plain HTTP), so `ca`, `client_cert` and `skip_verify` cannot apply; remove them or `insecure`"
+                ));
+            }
+            for path in [&ca, &client_cert, &client_key].into_iter().flatten() {
+                if path.is_empty() {
+                    return Err(format!("Registry `{host}` has an empty certificate path"));
+                }
+            }
+            settings.registries.push(RegistrySetting {
+                host,
+                mirrors: mirrors.items,
+                insecure,
+                ca,
+                client_cert,
+                client_key,
+                skip_verify,
+            });
             Ok(())
         })
     }

@@ -69,7 +69,8 @@ mod tests {
             r#"
 workspace(name = "demo")
 registry("localhost:5000", insecure = True)
-registry("registry.internal", mirrors = ["mirror.internal"])
+registry("registry.internal", mirrors = ["mirror.internal"], ca = "certs/ca.pem",
+         client_cert = "certs/client.pem", client_key = "certs/client-key.pem")
 source_date_epoch(1700000000)
 runc("/usr/sbin/runc")
 "#,
@@ -80,11 +81,14 @@ runc("/usr/sbin/runc")
             WorkspaceSettings {
                 name: Some("demo".into()),
                 registries: vec![
-                    RegistrySetting { host: "localhost:5000".into(), mirrors: vec![], insecure: true },
+                    RegistrySetting { host: "localhost:5000".into(), insecure: true, ..RegistrySetting::default() },
                     RegistrySetting {
                         host: "registry.internal".into(),
                         mirrors: vec!["mirror.internal".into()],
-                        insecure: false
+                        ca: Some("certs/ca.pem".into()),
+                        client_cert: Some("certs/client.pem".into()),
+                        client_key: Some("certs/client-key.pem".into()),
+                        ..RegistrySetting::default()
                     },
                 ],
                 source_date_epoch: Some(1_700_000_000),
@@ -102,6 +106,8 @@ runc("/usr/sbin/runc")
             ("oci_image_build(name = 'x')", "Variable `oci_image_build` not found"),
             ("load('//x:y.star', 'z')", "load"),
             ("remote_cache('grpc://cache:8980')", "berth has no remote cache yet"),
+            ("registry('a:1', client_cert = 'c.pem')", "sets only one of `client_cert` and `client_key`"),
+            ("registry('a:1', insecure = True, ca = 'ca.pem')", "cannot apply"),
         ] {
             let error = evaluate("WORKSPACE.star", text).unwrap_err().to_string();
             assert!(error.contains(wanted), "{text}: {error}");

@@ -7,6 +7,11 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::net::IpAddr;
+
+use reqwest::Url;
+
+use crate::registry::client::Endpoint;
 use crate::registry::{Credentials, RegistryError};
 
 /// Token responses larger than this are refused (real ones are a few KiB).
@@ -105,6 +110,63 @@ impl AuthCache {
     }
 }
 
+/// Where a Bearer challenge may send berth for a token. The realm comes from
+/// the registry's answer, so a compromised or spoofed registry could name any
+/// URL: the realm must be https unless the registry itself is plain HTTP
+/// (`insecure`), and credentials go only to the registry's own host or an
+/// https realm that is not a private, loopback or link-local address when
+/// the registry is not one itself (a public registry has no business sending
+/// credentials into the build machine's own network).
+pub(crate) fn check_realm(endpoint: &Endpoint, realm: &str, with_credentials: bool) -> Result<(), RegistryError> {
+    let refuse =
+        |reason: String| RegistryError::UnsafeRealm { host: endpoint.host.clone(), realm: realm.to_owned(), reason };
+    let url = Url::parse(realm).map_err(|error| refuse(format!("it is not a URL ({error})")))?;
+    let insecure_registry = endpoint.base.scheme() == "http";
+    match url.scheme() {
+        "https" => {}
+        "http" if insecure_registry => {}
+        "http" => return Err(refuse("it is plain HTTP, and the registry is not `insecure`".to_owned())),
+        other => return Err(refuse(format!("`{other}` is not https"))),
+    }
+    if !with_credentials {
+        return Ok(());
+    }
+    let realm_host = url.host_str().unwrap_or_default();
+    let registry_host = endpoint.base.host_str().unwrap_or_default();
+    if realm_host.eq_ignore_ascii_case(registry_host) {
+        return Ok(());
+    }
+    if url.scheme() != "https" {
+        return Err(refuse(format!(
+            "credentials would go over plain HTTP to `{realm_host}`, which is not the registry's host"
+        )));
+    }
+    if is_internal(realm_host) && !is_internal(registry_host) {
+        return Err(refuse(format!(
+            "credentials for a public registry would go to `{realm_host}`, a private, loopback or link-local address"
+        )));
+    }
+    Ok(())
+}
+
+/// An IP literal of the machine's own or local networks: loopback,
+/// private (RFC 1918, unique-local), link-local, unspecified.
+fn is_internal(host: &str) -> bool {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
+        Ok(IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(|v4| is_internal(&v4.to_string()))
+        }
+        Err(_) => false,
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct TokenResponse {
     #[serde(default)]
@@ -133,10 +195,29 @@ pub fn fetch_token(
     for scope in scopes {
         query.push(("scope", scope));
     }
-    let mut request = http.get(realm).query(&query).timeout(Duration::from_secs(60));
-    if let Some(credentials) = credentials {
-        request = request.header(reqwest::header::AUTHORIZATION, credentials.basic_header());
-    }
+    let request = match credentials {
+        // The OAuth2 refresh-token grant of the token spec
+        // (<https://distribution.github.io/distribution/spec/auth/oauth/>).
+        Some(Credentials::IdentityToken(refresh_token)) => {
+            let scope = scopes.join(" ");
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.as_str()),
+                ("client_id", "berth"),
+                ("scope", scope.as_str()),
+            ];
+            if let Some(service) = service {
+                form.push(("service", service));
+            }
+            http.post(realm).form(&form)
+        }
+        Some(basic @ Credentials::Basic { .. }) => {
+            let header = basic.basic_header().expect("Basic credentials have a Basic header");
+            http.get(realm).query(&query).header(reqwest::header::AUTHORIZATION, header)
+        }
+        None => http.get(realm).query(&query),
+    };
+    let request = request.timeout(Duration::from_secs(60));
     let response = request.send().map_err(|error| failed(format!("`{realm}`: {error}")))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -191,6 +272,29 @@ mod tests {
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None, "a Bearer challenge needs a realm");
+    }
+
+    fn endpoint(base: &str) -> Endpoint {
+        let base = Url::parse(base).unwrap();
+        Endpoint { host: crate::registry::client::authority(&base), base }
+    }
+
+    #[test]
+    fn realms_must_be_https_and_credentials_stay_home() {
+        let public = endpoint("https://registry.example.com/");
+        let local = endpoint("http://127.0.0.1:5000/");
+        let ok = |endpoint: &Endpoint, realm: &str, creds: bool| check_realm(endpoint, realm, creds).is_ok();
+        assert!(ok(&public, "https://auth.example.com/token", true));
+        assert!(!ok(&public, "http://auth.example.com/token", false), "plain HTTP realm for an https registry");
+        assert!(!ok(&public, "https://169.254.169.254/token", true), "link-local realm for a public registry");
+        assert!(!ok(&public, "https://10.0.0.1/token", true), "private realm for a public registry");
+        assert!(!ok(&public, "https://[fe80::1]/token", true), "link-local v6 realm for a public registry");
+        assert!(ok(&public, "https://10.0.0.1/token", false), "no credentials: nothing to leak");
+        assert!(!ok(&public, "ftp://auth.example.com/token", false));
+        assert!(ok(&local, "http://127.0.0.1:5001/token", true), "the registry's own host, another port");
+        assert!(!ok(&local, "http://127.0.0.2:5001/token", true), "credentials over HTTP to another host");
+        assert!(ok(&local, "http://127.0.0.2:5001/token", false), "anonymous tokens from an insecure registry's realm");
+        assert!(ok(&endpoint("https://10.1.2.3/"), "https://10.1.2.4/token", true), "a private registry");
     }
 
     #[test]

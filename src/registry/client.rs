@@ -20,6 +20,8 @@ use reqwest::{Method, StatusCode, Url};
 
 use crate::registry::auth::{self, AuthCache, Challenge};
 use crate::registry::credentials;
+use crate::registry::reference::normalize_host;
+use crate::registry::tls;
 use crate::registry::{Credentials, RegistryError};
 use crate::report::{Event, NullReporter, Reporter};
 use crate::workspace::RegistrySetting;
@@ -29,7 +31,8 @@ use crate::workspace::RegistrySetting;
 pub struct ClientOptions {
     /// `registry(...)` settings from `WORKSPACE.star`: mirrors and plain HTTP.
     pub registries: Vec<RegistrySetting>,
-    /// Where `config.json` lives; `None` means `$DOCKER_CONFIG` or `~/.docker`.
+    /// Where `config.json` lives, the only credential file then; `None`
+    /// means Podman's `auth.json` files, then `$DOCKER_CONFIG` or `~/.docker`.
     pub docker_config: Option<PathBuf>,
     /// Refuse every network access (`--offline`).
     pub offline: bool,
@@ -40,6 +43,9 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Blob uploads running at once during a push.
     pub parallel_uploads: usize,
+    /// Where relative certificate paths of `registry(...)` start (the
+    /// workspace root); `None` means the current directory.
+    pub workspace_root: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +57,7 @@ impl Default for ClientOptions {
             max_attempts: 6,
             backoff: Duration::from_millis(200),
             parallel_uploads: 4,
+            workspace_root: None,
         }
     }
 }
@@ -59,6 +66,9 @@ impl Default for ClientOptions {
 pub struct Client {
     pub(crate) http: reqwest::blocking::Client,
     pub(crate) options: ClientOptions,
+    /// Clients of hosts with their own TLS settings (a CA, a client
+    /// certificate), made on first use; never used for another host.
+    tls_clients: Mutex<HashMap<String, reqwest::blocking::Client>>,
     auth: AuthCache,
     credentials: Mutex<HashMap<String, Option<Credentials>>>,
     reporter: Arc<dyn Reporter>,
@@ -133,17 +143,13 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Client {
     pub fn new(options: ClientOptions) -> Result<Client, RegistryError> {
-        let http = reqwest::blocking::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(15))
-            .timeout(READ_TIMEOUT)
-            .tcp_keepalive(Duration::from_secs(30))
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        let http = http_builder()
             .build()
             .map_err(|error| RegistryError::Unreachable { host: String::new(), reason: error_chain(&error) })?;
         Ok(Client {
             http,
             options,
+            tls_clients: Mutex::new(HashMap::new()),
             auth: AuthCache::default(),
             credentials: Mutex::new(HashMap::new()),
             reporter: Arc::new(NullReporter),
@@ -166,8 +172,31 @@ impl Client {
         &self.options
     }
 
+    /// The `registry(...)` entry of `host`; Docker Hub's names
+    /// (`docker.io`, `index.docker.io`) all name one entry.
     fn setting(&self, host: &str) -> Option<&RegistrySetting> {
-        self.options.registries.iter().find(|setting| setting.host == host)
+        let host = normalize_host(host);
+        self.options.registries.iter().find(|setting| normalize_host(&setting.host) == host)
+    }
+
+    /// The HTTP client for `host` (`host[:port]`): the shared one, or, when
+    /// the host has TLS settings of its own, one made for it alone.
+    pub(crate) fn http_for(&self, host: &str) -> Result<reqwest::blocking::Client, RegistryError> {
+        let tls = tls::settings_for(host, self.setting(host), self.options.workspace_root.as_deref())?;
+        if tls.is_default() {
+            return Ok(self.http.clone());
+        }
+        let mut clients = self.tls_clients.lock().unwrap();
+        if let Some(client) = clients.get(host) {
+            return Ok(client.clone());
+        }
+        let client = tls::configure(host, &tls, http_builder())?.build().map_err(|error| RegistryError::Tls {
+            host: host.to_owned(),
+            reason: error_chain(&error),
+            hint: "check the `ca`, `client_cert` and `client_key` of its `registry(...)`".to_owned(),
+        })?;
+        clients.insert(host.to_owned(), client.clone());
+        Ok(client)
     }
 
     /// The registry's own origin.
@@ -195,9 +224,9 @@ impl Client {
         if let Some(cached) = self.credentials.lock().unwrap().get(host) {
             return Ok(cached.clone());
         }
-        let found = match self.options.docker_config.clone().or_else(credentials::default_config_dir) {
-            Some(dir) => credentials::lookup(&dir, host)?,
-            None => None,
+        let found = match &self.options.docker_config {
+            Some(dir) => credentials::lookup(dir, host)?,
+            None => credentials::lookup_files(&credentials::default_files(), host)?,
         };
         self.credentials.lock().unwrap().insert(host.to_owned(), found.clone());
         Ok(found)
@@ -250,7 +279,10 @@ impl Client {
         let mut auth_rounds = 0;
         loop {
             let same_origin = url.origin() == endpoint.base.origin();
-            let mut request = self.http.request(call.method.clone(), url.clone());
+            // Off the registry's origin (a storage redirect), that host's own
+            // client: a client certificate goes only where it was configured.
+            let http = if same_origin { self.http_for(&endpoint.host)? } else { self.http_for(&authority(&url))? };
+            let mut request = http.request(call.method.clone(), url.clone());
             for (name, value) in &call.headers {
                 request = request.header(*name, value);
             }
@@ -315,7 +347,7 @@ impl Client {
         match self.auth.challenge(&endpoint.host) {
             None => Ok(None),
             Some(Challenge::Basic) if call.anonymous => Ok(None),
-            Some(Challenge::Basic) => Ok(self.credentials(&endpoint.host)?.map(|creds| creds.basic_header())),
+            Some(Challenge::Basic) => Ok(self.credentials(&endpoint.host)?.and_then(|creds| creds.basic_header())),
             Some(Challenge::Bearer { realm, service, .. }) => {
                 if let Some(token) = self.auth.token(&endpoint.host, &key) {
                     return Ok(Some(format!("Bearer {token}")));
@@ -357,8 +389,14 @@ impl Client {
                 if sent.is_some_and(|sent| sent.starts_with("Basic ")) {
                     return Err(denied("the registry refused the credentials"));
                 }
-                if self.credentials(&endpoint.host)?.is_none() {
-                    return Err(denied("the registry wants credentials and none are configured"));
+                match self.credentials(&endpoint.host)? {
+                    None => return Err(denied("the registry wants credentials and none are configured")),
+                    Some(Credentials::IdentityToken(_)) => {
+                        return Err(denied(
+                            "the registry wants a password (Basic auth) but only an identity token is configured, which works with token servers only",
+                        ))
+                    }
+                    Some(Credentials::Basic { .. }) => {}
                 }
                 Ok(())
             }
@@ -388,18 +426,23 @@ impl Client {
             }
         }
         let credentials = if call.anonymous { None } else { self.credentials(&endpoint.host)? };
-        let (token, lifetime) =
-            auth::fetch_token(&self.http, &endpoint.host, realm, service, &scopes, credentials.as_ref()).map_err(
-                |error| match error {
-                    RegistryError::Token { .. } => Failure::retriable(error),
-                    error => Failure::fatal(error),
-                },
-            )?;
+        auth::check_realm(endpoint, realm, credentials.is_some()).map_err(Failure::fatal)?;
+        let realm_host = Url::parse(realm).map(|url| authority(&url)).unwrap_or_default();
+        let http = self.http_for(&realm_host)?;
+        let (token, lifetime) = auth::fetch_token(&http, &endpoint.host, realm, service, &scopes, credentials.as_ref())
+            .map_err(|error| match error {
+                RegistryError::Token { .. } => Failure::retriable(error),
+                error => Failure::fatal(error),
+            })?;
         self.auth.store_token(&endpoint.host, &scope_key(call), token.clone(), lifetime);
         Ok(token)
     }
 
     pub(crate) fn transport_failure(&self, endpoint: &Endpoint, error: &reqwest::Error) -> Failure {
+        // A TLS failure happens again on every attempt: say so at once.
+        if let Some(tls_error) = tls::rustls_error(error) {
+            return Failure::fatal(tls::handshake_error(&endpoint.host, &tls_error));
+        }
         let reason = error_chain(error);
         let error = if error.is_connect() {
             RegistryError::Unreachable { host: endpoint.host.clone(), reason }
@@ -407,6 +450,25 @@ impl Client {
             RegistryError::Transfer { host: endpoint.host.clone(), reason }
         };
         Failure::retriable(error)
+    }
+}
+
+/// The shared settings of every HTTP client berth makes.
+fn http_builder() -> reqwest::blocking::ClientBuilder {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(READ_TIMEOUT)
+        .tcp_keepalive(Duration::from_secs(30))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+}
+
+/// `host[:port]` of a URL, as registry hosts are written.
+pub(crate) fn authority(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        _ => String::new(),
     }
 }
 

@@ -46,6 +46,15 @@ pub enum RegistryError {
     )]
     BadPlatform { text: String },
 
+    #[error("The {what} {path} for registry `{host}` cannot be used: {reason}")]
+    Certificate { host: String, what: &'static str, path: String, reason: String },
+
+    #[error("TLS with registry `{host}` failed: {reason}")]
+    Tls { host: String, reason: String, hint: String },
+
+    #[error("Registry `{host}` sent berth to the token realm `{realm}`, which berth refuses: {reason}")]
+    UnsafeRealm { host: String, realm: String, reason: String },
+
     #[error("Cannot read Docker credentials from `{path}`: {reason}")]
     DockerConfig { path: String, reason: String },
 
@@ -75,6 +84,9 @@ impl Diagnose for RegistryError {
             | Token { .. }
             | Transfer { .. }
             | CredentialHelper { .. }
+            | Certificate { .. }
+            | Tls { .. }
+            | UnsafeRealm { .. }
             | Io { .. } => ErrorKind::Environment,
             BadReference { .. }
             | NotFound { .. }
@@ -95,6 +107,13 @@ impl Diagnose for RegistryError {
         use RegistryError::*;
         let hint = match self {
             Cas(error) => return error.hint(),
+            Tls { hint, .. } => return Some(hint.clone()),
+            Certificate { host, .. } => {
+                return Some(format!(
+                    "fix the file, or the `ca`, `client_cert` and `client_key` of `registry(\"{host}\", ...)` in `WORKSPACE.star` (or their `BERTH_REGISTRY_*_{}` overrides)",
+                    crate::registry::tls::env_key(host)
+                ))
+            }
             Unreachable { .. } => {
                 "check the host name and port, and `registry(host, insecure = True)` in `WORKSPACE.star` for a plain-HTTP registry"
             }
@@ -102,6 +121,9 @@ impl Diagnose for RegistryError {
                 "log in with credentials in `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`), or set `anonymous = True` for a public image"
             }
             DigestMismatch { .. } => "the registry or something between it and berth is corrupting data; nothing was cached",
+            UnsafeRealm { .. } => {
+                "berth sends credentials only to the registry's own host or an https token server; check the registry's `auth.token.realm` (or what answers in its place)"
+            }
             NoMatchingPlatform { .. } => "set `platform` to one of the available platforms",
             _ => return None,
         };

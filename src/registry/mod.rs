@@ -52,6 +52,7 @@ mod manifest;
 mod pull;
 mod push;
 mod reference;
+mod tls;
 
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
@@ -61,3 +62,4 @@ pub use manifest::{parse_platform, platform_satisfies, ACCEPT, MAX_MANIFEST_SIZE
 pub use pull::PulledImage;
 pub use push::{BlobSources, PushOutcome, PushRequest};
 pub use reference::{ImageRef, Reference};
+pub use tls::{env_key as tls_env_key, env_variable as tls_env_variable};

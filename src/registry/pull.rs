@@ -7,12 +7,14 @@
 //! matches. A mismatch is retried (the corruption may be in transit) and
 //! ends in [`RegistryError::DigestMismatch`] naming the blob.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
+use std::time::{Duration, Instant};
 
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use crate::cache::{BlobRef, Cas, CasError, Digest, Sha256Writer};
+use crate::cache::{BlobRef, Cas, CasError, CasWriter, Digest, Sha256Writer};
 use crate::oci::{Descriptor, Platform};
 use crate::registry::client::{status_error, Call, Endpoint, Failure};
 use crate::registry::manifest::{self, Parsed, ACCEPT};
@@ -70,7 +72,8 @@ impl Client {
         };
         let response = self.send(endpoint, &call)?;
         match response.status() {
-            StatusCode::OK => Ok(response),
+            // 206 only answers a `Range` request (a resumed blob download).
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(response),
             StatusCode::NOT_FOUND => {
                 Err(Failure::fatal(RegistryError::NotFound { what, repository, reference: reference.to_owned() }))
             }
@@ -142,8 +145,9 @@ impl Client {
         })
     }
 
-    /// Resolves a tag (or checks a digest) with the registry itself, never a
-    /// mirror: tags move, and `berth pin` must see where they point now.
+    /// Resolves a tag (or checks a digest): with the mirrors first, as the
+    /// Docker daemon's `registry-mirrors` do (a mirror is a pull-through cache
+    /// that follows its registry's tags), then the registry itself.
     /// Returns the manifest's digest and media type.
     pub fn resolve_tag(&self, reference: &Reference, anonymous: bool) -> Result<(Digest, String), RegistryError> {
         let name = reference.manifest_reference().unwrap_or_else(|| "latest".to_owned());
@@ -154,9 +158,9 @@ impl Client {
                 reason: "`--offline` forbids resolving tags".to_owned(),
             });
         }
-        let endpoint = self.endpoint(&image.host)?;
-        let fetched =
-            self.retrying(|| self.fetch_manifest_once(&endpoint, image, &name, reference.digest, anonymous))?;
+        let fetched = self.pull_from(image, &mut |endpoint| {
+            self.fetch_manifest_once(endpoint, image, &name, reference.digest, anonymous)
+        })?;
         let digest = Digest::of(&fetched.bytes);
         let parsed = manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
             .map_err(|reason| RegistryError::BadManifest { repository: image.to_string(), digest, reason })?;
@@ -186,7 +190,11 @@ impl Client {
         if self.options.offline {
             return Err(RegistryError::Offline { what: "Blob", repository: image.to_string(), digest: blob.digest });
         }
-        self.pull_from(image, &mut |endpoint| self.fetch_blob_once(cas, endpoint, image, descriptor, anonymous))
+        let download = Download { deadline: Instant::now() + download_deadline(descriptor.size), partial: None };
+        let download = RefCell::new(download);
+        self.pull_from(image, &mut |endpoint| {
+            self.fetch_blob_once(cas, endpoint, image, descriptor, anonymous, &mut download.borrow_mut())
+        })
     }
 
     /// Tries each mirror briefly, then the registry with full retries.
@@ -303,24 +311,74 @@ impl Client {
         Ok(FetchedManifest { bytes, content_type })
     }
 
-    fn fetch_blob_once(
+    fn fetch_blob_once<'a>(
         &self,
-        cas: &Cas,
+        cas: &'a Cas,
         endpoint: &Endpoint,
         image: &ImageRef,
         descriptor: &Descriptor,
         anonymous: bool,
+        download: &mut Download<'a>,
     ) -> Result<BlobRef, Failure> {
         let repository = image.to_string();
         let path = format!("{}/blobs/{}", image.repository, descriptor.digest);
         let digest = descriptor.digest.to_string();
-        let response = self.pull_get(endpoint, image, &path, Vec::new(), anonymous, "Blob", &digest)?;
-        let mut writer = Sha256Writer::new(cas.writer().map_err(RegistryError::from)?);
+        // Bytes already written by an attempt that broke off, from the same
+        // endpoint: ask only for the rest.
+        let mut partial = download.partial.take().filter(|partial| partial.base == endpoint.base);
+        let mut headers = Vec::new();
+        if let Some(partial) = &partial {
+            headers.push(("Range", format!("bytes={}-", partial.written)));
+        }
+        let response = self.pull_get(endpoint, image, &path, headers, anonymous, "Blob", &digest)?;
+        if let Some(resumed) = &partial {
+            if response.status() == StatusCode::PARTIAL_CONTENT {
+                let range = response.headers().get(CONTENT_RANGE).and_then(|value| value.to_str().ok());
+                let expected = format!("bytes {}-", resumed.written);
+                if !range.is_some_and(|range| range.starts_with(&expected)) {
+                    return Err(Failure::retriable(RegistryError::Transfer {
+                        host: endpoint.host.clone(),
+                        reason: format!("a resumed download answered `Content-Range: {}`", range.unwrap_or("")),
+                    }));
+                }
+            } else {
+                // The registry ignored `Range`: start again from the first byte.
+                partial = None;
+            }
+        }
+        let (mut writer, written) = match partial {
+            Some(partial) => (partial.writer, partial.written),
+            None => (Sha256Writer::new(cas.writer().map_err(RegistryError::from)?), 0),
+        };
         // One byte more than expected is enough to know the body is too long.
-        let mut body = Progress { inner: response.take(descriptor.size + 1), client: self, unreported: 0 };
+        let remaining = (descriptor.size + 1).saturating_sub(written);
+        let mut body = Progress {
+            inner: response.take(remaining),
+            client: self,
+            unreported: 0,
+            total: 0,
+            deadline: download.deadline,
+        };
         let copied = io::copy(&mut body, &mut writer);
         self.transferred(body.unreported);
-        copied.map_err(|error| Failure::retriable(transfer_error(endpoint, &error)))?;
+        let written = written + body.total;
+        if let Err(error) = copied {
+            if Instant::now() >= download.deadline {
+                return Err(Failure::fatal(RegistryError::Transfer {
+                    host: endpoint.host.clone(),
+                    reason: format!(
+                        "blob `{}` ({} bytes) was not downloaded within its deadline of {} s",
+                        descriptor.digest,
+                        descriptor.size,
+                        download_deadline(descriptor.size).as_secs()
+                    ),
+                }));
+            }
+            if written > 0 && written <= descriptor.size {
+                download.partial = Some(Partial { base: endpoint.base.clone(), writer, written });
+            }
+            return Err(Failure::retriable(transfer_error(endpoint, &error)));
+        }
         let (actual, size, cas_writer) = writer.finish();
         if size != descriptor.size {
             return Err(Failure::retriable(RegistryError::SizeMismatch {
@@ -345,17 +403,47 @@ impl Client {
     }
 }
 
-/// Reports bytes read from a body every MiB, for progress on large blobs.
+/// One blob download across its attempts.
+struct Download<'a> {
+    /// When the whole download must be done, resumes included.
+    deadline: Instant,
+    /// What a broken-off attempt already wrote.
+    partial: Option<Partial<'a>>,
+}
+
+/// The first `written` bytes of a blob, hashed and in an uncommitted CAS
+/// file, fetched from the endpoint at `base`.
+struct Partial<'a> {
+    base: reqwest::Url,
+    writer: Sha256Writer<CasWriter<'a>>,
+    written: u64,
+}
+
+/// How long a blob of `size` bytes may take in all: a minute, plus the time
+/// at 256 KiB/s. A server trickling a byte a minute cannot hold a build
+/// forever; a slow but honest link still finishes.
+pub fn download_deadline(size: u64) -> Duration {
+    Duration::from_secs(60 + size / (256 << 10))
+}
+
+/// Reports bytes read from a body every MiB, for progress on large blobs;
+/// counts them; and fails once the download's deadline has passed.
 struct Progress<'a, R> {
     inner: R,
     client: &'a Client,
     unreported: u64,
+    total: u64,
+    deadline: Instant,
 }
 
 impl<R: Read> Read for Progress<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the download's deadline has passed"));
+        }
         let read = self.inner.read(buf)?;
         self.unreported += read as u64;
+        self.total += read as u64;
         if self.unreported >= 1 << 20 {
             self.client.transferred(std::mem::take(&mut self.unreported));
         }

@@ -1,17 +1,35 @@
 //! Image references: `host[:port]/repository[:tag|@digest]`.
 //!
-//! The registry host is always explicit: berth has no default registry, so a
-//! BUILD file says where every byte comes from.
+//! Docker Hub names are understood as the Docker CLI understands them: a
+//! reference whose first component is not a host (no `.` or `:`, not
+//! `localhost`) is on Docker Hub, `docker.io` and `index.docker.io` mean
+//! Docker Hub's registry `registry-1.docker.io`, and a single-component
+//! Docker Hub name lives under `library/` (`python:3.12` is
+//! `registry-1.docker.io/library/python:3.12`).
 
 use std::fmt;
 
 use crate::cache::Digest;
 use crate::registry::RegistryError;
 
+/// Docker Hub's registry, where `docker.io/...` names and names without a
+/// host live (the Docker CLI's default; required by berth's design contract).
+pub const DOCKER_HUB: &str = "registry-1.docker.io";
+
+/// The host a registry name means: Docker Hub's aliases become
+/// [`DOCKER_HUB`]; every other host stays as written.
+pub fn normalize_host(host: &str) -> &str {
+    match host {
+        "docker.io" | "index.docker.io" | DOCKER_HUB => DOCKER_HUB,
+        other => other,
+    }
+}
+
 /// A repository on a registry: `host[:port]/path/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ImageRef {
-    /// `host[:port]`, as written.
+    /// `host[:port]`, as written, except that Docker Hub's names become
+    /// [`DOCKER_HUB`].
     pub host: String,
     /// The repository path inside the registry, e.g. `library/debian`.
     pub repository: String,
@@ -47,17 +65,15 @@ impl Reference {
             }
             None => (text, None),
         };
-        let (host, path) = rest.split_once('/').ok_or_else(|| {
-            bad(text, "no registry host (berth has no default registry); write `<host>[:port]/<repository>:<tag>`")
-        })?;
-        if !looks_like_host(host) {
-            return Err(bad(
-                text,
-                &format!(
-                    "`{host}` is not a registry host (berth has no default registry); write `<host>[:port]/{rest}`"
-                ),
-            ));
-        }
+        // As the Docker CLI: the first component is a host only if it looks
+        // like one; otherwise the whole name is on Docker Hub.
+        let (host, path) = match rest.split_once('/') {
+            Some((host, path)) if looks_like_host(host) => (normalize_host(host), path),
+            Some((first, _)) if first.contains(|c: char| c.is_ascii_uppercase()) => {
+                return Err(bad(text, &format!("`{first}` is neither a registry host nor a lowercase repository name")))
+            }
+            _ => (DOCKER_HUB, rest),
+        };
         // A tag is after the last `:` of the last path component.
         let last_slash = path.rfind('/').map_or(0, |index| index + 1);
         let (repository, tag) = match path[last_slash..].rfind(':') {
@@ -71,7 +87,13 @@ impl Reference {
         if let Some(tag) = &tag {
             validate_tag(text, tag)?;
         }
-        Ok(Reference { image: ImageRef { host: host.to_owned(), repository: repository.to_owned() }, tag, digest })
+        // Docker Hub's official images are `library/<name>`.
+        let repository = if host == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository.to_owned()
+        };
+        Ok(Reference { image: ImageRef { host: host.to_owned(), repository }, tag, digest })
     }
 
     /// What to ask the registry for: the digest if there is one, else the tag.
@@ -169,20 +191,36 @@ mod tests {
     }
 
     #[test]
-    fn refuses_references_without_a_host_and_bad_names() {
-        for text in [
-            "debian",
-            "debian:12",
-            "library/debian",
-            "127.0.0.1:5000/UPPER",
-            "127.0.0.1:5000/a:b:c",
-            "127.0.0.1:5000/a:-x",
+    fn docker_hub_names_mean_registry_1_and_library() {
+        for (text, host, repository, tag) in [
+            ("python:3.12", DOCKER_HUB, "library/python", Some("3.12")),
+            ("python", DOCKER_HUB, "library/python", None),
+            ("docker.io/busybox", DOCKER_HUB, "library/busybox", None),
+            ("docker.io/library/busybox:1.36", DOCKER_HUB, "library/busybox", Some("1.36")),
+            ("index.docker.io/team/app:v1", DOCKER_HUB, "team/app", Some("v1")),
+            ("registry-1.docker.io/debian", DOCKER_HUB, "library/debian", None),
+            ("team/app:v1", DOCKER_HUB, "team/app", Some("v1")),
+            ("localhost/app", "localhost", "app", None),
+            ("127.0.0.1:5000/app", "127.0.0.1:5000", "app", None),
         ] {
+            let reference = Reference::parse(text).unwrap();
+            assert_eq!(
+                (reference.image.host.as_str(), reference.image.repository.as_str(), reference.tag.as_deref()),
+                (host, repository, tag),
+                "{text}"
+            );
+        }
+        assert_eq!(normalize_host("docker.io"), DOCKER_HUB);
+        assert_eq!(normalize_host("index.docker.io"), DOCKER_HUB);
+        assert_eq!(normalize_host("quay.example.com"), "quay.example.com");
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        for text in ["Debian", "Team/app", "127.0.0.1:5000/UPPER", "127.0.0.1:5000/a:b:c", "127.0.0.1:5000/a:-x"] {
             assert!(matches!(Reference::parse(text), Err(RegistryError::BadReference { .. })), "{text}");
         }
         assert!(Reference::parse("127.0.0.1:5000/a@sha256:abc").is_err());
         assert!(ImageRef::parse("127.0.0.1:5000/a:1").is_err(), "a repository attribute takes no tag");
-        let message = Reference::parse("library/debian:12").unwrap_err().to_string();
-        assert!(message.contains("no default registry"), "{message}");
     }
 }

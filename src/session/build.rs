@@ -49,6 +49,7 @@ impl<'a> Session<'a> {
         let cache = Cache::open(&options.cache_dir)?;
         let registry = RegistryHandle::new(ClientOptions {
             registries: workspace.settings.registries.clone(),
+            workspace_root: Some(workspace.root.clone()),
             offline: options.offline,
             ..ClientOptions::default()
         });

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 pub struct WorkspaceSettings {
     /// `workspace(name = ...)`.
     pub name: Option<String>,
-    /// `registry(host, mirrors = [], insecure = False)`, in declaration order.
+    /// `registry(host, mirrors = [], insecure = False, ca = ..., client_cert = ...,
+    /// client_key = ..., skip_verify = False)`, in declaration order.
     pub registries: Vec<RegistrySetting>,
     /// `source_date_epoch(N)`; the `SOURCE_DATE_EPOCH` environment variable
     /// wins when both are set, as reproducible-builds.org specifies.
@@ -17,7 +18,7 @@ pub struct WorkspaceSettings {
 }
 
 /// How to reach one registry host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistrySetting {
     /// `host[:port]`, as it appears in image references.
     pub host: String,
@@ -25,4 +26,13 @@ pub struct RegistrySetting {
     pub mirrors: Vec<String>,
     /// Plain HTTP instead of HTTPS (a local test registry).
     pub insecure: bool,
+    /// A PEM file of CA certificates trusted for this host besides the
+    /// public roots, as written (relative to the workspace root).
+    pub ca: Option<String>,
+    /// A PEM client certificate (chain) presented to this host (mTLS).
+    pub client_cert: Option<String>,
+    /// The PEM private key of `client_cert`.
+    pub client_key: Option<String>,
+    /// Accept any server certificate (a throwaway test registry only).
+    pub skip_verify: bool,
 }

@@ -18,7 +18,12 @@ use crate::util::token::TokenProxy;
 
 fn client(host: &str, docker_config: &Path) -> Client {
     Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: host.to_owned(), mirrors: Vec::new(), insecure: true }],
+        registries: vec![RegistrySetting {
+            host: host.to_owned(),
+            mirrors: Vec::new(),
+            insecure: true,
+            ..RegistrySetting::default()
+        }],
         docker_config: Some(docker_config.to_owned()),
         backoff: Duration::from_millis(5),
         ..ClientOptions::default()

@@ -27,7 +27,12 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 fn client(host: &str, docker_config: &Path) -> Client {
     Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: host.to_owned(), mirrors: Vec::new(), insecure: true }],
+        registries: vec![RegistrySetting {
+            host: host.to_owned(),
+            mirrors: Vec::new(),
+            insecure: true,
+            ..RegistrySetting::default()
+        }],
         docker_config: Some(docker_config.to_owned()),
         ..ClientOptions::default()
     })

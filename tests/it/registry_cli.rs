@@ -37,7 +37,12 @@ fn push_tagged(registry: &Registry, docker_config: &Path, repository: &str, tag:
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 30, &[2_000]);
     let client = Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: registry.host(), mirrors: Vec::new(), insecure: true }],
+        registries: vec![RegistrySetting {
+            host: registry.host(),
+            mirrors: Vec::new(),
+            insecure: true,
+            ..RegistrySetting::default()
+        }],
         docker_config: Some(docker_config.to_owned()),
         ..ClientOptions::default()
     })
@@ -119,7 +124,7 @@ fn pin_failures_have_their_exit_codes() {
     assert_eq!(output.status.code(), Some(3), "unreachable registry: {}", String::from_utf8_lossy(&output.stderr));
     assert!(output.stdout.is_empty());
 
-    let output = berth(&["pin", "debian:12"], &host, no_creds.path(), None);
+    let output = berth(&["pin", "Debian:12"], &host, no_creds.path(), None);
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no default registry"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not a valid repository name"));
 }

@@ -21,7 +21,12 @@ use crate::util::registry::{free_port, Registry};
 
 fn client(host: &str, docker_config: &Path, max_attempts: u32) -> Client {
     Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: host.to_owned(), mirrors: Vec::new(), insecure: true }],
+        registries: vec![RegistrySetting {
+            host: host.to_owned(),
+            mirrors: Vec::new(),
+            insecure: true,
+            ..RegistrySetting::default()
+        }],
         docker_config: Some(docker_config.to_owned()),
         max_attempts,
         backoff: Duration::from_millis(5),

@@ -23,7 +23,12 @@ fn client(hosts: &[String], docker_config: &Path) -> Client {
     Client::new(ClientOptions {
         registries: hosts
             .iter()
-            .map(|host| RegistrySetting { host: host.clone(), mirrors: Vec::new(), insecure: true })
+            .map(|host| RegistrySetting {
+                host: host.clone(),
+                mirrors: Vec::new(),
+                insecure: true,
+                ..RegistrySetting::default()
+            })
             .collect(),
         docker_config: Some(docker_config.to_owned()),
         ..ClientOptions::default()
@@ -366,7 +371,12 @@ fn mirrors_are_tried_first_for_pulls_and_the_registry_after_them() {
     push(&direct, &cas, &only_main, &format!("{}/lib/base", main.host()), &[]);
 
     let mirrored = Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: counted.host(), mirrors: vec![mirror.host()], insecure: true }],
+        registries: vec![RegistrySetting {
+            host: counted.host(),
+            mirrors: vec![mirror.host()],
+            insecure: true,
+            ..RegistrySetting::default()
+        }],
         docker_config: Some(no_creds.path().to_owned()),
         ..ClientOptions::default()
     })

@@ -204,13 +204,20 @@ type Handler = dyn Fn(HttpRequest) -> Reply + Send + Sync;
 /// A server on 127.0.0.1 that runs `handler` for each request.
 pub struct Server {
     pub port: u16,
+    /// The loopback address it listens on (127.0.0.1 unless told).
+    pub ip: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
     pub fn start(handler: impl Fn(HttpRequest) -> Reply + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::start_on("127.0.0.1", handler)
+    }
+
+    /// A server on another loopback address (`127.0.0.2` plays another host).
+    pub fn start_on(ip: &str, handler: impl Fn(HttpRequest) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -227,11 +234,11 @@ impl Server {
                 }
             })
         };
-        Server { port, stop, thread: Some(thread) }
+        Server { port, ip: ip.to_owned(), stop, thread: Some(thread) }
     }
 
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 }
 
@@ -255,7 +262,7 @@ fn serve(stream: TcpStream, handler: &Handler) {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip.as_str(), self.port));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

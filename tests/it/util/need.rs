@@ -41,11 +41,13 @@ pub enum Need {
     Faketime,
     /// An IPv4 address other than loopback, to reach from a container.
     Network,
+    /// `openssl`, to make test CAs and certificates.
+    Openssl,
 }
 
 impl Need {
     /// Every need, in the order `BERTH_TEST_REQUIRE=all` checks them.
-    pub const ALL: [Need; 12] = [
+    pub const ALL: [Need; 13] = [
         Need::Root,
         Need::Runc,
         Need::Busybox,
@@ -58,6 +60,7 @@ impl Need {
         Need::Podman,
         Need::Faketime,
         Need::Network,
+        Need::Openssl,
     ];
 
     /// The name `BERTH_TEST_REQUIRE` uses.
@@ -75,6 +78,7 @@ impl Need {
             Need::Podman => "podman",
             Need::Faketime => "faketime",
             Need::Network => "network",
+            Need::Openssl => "openssl",
         }
     }
 
@@ -93,6 +97,7 @@ impl Need {
             Need::Podman => "run `scripts/setup.sh` (Debian package `podman`)",
             Need::Faketime => "run `scripts/setup.sh` (Debian package `faketime`)",
             Need::Network => "give the machine a network interface with an IPv4 address",
+            Need::Openssl => "run `scripts/setup.sh` (Debian package `openssl`)",
         }
     }
 
@@ -120,6 +125,7 @@ impl Need {
             Need::Podman => on_path("podman"),
             Need::Faketime => on_path("faketime"),
             Need::Network => non_loopback_ipv4().is_some(),
+            Need::Openssl => on_path("openssl"),
         };
         (!present).then(|| match self {
             Need::Root => "the tests do not run as root".to_owned(),

@@ -16,7 +16,15 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A `docker-registry` process serving plain HTTP on 127.0.0.1.
+/// The TLS files of an HTTPS registry.
+pub struct RegistryTls {
+    pub certificate: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// Require client certificates signed by this CA (`http.tls.clientcas`).
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+/// A `docker-registry` process serving plain HTTP (or HTTPS) on 127.0.0.1.
 pub struct Registry {
     pub port: u16,
     child: Child,
@@ -26,15 +34,31 @@ pub struct Registry {
 impl Registry {
     /// An open registry: anyone may pull and push.
     pub fn start() -> Registry {
-        Registry::spawn(None)
+        Registry::spawn(None, None, "")
     }
 
     /// A registry that wants Basic credentials (htpasswd, bcrypt).
     pub fn start_with_htpasswd(user: &str, password: &str) -> Registry {
-        Registry::spawn(Some((user, password)))
+        Registry::spawn(Some((user, password)), None, "")
     }
 
-    fn spawn(credentials: Option<(&str, &str)>) -> Registry {
+    /// A registry serving HTTPS with `tls`'s server certificate; with
+    /// `tls.client_ca`, it also requires a client certificate signed by it.
+    pub fn start_tls(tls: &RegistryTls) -> Registry {
+        Registry::spawn(None, Some(tls), "")
+    }
+
+    /// An HTTPS registry whose token auth sends clients to `realm` (tokens
+    /// are checked against `token_ca`; none will ever be valid).
+    pub fn start_tls_with_token_realm(tls: &RegistryTls, realm: &str, token_ca: &std::path::Path) -> Registry {
+        let auth = format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: berth-test\n    issuer: berth-test\n    rootcertbundle: {}\n",
+            token_ca.display()
+        );
+        Registry::spawn(None, Some(tls), &auth)
+    }
+
+    fn spawn(credentials: Option<(&str, &str)>, tls: Option<&RegistryTls>, extra: &str) -> Registry {
         let mut last_error = String::new();
         // A free port can be taken between probing and binding: try a few.
         for _ in 0..5 {
@@ -52,6 +76,17 @@ impl Registry {
                     dir.path().join("htpasswd").display()
                 ));
             }
+            if let Some(tls) = tls {
+                config.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    tls.certificate.display(),
+                    tls.key.display()
+                ));
+                if let Some(client_ca) = &tls.client_ca {
+                    config.push_str(&format!("    clientcas:\n      - {}\n", client_ca.display()));
+                }
+            }
+            config.push_str(extra);
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -82,7 +117,11 @@ impl Registry {
                 let _ = stream.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
                 let mut answer = String::new();
                 let _ = stream.read_to_string(&mut answer);
-                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.1 401") {
+                // An HTTPS registry answers plain HTTP with a 400 once it listens.
+                if answer.starts_with("HTTP/1.1 200")
+                    || answer.starts_with("HTTP/1.1 401")
+                    || answer.starts_with("HTTP/1.0 400")
+                {
                     return true;
                 }
             }
