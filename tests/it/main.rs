@@ -30,6 +30,7 @@ mod query;
 mod registry_auth;
 mod registry_bench;
 mod registry_cli;
+mod registry_credentials;
 mod registry_docker_hub;
 mod registry_e2e;
 mod registry_faults;
