@@ -1,5 +1,14 @@
-//! `berth push LABEL [--repository R] [--tag T]...`: builds the image, pushes
-//! it and everything it references, prints the pushed manifest digest.
+//! `berth push PATTERN... [--json] [--dry-run] [--repository R] [--tag T]...`:
+//! builds every image and index the patterns match that has a `repository`
+//! and pushes each, skipping blobs and manifests the registry already holds.
+//!
+//! stdout: with one image, its manifest digest (the `berth push //app:img`
+//! of old); with several, one `LABEL REPOSITORY@DIGEST` line each; with
+//! `--json`, a release manifest, one object per image:
+//! `[{"label", "repository", "reference", "tags", "digest"}]`, which a deploy
+//! job can read. `--dry-run` builds and prints the same without pushing.
+
+use std::collections::BTreeMap;
 
 use clap::Args;
 
@@ -7,43 +16,27 @@ use crate::cache::{BlobRef, Cas};
 use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
-use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
+use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushOutcome, PushRequest};
 use crate::session::TargetOutput;
+use crate::workspace::{Label, Pattern};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// The image to push
-    pub label: String,
-    /// Push to this repository instead of the target's `repository`
+    /// Images to push: labels or patterns (`//...`, `//pkg/...`, `//pkg:all`)
+    #[arg(required = true)]
+    pub patterns: Vec<String>,
+    /// Push to this repository instead of the target's `repository` (one image only)
     #[arg(long)]
     pub repository: Option<String>,
-    /// Tag to push (repeatable); defaults to the target's `tag`/`tags`
+    /// Tag to push (repeatable; one image only); defaults to the target's `tag`
     #[arg(long = "tag")]
     pub tags: Vec<String>,
-}
-
-pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
-    let reporter = global.reporter();
-    let session = global.session(&reporter)?;
-    // Base layers are not fetched: the push mounts them from their
-    // repository, or fetches them only if the registry lacks them.
-    let (built, output) = session.build_label(&args.label, false)?;
-    let image = match output {
-        TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
-            BuiltImage { root: root.blob, media_type: root.media_type, repository, tags, pulled: built.analysis.pulled }
-        }
-        TargetOutput::Layer { .. } => {
-            return Err(Error::user(format!("`{}` is a layer, not an image", args.label))
-                .with_hint("push an `oci_image_build` or `oci_image_index` target"))
-        }
-    };
-    let options = ClientOptions {
-        registries: session.workspace.settings.registries.clone(),
-        workspace_root: Some(session.workspace.root.clone()),
-        offline: global.offline,
-        ..ClientOptions::default()
-    };
-    push_built(&args, global, &session.cache.cas, &image, options)
+    /// Print a JSON release manifest (label, repository, reference, tags, digest per image)
+    #[arg(long)]
+    pub json: bool,
+    /// Build and say what would be pushed, without contacting the registry
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// What building a pushable label yields.
@@ -60,36 +53,157 @@ pub struct BuiltImage {
     pub pulled: Vec<PulledImage>,
 }
 
-/// Pushes a built image where the flags (or the target) say, printing the
-/// manifest digest on stdout.
-pub fn push_built(
-    args: &PushArgs,
-    global: &GlobalArgs,
-    cas: &Cas,
-    built: &BuiltImage,
-    options: ClientOptions,
-) -> Result<i32> {
-    let repository = args.repository.as_ref().or(built.repository.as_ref()).ok_or_else(|| {
-        Error::user(format!("Target `{}` has no `repository` to push to", args.label))
-            .with_hint("set `repository` on the target or pass `--repository`")
-    })?;
-    let destination = ImageRef::parse(repository)?;
-    let tags = if args.tags.is_empty() { built.tags.clone() } else { args.tags.clone() };
-    let mut sources = BlobSources::new();
-    for pulled in &built.pulled {
-        sources.add_image(pulled);
-    }
-    let client = Client::new(options)?;
-    let request = PushRequest { root: built.root, media_type: built.media_type.clone(), destination, tags, sources };
-    let outcome = client.push(cas, &request)?;
-    if !global.quiet {
-        eprintln!(
-            "Pushed {repository}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
-            outcome.uploaded_blobs, outcome.uploaded_bytes, outcome.mounted_blobs, outcome.existing_blobs
+/// One image of a release: where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReleaseEntry {
+    pub label: String,
+    pub repository: String,
+    /// `repository:first-tag`, or `repository@digest` when untagged.
+    pub reference: String,
+    pub tags: Vec<String>,
+    pub digest: String,
+}
+
+pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
+    let reporter = global.reporter();
+    let session = global.session(&reporter)?;
+    let package = session.current_package();
+    let patterns: Vec<Pattern> =
+        args.patterns.iter().map(|text| Pattern::parse_in(text, &package)).collect::<Result<_, _>>()?;
+    // Base layers are not fetched: the push mounts them from their
+    // repository, or fetches them only if the registry lacks them.
+    let built = session.build(&patterns, false)?;
+    let named: Vec<&Label> = patterns
+        .iter()
+        .filter_map(|pattern| if let Pattern::Target(label) = pattern { Some(label) } else { None })
+        .collect();
+    let overriding = args.repository.is_some() || !args.tags.is_empty();
+
+    let mut images: BTreeMap<Label, BuiltImage> = BTreeMap::new();
+    for (label, output) in &built.targets {
+        let (root, repository, tags) = match output {
+            TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
+                (root, repository, tags)
+            }
+            TargetOutput::Layer { .. } if named.contains(&label) => {
+                return Err(Error::user(format!("`{label}` is a layer, not an image"))
+                    .with_hint("push an `oci_image_build` or `oci_image_index` target"))
+            }
+            TargetOutput::Layer { .. } => continue,
+        };
+        if repository.is_none() && !overriding {
+            // A wildcard may match images that are not released; a named
+            // one must say where it goes.
+            if named.contains(&label) {
+                return Err(Error::user(format!("Target `{label}` has no `repository` to push to"))
+                    .with_hint("set `repository` on the target or pass `--repository`"));
+            }
+            continue;
+        }
+        images.insert(
+            label.clone(),
+            BuiltImage {
+                root: root.blob,
+                media_type: root.media_type.clone(),
+                repository: repository.clone(),
+                tags: tags.clone(),
+                pulled: built.analysis.pulled.clone(),
+            },
         );
     }
+    if images.is_empty() {
+        return Err(Error::user(format!("No image matched by `{}` has a `repository`", args.patterns.join(" ")))
+            .with_hint("set `repository` (and `tag`) on the images to release"));
+    }
+    if overriding && images.len() > 1 {
+        return Err(Error::user(format!(
+            "`--repository` and `--tag` apply to one image, but the patterns match {}: {}",
+            images.len(),
+            images.keys().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ))
+        .with_hint("name one image, or set `repository` and `tag` on each target"));
+    }
+
+    let options = ClientOptions {
+        registries: session.workspace.settings.registries.clone(),
+        workspace_root: Some(session.workspace.root.clone()),
+        offline: global.offline,
+        ..ClientOptions::default()
+    };
+    let client = if args.dry_run { None } else { Some(Client::new(options)?) };
+    let mut release = Vec::new();
+    for (label, image) in &images {
+        let repository = args.repository.as_ref().or(image.repository.as_ref()).expect("checked above");
+        let destination = ImageRef::parse(repository)?;
+        let tags = if args.tags.is_empty() { image.tags.clone() } else { args.tags.clone() };
+        let digest = image.root.digest.to_string();
+        let entry = ReleaseEntry {
+            label: label.to_string(),
+            repository: destination.to_string(),
+            reference: match tags.first() {
+                Some(tag) => format!("{destination}:{tag}"),
+                None => format!("{destination}@{digest}"),
+            },
+            tags: tags.clone(),
+            digest,
+        };
+        match &client {
+            None => {
+                if !global.quiet {
+                    eprintln!("Would push {label} to {} ({})", entry.reference, entry.digest);
+                }
+            }
+            Some(client) => {
+                let outcome = push_image(client, &session.cache.cas, image, destination, tags)?;
+                if !global.quiet {
+                    eprintln!(
+                        "Pushed {}: {} blobs uploaded ({} bytes), {} mounted, {} already there; {} manifests put, {} already there",
+                        entry.repository,
+                        outcome.uploaded_blobs,
+                        outcome.uploaded_bytes,
+                        outcome.mounted_blobs,
+                        outcome.existing_blobs,
+                        outcome.put_manifests,
+                        outcome.existing_manifests
+                    );
+                }
+            }
+        }
+        release.push(entry);
+    }
+
     let mut stdout = Stdout::lock();
-    stdout.print(format_args!("{}\n", outcome.digest))?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&release)
+            .map_err(|error| Error::internal(format!("Cannot write the release manifest: {error}")))?;
+        stdout.print(format_args!("{json}\n"))?;
+    } else if let [only] = release.as_slice() {
+        stdout.print(format_args!("{}\n", only.digest))?;
+    } else {
+        for entry in &release {
+            stdout.print(format_args!("{} {}@{}\n", entry.label, entry.repository, entry.digest))?;
+        }
+    }
     stdout.flush()?;
     Ok(0)
+}
+
+/// Pushes one built image to `destination` and points `tags` at it: blobs
+/// the registry has are skipped (HEAD), blobs of pulled bases on the same
+/// registry are mounted, and a manifest or tag that already has this digest
+/// is not put again. The release push above and an `oci_push` target both
+/// go through here.
+pub fn push_image(
+    client: &Client,
+    cas: &Cas,
+    image: &BuiltImage,
+    destination: ImageRef,
+    tags: Vec<String>,
+) -> Result<PushOutcome> {
+    let mut sources = BlobSources::new();
+    for pulled in &image.pulled {
+        sources.add_image(pulled);
+    }
+    let request = PushRequest { root: image.root, media_type: image.media_type.clone(), destination, tags, sources };
+    Ok(client.push(cas, &request)?)
 }

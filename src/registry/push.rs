@@ -78,6 +78,10 @@ pub struct PushOutcome {
     /// Blobs uploaded, and their bytes.
     pub uploaded_blobs: usize,
     pub uploaded_bytes: u64,
+    /// Manifest PUTs (by digest and by tag) sent.
+    pub put_manifests: usize,
+    /// Manifests and tags the registry already had exactly (not put again).
+    pub existing_manifests: usize,
 }
 
 enum BlobOutcome {
@@ -112,6 +116,8 @@ impl Client {
             mounted_blobs: 0,
             uploaded_blobs: 0,
             uploaded_bytes: 0,
+            put_manifests: 0,
+            existing_manifests: 0,
         };
         for blob in outcomes {
             match blob {
@@ -123,12 +129,23 @@ impl Client {
                 }
             }
         }
+        // A manifest (or a tag) the registry already holds with this exact
+        // digest is not put again: an unchanged release re-pushes nothing.
+        let mut put = |reference: &str, digest: &Digest, media_type: &str, bytes: &Arc<Vec<u8>>| {
+            if self.manifest_digest(&endpoint, &request.destination, reference, media_type)? == Some(*digest) {
+                outcome.existing_manifests += 1;
+            } else {
+                self.put_manifest(&endpoint, &request.destination, reference, media_type, bytes)?;
+                outcome.put_manifests += 1;
+            }
+            Ok::<(), RegistryError>(())
+        };
         for (digest, media_type, bytes) in &manifests {
-            self.put_manifest(&endpoint, &request.destination, &digest.to_string(), media_type, bytes)?;
+            put(&digest.to_string(), digest, media_type, bytes)?;
         }
-        let (_, root_type, root_bytes) = manifests.last().expect("the root is always collected");
+        let (root_digest, root_type, root_bytes) = manifests.last().expect("the root is always collected");
         for tag in &request.tags {
-            self.put_manifest(&endpoint, &request.destination, tag, root_type, root_bytes)?;
+            put(tag, root_digest, root_type, root_bytes)?;
         }
         Ok(outcome)
     }
@@ -298,6 +315,40 @@ impl Client {
             offset += len;
         }
         Ok(url)
+    }
+
+    /// The digest `reference` (a tag or digest) points at in `destination`
+    /// now, from a HEAD; `None` when there is no such manifest.
+    fn manifest_digest(
+        &self,
+        endpoint: &Endpoint,
+        destination: &ImageRef,
+        reference: &str,
+        media_type: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let scopes = vec![format!("repository:{}:pull,push", destination.repository)];
+        let repository = destination.to_string();
+        let head = Call {
+            method: Method::HEAD,
+            url: endpoint.url(&format!("{}/manifests/{reference}", destination.repository)),
+            headers: vec![("Accept", format!("{media_type}, {}", manifest::ACCEPT))],
+            body: None,
+            scopes: &scopes,
+            anonymous: false,
+            repository: &repository,
+        };
+        self.retrying(|| {
+            let response = self.send(endpoint, &head)?;
+            match response.status() {
+                StatusCode::OK => Ok(response
+                    .headers()
+                    .get("Docker-Content-Digest")
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.parse::<Digest>().ok())),
+                StatusCode::NOT_FOUND => Ok(None),
+                _ => Err(Failure::fatal(status_error(endpoint, &head, &head.url, response))),
+            }
+        })
     }
 
     fn put_manifest(

@@ -26,6 +26,7 @@ mod image_errors;
 mod layering;
 mod loading_errors;
 mod oci_image;
+mod push_release;
 mod query;
 mod registry_auth;
 mod registry_bench;

@@ -72,7 +72,12 @@ fn push_pin_pull_lazily_run_and_push_again() {
     let blobs = base_layers.len() + 1;
     assert_eq!((first.uploaded, first.mounted, first.existing), (blobs, 0, 0), "first push: {first:?}");
     assert!(first.bytes > 0, "first push: {first:?}");
-    assert_eq!(second, PushSummary { uploaded: 0, bytes: 0, mounted: 0, existing: blobs }, "second push");
+    assert_eq!(first.manifests_put, 2, "the manifest by digest, then the tag");
+    assert_eq!(
+        second,
+        PushSummary { uploaded: 0, bytes: 0, mounted: 0, existing: blobs, manifests_put: 0 },
+        "second push"
+    );
     for layer in &base_layers {
         assert!(
             !fresh.path(&format!(".fresh-cache/cas/sha256/{layer}")).exists(),
@@ -108,6 +113,7 @@ struct PushSummary {
     bytes: u64,
     mounted: usize,
     existing: usize,
+    manifests_put: usize,
 }
 
 /// Parses `Pushed R: N blobs uploaded (B bytes), M mounted, E already
@@ -123,19 +129,23 @@ fn push_summary(stderr: &str, repository: &str) -> PushSummary {
         .filter(|part| !part.is_empty())
         .map(|part| part.parse().unwrap())
         .collect();
+    let number = |index: usize| numbers.get(index).copied().unwrap_or_default();
     let expected = format!(
-        "{} blobs uploaded ({} bytes), {} mounted, {} already there",
-        numbers.first().copied().unwrap_or_default(),
-        numbers.get(1).copied().unwrap_or_default(),
-        numbers.get(2).copied().unwrap_or_default(),
-        numbers.get(3).copied().unwrap_or_default()
+        "{} blobs uploaded ({} bytes), {} mounted, {} already there; {} manifests put, {} already there",
+        number(0),
+        number(1),
+        number(2),
+        number(3),
+        number(4),
+        number(5)
     );
-    assert_eq!((numbers.len(), line), (4, expected.as_str()), "a push summary of another shape");
+    assert_eq!((numbers.len(), line), (6, expected.as_str()), "a push summary of another shape");
     PushSummary {
         uploaded: numbers[0] as usize,
         bytes: numbers[1],
         mounted: numbers[2] as usize,
         existing: numbers[3] as usize,
+        manifests_put: numbers[4] as usize,
     }
 }
 
