@@ -30,6 +30,9 @@ pub struct GlobalArgs {
     /// Never touch the network; fail if a blob is not cached
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Run `workspace_status(command)` and fill `{KEY}` in `tag`, `tags`, `labels` and `annotations`
+    #[arg(long, global = true)]
+    pub stamp: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +67,7 @@ impl GlobalArgs {
             cache_dir: resolve_cache_dir(self.cache_dir.as_deref())?,
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             offline: self.offline,
+            stamp: self.stamp,
         };
         Session::open(&current_dir()?, options, reporter)
     }

@@ -161,6 +161,24 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
         })
     }
 
+    /// `workspace_status(command = "tools/status.sh")`: what `--stamp` runs
+    /// for the `KEY VALUE` lines that fill `{KEY}` placeholders.
+    fn workspace_status<'v>(
+        #[starlark(require = named)] command: String,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<NoneType> {
+        settings(eval, "workspace_status", |settings| {
+            if command.trim().is_empty() {
+                return Err("`workspace_status` needs a command, e.g. `tools/status.sh`".to_owned());
+            }
+            if settings.workspace_status.is_some() {
+                return Err("`workspace_status` is declared twice".to_owned());
+            }
+            settings.workspace_status = Some(command);
+            Ok(())
+        })
+    }
+
     /// `runc(path)`: the runc binary to use instead of the one on `PATH`.
     fn runc<'v>(path: String, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
         settings(eval, "runc", |settings| {

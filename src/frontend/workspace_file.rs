@@ -73,6 +73,7 @@ registry("registry.internal", mirrors = ["mirror.internal"], ca = "certs/ca.pem"
          client_cert = "certs/client.pem", client_key = "certs/client-key.pem")
 source_date_epoch(1700000000)
 runc("/usr/sbin/runc")
+workspace_status(command = "tools/status.sh")
 "#,
         )
         .unwrap();
@@ -93,6 +94,7 @@ runc("/usr/sbin/runc")
                 ],
                 source_date_epoch: Some(1_700_000_000),
                 runc: Some("/usr/sbin/runc".into()),
+                workspace_status: Some("tools/status.sh".into()),
             }
         );
         assert_eq!(evaluate("WORKSPACE.star", "").unwrap(), WorkspaceSettings::default());

@@ -201,6 +201,12 @@ impl TargetGraph {
     }
 
     /// Every target, sorted by label (implicit ones included).
+    /// Every target, to rewrite attribute values in place before analysis
+    /// (`--stamp`); labels and edges stay as they are.
+    pub fn targets_mut(&mut self) -> impl Iterator<Item = &mut TargetNode> {
+        self.targets.values_mut()
+    }
+
     pub fn targets(&self) -> impl Iterator<Item = &TargetNode> {
         self.targets.values()
     }

@@ -20,6 +20,8 @@ pub struct SessionOptions {
     pub cache_dir: PathBuf,
     pub jobs: usize,
     pub offline: bool,
+    /// `--stamp`: fill `{KEY}` placeholders from the workspace status command.
+    pub stamp: bool,
 }
 
 /// An open workspace and cache, ready to build.
@@ -90,7 +92,11 @@ impl<'a> Session<'a> {
         fetch_layers: bool,
         memo: impl FnOnce() -> std::result::Result<FileMemo, CacheError>,
     ) -> Result<Built> {
-        let graph = frontend::load(&self.workspace, patterns)?;
+        let mut graph = frontend::load(&self.workspace, patterns)?;
+        if self.options.stamp {
+            let values = crate::session::stamp::workspace_status(&self.workspace)?;
+            crate::session::stamp::apply(&mut graph, &values);
+        }
         // Evaluating BUILD files freed the Starlark heaps and glob listings.
         frontend::release_freed_memory();
         let labels = graph.resolve_patterns(patterns)?;

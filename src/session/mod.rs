@@ -4,6 +4,7 @@
 
 mod build;
 mod outputs;
+mod stamp;
 
 pub use build::{Built, Session, SessionOptions};
 pub use outputs::{write_outputs, TargetOutput};

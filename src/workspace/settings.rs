@@ -15,6 +15,9 @@ pub struct WorkspaceSettings {
     pub source_date_epoch: Option<u64>,
     /// `runc(path)`: the runc binary to use instead of the one on `PATH`.
     pub runc: Option<PathBuf>,
+    /// `workspace_status(command = ...)`: the command `--stamp` runs (with
+    /// `/bin/sh -c`, at the workspace root) for `KEY VALUE` lines.
+    pub workspace_status: Option<String>,
 }
 
 /// How to reach one registry host.

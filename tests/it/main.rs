@@ -42,4 +42,5 @@ mod rootfs;
 mod rules;
 mod runc_cli;
 mod runc_steps;
+mod stamp;
 mod tls_registry;
