@@ -43,6 +43,9 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Blob uploads running at once during a push.
     pub parallel_uploads: usize,
+    /// The fixed part of a blob download's total deadline; the rest is the
+    /// blob's size at 256 KiB/s.
+    pub download_grace: Duration,
     /// Where relative certificate paths of `registry(...)` start (the
     /// workspace root); `None` means the current directory.
     pub workspace_root: Option<PathBuf>,
@@ -58,6 +61,7 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(200),
             parallel_uploads: 4,
             workspace_root: None,
+            download_grace: Duration::from_secs(60),
         }
     }
 }

@@ -190,7 +190,8 @@ impl Client {
         if self.options.offline {
             return Err(RegistryError::Offline { what: "Blob", repository: image.to_string(), digest: blob.digest });
         }
-        let download = Download { deadline: Instant::now() + download_deadline(descriptor.size), partial: None };
+        let deadline = Instant::now() + download_deadline(self.options.download_grace, descriptor.size);
+        let download = Download { deadline, partial: None };
         let download = RefCell::new(download);
         self.pull_from(image, &mut |endpoint| {
             self.fetch_blob_once(cas, endpoint, image, descriptor, anonymous, &mut download.borrow_mut())
@@ -370,7 +371,7 @@ impl Client {
                         "blob `{}` ({} bytes) was not downloaded within its deadline of {} s",
                         descriptor.digest,
                         descriptor.size,
-                        download_deadline(descriptor.size).as_secs()
+                        download_deadline(self.options.download_grace, descriptor.size).as_secs()
                     ),
                 }));
             }
@@ -419,11 +420,11 @@ struct Partial<'a> {
     written: u64,
 }
 
-/// How long a blob of `size` bytes may take in all: a minute, plus the time
-/// at 256 KiB/s. A server trickling a byte a minute cannot hold a build
-/// forever; a slow but honest link still finishes.
-pub fn download_deadline(size: u64) -> Duration {
-    Duration::from_secs(60 + size / (256 << 10))
+/// How long a blob of `size` bytes may take in all: `grace` (a minute by
+/// default), plus the time at 256 KiB/s. A server trickling a byte a minute
+/// cannot hold a build forever; a slow but honest link still finishes.
+pub fn download_deadline(grace: Duration, size: u64) -> Duration {
+    grace + Duration::from_secs(size / (256 << 10))
 }
 
 /// Reports bytes read from a body every MiB, for progress on large blobs;

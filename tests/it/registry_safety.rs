@@ -253,3 +253,53 @@ fn a_download_broken_mid_blob_resumes_with_range() {
     let ranges = ranges.lock().unwrap().clone();
     assert_eq!(ranges, vec![None, Some(format!("bytes={}-", layer.size / 2))], "one full GET, then the rest");
 }
+
+#[test]
+fn a_trickling_blob_download_ends_at_its_deadline() {
+    use std::io::{BufRead, BufReader, Write};
+    // A server that announces 100,000 bytes and sends one every 200 ms.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n");
+                for _ in 0..100_000 {
+                    if stream.write_all(b"x").and_then(|()| stream.flush()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
+    });
+    let no_creds = tempfile::tempdir().unwrap();
+    let client = Client::new(ClientOptions {
+        registries: vec![RegistrySetting { host: host.clone(), insecure: true, ..RegistrySetting::default() }],
+        docker_config: Some(no_creds.path().to_owned()),
+        download_grace: Duration::from_secs(2),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let (_cache, cas) = temp_cas();
+    let blob = berth::cache::BlobRef { digest: berth::cache::Digest::of(&[b'x'; 100_000]), size: 100_000 };
+    let started = Instant::now();
+    let error = client
+        .fetch_blob(
+            &cas,
+            &ImageRef::parse(&format!("{host}/team/slow")).unwrap(),
+            &Descriptor::new(OCI_LAYER, blob),
+            true,
+        )
+        .unwrap_err();
+    assert!(error.to_string().contains("was not downloaded within its deadline of 2 s"), "{error}");
+    // Stopped at the deadline, not retried past it.
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(cas.read_verified(&blob.digest).is_err(), "nothing cached");
+}
