@@ -46,7 +46,11 @@ fn release_workspace(host: &str) -> TestWorkspace {
         "tools/BUILD.star",
         &format!(
             "oci_layer(name = \"files\", contents = {{\"/tool.txt\": \"tool\\n\"}})\n\
-             oci_image_build(name = \"tool\", layers = [\":files\"], repository = \"{host}/tools/tool\")\n"
+             oci_image_build(name = \"tool\", layers = [\":files\"], repository = \"{host}/tools/tool\")\n\
+             oci_layer(name = \"cli_files\", contents = {{\"/cli.txt\": \"cli\\n\"}})\n\
+             oci_image_build(name = \"cli_amd64\", layers = [\":cli_files\"], architecture = \"amd64\")\n\
+             oci_image_build(name = \"cli_arm64\", layers = [\":cli_files\"], architecture = \"arm64\")\n\
+             oci_image_index(name = \"cli\", images = [\":cli_amd64\", \":cli_arm64\"], repository = \"{host}/tools/cli\", tag = \"v1\")\n"
         ),
     );
     workspace
@@ -77,6 +81,8 @@ fn a_release_push_lists_every_image_and_a_second_run_writes_nothing() {
          "reference": format!("{host}/services/api:v1"), "tags": ["v1"], "digest": digest_of("//services:api")},
         {"label": "//services:web", "repository": format!("{host}/services/web"),
          "reference": format!("{host}/services/web:v1"), "tags": ["v1"], "digest": digest_of("//services:web")},
+        {"label": "//tools:cli", "repository": format!("{host}/tools/cli"),
+         "reference": format!("{host}/tools/cli:v1"), "tags": ["v1"], "digest": digest_of("//tools:cli")},
         {"label": "//tools:tool", "repository": format!("{host}/tools/tool"),
          "reference": format!("{host}/tools/tool@{}", digest_of("//tools:tool")), "tags": [], "digest": digest_of("//tools:tool")},
     ]);
@@ -101,7 +107,9 @@ fn a_release_push_lists_every_image_and_a_second_run_writes_nothing() {
         ..ClientOptions::default()
     })
     .unwrap();
-    for (reference, label) in [("services/api:v1", "//services:api"), ("services/web:v1", "//services:web")] {
+    for (reference, label) in
+        [("services/api:v1", "//services:api"), ("services/web:v1", "//services:web"), ("tools/cli:v1", "//tools:cli")]
+    {
         let (digest, _) = client.resolve_tag(&Reference::parse(&format!("{host}/{reference}")).unwrap(), true).unwrap();
         assert_eq!(digest.to_string(), digest_of(label), "{reference}");
     }
