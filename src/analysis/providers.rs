@@ -70,6 +70,22 @@ pub struct ImageInfo {
     pub layer_blobs: Vec<ActionId>,
     pub repository: Option<String>,
     pub tags: Vec<String>,
+    /// What `berth run` does with the target: run the image, or, for
+    /// rules_oci's `oci_push` and `oci_load`, push or load it.
+    pub run: RunAs,
+}
+
+/// What `berth run` does with an image or index target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RunAs {
+    /// Runs the image with runc.
+    #[default]
+    Container,
+    /// `oci_push`: pushes to the target's `repository` and tags.
+    Push,
+    /// `oci_load`: streams a docker-archive named `repo_tags` into
+    /// `docker load` (or `podman load`).
+    Load { repo_tags: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -79,4 +95,5 @@ pub struct IndexInfo {
     pub images: Vec<ImageInfo>,
     pub repository: Option<String>,
     pub tags: Vec<String>,
+    pub run: RunAs,
 }

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::graph::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue};
+use crate::graph::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue, KeyValues};
 use crate::oci::Compression;
 use crate::workspace::Label;
 
@@ -216,13 +216,13 @@ rule_kinds! {
         layers: Vec<Label> = A::optional(T::Labels),
         entrypoint: Vec<String> = A::optional(T::Strings),
         cmd: Vec<String> = A::optional(T::Strings),
-        env: Vec<(String, String)> = A::optional(T::Env),
+        env: KeyValues = A::optional(T::KeyValues),
         workdir: Option<String> = A::optional(T::String),
         user: Option<String> = A::optional(T::String),
         exposed_ports: Vec<String> = A::optional(T::Strings),
         volumes: Vec<String> = A::optional(T::Strings),
-        labels: Vec<(String, String)> = A::optional(T::StringDict),
-        annotations: Vec<(String, String)> = A::optional(T::StringDict),
+        labels: KeyValues = A::optional(T::KeyValues),
+        annotations: KeyValues = A::optional(T::KeyValues),
         stop_signal: Option<String> = A::optional(T::String),
         healthcheck: Vec<(String, AttrValue)> = A::optional(T::Dict),
         author: Option<String> = A::optional(T::String),
@@ -233,7 +233,8 @@ rule_kinds! {
         platform: Option<String> = A::optional(T::String),
         repository: Option<String> = A::optional(T::String),
         tag: Option<String> = A::optional(T::String),
-        tags: Vec<String> = A::optional(T::Strings),
+        /// Registry tags (rules_oci's spelling); `tags` are target tags.
+        remote_tags: Vec<String> = A::optional(T::Strings),
         compression: Compression =
             A::with_default(T::String, AttrDefault::String("gzip")).choices(&["gzip", "zstd", "none"]),
         /// Set by `oci_python_image`.
@@ -263,7 +264,8 @@ rule_kinds! {
         annotations: Vec<(String, String)> = A::optional(T::StringDict),
         repository: Option<String> = A::optional(T::String),
         tag: Option<String> = A::optional(T::String),
-        tags: Vec<String> = A::optional(T::Strings),
+        /// Registry tags (rules_oci's spelling); `tags` are target tags.
+        remote_tags: Vec<String> = A::optional(T::Strings),
     }
 
     /// `oci_pull_image`: a base image pinned by digest.
@@ -273,6 +275,21 @@ rule_kinds! {
         digest: Option<String> = A::optional(T::String),
         anonymous: bool = A::optional(T::Bool),
         platform: Option<String> = A::optional(T::String),
+    }
+
+    /// `oci_push` (rules_oci): `berth run` pushes `image` to `repository`
+    /// with `remote_tags`; `berth build` builds the image.
+    OciPush = "oci_push", OciPushAttrs {
+        image: Label = A::required(T::Label),
+        repository: Option<String> = A::optional(T::String),
+        remote_tags: Vec<String> = A::optional(T::Strings),
+    }
+
+    /// `oci_load` (rules_oci): `berth run` streams `image` as a
+    /// docker-archive named `repo_tags` into `docker load` (or `podman load`).
+    OciLoad = "oci_load", OciLoadAttrs {
+        image: Label = A::required(T::Label),
+        repo_tags: Vec<String> = A::optional(T::Strings),
     }
 
     /// `deb_layer`: a layer from the data archives of `.deb` files.
@@ -300,6 +317,7 @@ mod tests {
             AttrType::Env | AttrType::StringDict => AttrValue::Dict(vec![("k".into(), string())]),
             AttrType::LabelDict => AttrValue::Dict(vec![("/k".into(), label())]),
             AttrType::Dict => AttrValue::Dict(vec![("k".into(), AttrValue::List(vec![AttrValue::Int(1)]))]),
+            AttrType::KeyValues => AttrValue::Label(Label::new("app", "env.txt")),
         }
     }
 
@@ -366,6 +384,7 @@ mod tests {
             AttrType::StringDict => "string_dict",
             AttrType::LabelDict => "label_dict",
             AttrType::Dict => "dict",
+            AttrType::KeyValues => "key_values",
         }
     }
 

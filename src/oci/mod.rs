@@ -23,8 +23,8 @@ pub use config::{
 };
 pub use error::OciError;
 pub use extract::{
-    is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, LayerStore, UnpackStats,
-    OPAQUE_XATTR,
+    is_opaque_dir, is_whiteout, unpack, unpack_with_diff_id, ExtractError, ExtractLimits, ExtractedLayer, LayerStore,
+    UnpackStats, OPAQUE_XATTR,
 };
 pub use layer::{
     normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar, Origin,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::actions::{ActionId, ConfigLayer, WriteConfig, WriteManifest};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{at, created_by, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
+use crate::analysis::{
+    at, created_by, key_values, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider, RunAs,
+};
 use crate::error::Result;
 use crate::graph::{AttrValue, OciImageBuildAttrs, OciImageEmptyAttrs, RuleAttrs, TargetNode};
 use crate::oci::{ConfigSettings, Healthcheck, Platform};
@@ -26,7 +28,7 @@ pub fn analyze_empty(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &O
     let config = analyzer.actions.add(owner.clone(), Box::new(WriteConfig { base: None, layers: vec![], settings }));
     let manifest = WriteManifest { config, base: None, layers: vec![], annotations: BTreeMap::new() };
     let image = analyzer.actions.add(owner.clone(), Box::new(manifest));
-    Ok(Provider::Image(ImageInfo { image, layer_blobs: vec![], repository: None, tags: vec![] }))
+    Ok(Provider::Image(ImageInfo { image, layer_blobs: vec![], repository: None, tags: vec![], run: RunAs::Container }))
 }
 
 /// The platform of an `oci_image_empty`: `linux` and the host's
@@ -81,12 +83,12 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
     let settings = ConfigSettings {
         entrypoint,
         cmd: unless_empty(&attrs.cmd),
-        env: attrs.env.clone(),
+        env: key_values(analyzer, target, "env", &attrs.env)?,
         workdir: attrs.workdir.clone(),
         user: attrs.user.clone(),
         exposed_ports: attrs.exposed_ports.clone(),
         volumes: attrs.volumes.clone(),
-        labels: attrs.labels.iter().cloned().collect(),
+        labels: key_values(analyzer, target, "labels", &attrs.labels)?.into_iter().collect(),
         stop_signal: attrs.stop_signal.clone(),
         healthcheck: healthcheck(target, &attrs.healthcheck)?,
         author: attrs.author.clone(),
@@ -102,14 +104,20 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
     let config = WriteConfig { base: base.image, layers: config_layers.collect(), settings };
     let config = analyzer.actions.add(owner.clone(), Box::new(config));
     let new_layers: Vec<ActionId> = layers.iter().map(|(action, _)| *action).collect();
-    let annotations = attrs.annotations.iter().cloned().collect();
+    let annotations = key_values(analyzer, target, "annotations", &attrs.annotations)?.into_iter().collect();
     let manifest = WriteManifest { config, base: base.image, layers: new_layers.clone(), annotations };
     let image = analyzer.actions.add(owner.clone(), Box::new(manifest));
 
     let mut layer_blobs = base.layer_blobs;
     layer_blobs.extend(new_layers);
-    let tags = tags(&attrs.tag, &attrs.tags);
-    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: attrs.repository.clone(), tags }))
+    let tags = tags(&attrs.tag, &attrs.remote_tags);
+    Ok(Provider::Image(ImageInfo {
+        image,
+        layer_blobs,
+        repository: attrs.repository.clone(),
+        tags,
+        run: RunAs::Container,
+    }))
 }
 
 /// The base as the new image sees it. `//:empty` (any `oci_image_empty`)
@@ -145,11 +153,17 @@ fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Re
 }
 
 /// A `packages` or `layers` item as a layer.
-fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &Label) -> Result<LayerInfo> {
-    if let Some(path) = analyzer.source_path(label) {
+fn layer_of(analyzer: &mut Analyzer<'_>, target: &TargetNode, attr: &str, label: &Label) -> Result<LayerInfo> {
+    if let Some(path) = analyzer.source_path(label).map(str::to_owned) {
+        let path = path.as_str();
         if attr == "layers" {
+            if is_layer_archive(path) {
+                // rules_oci's `tars`: the archive is the layer, as it is.
+                let action = analyzer.import_tar(label, path);
+                return Ok(LayerInfo::Built { action, main_output: None, output_path: None });
+            }
             return Err(at(target, format!("`layers` of `{}` names the source file `{label}`", target.label))
-                .with_hint("put it in `packages`, or wrap it in an `oci_layer`"));
+                .with_hint("`layers` takes `.tar`, `.tar.gz`, `.tgz` and `.tar.zst` files; put other files in `packages`, or wrap them in an `oci_layer`"));
         }
         // A source file as a package (a `.pex`, a binary): a layer holding
         // just that file, at `/<package dir>/<file>` as `files` would put it.
@@ -178,6 +192,12 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
             Err(at(target, message).with_hint(hint))
         }
     }
+}
+
+/// Whether a source file in `layers` (or rules_oci's `tars`) is a layer
+/// archive, by its name; its bytes decide the compression.
+pub fn is_layer_archive(path: &str) -> bool {
+    [".tar", ".tar.gz", ".tgz", ".tar.zst"].iter().any(|suffix| path.ends_with(suffix))
 }
 
 /// `python_main` names a file some package puts in the image: its absolute
@@ -240,7 +260,7 @@ fn healthcheck(target: &TargetNode, entries: &[(String, AttrValue)]) -> Result<O
     Ok(Some(check))
 }
 
-/// `tag` and `tags`, in that order, without repeats.
+/// `tag` and `remote_tags`, in that order, without repeats.
 pub fn tags(tag: &Option<String>, more: &[String]) -> Vec<String> {
     let mut tags: Vec<String> = tag.iter().cloned().collect();
     for tag in more {

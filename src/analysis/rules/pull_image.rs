@@ -5,7 +5,7 @@
 
 use crate::actions::{FetchBlob, FetchImage};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{Analyzer, ImageInfo, Provider};
+use crate::analysis::{Analyzer, ImageInfo, Provider, RunAs};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
 use crate::graph::{OciPullImageAttrs, TargetNode};
@@ -32,7 +32,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciPull
         .collect();
     analyzer.pulled.push(pulled.clone());
     let image = analyzer.actions.add(owner.clone(), Box::new(FetchImage { pulled }));
-    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: None, tags: vec![] }))
+    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: None, tags: vec![], run: RunAs::Container }))
 }
 
 /// `digest` or `sha`, with or without `sha256:` (the front-end has already

@@ -1,0 +1,312 @@
+//! Moving over from Pants, rules_oci and vinci: the peer workspaces under
+//! `tests/migration/<peer>/` hold BUILD files in that peer's own spelling.
+//! Each is copied into a temp workspace, built with the real binary, and its
+//! images read back with skopeo and umoci (and loaded into Docker, pushed to
+//! a real registry) to check what the peer's documentation says they hold.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::util::need::{skip, Need};
+use crate::util::process::run;
+use crate::util::registry::Registry;
+use crate::util::runc::{busybox_tar, gzip, zstd, TarBuilder, BUSYBOX, CONTAINER};
+use crate::util::workspace::{copy_tree, TestWorkspace};
+
+/// `tests/migration/<peer>` copied into a fresh workspace.
+fn peer(name: &str) -> TestWorkspace {
+    let workspace = TestWorkspace::new();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/migration").join(name);
+    copy_tree(&source, workspace.root());
+    workspace
+}
+
+/// The Pants workspace, with the host's busybox where `//base` wants it.
+fn pants() -> TestWorkspace {
+    let workspace = peer("pants");
+    std::fs::copy(BUSYBOX, workspace.path("base/busybox")).expect("copy busybox");
+    workspace
+}
+
+/// The rules_oci workspace with the layer archives its BUILD file names.
+fn rules_oci() -> TestWorkspace {
+    let workspace = peer("rules_oci");
+    workspace.bytes("app/busybox.tar", &busybox_tar());
+    let app = TarBuilder::default()
+        .dir("app", 0o755)
+        .file("app/run.sh", 0o755, b"echo \"$MESSAGE; PATH=$PATH; ENV2=$ENV2\"\n")
+        .finish();
+    workspace.bytes("app/app.tar.gz", &gzip(&app));
+    let data = TarBuilder::default().dir("data", 0o755).file("data/records.txt", 0o644, b"one\ntwo\n").finish();
+    workspace.bytes("app/data.tar", &data);
+    workspace.bytes("app/data.tar.zst", &zstd(&data));
+    workspace
+}
+
+/// The config of the image layout `berth-out/<dir>`, as skopeo reads it.
+fn config_of(workspace: &TestWorkspace, dir: &str) -> Value {
+    let layout = format!("oci:{}", workspace.path(&format!("berth-out/{dir}")).display());
+    serde_json::from_str(&run("skopeo", &["inspect", "--config", &layout])).unwrap()
+}
+
+/// The manifest of the image layout `berth-out/<dir>`, as skopeo reads it.
+fn manifest_of(workspace: &TestWorkspace, dir: &str) -> Value {
+    let layout = format!("oci:{}", workspace.path(&format!("berth-out/{dir}")).display());
+    serde_json::from_str(&run("skopeo", &["inspect", "--raw", &layout])).unwrap()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value.as_array().unwrap_or(&Vec::new()).iter().map(|item| item.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn pants_build_files_build_unchanged() {
+    if skip(&[Need::Busybox, Need::Skopeo, Need::Umoci]) {
+        return;
+    }
+    let workspace = pants();
+    let out = workspace.berth(&["build", "//..."]);
+    out.success();
+    let built: Vec<&str> = out.stdout.lines().filter_map(|line| line.split(' ').next()).collect();
+    assert_eq!(built, ["//app:app", "//app:empty", "//app:sources"], "`manual` targets stay out of `//...`");
+
+    let config = config_of(&workspace, "app/app");
+    assert_eq!(strings(&config["config"]["Entrypoint"]), ["python3", "/app/main.py"], "`main` is `python_main`");
+    assert_eq!(strings(&config["config"]["Env"]), ["APP_MODE=production"]);
+    let unpacked = tempfile::tempdir().unwrap();
+    let bundle = unpacked.path().join("bundle");
+    // umoci names images by tag; the layout of an untagged target has none.
+    let plain = workspace.path("berth-out/app/app").display().to_string();
+    let tagged = unpacked.path().join("tagged").display().to_string();
+    run("skopeo", &["copy", &format!("oci:{plain}"), &format!("oci:{tagged}:latest")]);
+    let layout = format!("{tagged}:latest");
+    run("umoci", &["unpack", "--rootless", "--image", &layout, &bundle.display().to_string()]);
+    let greeting = std::fs::read_to_string(bundle.join("rootfs/app/greeting.txt")).unwrap();
+    assert_eq!(greeting, "hello from a Pants BUILD file\n");
+}
+
+#[test]
+fn pants_description_and_tags_show_in_query() {
+    if skip(&[Need::Busybox]) {
+        return;
+    }
+    let workspace = pants();
+    let out = workspace.berth(&["query", "//app:app", "--output", "json"]);
+    out.success();
+    let items: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(items[0]["kind"], "oci_image_build");
+    assert_eq!(items[0]["description"], "The Python application image");
+    assert_eq!(strings(&items[0]["tags"]), ["release", "python"]);
+
+    let out = workspace.berth(&["query", "attr(tags, manual, //...)"]);
+    out.success();
+    assert_eq!(out.stdout, "//app:stamp\n//app:stamped\n//base:busybox_layer\n//base:shell\n");
+    // Query's `//...` includes them, as Bazel's does; a named target builds.
+    assert!(workspace.berth(&["query", "//..."]).success().stdout.contains("//app:stamp\n"));
+    let out = workspace.berth(&["build", "//base:shell"]);
+    out.success();
+    assert!(out.stdout.starts_with("//base:shell sha256:"), "{}", out.stdout);
+}
+
+#[test]
+fn pants_build_step_runs_its_commands() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = crate::util::runc::serial();
+    let workspace = pants();
+    let out = workspace.berth(&["run", "//app:stamped"]);
+    out.success();
+    assert_eq!(out.stdout, "built by a Pants-style step\n");
+}
+
+#[test]
+fn tabs_inside_brackets_parse_and_errors_keep_their_line_and_column() {
+    let workspace = TestWorkspace::new();
+    workspace.file("app/BUILD", "oci_layer(\n\tname = \"a\",\n\tcontents = {\n\t\t\"/a\": \"x\",\n\t},\n)\n");
+    workspace.berth(&["build", "//app:a"]).success();
+
+    // A syntax error after the tabs points at its own line and column.
+    workspace.file("app/BUILD", "oci_layer(\n\tname = \"a\",\n\tcontents = {\"/a\": \"x\" +},\n)\n");
+    let out = workspace.berth(&["build", "//app:a"]);
+    out.failure(1);
+    assert!(out.stderr.contains("app/BUILD:3:"), "{}", out.stderr);
+
+    // Where Python refuses a tab (mixed into top-level indentation), berth
+    // still says so.
+    workspace.file("app/BUILD", "def f():\n\treturn 1\n");
+    let out = workspace.berth(&["build", "//app:all"]);
+    out.failure(1);
+    assert!(out.stderr.contains("tabs are not allowed"), "{}", out.stderr);
+}
+
+#[test]
+fn errors_name_the_rule_the_user_wrote() {
+    let workspace = TestWorkspace::new();
+    workspace.file("app/BUILD", "oci_python_image(\n    name = \"py\",\n    entry = [\"x\"],\n)\n");
+    let out = workspace.berth(&["build", "//app:py"]);
+    out.failure(1);
+    assert!(out.stderr.contains("Unknown attribute `entry` of `oci_python_image` target `//app:py`"), "{}", out.stderr);
+    assert!(out.stderr.contains("app/BUILD:1:1"), "{}", out.stderr);
+
+    workspace.file("app/BUILD", "oci_image(name = \"img\", packages = 3)\n");
+    let out = workspace.berth(&["build", "//app:img"]);
+    out.failure(1);
+    assert!(out.stderr.contains("(in `oci_image` target `//app:img`)"), "{}", out.stderr);
+}
+
+#[test]
+fn pants_spellings_refuse_contradictions() {
+    let workspace = TestWorkspace::new();
+    workspace.file("app/BUILD", "oci_image_build(name = \"a\", base = [\":x\", \":y\"])\n");
+    let out = workspace.berth(&["build", "//app:a"]);
+    out.failure(1);
+    assert!(out.stderr.contains("Attribute `base` names one image, not a list of 2"), "{}", out.stderr);
+
+    workspace.file(
+        "app/BUILD",
+        "oci_build_layer(name = \"s\", base = \"//:empty\", command = [\"a\"], commands = [\"b\"], outputs = [\"/x\"])\n",
+    );
+    let out = workspace.berth(&["build", "//app:s"]);
+    out.failure(1);
+    assert!(out.stderr.contains("sets both `command` and `commands`"), "{}", out.stderr);
+
+    workspace.file("app/BUILD", "oci_python_image(name = \"p\", main = \"a.py\", python_main = \"b.py\")\n");
+    let out = workspace.berth(&["build", "//app:p"]);
+    out.failure(1);
+    assert!(out.stderr.contains("sets both `python_main` and `main`"), "{}", out.stderr);
+}
+
+#[test]
+fn tags_are_target_tags_and_remote_tags_name_the_image() {
+    let workspace = TestWorkspace::new();
+    workspace.file(
+        "app/BUILD",
+        "oci_image_build(name = \"a\", repository = \"example/a\", tags = [\"v9\"])\n\
+         oci_image_build(name = \"b\", repository = \"example/b\", tag = \"1.0\", remote_tags = [\"latest\"])\n",
+    );
+    workspace.berth(&["build", "//app:all"]).success();
+    let a = std::fs::read_to_string(workspace.path("berth-out/app/a/index.json")).unwrap();
+    assert!(!a.contains("v9"), "target tags never become registry tags: {a}");
+    let b = std::fs::read_to_string(workspace.path("berth-out/app/b/index.json")).unwrap();
+    assert!(b.contains("\"org.opencontainers.image.ref.name\":\"1.0\""), "{b}");
+}
+
+#[test]
+fn rules_oci_image_expands_env_reads_files_and_uses_tars() {
+    if skip(&[Need::Busybox, Need::Skopeo]) {
+        return;
+    }
+    let workspace = rules_oci();
+    workspace.berth(&["build", "//app:image", "//app:zstd_layer", "//app:from_env_file"]).success();
+    let config = config_of(&workspace, "app/image");
+    assert_eq!(
+        strings(&config["config"]["Env"]),
+        [
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            // `$ENV` names nothing: empty, as Docker and rules_oci expand it.
+            "ENV2=/test:",
+            "GREETING=hello",
+            "MESSAGE=hello from rules_oci",
+        ]
+    );
+    assert_eq!(config["config"]["Labels"]["org.opencontainers.image.title"], "app");
+    assert_eq!(config["config"]["Labels"]["org.opencontainers.image.version"], "1.0");
+    let manifest = manifest_of(&workspace, "app/image");
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.source"], "https://example.invalid/app");
+    let media_types: Vec<&str> =
+        manifest["layers"].as_array().unwrap().iter().map(|layer| layer["mediaType"].as_str().unwrap()).collect();
+    assert_eq!(
+        media_types,
+        [
+            "application/vnd.oci.image.layer.v1.tar",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar",
+        ],
+        "the archives are the layers, as given"
+    );
+    // The layer blobs are the files' bytes.
+    let app = std::fs::read(workspace.path("app/app.tar.gz")).unwrap();
+    let digest = format!("sha256:{}", berth::cache::Digest::of(&app).hex());
+    assert_eq!(manifest["layers"][1]["digest"], digest.as_str());
+    // A zstd archive is a zstd layer; diff_ids are the uncompressed tars' digests.
+    let manifest = manifest_of(&workspace, "app/zstd_layer");
+    assert_eq!(manifest["layers"][1]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+    let data = std::fs::read(workspace.path("app/data.tar")).unwrap();
+    let config = config_of(&workspace, "app/zstd_layer");
+    assert_eq!(config["rootfs"]["diff_ids"][1], format!("sha256:{}", berth::cache::Digest::of(&data).hex()).as_str());
+
+    let config = config_of(&workspace, "app/from_env_file");
+    assert_eq!(strings(&config["config"]["Env"]), ["PATH=/opt/bin:/usr/bin:/bin", "LANG=C.UTF-8"]);
+}
+
+#[test]
+fn env_file_with_a_malformed_line_names_the_file_and_line() {
+    let workspace = TestWorkspace::new();
+    workspace
+        .file("app/BUILD", "oci_image(name = \"img\", env = \"env.txt\")\n")
+        .file("app/env.txt", "A=1\n# fine\nthis line has no equals sign\n");
+    let out = workspace.berth(&["build", "//app:img"]);
+    out.failure(1);
+    assert!(out.stderr.contains("Line 3 is not `KEY=VALUE`"), "{}", out.stderr);
+    assert!(out.stderr.contains("app/env.txt:3:1"), "{}", out.stderr);
+    assert!(!workspace.path("berth-out/app/img").exists(), "nothing half-written");
+}
+
+#[test]
+fn tar_layer_with_dotdot_is_refused() {
+    let workspace = TestWorkspace::new();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(4);
+    // `append_data` refuses `..`; write the name into the header directly.
+    header.as_old_mut().name[..12].copy_from_slice(b"../escape.tx");
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append(&header, &b"evil"[..]).unwrap();
+    workspace
+        .file("app/BUILD", "oci_image(name = \"img\", tars = [\"evil.tar\"])\n")
+        .bytes("app/evil.tar", &tar.into_inner().unwrap());
+    let out = workspace.berth(&["build", "//app:img"]);
+    out.failure(1);
+    assert!(out.stderr.contains("evil.tar"), "{}", out.stderr);
+    assert!(out.stderr.contains("../escape.tx"), "{}", out.stderr);
+    assert!(!workspace.path("berth-out/app/img").exists(), "nothing half-written");
+    assert!(!workspace.path("escape.tx").exists() && !workspace.path("app/escape.tx").exists());
+}
+
+#[test]
+fn rules_oci_push_target_pushes_with_berth_run() {
+    if skip(&[Need::Busybox, Need::Registry, Need::Skopeo]) {
+        return;
+    }
+    let registry = Registry::start();
+    let workspace = rules_oci();
+    let build = std::fs::read_to_string(workspace.path("app/BUILD")).unwrap();
+    workspace.file("app/BUILD", &build.replace("localhost:5000", &registry.host()));
+    workspace.file("WORKSPACE.star", &format!("registry(\"{}\", insecure = True)\n", registry.host()));
+    let out = workspace.berth(&["run", "//app:push"]);
+    out.success();
+    let digest = out.stdout.trim();
+    assert!(digest.starts_with("sha256:"), "{}", out.stdout);
+    for tag in ["latest", "1.0"] {
+        let reference = format!("docker://{}/rules_oci/app:{tag}", registry.host());
+        let raw = run("skopeo", &["inspect", "--tls-verify=false", "--raw", &reference]);
+        assert_eq!(format!("sha256:{}", berth::cache::Digest::of(raw.as_bytes()).hex()), digest, "{tag}");
+    }
+}
+
+#[test]
+fn rules_oci_load_target_loads_into_docker() {
+    if skip(&[Need::Busybox, Need::Docker]) {
+        return;
+    }
+    let workspace = rules_oci();
+    let out = workspace.berth(&["run", "//app:load"]);
+    out.success();
+    let output = run("docker", &["run", "--rm", "berth-rules-oci-app:latest"]);
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", "berth-rules-oci-app:latest"]).output();
+    assert_eq!(output, "hello from rules_oci; PATH=/usr/local/bin:/usr/bin:/bin; ENV2=/test:\n");
+}
