@@ -124,6 +124,15 @@ impl Analyzer<'_> {
         id
     }
 
+    /// Registers the action that packs one declarative run of an
+    /// `oci_layer`'s `srcs` (the `part`-th), uncompressed, for
+    /// `merge_layers` to merge with the layers around it.
+    pub fn pack_part(&mut self, layer: &Label, part: usize, entries: &[PlannedEntry]) -> Result<ActionId> {
+        let key = Label { name: format!("{}#part{part}", layer.name), ..layer.clone() };
+        let id = self.pack(&key, entries, Compression::None)?;
+        Ok(id)
+    }
+
     /// Registers (once per layer target and compression) the action that
     /// packs planned entries into a layer blob.
     /// The action belongs to the layer target, whichever image asked first.

@@ -310,3 +310,53 @@ fn rules_oci_load_target_loads_into_docker() {
     let _ = std::process::Command::new("docker").args(["rmi", "-f", "berth-rules-oci-app:latest"]).output();
     assert_eq!(output, "hello from rules_oci; PATH=/usr/local/bin:/usr/bin:/bin; ENV2=/test:\n");
 }
+
+/// The vinci workspace with the busybox archive its BUILD file names.
+fn vinci() -> TestWorkspace {
+    let workspace = peer("vinci");
+    workspace.bytes("hello/busybox.tar", &busybox_tar());
+    workspace
+}
+
+#[test]
+fn vinci_combined_spec_is_one_layer_with_later_entries_winning() {
+    if skip(&[Need::Busybox, Need::Skopeo, Need::Umoci]) {
+        return;
+    }
+    let workspace = vinci();
+    let out = workspace.berth(&["build", "//hello:hello", "//hello:text_only"]);
+    out.success();
+    let manifest = manifest_of(&workspace, "hello/hello");
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1, "one layer from four sources");
+
+    let unpacked = tempfile::tempdir().unwrap();
+    let plain = workspace.path("berth-out/hello/hello").display().to_string();
+    let tagged = unpacked.path().join("tagged").display().to_string();
+    run("skopeo", &["copy", &format!("oci:{plain}"), &format!("oci:{tagged}:latest")]);
+    let bundle = unpacked.path().join("bundle");
+    run("umoci", &["unpack", "--rootless", "--image", &format!("{tagged}:latest"), &bundle.display().to_string()]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("hello/message.txt")).unwrap(), "Hello from vinci's combined spec!\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(rootfs.join("hello/hello.sh")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(rootfs.join("bin/busybox").is_file());
+
+    // Reproducible: the same layer from another checkout.
+    let again = vinci();
+    let second = again.berth(&["build", "//hello:hello", "//hello:text_only"]);
+    second.success();
+    assert_eq!(out.stdout, second.stdout);
+}
+
+#[test]
+fn vinci_hello_world_runs() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = crate::util::runc::serial();
+    let workspace = vinci();
+    let out = workspace.berth(&["run", "//hello:hello"]);
+    out.success();
+    assert_eq!(out.stdout, "Hello from vinci's combined spec!\n");
+}
