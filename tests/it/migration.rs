@@ -336,7 +336,10 @@ fn vinci_combined_spec_is_one_layer_with_later_entries_winning() {
     let bundle = unpacked.path().join("bundle");
     run("umoci", &["unpack", "--rootless", "--image", &format!("{tagged}:latest"), &bundle.display().to_string()]);
     let rootfs = bundle.join("rootfs");
-    assert_eq!(std::fs::read_to_string(rootfs.join("hello/message.txt")).unwrap(), "Hello from vinci's combined spec!\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hello/message.txt")).unwrap(),
+        "Hello from vinci's combined spec!\n"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(rootfs.join("hello/hello.sh")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o755);
