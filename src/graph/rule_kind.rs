@@ -231,6 +231,11 @@ rule_kinds! {
         architecture: Option<String> = A::optional(T::String),
         variant: Option<String> = A::optional(T::String),
         platform: Option<String> = A::optional(T::String),
+        os_version: Option<String> = A::optional(T::String),
+        os_features: Vec<String> = A::optional(T::Strings),
+        /// Which image of an index `base` to build on (BuildStream's
+        /// `parent: image: N`).
+        base_index: Option<i64> = A::optional(T::Int),
         repository: Option<String> = A::optional(T::String),
         tag: Option<String> = A::optional(T::String),
         /// Registry tags (rules_oci's spelling); `tags` are target tags.

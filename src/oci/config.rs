@@ -164,6 +164,12 @@ pub struct ConfigSettings {
     pub os: Option<String>,
     pub architecture: Option<String>,
     pub variant: Option<String>,
+    /// `os.version` (BuildStream's `os.version`, Windows builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    /// `os.features`; empty keeps the base's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
     /// Seconds since the epoch: the config's `created` and the history's.
     pub source_date_epoch: u64,
 }
@@ -281,6 +287,12 @@ impl ImageConfig {
         }
         if let Some(variant) = &settings.variant {
             config.variant = Some(variant.clone()).filter(|variant| !variant.is_empty());
+        }
+        if let Some(os_version) = &settings.os_version {
+            config.os_version = Some(os_version.clone());
+        }
+        if !settings.os_features.is_empty() {
+            config.os_features = settings.os_features.clone();
         }
         if config.architecture.is_empty() {
             return Err(OciError::BadSetting {

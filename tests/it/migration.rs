@@ -363,3 +363,103 @@ fn vinci_hello_world_runs() {
     out.success();
     assert_eq!(out.stdout, "Hello from vinci's combined spec!\n");
 }
+
+/// A blob of the layout `berth-out/<dir>`, parsed.
+fn layout_blob(workspace: &TestWorkspace, dir: &str, digest: &Value) -> Value {
+    let hex = digest.as_str().unwrap().strip_prefix("sha256:").unwrap();
+    let path = workspace.path(&format!("berth-out/{dir}/blobs/sha256/{hex}"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The manifest or index `berth-out/<dir>/index.json` points at.
+fn layout_root(workspace: &TestWorkspace, dir: &str) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(workspace.path(&format!("berth-out/{dir}/index.json"))).unwrap())
+            .unwrap();
+    layout_blob(workspace, dir, &index["manifests"][0]["digest"])
+}
+
+#[test]
+fn buildstream_images_take_platforms_os_fields_and_a_parent_by_index() {
+    let workspace = peer("buildstream");
+    workspace.berth(&["build", "//images:all"]).success();
+
+    let index = layout_root(&workspace, "images/base");
+    assert_eq!(index["annotations"]["org.example.index"], "base");
+    let platforms: Vec<&Value> = index["manifests"].as_array().unwrap().iter().map(|m| &m["platform"]).collect();
+    assert_eq!(platforms[0]["architecture"], "amd64");
+    assert_eq!(platforms[0]["os.version"], "6.1");
+    assert_eq!(platforms[0]["os.features"], serde_json::json!(["base"]));
+    assert_eq!(platforms[1]["architecture"], "arm64");
+    assert_eq!(platforms[1]["variant"], "v8");
+    let arm64 = layout_blob(&workspace, "images/base", &index["manifests"][1]["digest"]);
+    assert_eq!(arm64["annotations"]["org.example.image"], "arm64");
+
+    let app = layout_root(&workspace, "images/app");
+    let config = layout_blob(&workspace, "images/app", &app["config"]["digest"]);
+    assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some("arm64")));
+    assert_eq!(config["variant"], "v8");
+    assert_eq!(app["layers"].as_array().unwrap().len(), 2, "the parent's layer and its own");
+    assert_eq!(app["layers"][0], arm64["layers"][0]);
+    // Picked by platform instead: the same config.
+    let by_platform = layout_root(&workspace, "images/app_by_platform");
+    assert_eq!(by_platform["config"], app["config"]);
+
+    let amd64 = layout_blob(&workspace, "images/base", &index["manifests"][0]["digest"]);
+    let config = layout_blob(&workspace, "images/base", &amd64["config"]["digest"]);
+    assert_eq!(config["os.version"], "6.1");
+    assert_eq!(config["os.features"], serde_json::json!(["base"]));
+}
+
+#[test]
+fn platform_on_the_empty_base_sets_the_image_platform() {
+    let workspace = TestWorkspace::new();
+    workspace.file("app/BUILD", "oci_image_build(name = \"arm\", platform = \"linux/arm64/v8\")\n");
+    workspace.berth(&["build", "//app:arm"]).success();
+    let manifest = layout_root(&workspace, "app/arm");
+    let config = layout_blob(&workspace, "app/arm", &manifest["config"]["digest"]);
+    assert_eq!(config["architecture"], "arm64");
+    assert_eq!(config["variant"], "v8");
+}
+
+#[test]
+fn a_platform_that_contradicts_the_base_is_refused() {
+    let workspace = TestWorkspace::new();
+    workspace.file(
+        "app/BUILD",
+        "oci_image_build(name = \"amd\", architecture = \"amd64\")\n\
+         oci_image_build(name = \"arm\", base = \":amd\", platform = \"linux/arm64\")\n",
+    );
+    let out = workspace.berth(&["build", "//app:arm"]);
+    out.failure(1);
+    assert!(
+        out.stderr.contains("`linux/arm64` contradicts the base `//app:amd`, which is `linux/amd64`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("app/BUILD:2:1"), "{}", out.stderr);
+
+    workspace
+        .file("app/BUILD", "oci_image_build(name = \"x\", platform = \"linux/arm64\", architecture = \"amd64\")\n");
+    let out = workspace.berth(&["build", "//app:x"]);
+    out.failure(1);
+    assert!(out.stderr.contains("`linux/arm64` contradicts `architecture = \"amd64\"`"), "{}", out.stderr);
+
+    workspace.file(
+        "app/BUILD",
+        "oci_image_build(name = \"a\", architecture = \"amd64\")\n\
+         oci_image_index(name = \"i\", images = [\":a\"])\n\
+         oci_image_build(name = \"b\", base = \":i\", platform = \"linux/s390x\")\n\
+         oci_image_build(name = \"c\", base = \":i\", base_index = 3)\n\
+         oci_image_build(name = \"d\", base = \":i\")\n",
+    );
+    let out = workspace.berth(&["build", "//app:b"]);
+    out.failure(1);
+    assert!(out.stderr.contains("the index `//app:i` has no image for `linux/s390x`"), "{}", out.stderr);
+    let out = workspace.berth(&["build", "//app:c"]);
+    out.failure(1);
+    assert!(out.stderr.contains("`3` is not an image of `//app:i`, which has 1"), "{}", out.stderr);
+    let out = workspace.berth(&["build", "//app:d"]);
+    out.failure(1);
+    assert!(out.stderr.contains("`base_index = N`"), "{}", out.stderr);
+}
