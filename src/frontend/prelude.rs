@@ -134,6 +134,7 @@ mod tests {
                 "oci_image_build",
                 "oci_image_empty",
                 "oci_image_index",
+                "oci_import",
                 "oci_layer",
                 "oci_load",
                 "oci_pull",

@@ -13,7 +13,8 @@ pub use attr::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue, KeyValues}
 pub use query::{render_query, CommonAttr, QueryExpr, QueryOutput};
 pub use rule_kind::{
     AttrShapeError, DebLayerAttrs, FilesAttrs, OciBuildLayerAttrs, OciImageBuildAttrs, OciImageEmptyAttrs,
-    OciImageIndexAttrs, OciLayerAttrs, OciLoadAttrs, OciPullImageAttrs, OciPushAttrs, RuleAttrs, RuleKind, EMPTY_IMAGE,
+    OciImageIndexAttrs, OciImportAttrs, OciLayerAttrs, OciLoadAttrs, OciPullImageAttrs, OciPushAttrs, RuleAttrs,
+    RuleKind, EMPTY_IMAGE,
 };
 pub use suggest::closest;
 pub use target::{CommonAttrs, TargetNode};

@@ -297,6 +297,12 @@ rule_kinds! {
         repo_tags: Vec<String> = A::optional(T::Strings),
     }
 
+    /// `oci_import`: an image (or index) from an OCI layout directory, an
+    /// OCI archive or a docker-archive in the package; `src` is its path.
+    OciImport = "oci_import", OciImportAttrs {
+        src: String = A::required(T::String),
+    }
+
     /// `deb_layer`: a layer from the data archives of `.deb` files.
     DebLayer = "deb_layer", DebLayerAttrs {
         debs: Vec<Label> = A::required(T::Labels),

@@ -463,3 +463,87 @@ fn a_platform_that_contradicts_the_base_is_refused() {
     out.failure(1);
     assert!(out.stderr.contains("`base_index = N`"), "{}", out.stderr);
 }
+
+#[test]
+fn vinci_import_reads_layouts_and_archives_as_bases() {
+    if skip(&[Need::Busybox]) {
+        return;
+    }
+    // The sources to import: the rules_oci base image, as berth writes it.
+    let source = rules_oci();
+    source.berth(&["build", "//app:base"]).success();
+    let oci_tar = source.path("image.oci.tar").display().to_string();
+    let docker_tar = source.path("image.docker.tar").display().to_string();
+    source.berth(&["export", "//app:base", "--format", "oci-archive", "-o", &oci_tar]).success();
+    source.berth(&["export", "//app:base", "--format", "docker-archive", "-o", &docker_tar]).success();
+    let indexes = peer("buildstream");
+    indexes.berth(&["build", "//images:base"]).success();
+
+    let workspace = vinci();
+    copy_tree(&source.path("berth-out/app/base"), &workspace.path("imported/layout"));
+    std::fs::copy(&oci_tar, workspace.path("imported/image.oci.tar")).unwrap();
+    std::fs::copy(&docker_tar, workspace.path("imported/image.docker.tar")).unwrap();
+    copy_tree(&indexes.path("berth-out/images/base"), &workspace.path("imported/index"));
+    let out = workspace.berth(&["build", "//imported:all"]);
+    out.success();
+
+    let base = layout_root(&source, "app/base");
+    for name in ["hello_from_layout", "hello_from_oci_archive", "hello_from_docker_archive"] {
+        let dir = format!("imported/{name}");
+        let manifest = layout_root(&workspace, &dir);
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), 2, "{name}");
+        assert_eq!(
+            manifest["layers"][0]["digest"], base["layers"][0]["digest"],
+            "{name}: the imported layer as it was"
+        );
+        let config = layout_blob(&workspace, &dir, &manifest["config"]["digest"]);
+        assert_eq!(config["config"]["Env"], serde_json::json!(["PATH=/usr/bin:/bin"]), "{name}");
+    }
+    let second = layout_root(&workspace, "imported/on_second");
+    let config = layout_blob(&workspace, "imported/on_second", &second["config"]["digest"]);
+    assert_eq!(config["architecture"], "arm64");
+
+    if !skip(CONTAINER) {
+        let _serial = crate::util::runc::serial();
+        let out = workspace.berth(&["run", "//imported:hello_from_docker_archive"]);
+        out.success();
+        assert_eq!(out.stdout, "Hello from an imported base!\n");
+    }
+}
+
+#[test]
+fn an_import_whose_blob_does_not_match_its_digest_is_refused() {
+    let source = TestWorkspace::new();
+    source.file(
+        "app/BUILD",
+        "oci_layer(name = \"l\", contents = {\"/a\": \"a\"})\noci_image_build(name = \"img\", layers = [\":l\"])\n",
+    );
+    source.berth(&["build", "//app:img"]).success();
+    let workspace = TestWorkspace::new();
+    workspace.file("app/BUILD", "oci_import(name = \"img\", src = \"layout\")\n");
+    copy_tree(&source.path("berth-out/app/img"), &workspace.path("app/layout"));
+    // Corrupt the layer blob (keeping its size).
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(workspace.path("app/layout/index.json")).unwrap()).unwrap();
+    let hex = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(workspace.path(&format!("app/layout/blobs/sha256/{hex}"))).unwrap())
+            .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let path = workspace.path(&format!("app/layout/blobs/sha256/{layer}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let out = workspace.berth(&["build", "//app:img"]);
+    out.failure(1);
+    assert!(out.stderr.contains("`app/layout` is not an image berth can import"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("blob `blobs/sha256/{layer}` has digest")), "{}", out.stderr);
+
+    workspace.file("app/BUILD", "oci_import(name = \"img\", src = \"missing.tar\")\n");
+    let out = workspace.berth(&["build", "//app:img"]);
+    out.failure(1);
+    assert!(out.stderr.contains("`app/missing.tar` does not exist"), "{}", out.stderr);
+}
