@@ -194,7 +194,7 @@ pub struct BuiltImage {
 }
 
 /// The image to run: the root itself, or the host's entry of an index.
-fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage> {
+pub(crate) fn host_image(cas: &Cas, root: &ImageRoot, label: &Label) -> Result<BuiltImage> {
     let mut descriptor_digest = root.blob.digest;
     let mut media_type = root.media_type.clone();
     while media_types::is_index(&media_type) {

@@ -547,3 +547,44 @@ fn an_import_whose_blob_does_not_match_its_digest_is_refused() {
     out.failure(1);
     assert!(out.stderr.contains("`app/missing.tar` does not exist"), "{}", out.stderr);
 }
+
+/// The Concourse workspace with the layer archives its BUILD file names.
+fn concourse() -> TestWorkspace {
+    let workspace = peer("concourse");
+    workspace.bytes("task/busybox.tar", &busybox_tar());
+    workspace.bytes("task/no-group.tar", &TarBuilder::default().file("etc/.wh.group", 0o644, b"").finish());
+    workspace
+}
+
+#[test]
+fn concourse_export_rootfs_writes_rootfs_and_metadata() {
+    if skip(&[Need::Busybox]) {
+        return;
+    }
+    let workspace = concourse();
+    let out_dir = workspace.path("out");
+    let out = workspace.berth(&["export", "//task:task", "--format", "rootfs", "-o", &out_dir.display().to_string()]);
+    out.success();
+    let rootfs = out_dir.join("rootfs");
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert!(rootfs.join("etc/passwd").is_file());
+    assert!(!rootfs.join("etc/group").exists(), "the whiteout of a later layer deletes it");
+    assert!(!rootfs.join("etc/.wh.group").exists(), "no whiteout marker is left behind");
+    assert_eq!(std::fs::read_to_string(rootfs.join("task/run.sh")).unwrap(), "#!/bin/sh\necho \"task as $(id -u)\"\n");
+    let metadata: Value = serde_json::from_slice(&std::fs::read(out_dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(metadata, serde_json::json!({"env": ["PATH=/bin", "TASK=unit"], "user": "65534"}));
+    let entries: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+
+    // An existing, non-empty directory is refused and left alone.
+    let out = workspace.berth(&["export", "//task:task", "--format", "rootfs", "-o", &out_dir.display().to_string()]);
+    out.failure(1);
+    assert!(out.stderr.contains("already exists"), "{}", out.stderr);
+    assert!(rootfs.join("bin/busybox").is_file());
+    let leftovers = std::fs::read_dir(workspace.root())
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().starts_with(".berth-export-"))
+        .count();
+    assert_eq!(leftovers, 0);
+}
