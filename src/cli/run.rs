@@ -6,13 +6,13 @@ use clap::Args;
 use crate::analysis::{ImageInfo, IndexInfo, Provider, RunAs};
 use crate::cache::{Cas, Digest};
 use crate::cli::export::{export_root, ArchiveFormat};
-use crate::cli::push::{push_built, BuiltImage as BuiltPush, PushArgs};
+use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::exec::{run_image, RunImageRequest};
 use crate::graph::RuleKind;
 use crate::oci::{media_types, ImageRoot, Index, Manifest, Platform};
-use crate::registry::platform_satisfies;
+use crate::registry::{platform_satisfies, BlobSources, ImageRef, PushRequest};
 use crate::session::{Session, TargetOutput};
 use crate::workspace::{Label, Pattern};
 
@@ -103,21 +103,34 @@ fn run_push_or_load(session: &Session<'_>, request: &RunRequest, global: &Global
                 return Err(Error::user(format!("`{label}` is an `oci_push` target: it takes no arguments or flags"))
                     .with_hint("set `repository` and `remote_tags` on the target, or use `berth push --tag`"));
             }
+            // Base layers stay in their registry: the push mounts them.
             let (built, output) = session.build_label(&label, false)?;
-            let image = match output {
+            let (root, repository, tags) = match output {
                 TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
-                    BuiltPush {
-                        root: root.blob,
-                        media_type: root.media_type,
-                        repository,
-                        tags,
-                        pulled: built.analysis.pulled,
-                    }
+                    (root, repository, tags)
                 }
                 TargetOutput::Layer { .. } => return Err(Error::internal(format!("`{label}` built no image"))),
             };
-            let args = PushArgs { label, repository: None, tags: Vec::new() };
-            push_built(&args, global, &session.cache.cas, &image, &session.workspace.settings.registries).map(Some)
+            let repository =
+                repository.ok_or_else(|| Error::internal(format!("`oci_push` target `{label}` has no repository")))?;
+            let mut sources = BlobSources::new();
+            for pulled in &built.analysis.pulled {
+                sources.add_image(pulled);
+            }
+            let destination = ImageRef::parse(&repository)?;
+            let request = PushRequest { root: root.blob, media_type: root.media_type, destination, tags, sources };
+            // The session's client: the workspace's `registry(...)` settings and `--offline`.
+            let outcome = session.execution_context().registry()?.push(&session.cache.cas, &request)?;
+            if !global.quiet {
+                eprintln!(
+                    "Pushed {repository}: {} blobs uploaded ({} bytes), {} mounted, {} already there",
+                    outcome.uploaded_blobs, outcome.uploaded_bytes, outcome.mounted_blobs, outcome.existing_blobs
+                );
+            }
+            let mut stdout = Stdout::lock();
+            stdout.print(format_args!("{}\n", outcome.digest))?;
+            stdout.flush()?;
+            Ok(Some(0))
         }
         Some(RuleKind::OciLoad) => {
             let (built, output) = session.build_label(&label, true)?;

@@ -284,6 +284,15 @@ impl KeyValues {
             KeyValues::File(_) => &[],
         }
     }
+
+    /// The pairs written in the BUILD file, to rewrite in place (`None`
+    /// for a file, read only by analysis).
+    pub fn pairs_mut(&mut self) -> Option<&mut Vec<(String, String)>> {
+        match self {
+            KeyValues::Pairs(pairs) => Some(pairs),
+            KeyValues::File(_) => None,
+        }
+    }
 }
 
 impl AttrField for KeyValues {
