@@ -588,3 +588,36 @@ fn concourse_export_rootfs_writes_rootfs_and_metadata() {
         .count();
     assert_eq!(leftovers, 0);
 }
+
+#[test]
+fn pants_plugin_field_shapes_are_accepted() {
+    let workspace = TestWorkspace::new();
+    workspace.file(
+        "app/BUILD",
+        "oci_layer(name = \"start\", packages = [\"start.sh\"], mode = \"0755\")\n\
+         oci_image_build(name = \"image\", layers = [\":start\"], entrypoint = \"/start.sh\", args = [\"--now\"])\n\
+         oci_build_layer(name = \"step\", base = \":image\", commands = \"echo hi > /x\", outputs = [\"/x\"])\n",
+    );
+    workspace.file("app/start.sh", "#!/bin/sh\necho started \"$@\"\n");
+    let out = workspace.berth(&["build", "//app:image"]);
+    out.success();
+    let manifest = layout_root(&workspace, "app/image");
+    let config = layout_blob(&workspace, "app/image", &manifest["config"]["digest"]);
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/start.sh"]));
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["--now"]));
+    let out = workspace.berth(&["query", "deps(//app:step)", "--output", "json"]);
+    out.success();
+
+    workspace.file("app/BUILD", "oci_image_build(name = \"image\", terminal = True)\n");
+    let out = workspace.berth(&["build", "//app:image"]);
+    out.failure(1);
+    assert!(out.stderr.contains("`terminal` (Pants) of `image` is not needed"), "{}", out.stderr);
+
+    workspace.file(
+        "app/BUILD",
+        "oci_pull_image(name = \"p\", repository = \"127.0.0.1:1/x\", digest = \"sha256:\" + \"a\" * 64, os = \"linux\")\n",
+    );
+    let out = workspace.berth(&["query", "//app:p"]);
+    out.failure(1);
+    assert!(out.stderr.contains("sets `os` without `architecture`"), "{}", out.stderr);
+}
