@@ -7,7 +7,7 @@
 //! - `runtime`: the [`ContainerRuntime`] trait that `exec` implements.
 //! - `outputs`: the typed view of each kind's [`ActionResult`].
 //! - one file per kind: `pack_layer`, `deb_layer`, `run_step`,
-//!   `fetch_blob`, `fetch_image`, `write_config`, `write_manifest`,
+//!   `fetch_blob`, `fetch_image`, `import_image`, `import_tar`, `merge_layers`, `write_config`, `write_manifest`,
 //!   `write_index`.
 
 mod action;
@@ -15,6 +15,9 @@ mod context;
 mod deb_layer;
 mod fetch_blob;
 mod fetch_image;
+mod import_image;
+mod import_tar;
+mod merge_layers;
 mod outputs;
 mod pack_layer;
 mod run_step;
@@ -31,6 +34,9 @@ pub use context::{ActionContext, ExecutionContext, ResolvedInput};
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
 pub use fetch_blob::FetchBlob;
 pub use fetch_image::FetchImage;
+pub use import_image::ImportImage;
+pub use import_tar::ImportTar;
+pub use merge_layers::MergeLayers;
 pub use outputs::{ConfigOutput, DebLayerOutput, DebPackage, ImageOutput, IndexOutput, LayerOutput, OutputError};
 pub use pack_layer::PackLayer;
 pub use run_step::{BaseConfig, RunStep, RunStepSpec};

@@ -46,8 +46,9 @@ impl Action for WriteConfig {
         "write_config"
     }
 
+    /// 2: `$VAR` and `${VAR}` in `env` values expand against the base's env.
     fn kind_version(&self) -> u32 {
-        1
+        2
     }
 
     fn params(&self) -> CanonicalJson {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::actions::{ActionGraph, ActionId, PackLayer};
+use crate::actions::{ActionGraph, ActionId, ImportTar, PackLayer};
 use crate::analysis::rules;
 use crate::analysis::{FilesInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
 use crate::cache::Cas;
@@ -53,6 +53,7 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         actions: ActionGraph::default(),
         providers: HashMap::new(),
         packed: HashMap::new(),
+        imported: HashMap::new(),
         // Loading learnt each source's execute bit.
         executable: ctx.graph.source_files().map(|source| (source.path.clone(), source.executable)).collect(),
         pulled: Vec::new(),
@@ -87,6 +88,8 @@ pub struct Analyzer<'a> {
     providers: HashMap<Label, Provider>,
     /// One `pack_layer` per (layer, compression), however many images use it.
     packed: HashMap<(Label, Compression), ActionId>,
+    /// One `import_tar` per archive, by workspace path.
+    imported: HashMap<String, ActionId>,
     /// Whether a source file has an execute bit, by workspace path.
     executable: FxHashMap<String, bool>,
     pub pulled: Vec<PulledImage>,
@@ -108,6 +111,26 @@ impl Analyzer<'_> {
     /// Whether `label` names a source file rather than a target.
     pub fn source_path(&self, label: &Label) -> Option<&str> {
         self.ctx.graph.source_file(label).map(|source| source.path.as_str())
+    }
+
+    /// Registers (once per file) the action that uses the archive `label`,
+    /// a source file at the workspace-relative `path`, as a layer.
+    pub fn import_tar(&mut self, label: &Label, path: &str) -> ActionId {
+        if let Some(id) = self.imported.get(path) {
+            return *id;
+        }
+        let id = self.actions.add(label.clone(), Box::new(ImportTar { source: PathBuf::from(path) }));
+        self.imported.insert(path.to_owned(), id);
+        id
+    }
+
+    /// Registers the action that packs one declarative run of an
+    /// `oci_layer`'s `srcs` (the `part`-th), uncompressed, for
+    /// `merge_layers` to merge with the layers around it.
+    pub fn pack_part(&mut self, layer: &Label, part: usize, entries: &[PlannedEntry]) -> Result<ActionId> {
+        let key = Label { name: format!("{}#part{part}", layer.name), ..layer.clone() };
+        let id = self.pack(&key, entries, Compression::None)?;
+        Ok(id)
     }
 
     /// Registers (once per layer target and compression) the action that

@@ -192,10 +192,31 @@ impl Placement {
 pub fn layer_entries(target: &TargetNode, attrs: &OciLayerAttrs, srcs: Vec<LayerSource>) -> Result<Vec<PlannedEntry>> {
     let placement = Placement::new(target, &PlacementAttrs::from(attrs), Anchor::Package)?;
     let mut entries = Vec::new();
+    // Paths an `oci_layer` in `srcs` put there: a later source replaces
+    // them (one layer from several, later entries winning).
+    let mut merged: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut push = |entries: &mut Vec<PlannedEntry>, entry: PlannedEntry, from_layer: bool| {
+        if merged.remove(&entry.path) || from_layer {
+            entries.retain(|existing: &PlannedEntry| existing.path != entry.path);
+        }
+        if from_layer {
+            merged.insert(entry.path.clone());
+        }
+        entries.push(entry);
+    };
     for src in srcs {
         match src {
-            LayerSource::File(source) => entries.push(placement.place(target, &source)?),
-            LayerSource::Entries(from_files) => entries.extend(from_files.into_iter().map(|e| placement.reprefix(e))),
+            LayerSource::File(source) => push(&mut entries, placement.place(target, &source)?, false),
+            LayerSource::Entries(from_files) => {
+                for entry in from_files {
+                    push(&mut entries, placement.reprefix(entry), false);
+                }
+            }
+            LayerSource::Layer(from_layer) => {
+                for entry in from_layer {
+                    push(&mut entries, placement.reprefix(entry), true);
+                }
+            }
         }
     }
     for (dest, label) in &attrs.files {
@@ -223,6 +244,9 @@ pub enum LayerSource {
     File(SourceRef),
     /// The entries of a `files` target, already placed.
     Entries(Vec<PlannedEntry>),
+    /// The entries of an `oci_layer` target: merged, so a later source at
+    /// one of their paths replaces the entry instead of clashing with it.
+    Layer(Vec<PlannedEntry>),
 }
 
 /// Two entries at one path would make the layer depend on which one the

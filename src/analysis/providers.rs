@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use crate::actions::ActionId;
 use crate::analysis::PlannedEntry;
+use crate::oci::Platform;
 
 /// A target's provider. Cheap to clone: big entry lists are shared.
 #[derive(Debug, Clone)]
@@ -70,6 +71,26 @@ pub struct ImageInfo {
     pub layer_blobs: Vec<ActionId>,
     pub repository: Option<String>,
     pub tags: Vec<String>,
+    /// The image's platform when analysis knows it (an empty base, a
+    /// `platform` or `os`/`architecture` set, a pulled config); `None`
+    /// when only building its base would tell.
+    pub platform: Option<Platform>,
+    /// What `berth run` does with the target: run the image, or, for
+    /// rules_oci's `oci_push` and `oci_load`, push or load it.
+    pub run: RunAs,
+}
+
+/// What `berth run` does with an image or index target.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RunAs {
+    /// Runs the image with runc.
+    #[default]
+    Container,
+    /// `oci_push`: pushes to the target's `repository` and tags.
+    Push,
+    /// `oci_load`: streams a docker-archive named `repo_tags` into
+    /// `docker load` (or `podman load`).
+    Load { repo_tags: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -79,4 +100,5 @@ pub struct IndexInfo {
     pub images: Vec<ImageInfo>,
     pub repository: Option<String>,
     pub tags: Vec<String>,
+    pub run: RunAs,
 }

@@ -1,14 +1,20 @@
-//! `berth export LABEL --format oci-archive|docker-archive -o FILE`
+//! `berth export LABEL --format oci-archive|docker-archive -o FILE`, and
+//! `--format rootfs -o DIR` (Concourse's `unpack_rootfs`: `DIR/rootfs/` and
+//! `DIR/metadata.json` with the image's `env` and `user`).
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
+use crate::cache::canonical_json;
 use crate::cache::{BlobRef, Cas};
+use crate::cli::run::host_image;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
+use crate::exec::{RootFs, StackMode};
 use crate::oci;
-use crate::session::TargetOutput;
+use crate::oci::{ExtractLimits, ImageConfig, ImageRoot};
+use crate::session::{Session, TargetOutput};
 use crate::workspace::Label;
 
 #[derive(Debug, Args)]
@@ -18,7 +24,7 @@ pub struct ExportArgs {
     /// The archive format
     #[arg(long, value_enum)]
     pub format: ArchiveFormat,
-    /// Where to write the archive
+    /// Where to write the archive (for `rootfs`, a directory)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
 }
@@ -29,6 +35,9 @@ pub enum ArchiveFormat {
     OciArchive,
     /// `docker save` format, for `docker load` and `podman load`
     DockerArchive,
+    /// A directory: `rootfs/` (the layers applied) and `metadata.json`
+    /// (`{"env": [...], "user": "..."}`), as Concourse's `unpack_rootfs`
+    Rootfs,
 }
 
 /// A validated `berth export` request.
@@ -41,7 +50,13 @@ pub struct ExportRequest {
 
 impl ExportRequest {
     pub fn from_args(args: ExportArgs) -> Result<ExportRequest> {
-        if args.output.is_dir() {
+        if args.format == ArchiveFormat::Rootfs {
+            let empty_dir = std::fs::read_dir(&args.output).is_ok_and(|mut entries| entries.next().is_none());
+            if args.output.exists() && !empty_dir {
+                return Err(Error::user(format!("`{}` already exists", args.output.display()))
+                    .with_hint("`--format rootfs -o DIR` writes a new (or empty) directory"));
+            }
+        } else if args.output.is_dir() {
             return Err(Error::user(format!("`{}` is a directory", args.output.display()))
                 .with_hint("`-o` names the archive file to write, e.g. `-o image.tar`"));
         }
@@ -74,8 +89,54 @@ pub fn run(args: ExportArgs, global: &GlobalArgs) -> Result<i32> {
             ))
         }
     };
+    if request.format == ArchiveFormat::Rootfs {
+        export_rootfs(&session, &label, root, &request.output)?;
+        return Ok(0);
+    }
     export_root(&session.cache.cas, root.blob, request.format, &names, &request.output)?;
     Ok(0)
+}
+
+/// Writes the image (the host's entry of an index) as `dir/rootfs/` and
+/// `dir/metadata.json`. Everything is made in a temporary directory beside
+/// `dir` and renamed into place, so a failure leaves nothing half-written.
+fn export_rootfs(session: &Session<'_>, label: &Label, root: &ImageRoot, dir: &Path) -> Result<()> {
+    let cas = &session.cache.cas;
+    let image = host_image(cas, root, label)?;
+    let config: ImageConfig = serde_json::from_slice(&cas.read_verified(&image.config)?)
+        .map_err(|error| Error::internal(format!("The config of `{label}` is not valid JSON: {error}")))?;
+    let io_error = |what: &Path| {
+        let what = what.display().to_string();
+        move |error: std::io::Error| Error::environment(format!("Cannot write `{what}`: {error}"))
+    };
+    let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new().prefix(".berth-export-").tempdir_in(parent).map_err(io_error(parent))?;
+    let context = session.execution_context();
+    let limits = ExtractLimits::default();
+    let layers = image
+        .layers
+        .iter()
+        .map(|digest| context.layers().extract(cas, digest, &limits).map_err(Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let stacked = RootFs::stack(&layers, &scratch.path().join("stack"), StackMode::Copy)
+        .map_err(|error| Error::from(error).context(format!("Cannot export `{label}` as a root filesystem")))?;
+    let out = scratch.path().join("out");
+    std::fs::create_dir(&out).map_err(io_error(&out))?;
+    std::fs::rename(stacked.merged(), out.join("rootfs")).map_err(io_error(&out))?;
+    drop(stacked);
+    #[derive(serde::Serialize)]
+    struct Metadata<'a> {
+        env: &'a [String],
+        user: &'a str,
+    }
+    let metadata = Metadata { env: &config.config.env, user: config.config.user.as_deref().unwrap_or("") };
+    std::fs::write(out.join("metadata.json"), canonical_json(&metadata)).map_err(io_error(&out))?;
+    if dir.is_dir() {
+        // Checked empty when the request was made.
+        std::fs::remove_dir(dir).map_err(io_error(dir))?;
+    }
+    std::fs::rename(&out, dir).map_err(io_error(dir))?;
+    Ok(())
 }
 
 /// `repository:tag` for each tag of the target (`latest` without tags); a
@@ -109,6 +170,7 @@ pub fn export_root(cas: &Cas, root: BlobRef, format: ArchiveFormat, names: &[Str
             oci::write_oci_archive(cas, root, ref_name, output)
         }
         ArchiveFormat::DockerArchive => oci::write_docker_archive(cas, root, names, output),
+        ArchiveFormat::Rootfs => return Err(Error::internal("a root filesystem is not an archive")),
     };
     result.map_err(|error| Error::from(error).context(format_args!("Cannot export to `{}`", output.display())))
 }

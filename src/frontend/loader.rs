@@ -19,6 +19,7 @@ use crate::frontend::context::{EvalContext, PackageContext};
 use crate::frontend::error::LoadError;
 use crate::frontend::limits;
 use crate::frontend::prelude::Library;
+use crate::frontend::tabs::soften_tabs;
 use crate::graph::{closest, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
 use crate::workspace::{Label, Location, Pattern, Workspace, BUILD_FILES};
 
@@ -136,7 +137,7 @@ impl<'a> Loader<'a> {
             self.workspace.build_file(package).ok_or_else(|| self.workspace.require_package(package).unwrap_err())?;
         let text = read(&self.workspace.root, &build_file)?;
         limits::check_nesting(&build_file, &text)?;
-        let ast = AstModule::parse(&build_file, text, &dialect())
+        let ast = AstModule::parse(&build_file, soften_tabs(text), &dialect())
             .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let context = Label::new(package, BUILD_FILES[0]);
         let loads = resolve_loads(&ast, &context)?;
@@ -175,7 +176,7 @@ impl<'a> Loader<'a> {
         }
         let text = read(&self.workspace.root, &path)?;
         limits::check_nesting(&path, &text)?;
-        let ast = AstModule::parse(&path, text, &dialect())
+        let ast = AstModule::parse(&path, soften_tabs(text), &dialect())
             .map_err(|error| LoadError::Starlark(limits::starlark_message(&error)))?;
         let loads = resolve_loads(&ast, label)?;
         chain.push(label.clone());

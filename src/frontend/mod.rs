@@ -16,6 +16,7 @@ mod loader;
 mod native_rule;
 mod prelude;
 mod schema;
+mod tabs;
 mod workspace_file;
 
 pub use error::LoadError;

@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::frontend::context::{call_site, EvalContext, PackageContext};
 use crate::frontend::error::LoadError;
 use crate::frontend::schema;
-use crate::graph::{closest, AttrValue, RuleAttrs, RuleKind, TargetNode};
+use crate::graph::{closest, AttrSpec, AttrValue, CommonAttrs, RuleAttrs, RuleKind, TargetNode};
 use crate::workspace::{Label, Location};
 
 /// The callable `native.<kind>`.
@@ -74,7 +74,9 @@ fn record<'v>(
         column: 1,
     });
     let generated = caller_generates_names(eval);
-    let target = check(kind, package, &location, generated, &kwargs).map_err(|error| context.fail(error))?;
+    let rule = user_rule(eval, &package.build_file).unwrap_or_else(|| kind.name().to_owned());
+    let call = Call { kind, rule: &rule, package, location: &location, generated };
+    let target = check(&call, &kwargs).map_err(|error| context.fail(error))?;
     let mut names = package.names.borrow_mut();
     let mut targets = package.targets.borrow_mut();
     if let Some(&first) = names.get(&target.label.name) {
@@ -106,47 +108,66 @@ fn caller_generates_names(eval: &Evaluator) -> bool {
 /// The library rules that declare `name#variant` targets.
 const GENERATORS: &[&str] = &["oci_pull_images"];
 
-/// The target a call declares, or why the call is wrong (at `location`).
-fn check(
+/// The rule the BUILD file called (`oci_python_image`, `oci_image`, a
+/// macro of the user's own), which errors name: the function called from
+/// the BUILD file itself. `None` when `native.<kind>` was called there
+/// directly.
+fn user_rule(eval: &Evaluator, build_file: &str) -> Option<String> {
+    let frames = eval.call_stack().frames;
+    let frame =
+        frames.iter().find(|frame| frame.location.as_ref().is_some_and(|span| span.filename() == build_file))?;
+    let name = frame.name.rsplit('.').next().unwrap_or(&frame.name);
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// One native rule call: the kind it records and what the user wrote.
+struct Call<'a> {
     kind: RuleKind,
-    package: &PackageContext,
-    location: &Location,
+    /// The rule the BUILD file called, for messages.
+    rule: &'a str,
+    package: &'a PackageContext,
+    location: &'a Location,
     generated: bool,
-    kwargs: &SmallMap<String, Value>,
-) -> Result<TargetNode, LoadError> {
-    let (label, values) = check_values(kind, package, generated, kwargs)
-        .map_err(|diagnostic| LoadError::from(diagnostic.at(location.clone())))?;
+}
+
+/// The target a call declares, or why the call is wrong (at its location).
+fn check(call: &Call, kwargs: &SmallMap<String, Value>) -> Result<TargetNode, LoadError> {
+    let location = call.location;
+    let (label, values, common) =
+        check_values(call, kwargs).map_err(|diagnostic| LoadError::from(diagnostic.at(location.clone())))?;
     let attrs =
-        RuleAttrs::from_values(kind, values).map_err(|error| LoadError::Internal(format!("{error} ({label})")))?;
+        RuleAttrs::from_values(call.kind, values).map_err(|error| LoadError::Internal(format!("{error} ({label})")))?;
+    let common = CommonAttrs::from_values(common)
+        .ok_or_else(|| LoadError::Internal(format!("common attributes of `{label}` have the wrong shape")))?;
     if let RuleAttrs::OciPullImage(pull) = &attrs {
         if pull.sha.is_none() && pull.digest.is_none() {
-            return Err(Error::user(format!("`oci_pull_image` target `{label}` needs `digest` (or `sha`)"))
+            return Err(Error::user(format!("`{}` target `{label}` needs `digest` (or `sha`)", call.rule))
                 .at(location.clone())
                 .with_hint("pin the image by digest: `berth pin IMAGE:TAG` prints a ready `oci_pull_image(...)`")
                 .into());
         }
     }
-    Ok(TargetNode::new(label, attrs, location.clone()))
+    Ok(TargetNode::new(label, attrs, location.clone()).with_common(common))
 }
 
-/// The target's label and one coerced value per attribute of `kind`, in
-/// `kind.attrs()` order, defaults filled in.
+/// The target's label, one coerced value per attribute of the kind, in
+/// `kind.attrs()` order, and one per common attribute, in
+/// `CommonAttrs::SPECS` order (defaults filled in).
 fn check_values(
-    kind: RuleKind,
-    package: &PackageContext,
-    generated: bool,
+    call: &Call,
     kwargs: &SmallMap<String, Value>,
-) -> Result<(Label, Vec<AttrValue>), Error> {
+) -> Result<(Label, Vec<AttrValue>, Vec<AttrValue>), Error> {
+    let (kind, rule, package) = (call.kind, call.rule, call.package);
     let name = match kwargs.get("name").filter(|value| !value.is_none()) {
         None => {
-            return Err(Error::user(format!("Missing required attribute `name` of `{kind}`"))
+            return Err(Error::user(format!("Missing required attribute `name` of `{rule}`"))
                 .with_hint("every target needs a `name`, unique in its package"))
         }
         Some(value) => value.unpack_str().ok_or_else(|| {
-            Error::user(format!("Attribute `name` of `{kind}` must be a string, not `{}`", value.get_type()))
+            Error::user(format!("Attribute `name` of `{rule}` must be a string, not `{}`", value.get_type()))
         })?,
     };
-    let label = target_label(&package.package, name, generated).map_err(|reason| {
+    let label = target_label(&package.package, name, call.generated).map_err(|reason| {
         let hint = if name.contains('#') {
             "declare `name#variant` targets with `oci_pull_images(name = ..., variants = {...})`"
         } else {
@@ -154,36 +175,41 @@ fn check_values(
         };
         Error::user(format!("Invalid target name `{name}`: {reason}")).with_hint(hint)
     })?;
-    if let Some(key) = kwargs.keys().find(|key| *key != "name" && kind.attr(key).is_none()) {
-        let names = kind.attrs().iter().map(|attr| attr.name);
+    let known = |key: &str| key == "name" || kind.attr(key).is_some() || common_attr(key).is_some();
+    if let Some(key) = kwargs.keys().find(|key| !known(key)) {
+        let names = kind.attrs().iter().chain(CommonAttrs::SPECS).map(|attr| attr.name);
         let hint = match closest(key, names) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!(
-                "`{kind}` takes {}",
+                "`{rule}` takes {}",
                 kind.attrs().iter().map(|attr| format!("`{}`", attr.name)).collect::<Vec<_>>().join(", ")
             ),
         };
-        return Err(Error::user(format!("Unknown attribute `{key}` of `{kind}` target `{label}`")).with_hint(hint));
+        return Err(Error::user(format!("Unknown attribute `{key}` of `{rule}` target `{label}`")).with_hint(hint));
     }
-    let mut values = Vec::with_capacity(kind.attrs().len());
-    for attr in kind.attrs() {
-        let coerced = match kwargs.get(attr.name).filter(|value| !value.is_none()) {
+    let coerce = |attr: &AttrSpec| -> Result<AttrValue, Error> {
+        match kwargs.get(attr.name).filter(|value| !value.is_none()) {
             Some(value) => schema::coerce(attr, *value, &package.package).map_err(|error| {
-                Error::user(format!("{} (in `{kind}` target `{label}`)", error.message)).maybe_hint(error.hint)
-            })?,
-            None if attr.required => return Err(missing(kind, attr.name, &label)),
-            None => attr.default_value(),
-        };
-        values.push(coerced);
-    }
-    Ok((label, values))
+                Error::user(format!("{} (in `{rule}` target `{label}`)", error.message)).maybe_hint(error.hint)
+            }),
+            None if attr.required => Err(missing(kind, rule, attr.name, &label)),
+            None => Ok(attr.default_value()),
+        }
+    };
+    let values = kind.attrs().iter().map(coerce).collect::<Result<_, _>>()?;
+    let common = CommonAttrs::SPECS.iter().map(coerce).collect::<Result<_, _>>()?;
+    Ok((label, values, common))
 }
 
-fn missing(kind: RuleKind, attr: &str, label: &Label) -> Error {
+fn common_attr(name: &str) -> Option<&'static AttrSpec> {
+    CommonAttrs::SPECS.iter().find(|attr| attr.name == name)
+}
+
+fn missing(kind: RuleKind, rule: &str, attr: &str, label: &Label) -> Error {
     let required: Vec<String> =
         kind.attrs().iter().filter(|attr| attr.required).map(|attr| format!("`{}`", attr.name)).collect();
-    Error::user(format!("Missing required attribute `{attr}` of `{kind}` target `{label}`"))
-        .with_hint(format!("`{kind}` requires `name`, {}", required.join(", ")))
+    Error::user(format!("Missing required attribute `{attr}` of `{rule}` target `{label}`"))
+        .with_hint(format!("`{rule}` requires `name`, {}", required.join(", ")))
 }
 
 fn target_label(package: &str, name: &str, generated: bool) -> Result<Label, &'static str> {

@@ -24,6 +24,7 @@ const RULE_FILES: &[(&str, &str)] = &[
     ("image.star", include_str!("../../rules/image.star")),
     ("layer.star", include_str!("../../rules/layer.star")),
     ("pull.star", include_str!("../../rules/pull.star")),
+    ("push.star", include_str!("../../rules/push.star")),
 ];
 
 /// The evaluated library and the globals built from it.
@@ -133,10 +134,13 @@ mod tests {
                 "oci_image_build",
                 "oci_image_empty",
                 "oci_image_index",
+                "oci_import",
                 "oci_layer",
+                "oci_load",
                 "oci_pull",
                 "oci_pull_image",
                 "oci_pull_images",
+                "oci_push",
                 "oci_python_image"
             ]
         );

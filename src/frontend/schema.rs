@@ -41,7 +41,7 @@ pub(crate) fn coerce(attr: &AttrSpec, value: Value, package: &str) -> Result<Att
     }
     let wrong = |detail: &str| CoerceError::wrong_type(attr, value, detail);
     let coerced = match attr.ty {
-        T::Label => AttrValue::Label(label(attr, value, package)?),
+        T::Label => AttrValue::Label(label(attr, single(attr, value)?, package)?),
         T::Labels => AttrValue::List(
             list_items(value)
                 .ok_or_else(|| wrong(""))?
@@ -71,6 +71,9 @@ pub(crate) fn coerce(attr: &AttrSpec, value: Value, package: &str) -> Result<Att
         T::Bool => AttrValue::Bool(value.unpack_bool().ok_or_else(|| wrong(""))?),
         T::Mode => AttrValue::Int(mode(attr, value)?),
         T::Env => env(attr, value)?,
+        // A string names a file of `KEY=VALUE` lines (rules_oci's `env = "env.txt"`).
+        T::KeyValues if value.unpack_str().is_some() => AttrValue::Label(label(attr, value, package)?),
+        T::KeyValues => env(attr, value)?,
         T::StringDict => AttrValue::Dict(
             dict_entries(attr, value)?
                 .into_iter()
@@ -109,6 +112,19 @@ fn label(attr: &AttrSpec, value: Value, package: &str) -> Result<Label, CoerceEr
         });
     }
     Ok(label)
+}
+
+/// `base = [":img"]`, the Pants plugin's spelling of one base, is that
+/// one label; a list of another length is not one base.
+fn single<'v>(attr: &AttrSpec, value: Value<'v>) -> Result<Value<'v>, CoerceError> {
+    match list_items(value) {
+        Some([item]) if attr.name == "base" => Ok(*item),
+        Some(items) if attr.name == "base" => Err(CoerceError {
+            message: format!("Attribute `base` names one image, not a list of {}", items.len()),
+            hint: Some("write `base = \":img\"` (or `base = [\":img\"]`, as Pants does)".to_owned()),
+        }),
+        _ => Ok(value),
+    }
 }
 
 fn list_items<'v>(value: Value<'v>) -> Option<&'v [Value<'v>]> {

@@ -26,6 +26,10 @@ pub enum AttrType {
     LabelDict,
     /// String keys, any plain value.
     Dict,
+    /// An `env` (dict or `"KEY=VALUE"` list), or the label of a file of
+    /// `KEY=VALUE` lines (rules_oci's `env = "env.txt"`); becomes `Dict` or
+    /// `Label`.
+    KeyValues,
 }
 
 impl AttrType {
@@ -43,6 +47,7 @@ impl AttrType {
             AttrType::StringDict => "a dict from strings to strings",
             AttrType::LabelDict => "a dict from strings to label strings",
             AttrType::Dict => "a dict with string keys",
+            AttrType::KeyValues => "a dict of strings, a list of `\"KEY=VALUE\"` strings or the label of a file",
         }
     }
 }
@@ -103,9 +108,10 @@ impl AttrSpec {
             (AttrDefault::String(text), _) => AttrValue::String(text.to_owned()),
             (AttrDefault::Int(value), _) => AttrValue::Int(value),
             (AttrDefault::Empty, AttrType::Labels | AttrType::Strings) => AttrValue::List(Vec::new()),
-            (AttrDefault::Empty, AttrType::Env | AttrType::StringDict | AttrType::LabelDict | AttrType::Dict) => {
-                AttrValue::Dict(Vec::new())
-            }
+            (
+                AttrDefault::Empty,
+                AttrType::Env | AttrType::StringDict | AttrType::LabelDict | AttrType::Dict | AttrType::KeyValues,
+            ) => AttrValue::Dict(Vec::new()),
             (AttrDefault::Empty, AttrType::Bool) => AttrValue::Bool(false),
             (AttrDefault::Empty, AttrType::Label | AttrType::String | AttrType::Int | AttrType::Mode) => {
                 AttrValue::None
@@ -259,6 +265,51 @@ impl AttrField for Vec<(String, String)> {
 
     fn from_value(value: AttrValue) -> Option<Self> {
         dict(value, String::from_value)
+    }
+}
+
+/// `env`, `labels`, `annotations` of an image: pairs written in the BUILD
+/// file, or a file of `KEY=VALUE` lines that analysis reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValues {
+    Pairs(Vec<(String, String)>),
+    File(Label),
+}
+
+impl KeyValues {
+    /// The pairs written in the BUILD file (none for a file).
+    pub fn pairs(&self) -> &[(String, String)] {
+        match self {
+            KeyValues::Pairs(pairs) => pairs,
+            KeyValues::File(_) => &[],
+        }
+    }
+
+    /// The pairs written in the BUILD file, to rewrite in place (`None`
+    /// for a file, read only by analysis).
+    pub fn pairs_mut(&mut self) -> Option<&mut Vec<(String, String)>> {
+        match self {
+            KeyValues::Pairs(pairs) => Some(pairs),
+            KeyValues::File(_) => None,
+        }
+    }
+}
+
+impl AttrField for KeyValues {
+    const TYPES: &'static [AttrType] = &[AttrType::KeyValues];
+    const NEEDS_VALUE: bool = false;
+
+    fn from_value(value: AttrValue) -> Option<Self> {
+        match value {
+            AttrValue::Label(label) => Some(KeyValues::File(label)),
+            value => dict(value, String::from_value).map(KeyValues::Pairs),
+        }
+    }
+
+    fn visit_labels<'a>(&'a self, visit: &mut dyn FnMut(&'a Label)) {
+        if let KeyValues::File(label) = self {
+            visit(label);
+        }
     }
 }
 

@@ -9,12 +9,13 @@ mod suggest;
 mod target;
 mod target_graph;
 
-pub use attr::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue};
-pub use query::{render_query, QueryExpr, QueryOutput};
+pub use attr::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue, KeyValues};
+pub use query::{render_query, CommonAttr, QueryExpr, QueryOutput};
 pub use rule_kind::{
     AttrShapeError, DebLayerAttrs, FilesAttrs, OciBuildLayerAttrs, OciImageBuildAttrs, OciImageEmptyAttrs,
-    OciImageIndexAttrs, OciLayerAttrs, OciPullImageAttrs, RuleAttrs, RuleKind, EMPTY_IMAGE,
+    OciImageIndexAttrs, OciImportAttrs, OciLayerAttrs, OciLoadAttrs, OciPullImageAttrs, OciPushAttrs, RuleAttrs,
+    RuleKind, EMPTY_IMAGE,
 };
 pub use suggest::closest;
-pub use target::TargetNode;
+pub use target::{CommonAttrs, TargetNode};
 pub use target_graph::{GraphError, Node, SourceFile, TargetGraph};

@@ -2,8 +2,11 @@
 //! formats.
 //!
 //! ```text
-//! expr := PATTERN | deps(expr) | rdeps(expr, expr)
+//! expr := PATTERN | deps(expr) | rdeps(expr, expr) | attr(NAME, VALUE, expr)
 //! ```
+//!
+//! Patterns here include targets tagged `manual`, as Bazel's query does;
+//! only `build` leaves them out of wildcards.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -20,6 +23,16 @@ pub enum QueryExpr {
     Deps(Box<QueryExpr>),
     /// `rdeps(U, E)`: the members of `deps(U)` that depend on `E`, transitively, and `E` itself.
     Rdeps(Box<QueryExpr>, Box<QueryExpr>),
+    /// `attr(NAME, VALUE, E)`: the targets of `E` whose common attribute
+    /// `NAME` matches `VALUE`: `tags` holding it, `description` containing it.
+    Attr(CommonAttr, String, Box<QueryExpr>),
+}
+
+/// The attributes `attr(...)` filters on: those every rule has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommonAttr {
+    Tags,
+    Description,
 }
 
 /// How `berth query` prints its result.
@@ -27,7 +40,8 @@ pub enum QueryExpr {
 pub enum QueryOutput {
     /// One label per line, sorted.
     Label,
-    /// A JSON array of `{label, kind, deps, location}`, sorted by label.
+    /// A JSON array of `{label, kind, deps, location}`, sorted by label,
+    /// with `tags` and `description` where the target sets them.
     Json,
     /// A Graphviz digraph of the result and the edges between its members.
     Dot,
@@ -57,6 +71,7 @@ impl QueryExpr {
             QueryExpr::Pattern(pattern) => vec![pattern.clone()],
             QueryExpr::Deps(inner) => inner.patterns(),
             QueryExpr::Rdeps(universe, inner) => [universe.patterns(), inner.patterns()].concat(),
+            QueryExpr::Attr(_, _, inner) => inner.patterns(),
         }
     }
 
@@ -67,12 +82,24 @@ impl QueryExpr {
                 Ok(BTreeSet::from([label.clone()]))
             }
             QueryExpr::Pattern(pattern) => {
-                Ok(graph.resolve_patterns(std::slice::from_ref(pattern))?.into_iter().collect())
+                Ok(graph.resolve_patterns_with_manual(std::slice::from_ref(pattern))?.into_iter().collect())
             }
             QueryExpr::Deps(inner) => Ok(graph.transitive_deps(&inner.evaluate(graph)?)),
             QueryExpr::Rdeps(universe, inner) => {
                 let universe = graph.transitive_deps(&universe.evaluate(graph)?);
                 Ok(graph.reverse_deps(&universe, &inner.evaluate(graph)?))
+            }
+            QueryExpr::Attr(attr, value, inner) => {
+                let mut labels = inner.evaluate(graph)?;
+                labels.retain(|label| {
+                    graph.target(label).is_some_and(|target| match attr {
+                        CommonAttr::Tags => target.common.tags.iter().any(|tag| tag == value),
+                        CommonAttr::Description => {
+                            target.common.description.as_deref().is_some_and(|text| text.contains(value.as_str()))
+                        }
+                    })
+                });
+                Ok(labels)
             }
         }
     }
@@ -141,7 +168,31 @@ impl Parser<'_> {
                     self.expect(",")?;
                     QueryExpr::Rdeps(Box::new(universe), Box::new(self.expr()?))
                 }
-                other => return Err(self.error(format!("unknown function `{other}`; berth knows `deps` and `rdeps`"))),
+                "attr" => {
+                    let attr = match self.next() {
+                        Some("tags") => CommonAttr::Tags,
+                        Some("description") => CommonAttr::Description,
+                        Some(other) => {
+                            let other = other.to_owned();
+                            return Err(self.error(format!(
+                                "`attr` filters on `tags` or `description`, the attributes every rule has, not `{other}`"
+                            )));
+                        }
+                        None => return Err(self.error("expected an attribute name at the end".to_owned())),
+                    };
+                    self.expect(",")?;
+                    let value = match self.next() {
+                        Some(token) if !matches!(token, "(" | ")" | ",") => token.trim_matches('"').to_owned(),
+                        _ => return Err(self.error("`attr` needs a value to match".to_owned())),
+                    };
+                    self.expect(",")?;
+                    QueryExpr::Attr(attr, value, Box::new(self.expr()?))
+                }
+                other => {
+                    return Err(
+                        self.error(format!("unknown function `{other}`; berth knows `deps`, `rdeps` and `attr`"))
+                    )
+                }
             };
             self.expect(")")?;
             return Ok(expr);
@@ -165,6 +216,10 @@ pub fn render_query(graph: &TargetGraph, labels: &BTreeSet<Label>, output: Query
                 kind: &'a str,
                 deps: Vec<String>,
                 location: Option<&'a crate::workspace::Location>,
+                #[serde(skip_serializing_if = "<[String]>::is_empty")]
+                tags: &'a [String],
+                #[serde(skip_serializing_if = "Option::is_none")]
+                description: Option<&'a str>,
             }
             let items: Vec<Item> = labels
                 .iter()
@@ -174,6 +229,8 @@ pub fn render_query(graph: &TargetGraph, labels: &BTreeSet<Label>, output: Query
                     kind: node.kind(),
                     deps: node.deps().iter().map(Label::to_string).collect(),
                     location: node.location(),
+                    tags: node.tags(),
+                    description: node.description(),
                 })
                 .collect();
             let mut text = serde_json::to_string_pretty(&items).expect("JSON values always serialize");
@@ -217,6 +274,10 @@ mod tests {
             QueryExpr::Rdeps(Box::new(pattern("//...")), Box::new(QueryExpr::Deps(Box::new(pattern("//lib:base")))))
         );
         assert_eq!(expr.patterns(), [Pattern::parse("//...").unwrap(), Pattern::parse("//lib:base").unwrap()]);
+        assert_eq!(
+            QueryExpr::parse("attr(tags, manual, //...)").unwrap(),
+            QueryExpr::Attr(CommonAttr::Tags, "manual".into(), Box::new(pattern("//...")))
+        );
     }
 
     #[test]
@@ -225,7 +286,12 @@ mod tests {
             ("", "the expression is empty"),
             ("deps(//a:b", "expected `)` at the end"),
             ("rdeps(//...)", "expected `,`, found `)`"),
-            ("kind(x, //...)", "unknown function `kind`; berth knows `deps` and `rdeps`"),
+            ("kind(x, //...)", "unknown function `kind`; berth knows `deps`, `rdeps` and `attr`"),
+            (
+                "attr(srcs, x, //...)",
+                "`attr` filters on `tags` or `description`, the attributes every rule has, not `srcs`",
+            ),
+            ("attr(tags, , //...)", "`attr` needs a value to match"),
             ("//a:b //c:d", "unexpected `//c:d` after the expression"),
             ("app:", "Invalid target pattern `app:`: the target name is empty"),
         ] {

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use crate::graph::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue};
+use crate::graph::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue, KeyValues};
 use crate::oci::Compression;
 use crate::workspace::Label;
 
@@ -216,13 +216,13 @@ rule_kinds! {
         layers: Vec<Label> = A::optional(T::Labels),
         entrypoint: Vec<String> = A::optional(T::Strings),
         cmd: Vec<String> = A::optional(T::Strings),
-        env: Vec<(String, String)> = A::optional(T::Env),
+        env: KeyValues = A::optional(T::KeyValues),
         workdir: Option<String> = A::optional(T::String),
         user: Option<String> = A::optional(T::String),
         exposed_ports: Vec<String> = A::optional(T::Strings),
         volumes: Vec<String> = A::optional(T::Strings),
-        labels: Vec<(String, String)> = A::optional(T::StringDict),
-        annotations: Vec<(String, String)> = A::optional(T::StringDict),
+        labels: KeyValues = A::optional(T::KeyValues),
+        annotations: KeyValues = A::optional(T::KeyValues),
         stop_signal: Option<String> = A::optional(T::String),
         healthcheck: Vec<(String, AttrValue)> = A::optional(T::Dict),
         author: Option<String> = A::optional(T::String),
@@ -231,9 +231,15 @@ rule_kinds! {
         architecture: Option<String> = A::optional(T::String),
         variant: Option<String> = A::optional(T::String),
         platform: Option<String> = A::optional(T::String),
+        os_version: Option<String> = A::optional(T::String),
+        os_features: Vec<String> = A::optional(T::Strings),
+        /// Which image of an index `base` to build on (BuildStream's
+        /// `parent: image: N`).
+        base_index: Option<i64> = A::optional(T::Int),
         repository: Option<String> = A::optional(T::String),
         tag: Option<String> = A::optional(T::String),
-        tags: Vec<String> = A::optional(T::Strings),
+        /// Registry tags (rules_oci's spelling); `tags` are target tags.
+        remote_tags: Vec<String> = A::optional(T::Strings),
         compression: Compression =
             A::with_default(T::String, AttrDefault::String("gzip")).choices(&["gzip", "zstd", "none"]),
         /// Set by `oci_python_image`.
@@ -263,7 +269,8 @@ rule_kinds! {
         annotations: Vec<(String, String)> = A::optional(T::StringDict),
         repository: Option<String> = A::optional(T::String),
         tag: Option<String> = A::optional(T::String),
-        tags: Vec<String> = A::optional(T::Strings),
+        /// Registry tags (rules_oci's spelling); `tags` are target tags.
+        remote_tags: Vec<String> = A::optional(T::Strings),
     }
 
     /// `oci_pull_image`: a base image pinned by digest.
@@ -273,6 +280,27 @@ rule_kinds! {
         digest: Option<String> = A::optional(T::String),
         anonymous: bool = A::optional(T::Bool),
         platform: Option<String> = A::optional(T::String),
+    }
+
+    /// `oci_push` (rules_oci): `berth run` pushes `image` to `repository`
+    /// with `remote_tags`; `berth build` builds the image.
+    OciPush = "oci_push", OciPushAttrs {
+        image: Label = A::required(T::Label),
+        repository: Option<String> = A::optional(T::String),
+        remote_tags: Vec<String> = A::optional(T::Strings),
+    }
+
+    /// `oci_load` (rules_oci): `berth run` streams `image` as a
+    /// docker-archive named `repo_tags` into `docker load` (or `podman load`).
+    OciLoad = "oci_load", OciLoadAttrs {
+        image: Label = A::required(T::Label),
+        repo_tags: Vec<String> = A::optional(T::Strings),
+    }
+
+    /// `oci_import`: an image (or index) from an OCI layout directory, an
+    /// OCI archive or a docker-archive in the package; `src` is its path.
+    OciImport = "oci_import", OciImportAttrs {
+        src: String = A::required(T::String),
     }
 
     /// `deb_layer`: a layer from the data archives of `.deb` files.
@@ -300,6 +328,7 @@ mod tests {
             AttrType::Env | AttrType::StringDict => AttrValue::Dict(vec![("k".into(), string())]),
             AttrType::LabelDict => AttrValue::Dict(vec![("/k".into(), label())]),
             AttrType::Dict => AttrValue::Dict(vec![("k".into(), AttrValue::List(vec![AttrValue::Int(1)]))]),
+            AttrType::KeyValues => AttrValue::Label(Label::new("app", "env.txt")),
         }
     }
 
@@ -366,6 +395,7 @@ mod tests {
             AttrType::StringDict => "string_dict",
             AttrType::LabelDict => "label_dict",
             AttrType::Dict => "dict",
+            AttrType::KeyValues => "key_values",
         }
     }
 

@@ -55,6 +55,22 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// A target's `tags` (none for a source file).
+    pub fn tags(&self) -> &'a [String] {
+        match self {
+            Node::Target(target) => &target.common.tags,
+            Node::Source(_) => &[],
+        }
+    }
+
+    /// A target's `description`.
+    pub fn description(&self) -> Option<&'a str> {
+        match self {
+            Node::Target(target) => target.common.description.as_deref(),
+            Node::Source(_) => None,
+        }
+    }
+
     /// Where a target was declared; `None` for a source file.
     pub fn location(&self) -> Option<&'a Location> {
         match self {
@@ -231,9 +247,21 @@ impl TargetGraph {
         self.implicit.contains(label)
     }
 
-    /// The targets the patterns name, sorted and without repeats. A
-    /// `//pkg:name` pattern naming no target is an error (with a did-you-mean).
+    /// The targets the patterns name, sorted and without repeats: what
+    /// `build` works on. Wildcards leave out targets tagged `manual`, as in
+    /// Bazel; a `//pkg:name` pattern naming no target is an error (with a
+    /// did-you-mean).
     pub fn resolve_patterns(&self, patterns: &[Pattern]) -> Result<Vec<Label>, GraphError> {
+        self.resolve(patterns, false)
+    }
+
+    /// The targets the patterns name, `manual` ones included: what `query`
+    /// works on (`attr(tags, manual, //...)` finds them, as in Bazel).
+    pub fn resolve_patterns_with_manual(&self, patterns: &[Pattern]) -> Result<Vec<Label>, GraphError> {
+        self.resolve(patterns, true)
+    }
+
+    fn resolve(&self, patterns: &[Pattern], with_manual: bool) -> Result<Vec<Label>, GraphError> {
         let mut labels = BTreeSet::new();
         for pattern in patterns {
             match pattern {
@@ -249,9 +277,10 @@ impl TargetGraph {
                 }
                 _ => labels.extend(
                     self.targets
-                        .keys()
-                        .filter(|label| !self.implicit.contains(*label) && pattern.matches(label))
-                        .cloned(),
+                        .values()
+                        .filter(|target| !self.implicit.contains(&target.label) && pattern.matches(&target.label))
+                        .filter(|target| with_manual || !target.common.is_manual())
+                        .map(|target| target.label.clone()),
                 ),
             }
         }

@@ -146,7 +146,8 @@ pub struct ConfigSettings {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     /// `KEY=VALUE` pairs in order; a key of the base is replaced in place,
-    /// new keys are appended.
+    /// new keys are appended. Values expand `$VAR` against the env so far
+    /// (`expand_env`).
     pub env: Vec<(String, String)>,
     pub workdir: Option<String>,
     pub user: Option<String>,
@@ -163,6 +164,12 @@ pub struct ConfigSettings {
     pub os: Option<String>,
     pub architecture: Option<String>,
     pub variant: Option<String>,
+    /// `os.version` (BuildStream's `os.version`, Windows builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    /// `os.features`; empty keeps the base's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub os_features: Vec<String>,
     /// Seconds since the epoch: the config's `created` and the history's.
     pub source_date_epoch: u64,
 }
@@ -173,6 +180,71 @@ pub struct ConfigSettings {
 pub struct NewLayer {
     pub diff_id: Digest,
     pub created_by: String,
+}
+
+/// `value` with `$NAME` and `${NAME}` replaced by `NAME`'s value in `env`
+/// (`KEY=VALUE` entries: the base's and the earlier keys'), as Docker's `ENV`
+/// and rules_oci do: an unknown name expands to nothing, `${NAME:-word}`
+/// gives `word` when `NAME` is unset or empty, `${NAME:+word}` gives `word`
+/// when it is set and not empty, and `\$` is a literal `$`. A `$` before
+/// anything else stays as written.
+pub fn expand_env(value: &str, env: &[String]) -> String {
+    let lookup = |name: &str| {
+        env.iter().rev().find_map(|entry| entry.split_once('=').filter(|(key, _)| *key == name).map(|(_, v)| v))
+    };
+    let is_name_start = |c: char| c == '_' || c.is_ascii_alphabetic();
+    let is_name = |c: char| c == '_' || c.is_ascii_alphanumeric();
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find(['$', '\\']) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("\\$") {
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('\\') {
+            out.push('\\');
+            rest = after;
+            continue;
+        }
+        let after = &tail[1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            if let Some(close) = braced.find('}') {
+                let inner = &braced[..close];
+                let (name, modifier) = match inner.find(":-").or_else(|| inner.find(":+")) {
+                    Some(split) => (&inner[..split], Some((&inner[split..split + 2], &inner[split + 2..]))),
+                    None => (inner, None),
+                };
+                if name.starts_with(is_name_start) && name.chars().all(is_name) {
+                    let found = lookup(name).filter(|v| !v.is_empty());
+                    match modifier {
+                        None => out.push_str(found.unwrap_or("")),
+                        Some((":-", word)) => out.push_str(found.unwrap_or(word)),
+                        Some((_, word)) => out.push_str(if found.is_some() { word } else { "" }),
+                    }
+                    rest = &braced[close + 1..];
+                    continue;
+                }
+            }
+            out.push('$');
+            rest = after;
+            continue;
+        }
+        let name_len = match after.chars().next() {
+            Some(c) if is_name_start(c) => after.find(|c: char| !is_name(c)).unwrap_or(after.len()),
+            _ => 0,
+        };
+        if name_len == 0 {
+            out.push('$');
+        } else {
+            out.push_str(lookup(&after[..name_len]).unwrap_or(""));
+        }
+        rest = &after[name_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl ImageConfig {
@@ -216,6 +288,12 @@ impl ImageConfig {
         if let Some(variant) = &settings.variant {
             config.variant = Some(variant.clone()).filter(|variant| !variant.is_empty());
         }
+        if let Some(os_version) = &settings.os_version {
+            config.os_version = Some(os_version.clone());
+        }
+        if !settings.os_features.is_empty() {
+            config.os_features = settings.os_features.clone();
+        }
         if config.architecture.is_empty() {
             return Err(OciError::BadSetting {
                 name: "architecture",
@@ -238,7 +316,7 @@ impl ImageConfig {
             if key.is_empty() || key.contains('=') {
                 return Err(OciError::BadSetting { name: "env", reason: format!("invalid variable name `{key}`") });
             }
-            let entry = format!("{key}={value}");
+            let entry = format!("{key}={}", expand_env(value, &exec.env));
             match exec.env.iter_mut().find(|existing| existing.split('=').next() == Some(key.as_str())) {
                 Some(existing) => *existing = entry,
                 None => exec.env.push(entry),
@@ -328,6 +406,43 @@ pub fn rfc3339(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_values_expand_like_docker() {
+        let env = ["PATH=/usr/bin".to_owned(), "EMPTY=".to_owned(), "A=1".to_owned()];
+        for (value, expanded) in [
+            ("/usr/local/bin:$PATH", "/usr/local/bin:/usr/bin"),
+            ("${PATH}:/x", "/usr/bin:/x"),
+            ("/test:$ENV", "/test:"),
+            ("${NOPE:-dflt} ${A:-dflt} ${EMPTY:-e}", "dflt 1 e"),
+            ("${A:+set}${NOPE:+set}", "set"),
+            ("\\$PATH $ 5$ $1 ${", "$PATH $ 5$ $1 ${"),
+            ("$A$A", "11"),
+            ("C:\\dir", "C:\\dir"),
+        ] {
+            assert_eq!(expand_env(value, &env), expanded, "{value}");
+        }
+    }
+
+    #[test]
+    fn env_expands_against_the_base_and_earlier_keys() {
+        let base = ImageConfig {
+            architecture: "amd64".to_owned(),
+            os: "linux".to_owned(),
+            config: ExecConfig { env: vec!["PATH=/usr/bin".to_owned()], ..ExecConfig::default() },
+            ..ImageConfig::default()
+        };
+        let settings = ConfigSettings {
+            env: vec![
+                ("PATH".to_owned(), "/usr/local/bin:$PATH".to_owned()),
+                ("ENV".to_owned(), "x".to_owned()),
+                ("ENV2".to_owned(), "/test:$ENV:$UNSET".to_owned()),
+            ],
+            ..ConfigSettings::default()
+        };
+        let config = ImageConfig::derive(Some(&base), &settings, &[]).unwrap();
+        assert_eq!(config.config.env, ["PATH=/usr/local/bin:/usr/bin", "ENV=x", "ENV2=/test:x:"]);
+    }
 
     fn diff_id(n: u8) -> Digest {
         Digest::of(&[n])

@@ -43,6 +43,8 @@ pub enum OciError {
     DockerArchiveOfIndex,
     #[error("A docker-archive cannot hold zstd layers: Docker v2 images have no zstd media type and `docker load` before Docker 25 cannot read them")]
     DockerArchiveZstd,
+    #[error("`{source_path}` is not an image berth can import: {reason}")]
+    BadImport { source_path: String, reason: String },
     #[error(transparent)]
     Cas(#[from] CasError),
 }
@@ -79,7 +81,8 @@ impl Diagnose for OciError {
             | OciError::NestedIndex { .. }
             | OciError::DiffIdCount { .. }
             | OciError::DockerArchiveOfIndex
-            | OciError::DockerArchiveZstd => ErrorKind::User,
+            | OciError::DockerArchiveZstd
+            | OciError::BadImport { .. } => ErrorKind::User,
             OciError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => ErrorKind::User,
             OciError::Read { .. } | OciError::Write { .. } => ErrorKind::Environment,
             OciError::MissingBlobs { .. } | OciError::BadInputs { .. } => ErrorKind::Internal,
@@ -98,6 +101,9 @@ impl Diagnose for OciError {
             OciError::NestedIndex { .. } => "give `oci_image_index` single-platform images",
             OciError::DiffIdCount { .. } => "the base image's manifest and config disagree",
             OciError::DockerArchiveOfIndex => "export one of the index's images, or use `--format oci-archive`",
+            OciError::BadImport { .. } => {
+                "`oci_import` reads an OCI image layout, an OCI archive or a docker-archive (`docker save`)"
+            }
             OciError::DockerArchiveZstd => "set `compression = \"gzip\"` on the image, or use `--format oci-archive`",
             _ => return None,
         };

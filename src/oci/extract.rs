@@ -282,6 +282,19 @@ pub fn unpack(reader: impl Read, root: &Path, limits: &ExtractLimits) -> Result<
     unpack_counted(&mut reader, root, limits).map(|(stats, _)| stats)
 }
 
+/// Unpacks a layer (tar, gzip or zstd, detected by its magic bytes) into
+/// `root` as [`unpack`] does, refusing what it refuses, and returns the
+/// digest of the decompressed tar (the layer's diff_id) too: how a tar
+/// file from the workspace is checked before it becomes a layer.
+pub fn unpack_with_diff_id(
+    reader: impl Read,
+    root: &Path,
+    limits: &ExtractLimits,
+) -> Result<(UnpackStats, Digest), ExtractError> {
+    let mut reader = reader;
+    unpack_counted(&mut reader, root, limits)
+}
+
 fn unpack_counted<R: Read>(
     reader: &mut R,
     root: &Path,

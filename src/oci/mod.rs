@@ -10,6 +10,7 @@ mod config;
 pub mod deb;
 mod error;
 mod extract;
+mod import;
 mod layer;
 mod layout;
 mod manifest;
@@ -23,9 +24,10 @@ pub use config::{
 };
 pub use error::OciError;
 pub use extract::{
-    is_opaque_dir, is_whiteout, unpack, ExtractError, ExtractLimits, ExtractedLayer, LayerStore, UnpackStats,
-    OPAQUE_XATTR,
+    is_opaque_dir, is_whiteout, unpack, unpack_with_diff_id, ExtractError, ExtractLimits, ExtractedLayer, LayerStore,
+    UnpackStats, OPAQUE_XATTR,
 };
+pub use import::{layout_files, ImageSource, Imported, ImportedImage};
 pub use layer::{
     normalize_path, validate_path, Body, EntryKind, EntryMeta, FileSource, LayerBuilder, LayerEntry, LayerTar, Origin,
     Ownership, PackedLayer, DIR_MODE, FILE_MODE, SYMLINK_MODE,

@@ -122,7 +122,10 @@ impl Workspace {
             // `file_type` does not follow symlinks: a linked directory is not walked, so no loops.
             let is_dir = entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false);
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            if is_dir && !is_skipped_dir(&name) {
+            // A directory holding its own `WORKSPACE.star` is another
+            // workspace, not packages of this one (as in Bazel).
+            let nested = || dir.join(&name).join(WORKSPACE_FILE).is_file();
+            if is_dir && !is_skipped_dir(&name) && !nested() {
                 self.walk(&join(package, &name), packages)?;
             }
         }

@@ -25,6 +25,7 @@ mod extract_hostile;
 mod image_errors;
 mod layering;
 mod loading_errors;
+mod migration;
 mod oci_image;
 mod push_release;
 mod query;

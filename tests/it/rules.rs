@@ -138,7 +138,7 @@ fn defaults_are_filled_and_deps_collected() {
     assert_eq!(attrs.base, Label::new("", "empty"));
     assert_eq!(attrs.compression, Compression::Gzip);
     assert_eq!(attrs.packages, []);
-    assert_eq!(attrs.env, []);
+    assert_eq!(attrs.env.pairs(), []);
     assert_eq!(attrs.workdir, None);
     assert_eq!(target(&graph, "//app:img").deps, [Label::new("", "empty")]);
     let build = target(&graph, "//app:b");
@@ -208,7 +208,7 @@ oci_image_build(name = "img", env = ["PATH=/bin", "LANG=C.UTF-8"], layers = [":l
     assert_eq!((attrs.mode, attrs.uid), (Some(0o755), Some(1000)));
     assert_eq!(attrs.files, [("/bin/tool".to_owned(), Label::new("app", "tool.sh"))]);
     assert_eq!(target(&graph, "//app:l").deps, [Label::new("app", "tool.sh")]);
-    assert_eq!(image(&graph, "//app:img").env, pairs(&[("PATH", "/bin"), ("LANG", "C.UTF-8")]));
+    assert_eq!(image(&graph, "//app:img").env.pairs(), pairs(&[("PATH", "/bin"), ("LANG", "C.UTF-8")]));
 }
 
 #[test]

@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 
 use crate::actions::{ActionId, ConfigLayer, WriteConfig, WriteManifest};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{at, created_by, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
+use crate::analysis::{
+    at, created_by, key_values, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider, RunAs,
+};
 use crate::error::Result;
 use crate::graph::{AttrValue, OciImageBuildAttrs, OciImageEmptyAttrs, RuleAttrs, TargetNode};
 use crate::oci::{ConfigSettings, Healthcheck, Platform};
+use crate::registry::platform_satisfies;
 use crate::workspace::Label;
 
 /// `oci_image_empty`: no layers, a config naming only the platform.
@@ -26,20 +29,34 @@ pub fn analyze_empty(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &O
     let config = analyzer.actions.add(owner.clone(), Box::new(WriteConfig { base: None, layers: vec![], settings }));
     let manifest = WriteManifest { config, base: None, layers: vec![], annotations: BTreeMap::new() };
     let image = analyzer.actions.add(owner.clone(), Box::new(manifest));
-    Ok(Provider::Image(ImageInfo { image, layer_blobs: vec![], repository: None, tags: vec![] }))
+    Ok(Provider::Image(ImageInfo {
+        image,
+        layer_blobs: vec![],
+        repository: None,
+        tags: vec![],
+        platform: Some(Platform::new(os_of(attrs), architecture_of(attrs), attrs.variant.clone())),
+        run: RunAs::Container,
+    }))
+}
+
+fn os_of(attrs: &OciImageEmptyAttrs) -> String {
+    attrs.os.clone().unwrap_or_else(|| "linux".to_owned())
+}
+
+fn architecture_of(attrs: &OciImageEmptyAttrs) -> String {
+    attrs.architecture.clone().unwrap_or_else(|| Platform::host().architecture)
 }
 
 /// The platform of an `oci_image_empty`: `linux` and the host's
 /// architecture unless it says otherwise.
 fn empty_platform(attrs: &OciImageEmptyAttrs) -> (String, String, Option<String>) {
-    let os = attrs.os.clone().unwrap_or_else(|| "linux".to_owned());
-    let architecture = attrs.architecture.clone().unwrap_or_else(|| Platform::host().architecture);
-    (os, architecture, attrs.variant.clone())
+    (os_of(attrs), architecture_of(attrs), attrs.variant.clone())
 }
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImageBuildAttrs) -> Result<Provider> {
     let compression = attrs.compression;
-    let base = base_image(analyzer, target, &attrs.base)?;
+    let wanted = wanted_platform(target, attrs)?;
+    let base = base_image(analyzer, target, attrs, wanted.as_ref())?;
 
     // Each package and each layer target becomes one layer, in order, so
     // an unchanged package is an unchanged (cached, shared) blob.
@@ -81,12 +98,12 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
     let settings = ConfigSettings {
         entrypoint,
         cmd: unless_empty(&attrs.cmd),
-        env: attrs.env.clone(),
+        env: key_values(analyzer, target, "env", &attrs.env)?,
         workdir: attrs.workdir.clone(),
         user: attrs.user.clone(),
         exposed_ports: attrs.exposed_ports.clone(),
         volumes: attrs.volumes.clone(),
-        labels: attrs.labels.iter().cloned().collect(),
+        labels: key_values(analyzer, target, "labels", &attrs.labels)?.into_iter().collect(),
         stop_signal: attrs.stop_signal.clone(),
         healthcheck: healthcheck(target, &attrs.healthcheck)?,
         author: attrs.author.clone(),
@@ -94,22 +111,55 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
         os: attrs.os.clone().or(base.os),
         architecture: attrs.architecture.clone().or(base.architecture),
         variant: attrs.variant.clone().or(base.variant),
+        os_version: attrs.os_version.clone(),
+        os_features: attrs.os_features.clone(),
         source_date_epoch: analyzer.ctx.source_date_epoch,
     };
+    // What analysis knows of the new image's platform: its own settings,
+    // else its base's.
+    let base_platform = base.platform.clone();
+    let known = |own: &Option<String>, base: Option<String>| own.clone().or(base);
+    let settings_platform = (
+        known(&settings.os, base_platform.as_ref().map(|p| p.os.clone())),
+        known(&settings.architecture, base_platform.as_ref().map(|p| p.architecture.clone())),
+        match (&settings.architecture, &base_platform) {
+            (Some(_), _) => settings.variant.clone(),
+            (None, Some(base)) => settings.variant.clone().or(base.variant.clone()),
+            (None, None) => settings.variant.clone(),
+        },
+    );
     let owner = &target.label;
     let config_layers =
         layers.iter().map(|(action, created_by)| ConfigLayer { action: *action, created_by: created_by.clone() });
     let config = WriteConfig { base: base.image, layers: config_layers.collect(), settings };
     let config = analyzer.actions.add(owner.clone(), Box::new(config));
     let new_layers: Vec<ActionId> = layers.iter().map(|(action, _)| *action).collect();
-    let annotations = attrs.annotations.iter().cloned().collect();
+    let annotations = key_values(analyzer, target, "annotations", &attrs.annotations)?.into_iter().collect();
     let manifest = WriteManifest { config, base: base.image, layers: new_layers.clone(), annotations };
     let image = analyzer.actions.add(owner.clone(), Box::new(manifest));
 
     let mut layer_blobs = base.layer_blobs;
     layer_blobs.extend(new_layers);
-    let tags = tags(&attrs.tag, &attrs.tags);
-    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: attrs.repository.clone(), tags }))
+    let tags = tags(&attrs.tag, &attrs.remote_tags);
+    let platform = match (&settings_platform.0, &settings_platform.1) {
+        (Some(os), Some(architecture)) => Some(Platform {
+            os_version: attrs.os_version.clone().or(base_platform.as_ref().and_then(|p| p.os_version.clone())),
+            os_features: match attrs.os_features.is_empty() {
+                true => base_platform.as_ref().map(|p| p.os_features.clone()).unwrap_or_default(),
+                false => attrs.os_features.clone(),
+            },
+            ..Platform::new(os.clone(), architecture.clone(), settings_platform.2.clone())
+        }),
+        _ => None,
+    };
+    Ok(Provider::Image(ImageInfo {
+        image,
+        layer_blobs,
+        repository: attrs.repository.clone(),
+        tags,
+        platform,
+        run: RunAs::Container,
+    }))
 }
 
 /// The base as the new image sees it. `//:empty` (any `oci_image_empty`)
@@ -120,36 +170,138 @@ struct Base {
     os: Option<String>,
     architecture: Option<String>,
     variant: Option<String>,
+    /// The base image's platform, when analysis knows it.
+    platform: Option<Platform>,
 }
 
-fn base_image(analyzer: &Analyzer<'_>, target: &TargetNode, label: &Label) -> Result<Base> {
+/// `platform = "os/arch[/variant]"`, checked against `os`, `architecture`
+/// and `variant` set beside it.
+fn wanted_platform(target: &TargetNode, attrs: &OciImageBuildAttrs) -> Result<Option<Platform>> {
+    let Some(text) = attrs.platform.as_deref() else { return Ok(None) };
+    let platform = Platform::parse(text)
+        .ok_or_else(|| attr_error(target, "platform", &format!("`{text}` is not `os/arch[/variant]`")))?;
+    for (attr, own, from_platform) in [
+        ("os", attrs.os.as_deref(), Some(platform.os.as_str())),
+        ("architecture", attrs.architecture.as_deref(), Some(platform.architecture.as_str())),
+        ("variant", attrs.variant.as_deref(), platform.variant.as_deref()),
+    ] {
+        if let (Some(own), Some(from_platform)) = (own, from_platform) {
+            if own != from_platform {
+                return Err(attr_error(target, "platform", &format!("`{text}` contradicts `{attr} = \"{own}\"`"))
+                    .with_hint("set the platform once: `platform`, or `os`/`architecture`/`variant`"));
+            }
+        }
+    }
+    Ok(Some(platform))
+}
+
+fn base_image(
+    analyzer: &Analyzer<'_>,
+    target: &TargetNode,
+    attrs: &OciImageBuildAttrs,
+    wanted: Option<&Platform>,
+) -> Result<Base> {
+    let label = &attrs.base;
     if let Some(RuleAttrs::OciImageEmpty(empty)) = analyzer.ctx.graph.target(label).map(|base| &base.attrs) {
-        let (os, architecture, variant) = empty_platform(empty);
-        return Ok(Base { image: None, layer_blobs: vec![], os: Some(os), architecture: Some(architecture), variant });
+        if attrs.base_index.is_some() {
+            return Err(attr_error(target, "base_index", &format!("`base` `{label}` is an image, not an index")));
+        }
+        // `platform` on an empty base is the platform to build for.
+        let (os, architecture, variant) = match wanted {
+            Some(wanted) => (wanted.os.clone(), wanted.architecture.clone(), wanted.variant.clone()),
+            None => empty_platform(empty),
+        };
+        let platform = Some(Platform::new(os.clone(), architecture.clone(), variant.clone()));
+        return Ok(Base {
+            image: None,
+            layer_blobs: vec![],
+            os: Some(os),
+            architecture: Some(architecture),
+            variant,
+            platform,
+        });
     }
-    match analyzer.provider(label)? {
-        Provider::Image(image) => Ok(Base {
-            image: Some(image.image),
-            layer_blobs: image.layer_blobs.clone(),
-            os: None,
-            architecture: None,
-            variant: None,
-        }),
-        Provider::Index(_) => Err(at(target, format!("`base` of `{}` is the image index `{label}`", target.label))
-            .with_hint("pick one image of the index, or pull the index with `oci_pull_image(platform = ...)`")),
-        other => Err(at(
-            target,
-            format!("`base` of `{}` is `{label}`, which is {}, not an image", target.label, other.describe()),
-        )),
+    let image = match analyzer.provider(label)? {
+        Provider::Image(image) => {
+            if attrs.base_index.is_some() {
+                return Err(attr_error(target, "base_index", &format!("`base` `{label}` is an image, not an index")));
+            }
+            image
+        }
+        Provider::Index(index) => pick_from_index(target, attrs, &index.images, wanted)?,
+        other => {
+            return Err(at(
+                target,
+                format!("`base` of `{}` is `{label}`, which is {}, not an image", target.label, other.describe()),
+            ))
+        }
+    };
+    if let (Some(wanted), Some(platform)) = (wanted, &image.platform) {
+        if !platform_satisfies(platform, wanted) {
+            return Err(attr_error(
+                target,
+                "platform",
+                &format!("`{wanted}` contradicts the base `{label}`, which is `{platform}`"),
+            )
+            .with_hint("build on a base of that platform, or drop `platform` to keep the base's"));
+        }
     }
+    Ok(Base {
+        image: Some(image.image),
+        layer_blobs: image.layer_blobs.clone(),
+        os: None,
+        architecture: None,
+        variant: None,
+        platform: image.platform.clone(),
+    })
+}
+
+/// The image of an index `base`: `base_index = N` (BuildStream's
+/// `parent: image: N`), else the one whose platform is `platform`.
+fn pick_from_index<'i>(
+    target: &TargetNode,
+    attrs: &OciImageBuildAttrs,
+    images: &'i [ImageInfo],
+    wanted: Option<&Platform>,
+) -> Result<&'i ImageInfo> {
+    let label = &attrs.base;
+    if let Some(index) = attrs.base_index {
+        return usize::try_from(index).ok().and_then(|index| images.get(index)).ok_or_else(|| {
+            attr_error(
+                target,
+                "base_index",
+                &format!("`{index}` is not an image of `{label}`, which has {}", images.len()),
+            )
+            .with_hint("`base_index` counts the index's `images` from 0")
+        });
+    }
+    let Some(wanted) = wanted else {
+        return Err(at(target, format!("`base` of `{}` is the image index `{label}`", target.label))
+            .with_hint("pick one of its images with `platform = \"os/arch\"` or `base_index = N`"));
+    };
+    images
+        .iter()
+        .find(|image| image.platform.as_ref().is_some_and(|platform| platform_satisfies(platform, wanted)))
+        .ok_or_else(|| {
+            let known: Vec<String> =
+                images.iter().filter_map(|image| image.platform.as_ref().map(|p| format!("`{p}`"))).collect();
+            attr_error(target, "platform", &format!("the index `{label}` has no image for `{wanted}`"))
+                .with_hint(format!("its images are {}", known.join(", ")))
+        })
 }
 
 /// A `packages` or `layers` item as a layer.
-fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &Label) -> Result<LayerInfo> {
-    if let Some(path) = analyzer.source_path(label) {
+fn layer_of(analyzer: &mut Analyzer<'_>, target: &TargetNode, attr: &str, label: &Label) -> Result<LayerInfo> {
+    if let Some(path) = analyzer.source_path(label).map(str::to_owned) {
+        let path = path.as_str();
         if attr == "layers" {
+            if is_layer_archive(path) {
+                // rules_oci's `tars`: the archive is the layer, as it is.
+                let action = analyzer.import_tar(label, path);
+                return Ok(LayerInfo::Built { action, main_output: None, output_path: None });
+            }
             return Err(at(target, format!("`layers` of `{}` names the source file `{label}`", target.label))
-                .with_hint("put it in `packages`, or wrap it in an `oci_layer`"));
+                .with_hint("`layers` takes `.tar`, `.tar.gz`, `.tgz` and `.tar.zst` files; put other files in `packages`, or wrap them in an `oci_layer`"));
         }
         // A source file as a package (a `.pex`, a binary): a layer holding
         // just that file, at `/<package dir>/<file>` as `files` would put it.
@@ -178,6 +330,12 @@ fn layer_of(analyzer: &Analyzer<'_>, target: &TargetNode, attr: &str, label: &La
             Err(at(target, message).with_hint(hint))
         }
     }
+}
+
+/// Whether a source file in `layers` (or rules_oci's `tars`) is a layer
+/// archive, by its name; its bytes decide the compression.
+pub fn is_layer_archive(path: &str) -> bool {
+    [".tar", ".tar.gz", ".tgz", ".tar.zst"].iter().any(|suffix| path.ends_with(suffix))
 }
 
 /// `python_main` names a file some package puts in the image: its absolute
@@ -240,7 +398,7 @@ fn healthcheck(target: &TargetNode, entries: &[(String, AttrValue)]) -> Result<O
     Ok(Some(check))
 }
 
-/// `tag` and `tags`, in that order, without repeats.
+/// `tag` and `remote_tags`, in that order, without repeats.
 pub fn tags(tag: &Option<String>, more: &[String]) -> Vec<String> {
     let mut tags: Vec<String> = tag.iter().cloned().collect();
     for tag in more {

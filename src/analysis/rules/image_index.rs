@@ -2,7 +2,7 @@
 
 use crate::actions::WriteIndex;
 use crate::analysis::rules::image_build::tags;
-use crate::analysis::{at, Analyzer, IndexInfo, Provider};
+use crate::analysis::{at, Analyzer, IndexInfo, Provider, RunAs};
 use crate::error::Result;
 use crate::graph::{OciImageIndexAttrs, TargetNode};
 
@@ -29,6 +29,6 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
         annotations: attrs.annotations.iter().cloned().collect(),
     };
     let index = analyzer.actions.add(target.label.clone(), Box::new(action));
-    let tags = tags(&attrs.tag, &attrs.tags);
-    Ok(Provider::Index(IndexInfo { index, images, repository: attrs.repository.clone(), tags }))
+    let tags = tags(&attrs.tag, &attrs.remote_tags);
+    Ok(Provider::Index(IndexInfo { index, images, repository: attrs.repository.clone(), tags, run: RunAs::Container }))
 }

@@ -7,7 +7,9 @@ mod deb_layer;
 mod files;
 mod image_build;
 mod image_index;
+mod import_image;
 mod oci_layer;
+mod push_load;
 mod pull_image;
 
 use crate::analysis::{Analyzer, Provider};
@@ -24,5 +26,8 @@ pub fn analyze_target(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Resul
         RuleAttrs::OciPullImage(attrs) => pull_image::analyze(analyzer, target, attrs),
         RuleAttrs::OciBuildLayer(attrs) => build_layer::analyze(analyzer, target, attrs),
         RuleAttrs::DebLayer(attrs) => deb_layer::analyze(analyzer, target, attrs),
+        RuleAttrs::OciImport(attrs) => import_image::analyze(analyzer, target, attrs),
+        RuleAttrs::OciPush(attrs) => push_load::analyze_push(analyzer, target, attrs),
+        RuleAttrs::OciLoad(attrs) => push_load::analyze_load(analyzer, target, attrs),
     }
 }

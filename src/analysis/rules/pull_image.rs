@@ -5,10 +5,11 @@
 
 use crate::actions::{FetchBlob, FetchImage};
 use crate::analysis::layer_contents::attr_error;
-use crate::analysis::{Analyzer, ImageInfo, Provider};
+use crate::analysis::{Analyzer, ImageInfo, Provider, RunAs};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
 use crate::graph::{OciPullImageAttrs, TargetNode};
+use crate::oci::ImageConfig;
 use crate::registry::ImageRef;
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciPullImageAttrs) -> Result<Provider> {
@@ -30,9 +31,27 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciPull
             analyzer.actions.add(owner.clone(), Box::new(fetch))
         })
         .collect();
+    // The config was resolved into the CAS with the manifest.
+    let platform = match &pulled.platform {
+        Some(platform) => Some(platform.clone()),
+        None => analyzer
+            .ctx
+            .cas
+            .read_verified(&pulled.config.digest)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ImageConfig>(&bytes).ok())
+            .map(|config| config.platform()),
+    };
     analyzer.pulled.push(pulled.clone());
     let image = analyzer.actions.add(owner.clone(), Box::new(FetchImage { pulled }));
-    Ok(Provider::Image(ImageInfo { image, layer_blobs, repository: None, tags: vec![] }))
+    Ok(Provider::Image(ImageInfo {
+        image,
+        layer_blobs,
+        repository: None,
+        tags: vec![],
+        platform,
+        run: RunAs::Container,
+    }))
 }
 
 /// `digest` or `sha`, with or without `sha256:` (the front-end has already

@@ -1,0 +1,1 @@
+print(open("/app/greeting.txt").read().strip())
