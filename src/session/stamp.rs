@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::graph::{RuleAttrs, TargetGraph};
+use crate::graph::{KeyValues, RuleAttrs, TargetGraph};
 use crate::workspace::{Workspace, WORKSPACE_FILE};
 
 /// How long the status command may run.
@@ -102,20 +102,27 @@ fn parse_status(text: &str) -> std::result::Result<BTreeMap<String, String>, Str
 /// Fills `{KEY}` in the stampable attributes of every image and index.
 pub fn apply(graph: &mut TargetGraph, values: &BTreeMap<String, String>) {
     let fill = |text: &mut String| *text = expand(text, values);
-    let fill_dict = |pairs: &mut Vec<(String, String)>| pairs.iter_mut().for_each(|(_, value)| fill(value));
+    // Values read from a `KEY=VALUE` file (rules_oci's spelling) are not stamped:
+    // the file is read by analysis, after stamping.
+    let fill_dict = |values: &mut KeyValues| {
+        if let Some(pairs) = values.pairs_mut() {
+            pairs.iter_mut().for_each(|(_, value)| fill(value));
+        }
+    };
     for target in graph.targets_mut() {
         match &mut target.attrs {
             RuleAttrs::OciImageBuild(attrs) => {
                 attrs.tag.iter_mut().for_each(fill);
-                attrs.tags.iter_mut().for_each(fill);
+                attrs.remote_tags.iter_mut().for_each(fill);
                 fill_dict(&mut attrs.labels);
                 fill_dict(&mut attrs.annotations);
             }
             RuleAttrs::OciImageIndex(attrs) => {
                 attrs.tag.iter_mut().for_each(fill);
-                attrs.tags.iter_mut().for_each(fill);
-                fill_dict(&mut attrs.annotations);
+                attrs.remote_tags.iter_mut().for_each(fill);
+                attrs.annotations.iter_mut().for_each(|(_, value)| fill(value));
             }
+            RuleAttrs::OciPush(attrs) => attrs.remote_tags.iter_mut().for_each(fill),
             _ => {}
         }
     }
