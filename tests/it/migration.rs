@@ -621,3 +621,34 @@ fn pants_plugin_field_shapes_are_accepted() {
     out.failure(1);
     assert!(out.stderr.contains("sets `os` without `architecture`"), "{}", out.stderr);
 }
+
+#[test]
+fn rules_oci_attributes_berth_refuses_say_why() {
+    let workspace = TestWorkspace::new();
+    let digest = "sha256:".to_owned() + &"a".repeat(64);
+    for (build, expected) in [
+        (
+            format!("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", digest = \"{digest}\", platforms = [\"linux/amd64\", \"linux/arm64\"])\n"),
+            "berth pulls one platform per target",
+        ),
+        (format!("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", tag = \"1.0\")\n"), "berth pulls by digest only"),
+        ("oci_image(name = \"i\", created = \"2024-01-01\")\n".to_owned(), "Unknown attribute `created` of `oci_image`"),
+        (
+            "oci_image(name = \"i\")\noci_load(name = \"l\", image = \":i\", format = \"oci\")\n".to_owned(),
+            "Unknown attribute `format` of `oci_load`",
+        ),
+    ] {
+        workspace.file("app/BUILD", &build);
+        let out = workspace.berth(&["query", "//app:all"]);
+        out.failure(1);
+        assert!(out.stderr.contains(expected), "{build}: {}", out.stderr);
+    }
+    // One platform is the pull's `platform`.
+    workspace.file(
+        "app/BUILD",
+        &format!(
+            "oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", digest = \"{digest}\", platforms = [\"linux/arm64\"])\n"
+        ),
+    );
+    workspace.berth(&["query", "//app:all"]).success();
+}
