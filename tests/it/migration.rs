@@ -631,7 +631,7 @@ fn rules_oci_attributes_berth_refuses_say_why() {
             format!("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", digest = \"{digest}\", platforms = [\"linux/amd64\", \"linux/arm64\"])\n"),
             "berth pulls one platform per target",
         ),
-        (format!("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", tag = \"1.0\")\n"), "berth pulls by digest only"),
+        ("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", tag = \"1.0\")\n".to_owned(), "berth pulls by digest only"),
         ("oci_image(name = \"i\", created = \"2024-01-01\")\n".to_owned(), "Unknown attribute `created` of `oci_image`"),
         (
             "oci_image(name = \"i\")\noci_load(name = \"l\", image = \":i\", format = \"oci\")\n".to_owned(),
