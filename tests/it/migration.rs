@@ -652,3 +652,33 @@ fn rules_oci_attributes_berth_refuses_say_why() {
     );
     workspace.berth(&["query", "//app:all"]).success();
 }
+
+#[test]
+fn buildstream_docker_mode_writes_one_image_per_platform() {
+    let workspace = peer("buildstream");
+    let archive = workspace.path("base.tar").display().to_string();
+    workspace.berth(&["export", "//images:base", "--format", "docker-archive", "-o", &archive]).success();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let mut manifest = None;
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            manifest = Some(text);
+        }
+    }
+    let manifest: Value = serde_json::from_str(&manifest.expect("a manifest.json")).unwrap();
+    let entries = manifest.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "one entry per image of the index");
+    // The names go to the host's image (amd64 here), the other is loaded by id.
+    let host_is_amd64 = std::env::consts::ARCH == "x86_64";
+    let named: Vec<usize> = (0..2).filter(|i| !entries[*i]["RepoTags"].as_array().unwrap().is_empty()).collect();
+    assert_eq!(named, [if host_is_amd64 { 0 } else { 1 }]);
+    assert_ne!(entries[0]["Config"], entries[1]["Config"]);
+
+    if !skip(&[Need::Docker]) {
+        run("docker", &["load", "-i", &archive]);
+        let _ = std::process::Command::new("docker").args(["rmi", "-f", "images/base:latest"]).output();
+    }
+}
