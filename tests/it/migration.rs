@@ -150,6 +150,11 @@ fn errors_name_the_rule_the_user_wrote() {
     assert!(out.stderr.contains("Unknown attribute `entry` of `oci_python_image` target `//app:py`"), "{}", out.stderr);
     assert!(out.stderr.contains("app/BUILD:1:1"), "{}", out.stderr);
 
+    workspace.file("app/BUILD", "oci_python_image(name = \"py\", mian = \"x.py\")\n");
+    let out = workspace.berth(&["build", "//app:py"]);
+    out.failure(1);
+    assert!(out.stderr.contains("hint: did you mean `main`?"), "{}", out.stderr);
+
     workspace.file("app/BUILD", "oci_image(name = \"img\", packages = 3)\n");
     let out = workspace.berth(&["build", "//app:img"]);
     out.failure(1);
@@ -296,6 +301,10 @@ fn rules_oci_push_target_pushes_with_berth_run() {
         let raw = run("skopeo", &["inspect", "--tls-verify=false", "--raw", &reference]);
         assert_eq!(format!("sha256:{}", berth::cache::Digest::of(raw.as_bytes()).hex()), digest, "{tag}");
     }
+    // `berth push` of the same target pushes the same manifest.
+    let out = workspace.berth(&["push", "//app:push"]);
+    out.success();
+    assert_eq!(out.stdout.trim(), digest);
 }
 
 #[test]
