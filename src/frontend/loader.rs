@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::frontend::context::{EvalContext, PackageContext};
 use crate::frontend::error::LoadError;
 use crate::frontend::limits;
-use crate::frontend::prelude::Library;
+use crate::frontend::prelude::{library_label, Library};
 use crate::frontend::tabs::soften_tabs;
 use crate::graph::{closest, RuleAttrs, RuleKind, SourceFile, TargetGraph, TargetNode, EMPTY_IMAGE};
 use crate::workspace::{Label, Location, Pattern, Workspace, BUILD_FILES};
@@ -415,7 +415,8 @@ fn resolve_loads(ast: &AstModule, context: &Label) -> Result<Vec<LoadStmt>, Load
         .into_iter()
         .map(|load| {
             let location = location_of(&load.span);
-            let label = Label::parse_in(load.module_id, context).map_err(|error| {
+            let label = peer_library(load.module_id).map_or_else(|| Label::parse_in(load.module_id, context), Ok);
+            let label = label.map_err(|error| {
                 Error::user(format!("Cannot load `{}`: {error}", load.module_id))
                     .at(location.clone())
                     .with_hint("load workspace files as `//pkg:file.star` and the library as `@berth//rules:defs.star`")
@@ -424,6 +425,13 @@ fn resolve_loads(ast: &AstModule, context: &Label) -> Result<Vec<LoadStmt>, Load
             Ok(LoadStmt { id: load.module_id.to_owned(), label, location, symbols })
         })
         .collect()
+}
+
+/// rules_oci's own load labels, which rules_oci BUILD files start with:
+/// berth's library defines the same names (`oci_image`, `oci_pull`,
+/// `oci_push`, `oci_load`, `oci_image_index`), so they load from it.
+fn peer_library(module_id: &str) -> Option<Label> {
+    matches!(module_id, "@rules_oci//oci:defs.bzl" | "@rules_oci//oci:pull.bzl").then(|| library_label("defs.star"))
 }
 
 fn check_symbols(load: &LoadStmt, module: &FrozenModule) -> Result<(), LoadError> {

@@ -177,7 +177,9 @@ fn check_values(
     })?;
     let known = |key: &str| key == "name" || kind.attr(key).is_some() || common_attr(key).is_some();
     if let Some(key) = kwargs.keys().find(|key| !known(key)) {
-        let names = kind.attrs().iter().chain(CommonAttrs::SPECS).map(|attr| attr.name);
+        // Other tools' spellings the rule macros take are near misses too.
+        let peer = PEER_SPELLINGS.iter().filter(|(of, _)| *of == rule).map(|(_, name)| *name);
+        let names = kind.attrs().iter().chain(CommonAttrs::SPECS).map(|attr| attr.name).chain(peer);
         let hint = match closest(key, names) {
             Some(near) => format!("did you mean `{near}`?"),
             None => format!(
@@ -200,6 +202,18 @@ fn check_values(
     let common = CommonAttrs::SPECS.iter().map(coerce).collect::<Result<_, _>>()?;
     Ok((label, values, common))
 }
+
+/// Attributes the library's macros take under another tool's name and
+/// rename before the native rule sees them: offered by did-you-mean.
+const PEER_SPELLINGS: &[(&str, &str)] = &[
+    ("oci_python_image", "main"),
+    ("oci_build_layer", "commands"),
+    ("oci_image_build", "tars"),
+    ("oci_image_build", "args"),
+    ("oci_image", "tars"),
+    ("oci_image", "args"),
+    ("oci_layer", "packages"),
+];
 
 fn common_attr(name: &str) -> Option<&'static AttrSpec> {
     CommonAttrs::SPECS.iter().find(|attr| attr.name == name)

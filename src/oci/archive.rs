@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::cache::canonical_json;
 use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::oci::layout::{image_blobs, layout_index, parse, read_blob, OCI_LAYOUT};
-use crate::oci::{read_root, Compression, ImageRoot, Manifest, OciError};
+use crate::oci::{media_types, read_root, Compression, ImageRoot, Index, Manifest, OciError, Platform};
 use crate::sys::AtomicFile;
 
 /// Writes the image or index `root` as an OCI archive at `out_path`, with
@@ -29,7 +29,10 @@ pub fn write_oci_archive(cas: &Cas, root: BlobRef, ref_name: Option<&str>, out_p
 
 /// Writes the image `manifest` as a Docker archive at `out_path`, tagged
 /// `repo_tags` (`registry.example/app:1.0`; a name without a tag gets
-/// `:latest`, as `docker tag` does).
+/// `:latest`, as `docker tag` does). An index becomes one `manifest.json`
+/// entry per image, in index order (BuildStream's docker mode with several
+/// images): `docker load` loads them all, and the names go to the host's
+/// image (else the first), since one name can point at one image only.
 pub fn write_docker_archive(
     cas: &Cas,
     manifest: BlobRef,
@@ -37,23 +40,47 @@ pub fn write_docker_archive(
     out_path: &Path,
 ) -> Result<(), OciError> {
     let root = read_root(cas, manifest)?;
-    if root.is_index() {
-        return Err(OciError::DockerArchiveOfIndex);
-    }
-    let parsed: Manifest = parse(&read_blob(cas, manifest.digest)?, manifest.digest, "image manifest")?;
-    if parsed.layers.iter().any(|layer| Compression::from_media_type(&layer.media_type) == Some(Compression::Zstd)) {
-        return Err(OciError::DockerArchiveZstd);
-    }
-    // The image manifest itself is not part of a docker-archive.
-    let blobs: Vec<BlobRef> = checked_blobs(cas, &root)?.into_iter().filter(|blob| *blob != manifest).collect();
-    let blob_path = |digest: Digest| format!("blobs/sha256/{}", digest.hex());
+    let images: Vec<(BlobRef, Option<Platform>)> = if root.is_index() {
+        let index: Index = parse(&read_blob(cas, manifest.digest)?, manifest.digest, "image index")?;
+        let mut images = Vec::with_capacity(index.manifests.len());
+        for entry in &index.manifests {
+            if !media_types::is_manifest(&entry.media_type) {
+                return Err(OciError::NestedIndex { image: entry.digest.to_string() });
+            }
+            images.push((BlobRef { digest: entry.digest, size: entry.size }, entry.platform.clone()));
+        }
+        images
+    } else {
+        vec![(manifest, None)]
+    };
+    let host = Platform::host();
+    let named = images
+        .iter()
+        .position(|(_, platform)| {
+            platform.as_ref().is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
+        })
+        .unwrap_or(0);
     let tags: Vec<String> = repo_tags.iter().map(|tag| with_default_tag(tag)).collect();
-    let docker_manifest = serde_json::json!([{
-        "Config": blob_path(parsed.config.digest),
-        "RepoTags": tags,
-        "Layers": parsed.layers.iter().map(|layer| blob_path(layer.digest)).collect::<Vec<_>>(),
-    }]);
-    let docker_manifest = canonical_json(&docker_manifest);
+    let blob_path = |digest: Digest| format!("blobs/sha256/{}", digest.hex());
+    let mut entries = Vec::with_capacity(images.len());
+    let mut manifests = Vec::with_capacity(images.len() + 1);
+    manifests.push(manifest);
+    for (position, (image, _)) in images.iter().enumerate() {
+        let parsed: Manifest = parse(&read_blob(cas, image.digest)?, image.digest, "image manifest")?;
+        if parsed.layers.iter().any(|layer| Compression::from_media_type(&layer.media_type) == Some(Compression::Zstd))
+        {
+            return Err(OciError::DockerArchiveZstd);
+        }
+        manifests.push(*image);
+        entries.push(serde_json::json!({
+            "Config": blob_path(parsed.config.digest),
+            "RepoTags": if position == named { tags.clone() } else { Vec::new() },
+            "Layers": parsed.layers.iter().map(|layer| blob_path(layer.digest)).collect::<Vec<_>>(),
+        }));
+    }
+    // Manifests and indexes are not part of a docker-archive.
+    let blobs: Vec<BlobRef> = checked_blobs(cas, &root)?.into_iter().filter(|blob| !manifests.contains(blob)).collect();
+    let docker_manifest = canonical_json(&serde_json::Value::Array(entries));
     let files = vec![("manifest.json", docker_manifest)];
     write_archive(cas, &blobs, files, out_path)
 }

@@ -39,8 +39,6 @@ pub enum OciError {
     NestedIndex { image: String },
     #[error("The image has {layers} layers but its config lists {diff_ids} diff_ids")]
     DiffIdCount { layers: usize, diff_ids: usize },
-    #[error("A docker-archive holds a single image, and this is a multi-platform index")]
-    DockerArchiveOfIndex,
     #[error("A docker-archive cannot hold zstd layers: Docker v2 images have no zstd media type and `docker load` before Docker 25 cannot read them")]
     DockerArchiveZstd,
     #[error("`{source_path}` is not an image berth can import: {reason}")]
@@ -80,7 +78,6 @@ impl Diagnose for OciError {
             | OciError::BadSetting { .. }
             | OciError::NestedIndex { .. }
             | OciError::DiffIdCount { .. }
-            | OciError::DockerArchiveOfIndex
             | OciError::DockerArchiveZstd
             | OciError::BadImport { .. } => ErrorKind::User,
             OciError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound => ErrorKind::User,
@@ -100,7 +97,6 @@ impl Diagnose for OciError {
             }
             OciError::NestedIndex { .. } => "give `oci_image_index` single-platform images",
             OciError::DiffIdCount { .. } => "the base image's manifest and config disagree",
-            OciError::DockerArchiveOfIndex => "export one of the index's images, or use `--format oci-archive`",
             OciError::BadImport { .. } => {
                 "`oci_import` reads an OCI image layout, an OCI archive or a docker-archive (`docker save`)"
             }

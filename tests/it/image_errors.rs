@@ -116,7 +116,8 @@ fn unknown_compression() {
 
 #[test]
 fn entrypoint_that_is_not_a_list() {
-    insta::assert_snapshot!(fails("oci_image_build(name = 'img', entrypoint = '/bin/app')\n"));
+    // A string is one program (the Pants plugin's `entrypoint = "/bin/app"`).
+    insta::assert_snapshot!(fails("oci_image_build(name = 'img', entrypoint = 5)\n"));
 }
 
 #[test]

@@ -150,6 +150,11 @@ fn errors_name_the_rule_the_user_wrote() {
     assert!(out.stderr.contains("Unknown attribute `entry` of `oci_python_image` target `//app:py`"), "{}", out.stderr);
     assert!(out.stderr.contains("app/BUILD:1:1"), "{}", out.stderr);
 
+    workspace.file("app/BUILD", "oci_python_image(name = \"py\", mian = \"x.py\")\n");
+    let out = workspace.berth(&["build", "//app:py"]);
+    out.failure(1);
+    assert!(out.stderr.contains("hint: did you mean `main`?"), "{}", out.stderr);
+
     workspace.file("app/BUILD", "oci_image(name = \"img\", packages = 3)\n");
     let out = workspace.berth(&["build", "//app:img"]);
     out.failure(1);
@@ -296,6 +301,10 @@ fn rules_oci_push_target_pushes_with_berth_run() {
         let raw = run("skopeo", &["inspect", "--tls-verify=false", "--raw", &reference]);
         assert_eq!(format!("sha256:{}", berth::cache::Digest::of(raw.as_bytes()).hex()), digest, "{tag}");
     }
+    // `berth push` of the same target pushes the same manifest.
+    let out = workspace.berth(&["push", "//app:push"]);
+    out.success();
+    assert_eq!(out.stdout.trim(), digest);
 }
 
 #[test]
@@ -620,4 +629,65 @@ fn pants_plugin_field_shapes_are_accepted() {
     let out = workspace.berth(&["query", "//app:p"]);
     out.failure(1);
     assert!(out.stderr.contains("sets `os` without `architecture`"), "{}", out.stderr);
+}
+
+#[test]
+fn rules_oci_attributes_berth_refuses_say_why() {
+    let workspace = TestWorkspace::new();
+    let digest = "sha256:".to_owned() + &"a".repeat(64);
+    for (build, expected) in [
+        (
+            format!("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", digest = \"{digest}\", platforms = [\"linux/amd64\", \"linux/arm64\"])\n"),
+            "berth pulls one platform per target",
+        ),
+        ("oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", tag = \"1.0\")\n".to_owned(), "berth pulls by digest only"),
+        ("oci_image(name = \"i\", created = \"2024-01-01\")\n".to_owned(), "Unknown attribute `created` of `oci_image`"),
+        (
+            "oci_image(name = \"i\")\noci_load(name = \"l\", image = \":i\", format = \"oci\")\n".to_owned(),
+            "Unknown attribute `format` of `oci_load`",
+        ),
+    ] {
+        workspace.file("app/BUILD", &build);
+        let out = workspace.berth(&["query", "//app:all"]);
+        out.failure(1);
+        assert!(out.stderr.contains(expected), "{build}: {}", out.stderr);
+    }
+    // One platform is the pull's `platform`.
+    workspace.file(
+        "app/BUILD",
+        &format!(
+            "oci_pull(name = \"p\", image = \"127.0.0.1:1/x\", digest = \"{digest}\", platforms = [\"linux/arm64\"])\n"
+        ),
+    );
+    workspace.berth(&["query", "//app:all"]).success();
+}
+
+#[test]
+fn buildstream_docker_mode_writes_one_image_per_platform() {
+    let workspace = peer("buildstream");
+    let archive = workspace.path("base.tar").display().to_string();
+    workspace.berth(&["export", "//images:base", "--format", "docker-archive", "-o", &archive]).success();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    let mut manifest = None;
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            manifest = Some(text);
+        }
+    }
+    let manifest: Value = serde_json::from_str(&manifest.expect("a manifest.json")).unwrap();
+    let entries = manifest.as_array().unwrap();
+    assert_eq!(entries.len(), 2, "one entry per image of the index");
+    // The names go to the host's image (amd64 here), the other is loaded by id.
+    let host_is_amd64 = std::env::consts::ARCH == "x86_64";
+    let named: Vec<usize> = (0..2).filter(|i| !entries[*i]["RepoTags"].as_array().unwrap().is_empty()).collect();
+    assert_eq!(named, [if host_is_amd64 { 0 } else { 1 }]);
+    assert_ne!(entries[0]["Config"], entries[1]["Config"]);
+
+    if !skip(&[Need::Docker]) {
+        run("docker", &["load", "-i", &archive]);
+        let _ = std::process::Command::new("docker").args(["rmi", "-f", "images/base:latest"]).output();
+    }
 }

@@ -14,9 +14,18 @@ use crate::graph::{OciImportAttrs, TargetNode};
 use crate::oci::{layout_files, ImageSource};
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImportAttrs) -> Result<Provider> {
-    let package = &target.label.package;
+    // `src` is a path in the package; a label of a file (`:image.tar`,
+    // `//pkg:image.tar`) names the same thing.
+    let (package, written) = match attrs.src.strip_prefix("//") {
+        Some(label) => match label.split_once(':') {
+            Some((package, name)) => (package.to_owned(), name.to_owned()),
+            None => return Err(attr_error(target, "src", &format!("`{}` names no file", attrs.src))),
+        },
+        None => (target.label.package.clone(), attrs.src.strip_prefix(':').unwrap_or(&attrs.src).to_owned()),
+    };
+    let package = &package;
     // Inside the package: normalised as an image path is, then made relative.
-    let inside = normalise_image_path(target, "src", &attrs.src)?;
+    let inside = normalise_image_path(target, "src", &written)?;
     let relative = inside.trim_start_matches('/');
     if relative.is_empty() {
         return Err(attr_error(target, "src", "name a layout directory or an archive file of the package"));
