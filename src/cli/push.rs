@@ -9,6 +9,8 @@
 //! job can read. `--dry-run` builds and prints the same without pushing.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use clap::Args;
 
@@ -131,7 +133,7 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
         ..ClientOptions::default()
     };
     let client = if args.dry_run { None } else { Some(Client::new(options)?) };
-    let mut release = Vec::new();
+    let mut jobs = Vec::new();
     for (label, image) in &images {
         let repository = args.repository.as_ref().or(image.repository.as_ref()).expect("checked above");
         let destination = ImageRef::parse(repository)?;
@@ -147,14 +149,19 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
             tags: tags.clone(),
             digest,
         };
-        match &client {
-            None => {
+        jobs.push((entry, image, destination, tags));
+    }
+    match &client {
+        None => {
+            for (entry, ..) in &jobs {
                 if !global.quiet {
-                    eprintln!("Would push {label} to {} ({})", entry.reference, entry.digest);
+                    eprintln!("Would push {} to {} ({})", entry.label, entry.reference, entry.digest);
                 }
             }
-            Some(client) => {
-                let outcome = push_image(client, &session.cache.cas, image, destination, tags)?;
+        }
+        Some(client) => {
+            let outcomes = push_all(client, &session.cache.cas, &jobs)?;
+            for ((entry, ..), outcome) in jobs.iter().zip(outcomes) {
                 if !global.quiet {
                     eprintln!(
                         "Pushed {}: {} blobs uploaded ({} bytes), {} mounted, {} already there; {} manifests put, {} already there",
@@ -169,8 +176,8 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
                 }
             }
         }
-        release.push(entry);
     }
+    let release: Vec<ReleaseEntry> = jobs.into_iter().map(|(entry, ..)| entry).collect();
 
     let mut stdout = Stdout::lock();
     if args.json {
@@ -186,6 +193,50 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
     }
     stdout.flush()?;
     Ok(0)
+}
+
+/// How many images of a release are pushed at once (each pushes its blobs
+/// in parallel too): round trips of one image overlap uploads of another.
+const PARALLEL_IMAGES: usize = 4;
+
+type PushJob<'a> = (ReleaseEntry, &'a BuiltImage, ImageRef, Vec<String>);
+
+/// Pushes every job, [`PARALLEL_IMAGES`] at once; the outcomes in job order,
+/// or the first error.
+fn push_all(client: &Client, cas: &Cas, jobs: &[PushJob<'_>]) -> Result<Vec<PushOutcome>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<PushOutcome>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_IMAGES.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if index >= jobs.len() || failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let (_, image, destination, tags) = &jobs[index];
+                let result = push_image(client, cas, image, destination.clone(), tags.clone());
+                if result.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                }
+                results.lock().unwrap()[index] = Some(result);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    // The first failure in label order; images after it may not have run.
+    let mut outcomes = Vec::new();
+    for result in results {
+        match result {
+            Some(Ok(outcome)) => outcomes.push(outcome),
+            Some(Err(error)) => return Err(error),
+            None => {}
+        }
+    }
+    if outcomes.len() != jobs.len() {
+        return Err(Error::internal("a push stopped without an error".to_owned()));
+    }
+    Ok(outcomes)
 }
 
 /// Pushes one built image to `destination` and points `tags` at it: blobs

@@ -160,3 +160,25 @@ fn push_flags_for_one_image_are_refused_for_several() {
     output.failure(1);
     assert!(output.stderr.contains("`//services:shared` is a layer, not an image"), "{}", output.stderr);
 }
+
+#[test]
+fn a_release_with_an_unreachable_registry_fails_with_exit_3() {
+    if skip(&[Need::Registry]) {
+        return;
+    }
+    let registry = Registry::start();
+    let workspace = release_workspace(&registry.host());
+    let dead = format!("127.0.0.1:{}", crate::util::registry::free_port());
+    workspace.file(
+        "WORKSPACE.star",
+        &format!("registry(\"{}\", insecure = True)\nregistry(\"{dead}\", insecure = True)\n", registry.host()),
+    );
+    workspace.file(
+        "zz/BUILD.star",
+        &format!("oci_image_build(name = \"lost\", repository = \"{dead}/lost/image\", tag = \"v1\")\n"),
+    );
+    let output = workspace.berth(&["--console", "none", "push", "//..."]);
+    output.failure(3);
+    assert!(output.stderr.contains(&format!("Registry `{dead}` is unreachable")), "{}", output.stderr);
+    assert!(output.stdout.is_empty(), "no release manifest for a failed release: {}", output.stdout);
+}
