@@ -23,6 +23,8 @@ mod examples;
 mod extract_cache;
 mod extract_hostile;
 mod image_errors;
+mod integrity_heal;
+mod integrity_paths;
 mod layering;
 mod loading_errors;
 mod oci_image;
