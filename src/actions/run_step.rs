@@ -377,7 +377,7 @@ mod tests {
                 }
                 fs::create_dir_all(&root).unwrap();
                 self.extracted.lock().unwrap().push(*digest);
-                layers.push(ExtractedLayer { digest: *digest, diff_id: *digest, opaque_root: false, root });
+                layers.push(ExtractedLayer { digest: *digest, diff_id: *digest, opaque_root: false, tree: None, root });
             }
             check_deadline(deadline, "extracting the base layers")?;
             Ok(layers)

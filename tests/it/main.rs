@@ -25,6 +25,7 @@ mod extract_hostile;
 mod image_errors;
 mod integrity_heal;
 mod integrity_paths;
+mod integrity_verify;
 mod layering;
 mod loading_errors;
 mod oci_image;
