@@ -22,6 +22,7 @@ mod engine;
 mod examples;
 mod extract_cache;
 mod extract_hostile;
+mod fuzz_corpus;
 mod hostile_starlark;
 mod image_errors;
 mod integrity_heal;
