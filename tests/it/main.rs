@@ -23,6 +23,7 @@ mod examples;
 mod extract_cache;
 mod extract_hostile;
 mod fuzz_corpus;
+mod hostile_archives;
 mod hostile_starlark;
 mod image_errors;
 mod integrity_heal;
