@@ -126,6 +126,9 @@ impl Action for RunStep {
         let digests =
             layers.iter().map(|layer| ctx.blob_path(layer).map(|_| layer.digest)).collect::<Result<Vec<_>, _>>()?;
         let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
+        if !matches!(self.base_config, BaseConfig::None) {
+            config.check_diff_ids(&extracted[..self.base_layers.len().min(extracted.len())])?;
+        }
         let root = runtime.stack(&extracted, &ctx.scratch.join("rootfs"), deadline).map_err(failed)?;
         let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), deadline).map_err(failed)?;
         let process = Process {
@@ -374,7 +377,7 @@ mod tests {
                 }
                 fs::create_dir_all(&root).unwrap();
                 self.extracted.lock().unwrap().push(*digest);
-                layers.push(ExtractedLayer { digest: *digest, diff_id: *digest, opaque_root: false, root });
+                layers.push(ExtractedLayer { digest: *digest, diff_id: *digest, opaque_root: false, tree: None, root });
             }
             check_deadline(deadline, "extracting the base layers")?;
             Ok(layers)
@@ -519,7 +522,14 @@ mod tests {
             fixture.layer("/etc/motd=base, patched"),
         ];
         let packages = [fixture.layer("/src/main.txt=package source"), fixture.layer("/bin/tool=v2")];
-        let config = fixture.cas.put_bytes(br#"{"config":{"User":"app","WorkingDir":"/w","Env":["A=1"]}}"#).unwrap();
+        // The fake runtime's diff_id of a layer is its digest.
+        let diff_ids: Vec<String> =
+            base.iter().map(|layer| LayerOutput::from_result(layer).unwrap().blob.digest.to_string()).collect();
+        let config = serde_json::json!({
+            "config": {"User": "app", "WorkingDir": "/w", "Env": ["A=1"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        let config = fixture.cas.put_bytes(config.to_string().as_bytes()).unwrap();
         let step = RunStep {
             base_config: BaseConfig::Blob(config),
             spec: RunStepSpec { env: strings(&["B=2"]), ..spec(&["true"], &["/out"]) },
@@ -541,6 +551,16 @@ mod tests {
         assert_eq!((ran[0].uid, ran[0].gid), (1000, 1001), "the image's user, from its own /etc/passwd");
         assert_eq!(ran[0].env, [format!("PATH={}", crate::actions::DEFAULT_PATH), "A=1".into(), "B=2".into()]);
         assert_eq!(ran[0].args[..2], ["/bin/sh", "-c"]);
+
+        // A config whose diff_ids do not describe the layers is refused
+        // before anything runs.
+        let lying = serde_json::json!({"rootfs": {"type": "layers", "diff_ids": [diff_ids[1], diff_ids[0]]}});
+        let lying = fixture.cas.put_bytes(lying.to_string().as_bytes()).unwrap();
+        drop(ran);
+        let step = RunStep { base_config: BaseConfig::Blob(lying), ..step };
+        let error = fixture.run(&step, &inputs).unwrap_err();
+        assert!(error.message.contains("unpacks to diff_id"), "{error}");
+        assert_eq!(fixture.runtime.ran.lock().unwrap().len(), 1, "the refused step ran nothing");
     }
 
     #[test]

@@ -332,6 +332,42 @@ pub fn normalise_image_path(target: &TargetNode, attr: &str, path: &str) -> Resu
     }
 }
 
+/// A path under `berth-out/` (`output_path`): relative, and made of plain
+/// names only, so the file it names is inside `berth-out/` whatever the
+/// directories on the way hold.
+pub fn output_relative_path(target: &TargetNode, attr: &str, path: &str) -> Result<String> {
+    let problem = if path.starts_with('/') {
+        Some(format!("`{path}` is absolute; it must be relative to `berth-out/`"))
+    } else if path.split('/').any(|part| part == "..") {
+        Some(format!("`{path}` has a `..` component; it must stay inside `berth-out/`"))
+    } else if path.split('/').all(|part| part.is_empty() || part == ".") {
+        Some(format!("`{path}` names no file"))
+    } else if path.ends_with('/') || path.split('/').next_back() == Some(".") {
+        Some(format!("`{path}` names a directory, not a file"))
+    } else if path.contains('\0') {
+        Some("the path holds a NUL byte".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(attr_error(target, attr, &problem)
+            .with_hint(format!("write a relative path such as `{}/layer.tar.gz`", target.label.name))),
+        None => Ok(path.split('/').filter(|part| !part.is_empty() && *part != ".").collect::<Vec<_>>().join("/")),
+    }
+}
+
+/// A path inside a step's container (`outputs`): absolute, with no `..`.
+pub fn container_path(target: &TargetNode, attr: &str, path: &str) -> Result<()> {
+    if !path.starts_with('/') {
+        return Err(attr_error(target, attr, &format!("`{path}` is not an absolute path inside the container"))
+            .with_hint(format!("write it as `/{}`", path.trim_start_matches("./"))));
+    }
+    if path.split('/').any(|part| part == "..") {
+        return Err(attr_error(target, attr, &format!("`{path}` has a `..` component")));
+    }
+    Ok(())
+}
+
 /// `mode` is already an int (the front-end parses `"0755"`); it must fit in
 /// the 12 permission bits.
 fn mode_attr(target: &TargetNode, mode: Option<i64>) -> Result<Option<u32>> {

@@ -1,9 +1,11 @@
 //! The content-addressed store: `cas/sha256/<hex>`, written atomically
 //! (temp file, fsync, rename) so a killed build never leaves a torn blob.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cache::{Digest, Sha256Writer};
@@ -30,13 +32,24 @@ pub enum CasError {
     Missing { digest: Digest },
     #[error("Blob `{expected}` in the cache is corrupt (its bytes hash to `{actual}`); it was removed")]
     Corrupt { expected: Digest, actual: Digest },
+    #[error("Blob `{digest}` in the cache was corrupt ({reason}); it was removed")]
+    Removed { digest: Digest, reason: String },
 }
 
 impl Diagnose for CasError {
     fn kind(&self) -> ErrorKind {
         match self {
-            CasError::Io { .. } => ErrorKind::Environment,
-            CasError::Missing { .. } | CasError::Corrupt { .. } => ErrorKind::Internal,
+            CasError::Io { .. } | CasError::Corrupt { .. } | CasError::Removed { .. } => ErrorKind::Environment,
+            CasError::Missing { .. } => ErrorKind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CasError::Corrupt { .. } | CasError::Removed { .. } => {
+                Some("run the command again: the blob is rebuilt or fetched again; `berth cache verify` checks the whole cache".to_owned())
+            }
+            CasError::Io { .. } | CasError::Missing { .. } => None,
         }
     }
 }
@@ -45,6 +58,10 @@ impl Diagnose for CasError {
 #[derive(Debug, Clone)]
 pub struct Cas {
     root: PathBuf,
+    /// Blobs whose bytes this process hashed (or wrote) and found right:
+    /// [`Cas::verify_content`] hashes a blob once per build, shared by every
+    /// clone of the store.
+    hashed: Arc<Mutex<HashSet<Digest>>>,
 }
 
 impl Cas {
@@ -54,7 +71,7 @@ impl Cas {
         for dir in [root.join("sha256"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(|source| CasError::Io { path: dir.clone(), source })?;
         }
-        Ok(Cas { root })
+        Ok(Cas { root, hashed: Arc::default() })
     }
 
     /// Where the blob lives (whether or not it exists yet).
@@ -107,6 +124,39 @@ impl Cas {
         Ok(true)
     }
 
+    /// Whether `blob` is in the store with the right bytes, hashing it
+    /// whatever its mtime says: for a blob about to be published (linked
+    /// into `berth-out/`, exported, pushed, extracted), where bit rot that
+    /// kept the committed stamp must not get through. Hashed once per
+    /// process; a blob that does not match is removed.
+    pub fn verify_content(&self, blob: &BlobRef) -> Result<bool, CasError> {
+        if self.hashed.lock().expect("the hashed set is never poisoned").contains(&blob.digest) {
+            return Ok(self.contains(&blob.digest));
+        }
+        let path = self.path(&blob.digest);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(CasError::Io { path, source }),
+        };
+        let io_error = |source| CasError::Io { path: path.clone(), source };
+        let mut hasher = Sha256Writer::new(io::sink());
+        io::copy(&mut io::BufReader::with_capacity(1 << 20, file), &mut hasher).map_err(io_error)?;
+        let (actual, size, _) = hasher.finish();
+        if actual != blob.digest || size != blob.size {
+            self.remove_corrupt(&blob.digest);
+            return Ok(false);
+        }
+        self.hashed.lock().expect("the hashed set is never poisoned").insert(blob.digest);
+        Ok(true)
+    }
+
+    /// Removes a blob found corrupt, and forgets that it was hashed.
+    pub fn remove_corrupt(&self, digest: &Digest) {
+        self.hashed.lock().expect("the hashed set is never poisoned").remove(digest);
+        let _ = fs::remove_file(self.path(digest));
+    }
+
     /// Reads a whole blob, checking its digest; a corrupt blob is removed so
     /// the action that made it reruns.
     pub fn read_verified(&self, digest: &Digest) -> Result<Vec<u8>, CasError> {
@@ -121,9 +171,10 @@ impl Cas {
         };
         let actual = Digest::of(&bytes);
         if actual != *digest {
-            let _ = fs::remove_file(&path);
+            self.remove_corrupt(digest);
             return Err(CasError::Corrupt { expected: *digest, actual });
         }
+        self.hashed.lock().expect("the hashed set is never poisoned").insert(*digest);
         Ok(bytes)
     }
 }
@@ -145,6 +196,8 @@ impl CasWriter<'_> {
         // Another process may have written the same blob: content addressing
         // makes the rename idempotent.
         temp.commit(&path).map_err(|source| CasError::Io { path, source })?;
+        // Hashed as it was written: publishing it later need not read it again.
+        self.cas.hashed.lock().expect("the hashed set is never poisoned").insert(digest);
         Ok(BlobRef { digest, size })
     }
 }
@@ -192,6 +245,26 @@ mod tests {
         fs::write(cas.path(&blob.digest), b"cOnfig").unwrap();
         assert!(!cas.verify(&blob).unwrap());
         assert!(!cas.contains(&blob.digest));
+    }
+
+    /// Bit rot keeps the committed mtime: `verify` trusts the stamp, but
+    /// `verify_content` (what publishing uses) hashes the bytes.
+    #[test]
+    fn verify_content_ignores_the_stamp_and_hashes_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let blob = cas.put_bytes(b"layer bytes").unwrap();
+        let fresh = Cas::open(dir.path()).unwrap();
+        let path = cas.path(&blob.digest);
+        fs::write(&path, b"layer bytEs").unwrap();
+        File::options().write(true).open(&path).unwrap().set_modified(VERIFIED_MTIME).unwrap();
+        assert!(fresh.verify(&blob).unwrap(), "the stamp shortcut trusts the flipped blob");
+        // This process wrote it and hashed it then: not read again.
+        assert!(cas.verify_content(&blob).unwrap());
+        // Another process (a new build) hashes it and removes it.
+        assert!(!fresh.verify_content(&blob).unwrap());
+        assert!(!path.exists(), "a corrupt blob is removed");
+        assert!(!cas.verify_content(&blob).unwrap(), "a removed blob is not vouched for");
     }
 
     #[test]

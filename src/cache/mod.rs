@@ -7,6 +7,7 @@
 mod ac;
 mod action_result;
 mod canonical;
+mod check;
 mod cas;
 mod digest;
 mod dir;
@@ -21,6 +22,7 @@ pub use ac::ActionCache;
 pub use action_result::{ActionId, ActionResult};
 pub use canonical::{canonical_json, CanonicalJson};
 pub use cas::{BlobRef, Cas, CasError, CasWriter};
+pub use check::{verify_cache, CacheCheck};
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use dir::{resolve_cache_dir, Cache};
 pub use error::CacheError;

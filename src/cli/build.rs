@@ -6,7 +6,7 @@ use clap::Args;
 use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::Result;
-use crate::session::write_outputs;
+use crate::session::{already_in_out_dir, write_outputs};
 use crate::workspace::Pattern;
 
 #[derive(Debug, Args)]
@@ -20,8 +20,11 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> Result<i32> {
     let reporter = global.reporter();
     let session = global.session(&reporter)?;
     let patterns = parse_patterns(&args.patterns, &session.current_package())?;
-    let built = session.build(&patterns, false)?;
-    let not_fetched = write_outputs(&session.cache.cas, &session.workspace.out_dir(), &built)?;
+    let (cas, out_dir) = (&session.cache.cas, session.workspace.out_dir());
+    let built = session.build_checked(&patterns, false, &|built, label, digest| {
+        already_in_out_dir(cas, &out_dir, built, label, digest)
+    })?;
+    let not_fetched = write_outputs(cas, &out_dir, &built)?;
     if !global.quiet {
         for (label, count) in not_fetched {
             eprintln!(

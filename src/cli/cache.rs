@@ -1,13 +1,17 @@
-//! `berth cache stats|gc [--max-size SIZE]`: measure the cache, or evict
-//! least recently used entries until it fits (under the exclusive lock, so
-//! it is safe while other builds run: it waits for them).
+//! `berth cache stats|gc [--max-size SIZE]|verify [--repair]`: measure the
+//! cache, evict least recently used entries until it fits (under the
+//! exclusive lock, so it is safe while other builds run: it waits for
+//! them), or check every blob, action result and extracted layer.
 
 use clap::{Args, Subcommand};
 
-use crate::cache::{gc, resolve_cache_dir, stats, CacheLock};
+use std::path::Path;
+
+use crate::cache::{gc, resolve_cache_dir, stats, verify_cache, CacheLock};
 use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
+use crate::oci::verify_layer_store;
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -24,6 +28,14 @@ pub enum CacheCommand {
         /// Target size, e.g. `10G`, `500M`
         #[arg(long, value_name = "SIZE")]
         max_size: String,
+    },
+    /// Hash every blob, check every action result and extracted layer;
+    /// exit 1 if something is bad and not repaired
+    Verify {
+        /// Remove what is bad (under the exclusive lock); the next build
+        /// rebuilds or fetches it again
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -46,17 +58,13 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
                 human_size(stats.total_bytes())
             ))?;
         }
+        CacheCommand::Verify { repair } => {
+            let _lock = if repair { Some(exclusive_lock(&dir, global.quiet)?) } else { None };
+            return verify(&dir, repair, global.quiet, &mut stdout);
+        }
         CacheCommand::Gc { max_size } => {
             let max_size = parse_size(&max_size)?;
-            let lock = match CacheLock::try_exclusive(&dir)? {
-                Some(lock) => lock,
-                None => {
-                    if !global.quiet {
-                        eprintln!("Waiting for running builds to release the cache at `{}`", dir.display());
-                    }
-                    CacheLock::exclusive(&dir)?
-                }
-            };
+            let lock = exclusive_lock(&dir, global.quiet)?;
             let report = gc(&dir, max_size, &lock)?;
             stdout.print(format_args!(
                 "Removed {} action cache entries and {} blobs ({}); the cache holds {}\n",
@@ -69,6 +77,58 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
     }
     stdout.flush()?;
     Ok(0)
+}
+
+/// The cache's exclusive lock, waiting (and saying so) for running builds.
+fn exclusive_lock(dir: &Path, quiet: bool) -> Result<CacheLock> {
+    Ok(match CacheLock::try_exclusive(dir)? {
+        Some(lock) => lock,
+        None => {
+            if !quiet {
+                eprintln!("Waiting for running builds to release the cache at `{}`", dir.display());
+            }
+            CacheLock::exclusive(dir)?
+        }
+    })
+}
+
+/// `berth cache verify`: counts on stdout, what is bad on stderr; 1 when
+/// something is bad and was not repaired.
+fn verify(dir: &Path, repair: bool, quiet: bool, stdout: &mut Stdout) -> Result<i32> {
+    let cache = verify_cache(dir, repair)?;
+    let layers = verify_layer_store(dir, repair)
+        .map_err(|error| Error::environment(format!("Cannot check the layers under `{}`: {error}", dir.display())))?;
+    stdout.print(format_args!(
+        "blobs:            {} checked, {} corrupt\naction results:   {} checked, {} bad\nextracted layers: {} checked, {} bad\n",
+        cache.blobs,
+        cache.bad_blobs.len(),
+        cache.entries,
+        cache.bad_entries.len(),
+        layers.checked,
+        layers.bad.len()
+    ))?;
+    let bad = cache.bad_blobs.len() + cache.bad_entries.len() + layers.bad.len();
+    if repair && bad > 0 {
+        stdout.print(format_args!("removed:          {}\n", cache.removed + layers.removed))?;
+    }
+    stdout.flush()?;
+    if !quiet {
+        for name in &cache.bad_blobs {
+            eprintln!("corrupt blob `sha256:{name}`");
+        }
+        for name in &cache.bad_entries {
+            eprintln!("bad action result `ac/{name}` (unreadable, or it names a missing or corrupt blob)");
+        }
+        for (name, problem) in &layers.bad {
+            eprintln!("bad extracted layer `layers/{name}`: {problem}");
+        }
+        if bad > 0 && !repair {
+            eprintln!(
+                "hint: `berth cache verify --repair` removes them; the next build rebuilds or fetches them again"
+            );
+        }
+    }
+    Ok(if bad > 0 && !repair { 1 } else { 0 })
 }
 
 const UNITS: [(&str, u64); 5] = [("B", 1), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40)];

@@ -30,9 +30,12 @@ pub struct GlobalArgs {
     /// Never touch the network; fail if a blob is not cached
     #[arg(long, global = true)]
     pub offline: bool,
-    /// Run `workspace_status(command)` and fill `{KEY}` in `tag`, `tags`, `labels` and `annotations`
+    /// Run `workspace_status(command)` and fill `{KEY}` in `tag`, `remote_tags`, `labels` and `annotations`
     #[arg(long, global = true)]
     pub stamp: bool,
+    /// Wall-clock limit of evaluating one BUILD or `.star` file, in seconds
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60.0)]
+    pub load_timeout: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -59,6 +62,16 @@ impl GlobalArgs {
             (false, false) => Verbosity::Normal,
         };
         ConsoleReporter::new(mode, verbosity)
+    }
+
+    /// Hands `--load-timeout` to the loader.
+    pub fn apply_load_timeout(&self) -> Result<()> {
+        if !(self.load_timeout.is_finite() && self.load_timeout > 0.0 && self.load_timeout <= 86_400.0) {
+            return Err(Error::user(format!("`--load-timeout {}` is not a number of seconds", self.load_timeout))
+                .with_hint("give a positive number of seconds, at most a day, e.g. `--load-timeout 120`"));
+        }
+        crate::frontend::set_load_timeout(std::time::Duration::from_secs_f64(self.load_timeout));
+        Ok(())
     }
 
     /// Opens the workspace around the current directory and the cache.

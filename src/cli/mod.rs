@@ -63,6 +63,10 @@ pub fn main() -> i32 {
             return if error.use_stderr() { 2 } else { 0 };
         }
     };
+    if let Err(error) = cli.global.apply_load_timeout() {
+        eprintln!("error: {error}");
+        return 2;
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Run(args) => run::run(args, &cli.global),

@@ -65,6 +65,7 @@ pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> R
     }
     let runtime = context.runtime()?;
     let layers = runtime.extract(context.layers(), context.cas(), request.layers, None)?;
+    config.check_diff_ids(&layers)?;
     let run_dir = RunDir::new(request.cache_dir)?;
     let root = runtime.stack(&layers, &run_dir.path().join("rootfs"), None)?;
     let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), None)?;

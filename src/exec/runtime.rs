@@ -9,11 +9,11 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::actions::{check_deadline, ContainerRoot, ContainerRuntime, Outcome, Process, RuntimeError, Stdio};
-use crate::cache::{Cas, Digest};
+use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::error::Error;
 use crate::exec::runc::start_error;
 use crate::exec::{Container, Limits, RootFs, Runc, StackMode};
-use crate::oci::{ExtractLimits, ExtractedLayer, LayerStore};
+use crate::oci::{ExtractError, ExtractLimits, ExtractedLayer, LayerStore};
 
 /// Containers with runc: the `runc(path)` setting (else `PATH`) and how to
 /// stack roots.
@@ -33,6 +33,32 @@ impl RuncRuntime {
     fn locate(&self) -> Result<Runc, RuntimeError> {
         Runc::locate(self.runc.as_deref()).map_err(|error| RuntimeError::Failed(error.into()))
     }
+}
+
+/// A layer blob that does not hash to its digest, does not decompress or
+/// fails mid-stream may be a corrupt CAS blob: then it is removed, and the error says so, so
+/// the scheduler rebuilds or fetches again the action that made it (a blob
+/// whose bytes are right keeps the extractor's error: the layer itself is
+/// broken).
+fn extract_failed(cas: &Cas, digest: &Digest, error: ExtractError) -> RuntimeError {
+    let reason = match &error {
+        ExtractError::Changed { actual, .. } => {
+            cas.remove_corrupt(digest);
+            format!("its bytes hash to `{actual}`")
+        }
+        // A read error mid-stream shows up where the entry was being
+        // written: hash the blob to tell a broken layer from a broken blob.
+        ExtractError::Corrupt { .. } | ExtractError::Io { .. } => {
+            let size = std::fs::metadata(cas.path(digest)).map(|metadata| metadata.len()).unwrap_or(0);
+            match cas.verify_content(&BlobRef { digest: *digest, size }) {
+                Ok(false) => format!("it does not decompress: {error}"),
+                _ => return RuntimeError::Failed(Error::from(error)),
+            }
+        }
+        // Refused entries and limits: the layer's bytes are what they claim.
+        _ => return RuntimeError::Failed(Error::from(error)),
+    };
+    RuntimeError::Failed(Error::from(CasError::Removed { digest: *digest, reason }))
 }
 
 impl ContainerRoot for RootFs {
@@ -66,7 +92,7 @@ impl ContainerRuntime for RuncRuntime {
             .par_iter()
             .map(|digest| {
                 check_deadline(deadline, STAGE)?;
-                store.extract(cas, digest, &limits).map_err(|error| RuntimeError::Failed(Error::from(error)))
+                store.extract(cas, digest, &limits).map_err(|error| extract_failed(cas, digest, error))
             })
             .collect::<Result<Vec<_>, _>>()?;
         check_deadline(deadline, STAGE)?;

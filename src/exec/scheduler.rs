@@ -387,6 +387,14 @@ impl Executor<'_> {
             .map(|(dep, _)| *dep)
             .collect();
         if may_retry && !damaged.is_empty() {
+            for dep in &damaged {
+                let message = format!(
+                    "A blob made by `{}` ({}) was lost or corrupt; it was removed and is being rebuilt or fetched again",
+                    graph[ActionId(*dep)].owner,
+                    graph[ActionId(*dep)].action.kind()
+                );
+                self.reporter.report(&Event::Warning { message: &message });
+            }
             for dep in damaged {
                 self.rebuild(graph, dep, shared)?;
             }

@@ -9,6 +9,7 @@ use std::sync::{Condvar, Mutex};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::Error;
+use crate::frontend::limits::GuardScope;
 use crate::workspace::{is_skipped_dir, BUILD_FILES};
 
 /// The package-relative paths of the files under `dir` (the directory of
@@ -66,8 +67,18 @@ fn walk(dir: &Path, wanted: &(dyn Fn(&str) -> bool + Sync)) -> io::Result<Vec<St
     }
     let queue = Queue { state: Mutex::new(QueueState { pending, busy: 0, error: None }), changed: Condvar::new() };
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    // The walkers' allocations count in the loader's memory budget and
+    // deadline, as the evaluation's own.
+    let guard = GuardScope::current();
     let found: Vec<Vec<String>> = std::thread::scope(|scope| {
-        let walkers: Vec<_> = (0..threads).map(|_| scope.spawn(|| queue.work(wanted))).collect();
+        let walkers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let _guard = guard.enter();
+                    queue.work(wanted)
+                })
+            })
+            .collect();
         walkers.into_iter().map(|walker| walker.join().expect("a glob walker does not panic")).collect()
     });
     let state = queue.state.into_inner().expect("no walker panicked");

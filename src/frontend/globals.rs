@@ -9,9 +9,11 @@ use starlark::eval::Evaluator;
 use starlark::starlark_module;
 use starlark::values::list_or_tuple::UnpackListOrTuple;
 use starlark::values::none::NoneType;
+use starlark::values::{Heap, Value};
 
 use crate::frontend::context::{call_site, EvalContext};
 use crate::frontend::glob::glob_package;
+use crate::frontend::limits;
 use crate::frontend::native_rule::NativeRule;
 use crate::graph::RuleKind;
 use crate::workspace::RegistrySetting;
@@ -24,13 +26,30 @@ pub(crate) fn standard() -> GlobalsBuilder {
         LibraryExtension::EnumType,
         LibraryExtension::NamespaceType,
         LibraryExtension::Typing,
-        LibraryExtension::Json,
         LibraryExtension::Print,
         LibraryExtension::Partial,
         LibraryExtension::Map,
         LibraryExtension::Filter,
         LibraryExtension::SetType,
     ])
+    // starlark-rust's `json`, with a depth guard: its encoder recurses on
+    // the native stack, and a deep value would abort berth.
+    .with_namespace("json", json_members)
+}
+
+#[starlark_module]
+fn json_members(builder: &mut GlobalsBuilder) {
+    /// The JSON text of `x` (Bazel's `json.encode`).
+    fn encode<'v>(#[starlark(require = pos)] x: Value<'v>, heap: Heap<'v>) -> anyhow::Result<String> {
+        limits::check_value_depth(x, heap)?;
+        x.to_json()
+    }
+
+    /// The value of the JSON text `x` (Bazel's `json.decode`).
+    fn decode<'v>(#[starlark(require = pos)] x: &str, heap: Heap<'v>) -> anyhow::Result<Value<'v>> {
+        // serde_json refuses input nested more than 128 levels.
+        Ok(heap.alloc(serde_json::from_str::<serde_json::Value>(x)?))
+    }
 }
 
 /// Globals of BUILD and `.star` files before the rule library is added:

@@ -13,11 +13,28 @@
 //! above `MAX_LIVE_BYTES`, and exits with an error naming the file instead.
 //! It guards only where it is the global allocator: `main.rs` declares it
 //! for the binary (with its tuning), `lib.rs` for the unit tests.
+//!
+//! `MAX_LIVE_BYTES` is one budget for the whole loader: the live bytes of
+//! every file evaluating at once, on every loading thread and the glob
+//! walker threads they start, count together, so the total does not grow
+//! with the core count.
+//!
+//! Time: each file has a wall-clock deadline (`--load-timeout`, default
+//! 60 s), checked by the evaluator every thousand steps and by the
+//! allocation guard every few hundred allocations, so a loop of huge
+//! string operations inside the step budget ends too.
+//!
+//! Values: `json.encode` recurses once per nesting level on the native
+//! stack; `check_value_depth` refuses values nested deeper than
+//! `MAX_VALUE_DEPTH` before it is called (comparisons and `repr` have
+//! starlark-rust's own guard).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use mimalloc::MiMalloc;
 use starlark::eval::Evaluator;
@@ -39,21 +56,100 @@ pub(crate) const MAX_HEAP_BYTES: usize = 1 << 30;
 pub(crate) const STACK_BYTES: usize = 256 << 20;
 /// Largest single allocation while a file evaluates.
 pub(crate) const MAX_ALLOCATION: usize = 1 << 30;
-/// Most memory a file's evaluation may hold at once (allocated minus freed on
-/// its thread), above the heap limit, which is only checked now and then.
+/// Most memory the loader's evaluations may hold at once (allocated minus
+/// freed, summed over every file evaluating and its glob walkers), above
+/// the heap limit, which is only checked now and then.
 pub(crate) const MAX_LIVE_BYTES: isize = 2 << 30;
+/// Longest chain of `.star` files loading each other.
+pub(crate) const MAX_LOAD_DEPTH: usize = 500;
+/// Deepest value `json.encode` takes: it recurses on the native stack.
+pub(crate) const MAX_VALUE_DEPTH: usize = 100;
+/// The per-file deadline when `--load-timeout` is not given.
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often (in allocations) the guard looks at the clock.
+const DEADLINE_CHECK_PERIOD: u32 = 256;
 
-/// Sets every limit on a fresh evaluator.
+/// `--load-timeout`, in milliseconds (0: not set, the default applies).
+static LOAD_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the wall-clock limit of evaluating one file (`--load-timeout`).
+pub fn set_load_timeout(timeout: Duration) {
+    LOAD_TIMEOUT_MS.store(timeout.as_millis().clamp(1, u64::MAX as u128) as u64, Ordering::Relaxed);
+}
+
+/// The wall-clock limit of evaluating one file.
+pub fn load_timeout() -> Duration {
+    match LOAD_TIMEOUT_MS.load(Ordering::Relaxed) {
+        0 => DEFAULT_LOAD_TIMEOUT,
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// `1.5 s` or `60 s`, as messages show a timeout.
+fn seconds(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds.fract() == 0.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{seconds} s")
+    }
+}
+
+/// Sets every limit on a fresh evaluator; its deadline is `load_timeout()`
+/// from now.
 pub(crate) fn apply(eval: &mut Evaluator) {
     eval.set_max_callstack_size(MAX_CALL_DEPTH).expect("a fresh evaluator has no call-stack limit");
     eval.set_max_tick_count(MAX_TICKS).expect("a fresh evaluator has no tick limit");
     eval.set_max_heap_size(MAX_HEAP_BYTES).expect("a fresh evaluator has no heap limit");
+    let deadline = Instant::now() + load_timeout();
+    // Called by the evaluator every thousand steps.
+    eval.set_check_cancelled(Box::new(move || Instant::now() >= deadline));
+}
+
+/// Refuses a value nested deeper than `MAX_VALUE_DEPTH` (lists, tuples,
+/// dicts, structs and anything with attributes), walking it without
+/// recursion, so a native function that recurses over it cannot overflow
+/// the stack.
+pub(crate) fn check_value_depth<'v>(
+    value: starlark::values::Value<'v>,
+    heap: starlark::values::Heap<'v>,
+) -> anyhow::Result<()> {
+    use starlark::values::dict::DictRef;
+    use starlark::values::list::ListRef;
+    use starlark::values::structs::StructRef;
+    use starlark::values::tuple::TupleRef;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        if depth > MAX_VALUE_DEPTH {
+            return Err(anyhow::anyhow!(
+                "The value nests more than {MAX_VALUE_DEPTH} levels deep (lists, dicts, structs); berth refuses to encode it"
+            ));
+        }
+        if let Some(list) = ListRef::from_value(value) {
+            stack.extend(list.iter().map(|child| (child, depth + 1)));
+        } else if let Some(tuple) = TupleRef::from_value(value) {
+            stack.extend(tuple.iter().map(|child| (child, depth + 1)));
+        } else if let Some(dict) = DictRef::from_value(value) {
+            stack.extend(dict.iter().flat_map(|(key, child)| [(key, depth + 1), (child, depth + 1)]));
+        } else if let Some(fields) = StructRef::from_value(value) {
+            stack.extend(fields.iter().map(|(_, child)| (child, depth + 1)));
+        } else if value.unpack_str().is_none() {
+            // Records, namespaces, enums: their attributes.
+            for name in value.dir_attr() {
+                if let Ok(Some(child)) = value.get_attr(&name, heap) {
+                    stack.push((child, depth + 1));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs an evaluation of `file` with the allocation guard on, turning
 /// Starlark errors (and panics of native code) into `LoadError`s.
 pub(crate) fn guarded<T>(file: &str, run: impl FnOnce() -> starlark::Result<T>) -> Result<T, LoadError> {
-    let _guard = Guard::enter(file);
+    quiet_guarded_panics();
+    let _guard = Guard::enter(file, Instant::now() + load_timeout());
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(classify(file, error)),
@@ -70,6 +166,21 @@ pub(crate) fn guarded<T>(file: &str, run: impl FnOnce() -> starlark::Result<T>) 
             ))
         }
     }
+}
+
+/// A panic of a built-in while a file evaluates becomes that file's error
+/// (see [`guarded`]): the default hook's "thread panicked" report would
+/// only repeat it, so it is kept for panics anywhere else.
+fn quiet_guarded_panics() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if guarded_file().is_none() {
+                previous(info);
+            }
+        }));
+    });
 }
 
 fn classify(file: &str, error: starlark::Error) -> LoadError {
@@ -90,6 +201,12 @@ fn classify(file: &str, error: starlark::Error) -> LoadError {
         return limit(
             format!("Evaluating `{file}` took more than {MAX_TICKS} steps (function calls and loop iterations)"),
             "look for a loop over a huge range; BUILD files should declare targets, not compute",
+        );
+    }
+    if message.starts_with("Evaluation cancelled") {
+        return limit(
+            format!("Evaluating `{file}` took longer than {} (`--load-timeout`)", seconds(load_timeout())),
+            "look for a loop doing heavy work; BUILD files should declare targets, not compute",
         );
     }
     if message.starts_with("Heap memory limit") {
@@ -113,26 +230,68 @@ thread_local! {
     static GUARDED_FILE: Cell<Option<(*const u8, usize)>> = const { Cell::new(None) };
     /// Bytes allocated minus bytes freed on this thread since the guard went on.
     static LIVE_BYTES: Cell<isize> = const { Cell::new(0) };
+    /// When the file being evaluated on this thread must be done.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Allocations since the guard last looked at the clock.
+    static SINCE_CLOCK: Cell<u32> = const { Cell::new(0) };
 }
 
+/// The live bytes of every guarded thread together: the loader's one budget.
+static TOTAL_LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
 /// Turns the allocation guard on for this thread while it lives.
-struct Guard {
+pub(crate) struct Guard {
     previous: Option<(*const u8, usize)>,
     previous_live: isize,
+    previous_deadline: Option<Instant>,
+}
+
+/// What a thread evaluating a file hands to threads it starts (glob
+/// walkers), so their allocations count for the file too.
+#[derive(Clone, Copy)]
+pub(crate) struct GuardScope {
+    file: Option<(*const u8, usize)>,
+    deadline: Option<Instant>,
+}
+
+// SAFETY: the pointer is to the file name, which outlives the scoped
+// threads it is handed to (they end before the evaluation that owns it).
+unsafe impl Send for GuardScope {}
+unsafe impl Sync for GuardScope {}
+
+impl GuardScope {
+    /// The guard of the current thread, if it evaluates a file.
+    pub(crate) fn current() -> GuardScope {
+        GuardScope { file: guarded_file(), deadline: DEADLINE.try_with(Cell::get).ok().flatten() }
+    }
+
+    /// Puts the current thread under this scope's guard while the returned
+    /// value lives (no guard if the scope had none).
+    pub(crate) fn enter(self) -> Guard {
+        Guard::install(self.file, self.deadline)
+    }
 }
 
 impl Guard {
-    fn enter(file: &str) -> Guard {
-        let previous = GUARDED_FILE.with(|cell| cell.replace(Some((file.as_ptr(), file.len()))));
+    fn enter(file: &str, deadline: Instant) -> Guard {
+        Guard::install(Some((file.as_ptr(), file.len())), Some(deadline))
+    }
+
+    fn install(file: Option<(*const u8, usize)>, deadline: Option<Instant>) -> Guard {
+        let previous = GUARDED_FILE.with(|cell| cell.replace(file));
         let previous_live = LIVE_BYTES.with(|cell| cell.replace(0));
-        Guard { previous, previous_live }
+        let previous_deadline = DEADLINE.with(|cell| cell.replace(deadline));
+        Guard { previous, previous_live, previous_deadline }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // What this evaluation still holds leaves the loader's budget with it.
+        let live = LIVE_BYTES.with(|cell| cell.replace(self.previous_live));
+        TOTAL_LIVE_BYTES.fetch_sub(live, Ordering::Relaxed);
         GUARDED_FILE.with(|cell| cell.set(self.previous));
-        LIVE_BYTES.with(|cell| cell.set(self.previous_live));
+        DEADLINE.with(|cell| cell.set(self.previous_deadline));
     }
 }
 
@@ -154,13 +313,23 @@ fn account(size: usize, grown: isize) {
     if size > MAX_ALLOCATION {
         refuse(file, Refusal::Single(size));
     }
-    let live = LIVE_BYTES.try_with(|cell| {
-        let live = cell.get().saturating_add(grown);
-        cell.set(live);
-        live
+    if LIVE_BYTES.try_with(|cell| cell.set(cell.get().saturating_add(grown))).is_ok() {
+        let total = TOTAL_LIVE_BYTES.fetch_add(grown, Ordering::Relaxed).saturating_add(grown);
+        if total > MAX_LIVE_BYTES {
+            refuse(file, Refusal::Live);
+        }
+    }
+    let look = SINCE_CLOCK.try_with(|cell| {
+        let count = cell.get() + 1;
+        cell.set(if count >= DEADLINE_CHECK_PERIOD { 0 } else { count });
+        count >= DEADLINE_CHECK_PERIOD
     });
-    if live.is_ok_and(|live| live > MAX_LIVE_BYTES) {
-        refuse(file, Refusal::Live);
+    if look.unwrap_or(false) {
+        if let Ok(Some(deadline)) = DEADLINE.try_with(Cell::get) {
+            if Instant::now() >= deadline {
+                refuse(file, Refusal::Timeout);
+            }
+        }
     }
 }
 
@@ -176,6 +345,7 @@ fn check_result(pointer: *mut u8, size: usize) -> *mut u8 {
 enum Refusal {
     Single(usize),
     Live,
+    Timeout,
 }
 
 /// Prints the error without allocating and exits with the user-error code.
@@ -187,6 +357,7 @@ fn refuse((file, length): (*const u8, usize), refusal: Refusal) -> ! {
     let size = match refusal {
         Refusal::Single(size) => size,
         Refusal::Live => 0,
+        Refusal::Timeout => load_timeout().as_secs() as usize,
     };
     let mut digits = [0u8; 20];
     let mut at = digits.len();
@@ -210,8 +381,15 @@ fn refuse((file, length): (*const u8, usize), refusal: Refusal) -> ! {
             write(b"hint: look for a huge repetition such as `\"x\" * (1 << 30)` or `[0] * (1 << 28)`\n");
         }
         Refusal::Live => {
+            // The budget is the whole loader's (every file loading at once).
             write(b"` used more than 2 GiB of memory\n");
             write(b"hint: look for a loop building large strings or lists\n");
+        }
+        Refusal::Timeout => {
+            write(b"` took longer than ");
+            write(&digits[at..]);
+            write(b" s (`--load-timeout`)\n");
+            write(b"hint: look for a loop doing heavy work; BUILD files should declare targets, not compute\n");
         }
     }
     // SAFETY: `_exit` ends the process without running code that could allocate.
@@ -230,8 +408,9 @@ unsafe impl GlobalAlloc for GuardedAllocator {
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        if guarded_file().is_some() {
-            let _ = LIVE_BYTES.try_with(|cell| cell.set(cell.get() - layout.size() as isize));
+        if guarded_file().is_some() && LIVE_BYTES.try_with(|cell| cell.set(cell.get() - layout.size() as isize)).is_ok()
+        {
+            TOTAL_LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
         }
         unsafe { MiMalloc.dealloc(pointer, layout) }
     }

@@ -165,6 +165,17 @@ impl<'a> Loader<'a> {
                 .with_hint("move what both files need into a third `.star` file")
                 .into());
         }
+        if chain.len() >= limits::MAX_LOAD_DEPTH {
+            return Err(LoadError::Limit(
+                Error::user(format!(
+                    "Load chain deeper than {} files: `{}` loads `{label}`",
+                    limits::MAX_LOAD_DEPTH,
+                    chain.last().map_or_else(String::new, |last| last.to_string())
+                ))
+                .at(load.location.clone())
+                .with_hint("a `.star` file that loads another that loads another ... this deep is generated or broken"),
+            ));
+        }
         if !label.name.ends_with(".star") {
             return Err(Error::user(format!("Cannot load `{label}`: only `.star` files can be loaded"))
                 .at(load.location.clone())

@@ -20,6 +20,9 @@ mod tabs;
 mod workspace_file;
 
 pub use error::LoadError;
-pub use limits::{release_freed_memory, set_release_freed_memory, GuardedAllocator};
+pub use limits::{
+    load_timeout, release_freed_memory, set_load_timeout, set_release_freed_memory, GuardedAllocator,
+    DEFAULT_LOAD_TIMEOUT,
+};
 pub use loader::load;
 pub use workspace_file::{discover_workspace, evaluate_workspace_file, open_workspace};

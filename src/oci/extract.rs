@@ -130,6 +130,10 @@ pub struct ExtractedLayer {
     pub diff_id: Digest,
     /// The layer held `.wh..wh..opq` at its root: every lower layer is hidden.
     pub opaque_root: bool,
+    /// The digest of the extracted tree (`oci::tree_digest`), which
+    /// `berth cache verify` recomputes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<Digest>,
     /// The extracted tree, with whiteouts as overlayfs markers.
     #[serde(skip)]
     pub root: PathBuf,
@@ -247,7 +251,8 @@ fn extract_into(
     if actual != *digest {
         return Err(ExtractError::Changed { expected: *digest, actual });
     }
-    let layer = ExtractedLayer { digest: *digest, diff_id, opaque_root: stats.opaque_root, root };
+    let tree = crate::oci::tree_digest(&root).map_err(io_at(&root))?;
+    let layer = ExtractedLayer { digest: *digest, diff_id, opaque_root: stats.opaque_root, tree: Some(tree), root };
     let side = temp.join("layer.json");
     let file = File::create(&side).map_err(io_at(&side))?;
     serde_json::to_writer(&file, &layer)

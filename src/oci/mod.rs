@@ -15,6 +15,7 @@ mod layer;
 mod layout;
 mod manifest;
 pub mod media_types;
+mod tree;
 
 pub use archive::{write_docker_archive, write_oci_archive};
 
@@ -34,3 +35,4 @@ pub use layer::{
 };
 pub use layout::{image_blobs, missing_blobs, read_root, write_layout, write_lazy_layout, ImageRoot};
 pub use manifest::{Descriptor, Index, Manifest, Platform, REF_NAME_ANNOTATION};
+pub use tree::{tree_digest, verify_layer_store, LayerStoreCheck};

@@ -40,8 +40,14 @@ pub struct ConsoleReporter {
 }
 
 enum Style {
-    Silent,
-    Plain { verbosity: Verbosity, bytes: AtomicU64 },
+    /// No progress; warnings still go to stderr unless `--quiet`.
+    Silent {
+        warnings: bool,
+    },
+    Plain {
+        verbosity: Verbosity,
+        bytes: AtomicU64,
+    },
     Fancy(Fancy),
 }
 
@@ -55,7 +61,8 @@ impl ConsoleReporter {
             mode => mode,
         };
         let style = match (mode, verbosity) {
-            (ConsoleMode::None, _) | (_, Verbosity::Quiet) => Style::Silent,
+            (_, Verbosity::Quiet) => Style::Silent { warnings: false },
+            (ConsoleMode::None, _) => Style::Silent { warnings: true },
             (ConsoleMode::Fancy, _) => Style::Fancy(Fancy::new(verbosity)),
             _ => Style::Plain { verbosity, bytes: AtomicU64::new(0) },
         };
@@ -66,7 +73,12 @@ impl ConsoleReporter {
 impl Reporter for ConsoleReporter {
     fn report(&self, event: &Event<'_>) {
         match &self.style {
-            Style::Silent => {}
+            Style::Silent { warnings: true } => {
+                if let Event::Warning { message } = event {
+                    eprintln!("warning: {message}")
+                }
+            }
+            Style::Silent { warnings: false } => {}
             Style::Plain { verbosity, bytes } => plain(*verbosity, bytes, event),
             Style::Fancy(fancy) => fancy.report(event),
         }
@@ -82,6 +94,7 @@ fn plain(verbosity: Verbosity, bytes: &AtomicU64, event: &Event<'_>) {
             eprintln!("cached  {owner} {kind}")
         }
         Event::ActionFailed { owner, kind, .. } => eprintln!("FAILED  {owner} {kind}"),
+        Event::Warning { message } => eprintln!("warning: {message}"),
         Event::BytesTransferred { bytes: moved } => {
             bytes.fetch_add(moved, Ordering::Relaxed);
         }
@@ -171,6 +184,7 @@ impl Fancy {
                 self.running.lock().expect("console lock").remove(&id);
                 self.bar.suspend(|| eprintln!("FAILED  {owner} {kind}"));
             }
+            Event::Warning { message } => self.bar.suspend(|| eprintln!("warning: {message}")),
             Event::BytesTransferred { bytes } => {
                 self.bytes.fetch_add(bytes, Ordering::Relaxed);
                 self.update_message();
@@ -215,8 +229,8 @@ mod tests {
 
     #[test]
     fn quiet_and_none_draw_nothing_and_auto_is_plain_off_a_terminal() {
-        assert!(matches!(ConsoleReporter::new(ConsoleMode::Fancy, Verbosity::Quiet).style, Style::Silent));
-        assert!(matches!(ConsoleReporter::new(ConsoleMode::None, Verbosity::Verbose).style, Style::Silent));
+        assert!(matches!(ConsoleReporter::new(ConsoleMode::Fancy, Verbosity::Quiet).style, Style::Silent { .. }));
+        assert!(matches!(ConsoleReporter::new(ConsoleMode::None, Verbosity::Verbose).style, Style::Silent { .. }));
         if !std::io::stderr().is_terminal() {
             assert!(matches!(ConsoleReporter::new(ConsoleMode::Auto, Verbosity::Normal).style, Style::Plain { .. }));
         }

@@ -21,6 +21,9 @@ pub enum Event<'a> {
     ActionFailed { id: ActionId, owner: &'a Label, kind: &'a str, message: &'a str },
     /// Bytes moved to or from a registry (progress of pulls and pushes).
     BytesTransferred { bytes: u64 },
+    /// Something went wrong and was repaired (a corrupt cache blob removed
+    /// and rebuilt): the build goes on, the user is told.
+    Warning { message: &'a str },
     /// Execution ended, successfully or not.
     BuildFinished { ran: usize, cached: usize, duration: Duration, success: bool },
 }

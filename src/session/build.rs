@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use crate::actions::{ActionId, ExecutionContext};
 use crate::analysis::{analyze, Analysis, AnalysisContext, Provider};
-use crate::cache::{Cache, CacheError, FileMemo};
+use crate::cache::{Cache, CacheError, Digest, FileMemo};
 use crate::error::{Error, Result};
 use crate::exec::{BuildLog, BuildResult, ExecSettings, Executor, LocalSandbox};
 use crate::frontend;
 use crate::registry::{ClientOptions, RegistryHandle};
-use crate::report::Reporter;
-use crate::session::TargetOutput;
+use crate::report::{Event, Reporter};
+use crate::session::{corrupt_published, TargetOutput};
 use crate::workspace::{Label, Pattern, Workspace};
 
 /// What a session needs from the command line.
@@ -134,6 +134,58 @@ impl<'a> Session<'a> {
         Ok(Built { analysis, result, targets })
     }
 
+    /// [`Session::build`], then every blob the command is about to publish
+    /// is checked by content (see [`corrupt_published`]; `skip` leaves out
+    /// blobs already published). A corrupt blob is removed, the action
+    /// results that name it are dropped, and the build runs again, which
+    /// rebuilds or fetches it again: a warning, not a failure. A blob
+    /// corrupt again after that is an environment error (the disk).
+    pub fn build_checked(
+        &self,
+        patterns: &[Pattern],
+        fetch_layers: bool,
+        skip: &dyn Fn(&Built, &Label, &Digest) -> bool,
+    ) -> Result<Built> {
+        let mut built = self.build(patterns, fetch_layers)?;
+        // A corrupt manifest hides its children until it is rebuilt: heal in
+        // rounds, each blob at most once.
+        let mut healed: Vec<Digest> = Vec::new();
+        loop {
+            let corrupt = corrupt_published(&self.cache.cas, &built, &|label, digest| skip(&built, label, digest))?;
+            if corrupt.is_empty() {
+                return Ok(built);
+            }
+            if let Some(digest) = corrupt.iter().find(|digest| healed.contains(digest)) {
+                return Err(Error::environment(format!(
+                    "Blob `{digest}` is corrupt again after it was rebuilt or fetched again; it was removed"
+                ))
+                .with_hint("the disk under the cache may be failing; `berth cache verify` checks the whole cache"));
+            }
+            for digest in &corrupt {
+                let message = format!(
+                    "Blob `{digest}` in the cache was corrupt (its bytes no longer hash to its digest); it was removed and is being rebuilt or fetched again"
+                );
+                self.reporter.report(&Event::Warning { message: &message });
+            }
+            self.drop_results_naming(&built, &corrupt)?;
+            healed.extend(corrupt);
+            built = self.build(patterns, fetch_layers)?;
+        }
+    }
+
+    /// Forgets the action results of `built` that name one of `digests`, so
+    /// the next build runs those actions again.
+    fn drop_results_naming(&self, built: &Built, digests: &[Digest]) -> Result<()> {
+        for (id, output) in &built.result.outputs {
+            if output.blob_refs().any(|blob| digests.contains(&blob.digest)) {
+                if let Some(record) = built.result.records.get(id) {
+                    self.cache.ac.remove(&record.key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The package of the current directory (`""` at the root or outside
     /// any package), which relative labels and patterns are resolved in.
     pub fn current_package(&self) -> String {
@@ -144,7 +196,8 @@ impl<'a> Session<'a> {
     /// package, as `:img` or `//app:img`) and returns its output.
     pub fn build_label(&self, text: &str, fetch_layers: bool) -> Result<(Built, TargetOutput)> {
         let label = Label::parse(text, &self.current_package())?;
-        let built = self.build(&[Pattern::Target(label.clone())], fetch_layers)?;
+        // `run`, `export` and `push` read every blob of the image.
+        let built = self.build_checked(&[Pattern::Target(label.clone())], fetch_layers, &|_, _, _| false)?;
         let output = built
             .targets
             .get(&label)

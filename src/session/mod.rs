@@ -7,4 +7,4 @@ mod outputs;
 mod stamp;
 
 pub use build::{Built, Session, SessionOptions};
-pub use outputs::{write_outputs, TargetOutput};
+pub use outputs::{already_in_out_dir, corrupt_published, write_outputs, TargetOutput};

@@ -1,7 +1,8 @@
-//! A build killed with SIGKILL at any moment leaves a cache that the next
-//! build trusts only as far as it is sound: 50 builds are killed at
-//! scattered moments, and each following build succeeds with the digests of
-//! an uninterrupted build.
+//! A build killed with SIGKILL at any moment leaves a sound cache: 50 builds
+//! are really interrupted (killed while still running) at scattered
+//! moments, `berth cache verify` checks the cache right after each kill,
+//! and the builds that follow succeed with the digests of an uninterrupted
+//! build.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,8 +57,29 @@ fn digests(workspace: &TestWorkspace) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// `berth cache verify` on the workspace's cache: every blob hashes to its
+/// name, every action result names only present, sound blobs, every
+/// extracted layer matches its tree digest.
+fn assert_cache_sound(workspace: &TestWorkspace, after: &str) {
+    let output = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cache", "verify"])
+        .current_dir(workspace.root())
+        .env("BERTH_CACHE_DIR", workspace.path(".cache"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the cache is not sound {after}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn builds_killed_at_fifty_moments_never_poison_the_cache() {
+    use std::os::unix::process::ExitStatusExt;
+
     let reference = workspace();
     let started = Instant::now();
     let expected = digests(&reference);
@@ -65,9 +87,16 @@ fn builds_killed_at_fifty_moments_never_poison_the_cache() {
 
     let workspace = workspace();
     let mut seed = 12345_u64;
-    for round in 0..50 {
-        // A fresh cache every few rounds, so kills land in cold builds too.
-        if round % 5 == 0 {
+    let (mut interrupted, mut attempts) = (0, 0);
+    // Only a kill that lands while berth still runs counts: a build that
+    // finished before its kill moment interrupted nothing.
+    while interrupted < 50 {
+        attempts += 1;
+        assert!(attempts <= 400, "only {interrupted} of {attempts} kills interrupted a build");
+        // A fresh cache every few interruptions, so kills land in cold
+        // builds as well as in builds resuming what a kill left.
+        if attempts % 6 == 1 {
+            assert_eq!(digests(&workspace), expected, "the build after {interrupted} kills differs");
             let _ = std::fs::remove_dir_all(workspace.path(".cache"));
             let _ = std::fs::remove_dir_all(workspace.path("berth-out"));
         }
@@ -76,9 +105,16 @@ fn builds_killed_at_fifty_moments_never_poison_the_cache() {
         let mut child = build(&workspace).spawn().unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
-        let _ = child.wait();
-        assert_eq!(digests(&workspace), expected, "the build after the kill in round {round} ({delay:?}) differs");
+        let status = child.wait().unwrap();
+        if status.signal() == Some(libc::SIGKILL) {
+            interrupted += 1;
+            // Right after the kill, before any build repairs anything.
+            assert_cache_sound(&workspace, &format!("after kill {interrupted} ({delay:?} into the build)"));
+        }
     }
+    eprintln!("{interrupted} builds interrupted in {attempts} attempts (cold build: {cold:?})");
+    assert_eq!(digests(&workspace), expected, "the build after the last kill differs");
+    assert_cache_sound(&workspace, "after the last build");
 }
 
 #[test]

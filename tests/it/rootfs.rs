@@ -34,7 +34,7 @@ fn layer(dir: &Path, name: &str, entries: &[&str]) -> ExtractedLayer {
             fs::write(&path, entry).unwrap();
         }
     }
-    ExtractedLayer { digest: Digest::of(name.as_bytes()), diff_id: Digest::of(b""), opaque_root, root }
+    ExtractedLayer { digest: Digest::of(name.as_bytes()), diff_id: Digest::of(b""), opaque_root, tree: None, root }
 }
 
 fn files(root: &Path) -> Vec<String> {

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
+use crate::cache::Digest;
 use crate::error::{Error, Result};
+use crate::oci::ExtractedLayer;
 
 /// The default `PATH` when the image sets none (Docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -18,12 +20,23 @@ pub struct ImageRuntimeConfig {
     pub cmd: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// `rootfs.diff_ids`: what each layer's uncompressed tar hashes to
+    /// (`None` for a config without `rootfs`, which only tests write).
+    pub diff_ids: Option<Vec<Digest>>,
 }
 
 #[derive(serde::Deserialize, Default)]
 struct ConfigBlob {
     #[serde(default)]
     config: Option<ConfigFields>,
+    #[serde(default)]
+    rootfs: Option<RootFs>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<Digest>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -48,7 +61,33 @@ impl ImageRuntimeConfig {
             cmd: fields.cmd.unwrap_or_default(),
             working_dir: fields.working_dir.filter(|dir| !dir.is_empty()),
             user: fields.user.filter(|user| !user.is_empty()),
+            diff_ids: blob.rootfs.map(|rootfs| rootfs.diff_ids),
         })
+    }
+
+    /// Checks the image's layers, as extracted, against `rootfs.diff_ids`:
+    /// the layer blobs passed their digests, so a mismatch is an image whose
+    /// config does not describe its layers, refused before anything runs.
+    pub fn check_diff_ids(&self, layers: &[ExtractedLayer]) -> Result<()> {
+        let Some(diff_ids) = &self.diff_ids else { return Ok(()) };
+        if diff_ids.len() != layers.len() {
+            return Err(Error::user(format!(
+                "The image's config lists {} diff_ids for its {} layers",
+                diff_ids.len(),
+                layers.len()
+            ))
+            .with_hint("the image is broken: its config does not describe its layers"));
+        }
+        for (index, (expected, layer)) in diff_ids.iter().zip(layers).enumerate() {
+            if *expected != layer.diff_id {
+                return Err(Error::user(format!(
+                    "Layer {index} (`{}`) of the image unpacks to diff_id `{}`, but its config says `{expected}`",
+                    layer.digest, layer.diff_id
+                ))
+                .with_hint("the image is broken: its config does not describe its layers"));
+            }
+        }
+        Ok(())
     }
 }
 

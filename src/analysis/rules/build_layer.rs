@@ -2,7 +2,7 @@
 //! captures `outputs` as a layer (the `COPY --from` workflow).
 
 use crate::actions::{BaseConfig, RunStep, RunStepSpec};
-use crate::analysis::layer_contents::attr_error;
+use crate::analysis::layer_contents::{attr_error, container_path, output_relative_path};
 use crate::analysis::{at, Analyzer, LayerInfo, Provider};
 use crate::error::Result;
 use crate::graph::{OciBuildLayerAttrs, TargetNode};
@@ -44,13 +44,13 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciBuil
             ),
         ));
     }
-    if let Some(relative) = attrs.outputs.iter().find(|output| !output.starts_with('/')) {
-        return Err(attr_error(
-            target,
-            "outputs",
-            &format!("`{relative}` is not an absolute path inside the container"),
-        ));
+    for output in &attrs.outputs {
+        container_path(target, "outputs", output)?;
     }
+    let output_path = match &attrs.output_path {
+        Some(path) => Some(output_relative_path(target, "output_path", path)?),
+        None => None,
+    };
     let timeout_secs = match attrs.timeout {
         seconds if seconds > 0 => seconds as u64,
         seconds => {
@@ -70,9 +70,5 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciBuil
     };
     let step = RunStep { base_config, base_layers, packages, spec };
     let action = analyzer.actions.add(target.label.clone(), Box::new(step));
-    Ok(Provider::Layer(LayerInfo::Built {
-        action,
-        main_output: attrs.outputs.first().cloned(),
-        output_path: attrs.output_path.clone(),
-    }))
+    Ok(Provider::Layer(LayerInfo::Built { action, main_output: attrs.outputs.first().cloned(), output_path }))
 }
