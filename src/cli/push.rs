@@ -73,8 +73,9 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
     let patterns: Vec<Pattern> =
         args.patterns.iter().map(|text| Pattern::parse_in(text, &package)).collect::<Result<_, _>>()?;
     // Base layers are not fetched: the push mounts them from their
-    // repository, or fetches them only if the registry lacks them.
-    let built = session.build(&patterns, false)?;
+    // repository, or fetches them only if the registry lacks them. Every
+    // blob in the cache is checked by content before it is uploaded.
+    let built = session.build_checked(&patterns, false, &|_, _, _| false)?;
     let named: Vec<&Label> = patterns
         .iter()
         .filter_map(|pattern| if let Pattern::Target(label) = pattern { Some(label) } else { None })
