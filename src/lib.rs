@@ -21,6 +21,7 @@ pub mod analysis;
 pub mod actions;
 pub mod exec;
 pub mod cache;
+pub mod remote;
 pub mod oci;
 pub mod registry;
 pub mod session;

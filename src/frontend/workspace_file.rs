@@ -1,5 +1,5 @@
 //! `WORKSPACE.star`: evaluated for settings only (`workspace`, `registry`,
-//! `source_date_epoch`, `runc`; `remote_cache` is refused); it declares no targets.
+//! `source_date_epoch`, `runc`, `remote_cache`); it declares no targets.
 
 use std::fs;
 use std::path::Path;
@@ -60,7 +60,7 @@ fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::RegistrySetting;
+    use crate::workspace::{RegistrySetting, RemoteCacheSetting, RemoteCacheUrl};
 
     #[test]
     fn reads_every_setting() {
@@ -72,6 +72,7 @@ registry("localhost:5000", insecure = True)
 registry("registry.internal", mirrors = ["mirror.internal"])
 source_date_epoch(1700000000)
 runc("/usr/sbin/runc")
+remote_cache("grpc://127.0.0.1:8980/main", read_only = True)
 "#,
         )
         .unwrap();
@@ -89,6 +90,10 @@ runc("/usr/sbin/runc")
                 ],
                 source_date_epoch: Some(1_700_000_000),
                 runc: Some("/usr/sbin/runc".into()),
+                remote_cache: Some(RemoteCacheSetting {
+                    url: RemoteCacheUrl::parse("grpc://127.0.0.1:8980/main").unwrap(),
+                    read_only: true
+                }),
             }
         );
         assert_eq!(evaluate("WORKSPACE.star", "").unwrap(), WorkspaceSettings::default());
@@ -101,7 +106,8 @@ runc("/usr/sbin/runc")
             ("registry('a')\nregistry('a')", "Registry `a` is declared twice"),
             ("oci_image_build(name = 'x')", "Variable `oci_image_build` not found"),
             ("load('//x:y.star', 'z')", "load"),
-            ("remote_cache('grpc://cache:8980')", "berth has no remote cache yet"),
+            ("remote_cache('cache:8980')", "Remote cache URL `cache:8980` is not valid: it has no scheme"),
+            ("remote_cache('grpc://a:1')\nremote_cache('grpc://b:1')", "`remote_cache` is declared twice"),
         ] {
             let error = evaluate("WORKSPACE.star", text).unwrap_err().to_string();
             assert!(error.contains(wanted), "{text}: {error}");

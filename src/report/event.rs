@@ -15,6 +15,13 @@ pub enum Event<'a> {
     ActionStarted { id: ActionId, owner: &'a Label, kind: &'a str },
     /// An action's output came from the action cache.
     ActionCached { id: ActionId, owner: &'a Label, kind: &'a str },
+    /// An action's output came from the remote cache (verified, now local).
+    ActionRemote { id: ActionId, owner: &'a Label, kind: &'a str },
+    /// The remote cache failed or held an entry that did not verify; the
+    /// build goes on locally.
+    RemoteWarning { message: &'a str },
+    /// What the remote cache moved during the build (uploads drained).
+    RemoteTransferred { downloaded: u64, uploaded: u64 },
     /// An action ran and its output is stored.
     ActionFinished { id: ActionId, owner: &'a Label, kind: &'a str, duration: Duration },
     /// An action failed; the build stops scheduling new work.
@@ -22,7 +29,7 @@ pub enum Event<'a> {
     /// Bytes moved to or from a registry (progress of pulls and pushes).
     BytesTransferred { bytes: u64 },
     /// Execution ended, successfully or not.
-    BuildFinished { ran: usize, cached: usize, duration: Duration, success: bool },
+    BuildFinished { ran: usize, cached: usize, remote: usize, duration: Duration, success: bool },
 }
 
 /// Receives engine events. Called from worker threads, so implementations

@@ -5,5 +5,5 @@
 mod build;
 mod outputs;
 
-pub use build::{Built, Session, SessionOptions};
+pub use build::{Built, RemoteCacheChoice, Session, SessionOptions};
 pub use outputs::{write_outputs, TargetOutput};

@@ -14,6 +14,8 @@ pub struct WorkspaceSettings {
     pub source_date_epoch: Option<u64>,
     /// `runc(path)`: the runc binary to use instead of the one on `PATH`.
     pub runc: Option<PathBuf>,
+    /// `remote_cache(url, read_only = False)`.
+    pub remote_cache: Option<crate::workspace::RemoteCacheSetting>,
 }
 
 /// How to reach one registry host.

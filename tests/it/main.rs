@@ -33,6 +33,7 @@ mod registry_cli;
 mod registry_e2e;
 mod registry_faults;
 mod registry_interop;
+mod remote_cache;
 mod reproducibility;
 mod rootfs;
 mod rules;

@@ -4,6 +4,7 @@
 //! 127.0.0.1 and the small servers put in front of it, test images, layers
 //! and `.deb` fixtures.
 
+pub mod buildgrid;
 pub mod deb;
 pub mod faults;
 pub mod http;

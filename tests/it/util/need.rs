@@ -41,11 +41,14 @@ pub enum Need {
     Faketime,
     /// An IPv4 address other than loopback, to reach from a container.
     Network,
+    /// BuildGrid (PyPI `buildgrid`) in the venv `scripts/setup.sh` makes,
+    /// for the remote cache tests.
+    Buildgrid,
 }
 
 impl Need {
     /// Every need, in the order `BERTH_TEST_REQUIRE=all` checks them.
-    pub const ALL: [Need; 12] = [
+    pub const ALL: [Need; 13] = [
         Need::Root,
         Need::Runc,
         Need::Busybox,
@@ -58,6 +61,7 @@ impl Need {
         Need::Podman,
         Need::Faketime,
         Need::Network,
+        Need::Buildgrid,
     ];
 
     /// The name `BERTH_TEST_REQUIRE` uses.
@@ -75,6 +79,7 @@ impl Need {
             Need::Podman => "podman",
             Need::Faketime => "faketime",
             Need::Network => "network",
+            Need::Buildgrid => "buildgrid",
         }
     }
 
@@ -93,6 +98,7 @@ impl Need {
             Need::Podman => "run `scripts/setup.sh` (Debian package `podman`)",
             Need::Faketime => "run `scripts/setup.sh` (Debian package `faketime`)",
             Need::Network => "give the machine a network interface with an IPv4 address",
+            Need::Buildgrid => "run `scripts/setup.sh` (a venv at /opt/berth-buildgrid with PyPI `buildgrid==0.9.1`)",
         }
     }
 
@@ -118,6 +124,7 @@ impl Need {
             Need::Umoci => on_path("umoci"),
             Need::OciImageTool => on_path("oci-image-tool"),
             Need::Podman => on_path("podman"),
+            Need::Buildgrid => Path::new(super::buildgrid::BGD).is_file(),
             Need::Faketime => on_path("faketime"),
             Need::Network => non_loopback_ipv4().is_some(),
         };

@@ -1,0 +1,455 @@
+//! [`RemoteCache`]: the blocking face of the remote cache that the
+//! scheduler calls, and its failure policy (Bazel's):
+//!
+//! - a remote entry is used only if it verifies: exit code 0, an
+//!   `output.json` that is berth's canonical `ActionResult`, every blob it
+//!   names listed among the outputs with the same digest and present on the
+//!   server, and every byte downloaded matching its digest. Anything else is
+//!   a miss and a warning, and nothing of it enters the local CAS;
+//! - an unreachable, slow or failing server costs at most one deadline per
+//!   call in flight, then the circuit breaker opens: no more calls, one
+//!   warning, and the build goes on locally;
+//! - uploads run in the background, after an action ran locally, and are
+//!   drained at the end of the build.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::{canonical_json, ActionResult, Cas, Digest};
+use crate::remote::client::{Capabilities, Client};
+use crate::remote::wrap::{digest_of, from_reapi, to_reapi, BLOBS_DIR, OUTPUT_JSON};
+use crate::remote::{RemoteError, WrappedAction};
+use crate::workspace::RemoteCacheUrl;
+
+/// The deadline of one remote call (and of each message of a transfer).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// A verified remote hit: the result, whose blobs are all in the local CAS.
+#[derive(Debug)]
+pub struct RemoteHit {
+    pub result: ActionResult,
+    /// Bytes downloaded to serve it (blobs that were not local yet).
+    pub downloaded: u64,
+}
+
+/// What the remote cache did during a build.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteStats {
+    pub lookups: u64,
+    pub hits: u64,
+    pub downloaded: u64,
+    pub uploaded: u64,
+    /// Actions whose result was stored on the server.
+    pub uploads: u64,
+}
+
+/// A remote cache for one session. Cheap to share (`Arc`); every method
+/// blocks the calling thread, never a runtime's.
+pub struct RemoteCache {
+    inner: Arc<Inner>,
+    uploads: Mutex<Uploads>,
+}
+
+struct Inner {
+    url: RemoteCacheUrl,
+    read_only: bool,
+    /// The remote cache's own runtime: tonic needs one; berth's workers and
+    /// the blocking registry client never run on it.
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    /// Asked once, by the first call; `None` when the server failed it.
+    capabilities: Mutex<Option<Option<Capabilities>>>,
+    /// The circuit breaker: set by the first failure of the server.
+    broken: AtomicBool,
+    warnings: Mutex<Vec<String>>,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
+    uploads: AtomicU64,
+}
+
+#[derive(Default)]
+struct Uploads {
+    queue: Arc<Mutex<VecDeque<Upload>>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+struct Upload {
+    key_json: Vec<u8>,
+    result: ActionResult,
+    cas: Cas,
+}
+
+impl RemoteCache {
+    /// A remote cache at `url`; `read_only` never uploads. Connects on first
+    /// use. Only `grpc://` and `grpcs://` are served here.
+    pub fn new(url: RemoteCacheUrl, read_only: bool, deadline: Duration) -> Result<RemoteCache, RemoteError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("berth-remote")
+            .enable_all()
+            .build()
+            .map_err(|error| RemoteError::Unavailable { remote: url.to_string(), message: error.to_string() })?;
+        let client = {
+            let _entered = runtime.enter();
+            Client::new(&url, deadline)?
+        };
+        let inner = Inner {
+            url,
+            read_only,
+            runtime,
+            client,
+            capabilities: Mutex::new(None),
+            broken: AtomicBool::new(false),
+            warnings: Mutex::new(Vec::new()),
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            uploads: AtomicU64::new(0),
+        };
+        Ok(RemoteCache { inner: Arc::new(inner), uploads: Mutex::new(Uploads::default()) })
+    }
+
+    pub fn url(&self) -> &RemoteCacheUrl {
+        &self.inner.url
+    }
+
+    /// The verified remote result for the action whose key is the sha256 of
+    /// `key_json`, its blobs downloaded into `cas`; `None` on a miss, on an
+    /// entry that does not verify and whenever the server fails (see
+    /// [`RemoteCache::take_warnings`]).
+    pub fn lookup(&self, key_json: &[u8], cas: &Cas) -> Option<RemoteHit> {
+        let inner = &self.inner;
+        inner.capabilities()?;
+        inner.lookups.fetch_add(1, Ordering::Relaxed);
+        let wrapped = WrappedAction::new(key_json.to_vec());
+        match inner.runtime.block_on(inner.lookup(&wrapped, cas)) {
+            Ok(Some(hit)) => {
+                inner.hits.fetch_add(1, Ordering::Relaxed);
+                inner.downloaded.fetch_add(hit.downloaded, Ordering::Relaxed);
+                Some(hit)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                inner.failed(error);
+                None
+            }
+        }
+    }
+
+    /// Queues the upload of a result that ran locally (its blobs are in
+    /// `cas`), unless the cache is read-only or broken. Runs in the
+    /// background; [`RemoteCache::drain`] waits for it.
+    pub fn upload(&self, key_json: Vec<u8>, result: &ActionResult, cas: &Cas) {
+        if self.inner.read_only || self.inner.broken.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut uploads = self.uploads.lock().expect("upload queue lock");
+        uploads.queue.lock().expect("upload queue lock").push_back(Upload {
+            key_json,
+            result: result.clone(),
+            cas: cas.clone(),
+        });
+        if uploads.worker.as_ref().is_none_or(|worker| worker.is_finished()) {
+            let (inner, queue) = (self.inner.clone(), uploads.queue.clone());
+            uploads.worker = Some(std::thread::spawn(move || loop {
+                let Some(upload) = queue.lock().expect("upload queue lock").pop_front() else {
+                    return;
+                };
+                if inner.broken.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if let Err(error) = inner.runtime.block_on(inner.upload(&upload)) {
+                    inner.failed(error);
+                }
+            }));
+        }
+    }
+
+    /// Waits until every queued upload is done (or given up).
+    pub fn drain(&self) {
+        loop {
+            let worker = self.uploads.lock().expect("upload queue lock").worker.take();
+            match worker {
+                Some(worker) => {
+                    let _ = worker.join();
+                }
+                None => return,
+            }
+            // A worker that saw an empty queue just before an upload was
+            // queued has exited; the queue tells.
+            let uploads = self.uploads.lock().expect("upload queue lock");
+            if uploads.queue.lock().expect("upload queue lock").is_empty() && uploads.worker.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// The warnings since the last call: one when the server failed (the
+    /// breaker opened), one per entry that did not verify.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.inner.warnings.lock().expect("warnings lock"))
+    }
+
+    pub fn stats(&self) -> RemoteStats {
+        let inner = &self.inner;
+        RemoteStats {
+            lookups: inner.lookups.load(Ordering::Relaxed),
+            hits: inner.hits.load(Ordering::Relaxed),
+            downloaded: inner.downloaded.load(Ordering::Relaxed),
+            uploaded: inner.uploaded.load(Ordering::Relaxed),
+            uploads: inner.uploads.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for RemoteCache {
+    fn drop(&mut self) {
+        self.drain();
+    }
+}
+
+impl std::fmt::Debug for RemoteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteCache").field("url", &self.inner.url).field("read_only", &self.inner.read_only).finish()
+    }
+}
+
+impl Inner {
+    /// The server's capabilities, asked once; `None` once the breaker is open.
+    fn capabilities(&self) -> Option<Capabilities> {
+        if self.broken.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Held while asking: the other workers wait for this one answer
+        // instead of each spending a deadline on a dead server.
+        let mut capabilities = self.capabilities.lock().expect("capabilities lock");
+        if capabilities.is_none() {
+            let answer = self.runtime.block_on(self.client.capabilities());
+            *capabilities = Some(answer.map_err(|error| self.failed(error)).ok());
+        }
+        capabilities.expect("just asked").filter(|_| !self.broken.load(Ordering::Relaxed))
+    }
+
+    /// Applies the failure policy to `error`: a server failure opens the
+    /// breaker and warns once; an entry that does not verify warns.
+    fn failed(&self, error: RemoteError) {
+        let message = match error {
+            RemoteError::Invalid { .. } => format!("{error}; running the action locally"),
+            _ => {
+                if self.broken.swap(true, Ordering::Relaxed) {
+                    return;
+                }
+                format!("{error}; building without the remote cache")
+            }
+        };
+        self.warnings.lock().expect("warnings lock").push(message);
+    }
+
+    async fn lookup(&self, wrapped: &WrappedAction, cas: &Cas) -> Result<Option<RemoteHit>, RemoteError> {
+        let Some(remote) = self.client.get_action_result(&wrapped.action_digest).await? else {
+            return Ok(None);
+        };
+        let result = self.verify(&remote).await?;
+        let downloaded = self.download(&result, cas).await?;
+        Ok(Some(RemoteHit { result, downloaded }))
+    }
+
+    /// The berth `ActionResult` a remote entry holds, if it is one: exit code
+    /// 0, a canonical `output.json` with the right digest, and exactly its
+    /// blobs among the outputs, each on the server.
+    async fn verify(&self, remote: &reapi::ActionResult) -> Result<ActionResult, RemoteError> {
+        let invalid = |message: String| RemoteError::Invalid { message };
+        if remote.exit_code != 0 {
+            return Err(invalid(format!("the action result has exit code {}", remote.exit_code)));
+        }
+        let outputs: BTreeMap<&str, &reapi::OutputFile> =
+            remote.output_files.iter().map(|file| (file.path.as_str(), file)).collect();
+        let output =
+            outputs.get(OUTPUT_JSON).ok_or_else(|| invalid(format!("the action result has no `{OUTPUT_JSON}`")))?;
+        let (digest, size) = output
+            .digest
+            .as_ref()
+            .and_then(from_reapi)
+            .ok_or_else(|| invalid(format!("`{OUTPUT_JSON}` has no valid SHA-256 digest")))?;
+        let bytes = if !output.contents.is_empty() || size == 0 {
+            output.contents.clone()
+        } else {
+            let read = self.client.batch_read(vec![output.digest.clone().expect("checked above")]).await?;
+            read.into_iter()
+                .next()
+                .and_then(|(_, data)| data)
+                .ok_or_else(|| invalid(format!("the server does not have `{OUTPUT_JSON}` ({digest})")))?
+        };
+        if bytes.len() as u64 != size || Digest::of(&bytes) != digest {
+            return Err(invalid(format!("`{OUTPUT_JSON}` does not match its digest {digest}")));
+        }
+        let result: ActionResult = serde_json::from_slice(&bytes)
+            .map_err(|error| invalid(format!("`{OUTPUT_JSON}` is not a berth action result: {error}")))?;
+        if canonical_json(&result) != bytes {
+            return Err(invalid(format!("`{OUTPUT_JSON}` is not in canonical form")));
+        }
+        if outputs.len() != result.blobs.len() + 1 {
+            return Err(invalid("the action result's outputs are not the blobs its `output.json` names".to_owned()));
+        }
+        for (name, blob) in &result.blobs {
+            let path = format!("{BLOBS_DIR}/{name}");
+            let named = outputs.get(path.as_str()).and_then(|file| file.digest.as_ref()).and_then(from_reapi);
+            if named != Some((blob.digest, blob.size)) {
+                return Err(invalid(format!(
+                    "output `{path}` is not the blob `{OUTPUT_JSON}` names ({})",
+                    blob.digest
+                )));
+            }
+        }
+        let digests: Vec<reapi::Digest> = result.blob_refs().map(|blob| to_reapi(&blob.digest, blob.size)).collect();
+        if let Some(missing) = self.client.find_missing(digests).await?.first() {
+            return Err(invalid(format!("the server lost blob sha256:{} named by the action result", missing.hash)));
+        }
+        Ok(result)
+    }
+
+    /// Downloads the blobs of `result` that `cas` lacks, each checked
+    /// against its digest before it is committed. Returns the bytes moved.
+    async fn download(&self, result: &ActionResult, cas: &Cas) -> Result<u64, RemoteError> {
+        let mut downloaded = 0;
+        for blob in result.blob_refs() {
+            if cas.contains(&blob.digest) {
+                continue;
+            }
+            let digest = to_reapi(&blob.digest, blob.size);
+            let mut writer = cas.writer().map_err(|error| RemoteError::Invalid { message: error.to_string() })?;
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            let found = self
+                .client
+                .read_blob(&digest, |bytes| {
+                    hasher.update(bytes);
+                    size += bytes.len() as u64;
+                    std::io::Write::write_all(&mut writer, bytes)
+                })
+                .await?;
+            if !found {
+                return Err(RemoteError::Invalid { message: format!("the server lost blob {}", blob.digest) });
+            }
+            if size != blob.size || Digest::from_bytes(hasher.finalize().into()) != blob.digest {
+                // Dropped uncommitted: nothing of it stays in the CAS.
+                return Err(RemoteError::Invalid {
+                    message: format!("blob {} downloaded from the remote cache does not match its digest", blob.digest),
+                });
+            }
+            writer.commit().map_err(|error| RemoteError::Invalid { message: error.to_string() })?;
+            downloaded += size;
+        }
+        Ok(downloaded)
+    }
+
+    /// Stores one result on the server: the wrapping's blobs, `output.json`
+    /// and every blob the server lacks (small ones in batches, large ones
+    /// through ByteStream), then the action result.
+    async fn upload(&self, upload: &Upload) -> Result<(), RemoteError> {
+        let Some(capabilities) = *self.capabilities.lock().expect("capabilities lock") else {
+            return Ok(());
+        };
+        let Some(capabilities) = capabilities.filter(|caps| caps.update_enabled) else {
+            return Ok(());
+        };
+        let wrapped = WrappedAction::new(upload.key_json.clone());
+        let output_json = canonical_json(&upload.result);
+        let output_digest = digest_of(&output_json);
+
+        let mut small: BTreeMap<String, (reapi::Digest, Vec<u8>)> = wrapped
+            .blobs
+            .iter()
+            .cloned()
+            .chain([(output_digest.clone(), output_json)])
+            .map(|(digest, bytes)| (digest.hash.clone(), (digest, bytes)))
+            .collect();
+        let blobs: BTreeMap<String, reapi::Digest> =
+            upload.result.blob_refs().map(|blob| (blob.digest.hex(), to_reapi(&blob.digest, blob.size))).collect();
+        let all = small.values().map(|(digest, _)| digest.clone()).chain(blobs.values().cloned()).collect();
+        let missing = self.client.find_missing(all).await?;
+
+        let mut batch: Vec<(reapi::Digest, Vec<u8>)> = Vec::new();
+        let mut batch_size = 0u64;
+        for digest in missing {
+            let size = u64::try_from(digest.size_bytes).unwrap_or(u64::MAX);
+            let bytes = if let Some((_, bytes)) = small.remove(&digest.hash) {
+                bytes
+            } else if size <= capabilities.batch_limit / 4 {
+                let (parsed, _) = from_reapi(&digest).expect("our own digest");
+                upload.cas.read_verified(&parsed).map_err(|error| self.unusable(error))?
+            } else {
+                let (parsed, _) = from_reapi(&digest).expect("our own digest");
+                let file = File::open(upload.cas.path(&parsed)).map_err(|error| self.unusable(error))?;
+                self.client.write_blob(&digest, file.take(size), &upload_id(&digest)).await?;
+                self.uploaded.fetch_add(size, Ordering::Relaxed);
+                continue;
+            };
+            if batch_size + size > capabilities.batch_limit && !batch.is_empty() {
+                self.client.batch_update(std::mem::take(&mut batch)).await?;
+                batch_size = 0;
+            }
+            batch_size += size;
+            self.uploaded.fetch_add(size, Ordering::Relaxed);
+            batch.push((digest, bytes));
+        }
+        if !batch.is_empty() {
+            self.client.batch_update(batch).await?;
+        }
+
+        let mut output_files =
+            vec![reapi::OutputFile { path: OUTPUT_JSON.to_owned(), digest: Some(output_digest), ..Default::default() }];
+        for (name, blob) in &upload.result.blobs {
+            output_files.push(reapi::OutputFile {
+                path: format!("{BLOBS_DIR}/{name}"),
+                digest: Some(to_reapi(&blob.digest, blob.size)),
+                ..Default::default()
+            });
+        }
+        output_files.sort_by(|a, b| a.path.cmp(&b.path));
+        let result = reapi::ActionResult { output_files, exit_code: 0, ..Default::default() };
+        self.client.update_action_result(&wrapped.action_digest, result).await?;
+        self.uploads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A local blob that cannot be read for upload: that upload is skipped
+    /// (the local cache is not the remote's to repair).
+    fn unusable(&self, error: impl std::fmt::Display) -> RemoteError {
+        RemoteError::Invalid { message: format!("a local blob could not be read for upload: {error}") }
+    }
+}
+
+/// A fresh ByteStream upload id in UUID form (REAPI asks for a UUID so that
+/// two clients writing the same blob do not collide): random bytes from
+/// the kernel, and the digest and a counter should it not answer.
+fn upload_id(digest: &reapi::Digest) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static RANDOM: OnceLock<[u8; 16]> = OnceLock::new();
+    let random = RANDOM.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        let _ = File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
+        bytes
+    });
+    let mut hasher = Sha256::new();
+    hasher.update(random);
+    hasher.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    hasher.update(std::process::id().to_le_bytes());
+    hasher.update(digest.hash.as_bytes());
+    let mut bytes: [u8; 16] = hasher.finalize()[..16].try_into().expect("16 bytes");
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
