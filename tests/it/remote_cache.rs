@@ -163,6 +163,7 @@ fn remote_cache_examples_build_on_a_second_machine_without_running_anything() {
     let downloaded = tree_bytes(&second.path(".cache/cas/sha256"));
     let published = tree_bytes(&second.path("berth-out"));
     eprintln!("examples, second checkout: {downloaded} bytes in its CAS for {published} bytes in berth-out");
+    assert!(downloaded <= published + published / 10, "{downloaded} downloaded for {published} published");
     assert_cas_sound(&second.path(".cache"));
 }
 
