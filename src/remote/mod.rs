@@ -10,6 +10,8 @@
 
 mod client;
 mod error;
+#[cfg(test)]
+mod fake_server;
 mod remote_cache;
 mod wrap;
 

@@ -453,3 +453,206 @@ fn upload_id(digest: &reapi::Digest) -> String {
     let hex = hex::encode(bytes);
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::remote::fake_server::{FakeServer, Faults};
+
+    const DEADLINE: Duration = Duration::from_millis(500);
+
+    /// A change to a stored result.
+    type Poison = Box<dyn Fn(&mut reapi::ActionResult)>;
+
+    /// A result of two blobs in a fresh CAS: a small config and a 2.5 MiB
+    /// layer (ByteStream, three chunks).
+    fn produced(dir: &std::path::Path) -> (Cas, ActionResult) {
+        let cas = Cas::open(dir).unwrap();
+        let layer: Vec<u8> = (0..(5u32 << 19)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let blobs = BTreeMap::from([
+            ("config".to_owned(), cas.put_bytes(br#"{"config":true}"#).unwrap()),
+            ("layer".to_owned(), cas.put_bytes(&layer).unwrap()),
+        ]);
+        (cas, ActionResult { blobs, metadata: serde_json::json!({"media_type": "x"}) })
+    }
+
+    fn key_json(n: u32) -> Vec<u8> {
+        format!(r#"{{"berth_format_version":1,"inputs":[],"kind":"test","kind_version":{n},"params":{{}}}}"#)
+            .into_bytes()
+    }
+
+    /// The server holds the result of `key_json(1)` (uploaded by berth).
+    fn seeded() -> (FakeServer, ActionResult) {
+        let server = FakeServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (cas, result) = produced(dir.path());
+        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        assert!(remote.lookup(&key_json(1), &cas).is_none(), "empty server: a miss");
+        remote.upload(key_json(1), &result, &cas);
+        remote.drain();
+        assert_eq!(remote.take_warnings(), Vec::<String>::new());
+        assert_eq!(remote.stats().uploads, 1);
+        (server, result)
+    }
+
+    #[test]
+    fn uploads_then_serves_a_verified_hit_to_another_cache() {
+        let (server, result) = seeded();
+        assert!(server.state.lock().unwrap().write_messages >= 3, "the layer went through ByteStream in 1 MiB chunks");
+
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let hit = remote.lookup(&key_json(1), &cas).expect("a hit");
+        assert_eq!(hit.result, result);
+        assert_eq!(hit.downloaded, result.blob_refs().map(|blob| blob.size).sum::<u64>());
+        for blob in result.blob_refs() {
+            assert!(cas.verify(blob).unwrap());
+        }
+        assert!(remote.lookup(&key_json(2), &cas).is_none(), "another key: a miss");
+        assert_eq!(remote.take_warnings(), Vec::<String>::new());
+        assert_eq!(
+            remote.stats(),
+            RemoteStats { lookups: 2, hits: 1, downloaded: hit.downloaded, uploaded: 0, uploads: 0 }
+        );
+    }
+
+    #[test]
+    fn a_read_only_cache_never_uploads() {
+        let server = FakeServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (cas, result) = produced(dir.path());
+        let remote = RemoteCache::new(server.url(), true, DEADLINE).unwrap();
+        remote.upload(key_json(1), &result, &cas);
+        remote.drain();
+        assert!(server.state.lock().unwrap().results.is_empty());
+        assert_eq!(server.calls(), 0);
+    }
+
+    #[test]
+    fn unavailable_after_k_calls_opens_the_breaker_with_one_warning() {
+        let (server, _) = seeded();
+        server.faults(Faults { unavailable_after: Some(server.calls() + 1), ..Faults::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        // Capabilities answer; GetActionResult fails.
+        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        let calls = server.calls();
+        for n in 0..5 {
+            assert!(remote.lookup(&key_json(n), &cas).is_none());
+        }
+        let (_, result) = produced(dir.path());
+        remote.upload(key_json(9), &result, &cas);
+        remote.drain();
+        assert_eq!(server.calls(), calls, "the breaker asks nothing more");
+        let warnings = remote.take_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("the fake is down") && warnings[0].contains("building without the remote cache"));
+    }
+
+    #[test]
+    fn a_stalled_read_costs_one_deadline_and_is_a_miss() {
+        let (server, result) = seeded();
+        server.faults(Faults { read_delay: Some(Duration::from_secs(30)), ..Faults::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let started = Instant::now();
+        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        assert!(started.elapsed() < DEADLINE * 4, "bounded by the deadline: {:?}", started.elapsed());
+        assert_eq!(remote.take_warnings().len(), 1);
+        for blob in result.blob_refs() {
+            assert!(!cas.contains(&blob.digest) || cas.verify(blob).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_blob_evicted_between_lookup_and_download_is_a_miss_not_a_breakdown() {
+        let (server, _) = seeded();
+        server.faults(Faults { evict_after_find_missing: true, ..Faults::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        let warnings = remote.take_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("lost blob"), "{warnings:?}");
+        // Not a server failure: the next lookup still asks.
+        let calls = server.calls();
+        assert!(remote.lookup(&key_json(2), &cas).is_none());
+        assert!(server.calls() > calls);
+    }
+
+    #[test]
+    fn wrong_bytes_for_a_blob_are_a_miss_and_stay_out_of_the_cas() {
+        let (server, result) = seeded();
+        let layer = result.blobs["layer"];
+        let garbage = vec![0x5a; layer.size as usize];
+        server.faults(Faults { serve_instead: Some((layer.digest.hex(), garbage.clone())), ..Faults::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        assert!(remote.take_warnings()[0].contains("does not match its digest"));
+        assert!(!cas.contains(&layer.digest));
+        assert!(!cas.contains(&Digest::of(&garbage)), "not even under its own digest");
+        assert_eq!(std::fs::read_dir(dir.path().join("cas/tmp")).unwrap().count(), 0, "no temp file left");
+    }
+
+    #[test]
+    fn entries_that_are_not_berths_are_misses() {
+        let (server, _) = seeded();
+        let action = WrappedAction::new(key_json(1)).action_digest.hash;
+        let stored = server.state.lock().unwrap().results[&action].clone();
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let pretty = b"{\n  \"blobs\": {},\n  \"metadata\": {}\n}".to_vec();
+        let pretty_digest = digest_of(&pretty);
+        let cases: Vec<(&str, Poison)> = vec![
+            ("exit code 1", Box::new(|result| result.exit_code = 1)),
+            ("has no `berth/output.json`", Box::new(|result| result.output_files.retain(|f| f.path != OUTPUT_JSON))),
+            (
+                "not the blob",
+                Box::new(|result| {
+                    let file = result.output_files.iter_mut().find(|f| f.path == "berth/blobs/layer").unwrap();
+                    file.digest = Some(digest_of(b"other"));
+                }),
+            ),
+            (
+                "not in canonical form",
+                Box::new(move |result| {
+                    let file = result.output_files.iter_mut().find(|f| f.path == OUTPUT_JSON).unwrap();
+                    file.digest = Some(pretty_digest.clone());
+                    result.output_files.retain(|f| !f.path.starts_with("berth/blobs/"));
+                }),
+            ),
+        ];
+        server.state.lock().unwrap().blobs.insert(digest_of(&pretty).hash, pretty);
+        for (wanted, poison) in cases {
+            let mut result = stored.clone();
+            poison(&mut result);
+            server.state.lock().unwrap().results.insert(action.clone(), result);
+            let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+            assert!(remote.lookup(&key_json(1), &cas).is_none(), "{wanted}");
+            let warnings = remote.take_warnings();
+            assert!(warnings.len() == 1 && warnings[0].contains(wanted), "{wanted}: {warnings:?}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path().join("cas/sha256")).unwrap().count(), 0, "nothing downloaded");
+    }
+
+    #[test]
+    fn an_unreachable_server_costs_one_warning() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = crate::workspace::RemoteCacheUrl::parse(&format!("grpc://127.0.0.1:{port}")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(url, false, DEADLINE).unwrap();
+        for n in 0..3 {
+            assert!(remote.lookup(&key_json(n), &cas).is_none());
+        }
+        assert_eq!(remote.take_warnings().len(), 1);
+    }
+}
