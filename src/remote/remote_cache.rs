@@ -24,7 +24,9 @@ use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::{canonical_json, ActionResult, Cas, Digest};
+use crate::registry::ClientOptions;
 use crate::remote::client::{Capabilities, Client};
+use crate::remote::oci::OciCache;
 use crate::remote::wrap::{digest_of, from_reapi, to_reapi, BLOBS_DIR, OUTPUT_JSON};
 use crate::remote::{RemoteError, WrappedAction};
 use crate::workspace::RemoteCacheUrl;
@@ -61,12 +63,7 @@ pub struct RemoteCache {
 struct Inner {
     url: RemoteCacheUrl,
     read_only: bool,
-    /// The remote cache's own runtime: tonic needs one; berth's workers and
-    /// the blocking registry client never run on it.
-    runtime: tokio::runtime::Runtime,
-    client: Client,
-    /// Asked once, by the first call; `None` when the server failed it.
-    capabilities: Mutex<Option<Option<Capabilities>>>,
+    backend: Backend,
     /// The circuit breaker: set by the first failure of the server.
     broken: AtomicBool,
     warnings: Mutex<Vec<String>>,
@@ -75,6 +72,21 @@ struct Inner {
     downloaded: AtomicU64,
     uploaded: AtomicU64,
     uploads: AtomicU64,
+}
+
+enum Backend {
+    Grpc(Grpc),
+    Oci(OciCache),
+}
+
+/// A REAPI server.
+struct Grpc {
+    /// The remote cache's own runtime: tonic needs one; berth's workers and
+    /// the blocking registry client never run on it.
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    /// Asked once, by the first call; `None` when the server failed it.
+    capabilities: Mutex<Option<Option<Capabilities>>>,
 }
 
 #[derive(Default)]
@@ -91,24 +103,39 @@ struct Upload {
 
 impl RemoteCache {
     /// A remote cache at `url`; `read_only` never uploads. Connects on first
-    /// use. Only `grpc://` and `grpcs://` are served here.
-    pub fn new(url: RemoteCacheUrl, read_only: bool, deadline: Duration) -> Result<RemoteCache, RemoteError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("berth-remote")
-            .enable_all()
-            .build()
-            .map_err(|error| RemoteError::Unavailable { remote: url.to_string(), message: error.to_string() })?;
-        let client = {
-            let _entered = runtime.enter();
-            Client::new(&url, deadline)?
+    /// use. An `oci://` cache reaches its registry with `registry` (the
+    /// session's `registry(...)` settings), one attempt per request.
+    pub fn new(
+        url: RemoteCacheUrl,
+        read_only: bool,
+        deadline: Duration,
+        registry: ClientOptions,
+    ) -> Result<RemoteCache, RemoteError> {
+        let backend = match &url {
+            RemoteCacheUrl::Grpc { .. } => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("berth-remote")
+                    .enable_all()
+                    .build()
+                    .map_err(|error| RemoteError::Unavailable {
+                        remote: url.to_string(),
+                        message: error.to_string(),
+                    })?;
+                let client = {
+                    let _entered = runtime.enter();
+                    Client::new(&url, deadline)?
+                };
+                Backend::Grpc(Grpc { runtime, client, capabilities: Mutex::new(None) })
+            }
+            RemoteCacheUrl::Oci { registry: host, repository } => {
+                Backend::Oci(OciCache::new(host, repository, registry, deadline)?)
+            }
         };
         let inner = Inner {
             url,
             read_only,
-            runtime,
-            client,
-            capabilities: Mutex::new(None),
+            backend,
             broken: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
             lookups: AtomicU64::new(0),
@@ -130,10 +157,23 @@ impl RemoteCache {
     /// [`RemoteCache::take_warnings`]).
     pub fn lookup(&self, key_json: &[u8], cas: &Cas) -> Option<RemoteHit> {
         let inner = &self.inner;
-        inner.capabilities()?;
-        inner.lookups.fetch_add(1, Ordering::Relaxed);
-        let wrapped = WrappedAction::new(key_json.to_vec());
-        match inner.runtime.block_on(inner.lookup(&wrapped, cas)) {
+        let answer = match &inner.backend {
+            Backend::Grpc(grpc) => {
+                inner.capabilities(grpc)?;
+                inner.lookups.fetch_add(1, Ordering::Relaxed);
+                let wrapped = WrappedAction::new(key_json.to_vec());
+                grpc.runtime.block_on(inner.lookup(grpc, &wrapped, cas))
+            }
+            Backend::Oci(oci) => {
+                if inner.broken.load(Ordering::Relaxed) {
+                    return None;
+                }
+                inner.lookups.fetch_add(1, Ordering::Relaxed);
+                oci.lookup(&Digest::of(key_json), cas)
+                    .map(|hit| hit.map(|(result, downloaded)| RemoteHit { result, downloaded }))
+            }
+        };
+        match answer {
             Ok(Some(hit)) => {
                 inner.hits.fetch_add(1, Ordering::Relaxed);
                 inner.downloaded.fetch_add(hit.downloaded, Ordering::Relaxed);
@@ -169,7 +209,16 @@ impl RemoteCache {
                 if inner.broken.load(Ordering::Relaxed) {
                     continue;
                 }
-                if let Err(error) = inner.runtime.block_on(inner.upload(&upload)) {
+                let stored = match &inner.backend {
+                    Backend::Grpc(grpc) => grpc.runtime.block_on(inner.upload(grpc, &upload)),
+                    Backend::Oci(oci) => {
+                        oci.upload(&Digest::of(&upload.key_json), &upload.result, &upload.cas).map(|uploaded| {
+                            inner.uploaded.fetch_add(uploaded, Ordering::Relaxed);
+                            inner.uploads.fetch_add(1, Ordering::Relaxed);
+                        })
+                    }
+                };
+                if let Err(error) = stored {
                     inner.failed(error);
                 }
             }));
@@ -227,15 +276,15 @@ impl std::fmt::Debug for RemoteCache {
 
 impl Inner {
     /// The server's capabilities, asked once; `None` once the breaker is open.
-    fn capabilities(&self) -> Option<Capabilities> {
+    fn capabilities(&self, grpc: &Grpc) -> Option<Capabilities> {
         if self.broken.load(Ordering::Relaxed) {
             return None;
         }
         // Held while asking: the other workers wait for this one answer
         // instead of each spending a deadline on a dead server.
-        let mut capabilities = self.capabilities.lock().expect("capabilities lock");
+        let mut capabilities = grpc.capabilities.lock().expect("capabilities lock");
         if capabilities.is_none() {
-            let answer = self.runtime.block_on(self.client.capabilities());
+            let answer = grpc.runtime.block_on(grpc.client.capabilities());
             *capabilities = Some(answer.map_err(|error| self.failed(error)).ok());
         }
         capabilities.expect("just asked").filter(|_| !self.broken.load(Ordering::Relaxed))
@@ -256,19 +305,19 @@ impl Inner {
         self.warnings.lock().expect("warnings lock").push(message);
     }
 
-    async fn lookup(&self, wrapped: &WrappedAction, cas: &Cas) -> Result<Option<RemoteHit>, RemoteError> {
-        let Some(remote) = self.client.get_action_result(&wrapped.action_digest).await? else {
+    async fn lookup(&self, grpc: &Grpc, wrapped: &WrappedAction, cas: &Cas) -> Result<Option<RemoteHit>, RemoteError> {
+        let Some(remote) = grpc.client.get_action_result(&wrapped.action_digest).await? else {
             return Ok(None);
         };
-        let result = self.verify(&remote).await?;
-        let downloaded = self.download(&result, cas).await?;
+        let result = self.verify(&grpc.client, &remote).await?;
+        let downloaded = self.download(&grpc.client, &result, cas).await?;
         Ok(Some(RemoteHit { result, downloaded }))
     }
 
     /// The berth `ActionResult` a remote entry holds, if it is one: exit code
     /// 0, a canonical `output.json` with the right digest, and exactly its
     /// blobs among the outputs, each on the server.
-    async fn verify(&self, remote: &reapi::ActionResult) -> Result<ActionResult, RemoteError> {
+    async fn verify(&self, client: &Client, remote: &reapi::ActionResult) -> Result<ActionResult, RemoteError> {
         let invalid = |message: String| RemoteError::Invalid { message };
         if remote.exit_code != 0 {
             return Err(invalid(format!("the action result has exit code {}", remote.exit_code)));
@@ -285,7 +334,7 @@ impl Inner {
         let bytes = if !output.contents.is_empty() || size == 0 {
             output.contents.clone()
         } else {
-            let read = self.client.batch_read(vec![output.digest.clone().expect("checked above")]).await?;
+            let read = client.batch_read(vec![output.digest.clone().expect("checked above")]).await?;
             read.into_iter()
                 .next()
                 .and_then(|(_, data)| data)
@@ -313,7 +362,7 @@ impl Inner {
             }
         }
         let digests: Vec<reapi::Digest> = result.blob_refs().map(|blob| to_reapi(&blob.digest, blob.size)).collect();
-        if let Some(missing) = self.client.find_missing(digests).await?.first() {
+        if let Some(missing) = client.find_missing(digests).await?.first() {
             return Err(invalid(format!("the server lost blob sha256:{} named by the action result", missing.hash)));
         }
         Ok(result)
@@ -321,7 +370,7 @@ impl Inner {
 
     /// Downloads the blobs of `result` that `cas` lacks, each checked
     /// against its digest before it is committed. Returns the bytes moved.
-    async fn download(&self, result: &ActionResult, cas: &Cas) -> Result<u64, RemoteError> {
+    async fn download(&self, client: &Client, result: &ActionResult, cas: &Cas) -> Result<u64, RemoteError> {
         let mut downloaded = 0;
         for blob in result.blob_refs() {
             if cas.contains(&blob.digest) {
@@ -331,8 +380,7 @@ impl Inner {
             let mut writer = cas.writer().map_err(|error| RemoteError::Invalid { message: error.to_string() })?;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
-            let found = self
-                .client
+            let found = client
                 .read_blob(&digest, |bytes| {
                     hasher.update(bytes);
                     size += bytes.len() as u64;
@@ -357,8 +405,9 @@ impl Inner {
     /// Stores one result on the server: the wrapping's blobs, `output.json`
     /// and every blob the server lacks (small ones in batches, large ones
     /// through ByteStream), then the action result.
-    async fn upload(&self, upload: &Upload) -> Result<(), RemoteError> {
-        let Some(capabilities) = *self.capabilities.lock().expect("capabilities lock") else {
+    async fn upload(&self, grpc: &Grpc, upload: &Upload) -> Result<(), RemoteError> {
+        let client = &grpc.client;
+        let Some(capabilities) = *grpc.capabilities.lock().expect("capabilities lock") else {
             return Ok(());
         };
         let Some(capabilities) = capabilities.filter(|caps| caps.update_enabled) else {
@@ -378,7 +427,7 @@ impl Inner {
         let blobs: BTreeMap<String, reapi::Digest> =
             upload.result.blob_refs().map(|blob| (blob.digest.hex(), to_reapi(&blob.digest, blob.size))).collect();
         let all = small.values().map(|(digest, _)| digest.clone()).chain(blobs.values().cloned()).collect();
-        let missing = self.client.find_missing(all).await?;
+        let missing = client.find_missing(all).await?;
 
         let mut batch: Vec<(reapi::Digest, Vec<u8>)> = Vec::new();
         let mut batch_size = 0u64;
@@ -392,12 +441,12 @@ impl Inner {
             } else {
                 let (parsed, _) = from_reapi(&digest).expect("our own digest");
                 let file = File::open(upload.cas.path(&parsed)).map_err(|error| self.unusable(error))?;
-                self.client.write_blob(&digest, file.take(size), &upload_id(&digest)).await?;
+                client.write_blob(&digest, file.take(size), &upload_id(&digest)).await?;
                 self.uploaded.fetch_add(size, Ordering::Relaxed);
                 continue;
             };
             if batch_size + size > capabilities.batch_limit && !batch.is_empty() {
-                self.client.batch_update(std::mem::take(&mut batch)).await?;
+                client.batch_update(std::mem::take(&mut batch)).await?;
                 batch_size = 0;
             }
             batch_size += size;
@@ -405,7 +454,7 @@ impl Inner {
             batch.push((digest, bytes));
         }
         if !batch.is_empty() {
-            self.client.batch_update(batch).await?;
+            client.batch_update(batch).await?;
         }
 
         let mut output_files =
@@ -419,7 +468,7 @@ impl Inner {
         }
         output_files.sort_by(|a, b| a.path.cmp(&b.path));
         let result = reapi::ActionResult { output_files, exit_code: 0, ..Default::default() };
-        self.client.update_action_result(&wrapped.action_digest, result).await?;
+        client.update_action_result(&wrapped.action_digest, result).await?;
         self.uploads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -488,7 +537,7 @@ mod tests {
         let server = FakeServer::start();
         let dir = tempfile::tempdir().unwrap();
         let (cas, result) = produced(dir.path());
-        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         assert!(remote.lookup(&key_json(1), &cas).is_none(), "empty server: a miss");
         remote.upload(key_json(1), &result, &cas);
         remote.drain();
@@ -504,7 +553,7 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         let hit = remote.lookup(&key_json(1), &cas).expect("a hit");
         assert_eq!(hit.result, result);
         assert_eq!(hit.downloaded, result.blob_refs().map(|blob| blob.size).sum::<u64>());
@@ -524,7 +573,7 @@ mod tests {
         let server = FakeServer::start();
         let dir = tempfile::tempdir().unwrap();
         let (cas, result) = produced(dir.path());
-        let remote = RemoteCache::new(server.url(), true, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), true, DEADLINE, ClientOptions::default()).unwrap();
         remote.upload(key_json(1), &result, &cas);
         remote.drain();
         assert!(server.state.lock().unwrap().results.is_empty());
@@ -537,7 +586,7 @@ mod tests {
         server.faults(Faults { unavailable_after: Some(server.calls() + 1), ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         // Capabilities answer; GetActionResult fails.
         assert!(remote.lookup(&key_json(1), &cas).is_none());
         let calls = server.calls();
@@ -559,7 +608,7 @@ mod tests {
         server.faults(Faults { read_delay: Some(Duration::from_secs(30)), ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         let started = Instant::now();
         assert!(remote.lookup(&key_json(1), &cas).is_none());
         assert!(started.elapsed() < DEADLINE * 4, "bounded by the deadline: {:?}", started.elapsed());
@@ -575,7 +624,7 @@ mod tests {
         server.faults(Faults { evict_after_find_missing: true, ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         assert!(remote.lookup(&key_json(1), &cas).is_none());
         let warnings = remote.take_warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -594,7 +643,7 @@ mod tests {
         server.faults(Faults { serve_instead: Some((layer.digest.hex(), garbage.clone())), ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         assert!(remote.lookup(&key_json(1), &cas).is_none());
         assert!(remote.take_warnings()[0].contains("does not match its digest"));
         assert!(!cas.contains(&layer.digest));
@@ -635,7 +684,7 @@ mod tests {
             let mut result = stored.clone();
             poison(&mut result);
             server.state.lock().unwrap().results.insert(action.clone(), result);
-            let remote = RemoteCache::new(server.url(), false, DEADLINE).unwrap();
+            let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
             assert!(remote.lookup(&key_json(1), &cas).is_none(), "{wanted}");
             let warnings = remote.take_warnings();
             assert!(warnings.len() == 1 && warnings[0].contains(wanted), "{wanted}: {warnings:?}");
@@ -649,7 +698,7 @@ mod tests {
         let url = crate::workspace::RemoteCacheUrl::parse(&format!("grpc://127.0.0.1:{port}")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
-        let remote = RemoteCache::new(url, false, DEADLINE).unwrap();
+        let remote = RemoteCache::new(url, false, DEADLINE, ClientOptions::default()).unwrap();
         for n in 0..3 {
             assert!(remote.lookup(&key_json(n), &cas).is_none());
         }

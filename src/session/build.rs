@@ -18,7 +18,11 @@ use crate::workspace::{Label, Pattern, RemoteCacheSetting, RemoteCacheUrl, Works
 
 /// The remote cache the options and the workspace ask for; none when
 /// offline (`--offline` never touches the network).
-fn remote_cache(workspace: &Workspace, options: &SessionOptions) -> Result<Option<Arc<RemoteCache>>> {
+fn remote_cache(
+    workspace: &Workspace,
+    options: &SessionOptions,
+    registry: &ClientOptions,
+) -> Result<Option<Arc<RemoteCache>>> {
     let setting = match &options.remote_cache {
         _ if options.offline => None,
         RemoteCacheChoice::Off => None,
@@ -28,13 +32,7 @@ fn remote_cache(workspace: &Workspace, options: &SessionOptions) -> Result<Optio
     let Some(RemoteCacheSetting { url, read_only }) = setting else {
         return Ok(None);
     };
-    if let RemoteCacheUrl::Oci { .. } = url {
-        return Err(Error::user(format!(
-            "Remote cache `{url}`: an OCI registry as a remote cache is not supported yet"
-        ))
-        .with_hint("use a REAPI server (grpc://host:port) or --no-remote-cache"));
-    }
-    Ok(Some(Arc::new(RemoteCache::new(url, read_only, DEFAULT_DEADLINE)?)))
+    Ok(Some(Arc::new(RemoteCache::new(url, read_only, DEFAULT_DEADLINE, registry.clone())?)))
 }
 
 /// What a session needs from the command line.
@@ -86,7 +84,7 @@ impl<'a> Session<'a> {
             offline: options.offline,
             ..ClientOptions::default()
         });
-        let remote = remote_cache(&workspace, &options)?;
+        let remote = remote_cache(&workspace, &options, registry.options())?;
         let exec =
             ExecSettings { runc: workspace.settings.runc.clone(), remote, ..ExecSettings::new(Arc::new(registry)) };
         Ok(Session { workspace, cache, options, reporter, exec })

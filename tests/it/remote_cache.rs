@@ -390,3 +390,46 @@ fn remote_cache_bad_urls_are_refused_before_building() {
     assert!(bad.stderr.contains("WORKSPACE.star:2"), "{}", bad.stderr);
     assert!(!ws.path("berth-out").exists());
 }
+
+/// `oci://`: the same two checkouts with a real `docker-registry` as the
+/// cache; each entry is a manifest tagged `ac-<key hex>`.
+#[test]
+fn remote_cache_oci_registry_serves_a_second_checkout() {
+    if skip(&[Need::Registry]) {
+        return;
+    }
+    let registry = crate::util::registry::Registry::start();
+    let workspace_file = format!(
+        "registry({host:?}, insecure = True)\nremote_cache(\"oci://{host}/berth/cache\")\n",
+        host = registry.host()
+    );
+    let first = small_workspace();
+    first.file("WORKSPACE.star", &workspace_file);
+    let a = first.berth(&["--console", "plain", "build", "//app:img"]);
+    a.success();
+    let (ran, _, _) = counts(&a.stderr);
+    assert!(warnings(&a.stderr).is_empty(), "{}", a.stderr);
+
+    let second = small_workspace();
+    second.file("WORKSPACE.star", &workspace_file);
+    let b = second.berth(&["--console", "plain", "build", "//app:img"]);
+    b.success();
+    assert_eq!(b.stdout, a.stdout, "same digests from the registry cache");
+    assert_eq!(counts(&b.stderr), (0, 0, ran), "{}", b.stderr);
+    assert!(warnings(&b.stderr).is_empty(), "{}", b.stderr);
+    assert_cas_sound(&second.path(".cache"));
+    // The layer blob sits in the cache repository.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.path("berth-out/app/img/index.json")).unwrap()).unwrap();
+    let manifest_digest: Digest = index["manifests"][0]["digest"].as_str().unwrap().parse().unwrap();
+    assert!(registry.stored_blob(&manifest_digest), "the image manifest is a blob of the cache");
+
+    // The registry gone: one warning, the build goes on.
+    drop(registry);
+    let third = small_workspace();
+    third.file("WORKSPACE.star", &workspace_file);
+    let c = third.berth(&["--console", "plain", "build", "//app:img"]);
+    c.success();
+    assert_eq!(c.stdout, a.stdout);
+    assert_eq!(warnings(&c.stderr).len(), 1, "{}", c.stderr);
+}
