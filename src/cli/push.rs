@@ -3,13 +3,15 @@
 
 use clap::Args;
 
-use crate::cache::{BlobRef, Cas};
+use std::collections::BTreeSet;
+
+use crate::cache::{BlobRef, Cas, Digest};
 use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushRequest};
 use crate::session::TargetOutput;
-use crate::workspace::RegistrySetting;
+use crate::workspace::{RegistrySetting, RemoteCacheUrl};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -31,7 +33,34 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
     let (built, output) = session.build_label(&args.label, false)?;
     let image = match output {
         TargetOutput::Image { root, repository, tags } | TargetOutput::Index { root, repository, tags } => {
-            BuiltImage { root: root.blob, media_type: root.media_type, repository, tags, pulled: built.analysis.pulled }
+            // With an `oci://` remote cache, every blob the build produced
+            // may sit in the cache repository: mounted from there when the
+            // destination is on the same registry (declined mounts upload).
+            let cache = session.exec.remote.as_ref().and_then(|remote| match remote.url() {
+                RemoteCacheUrl::Oci { registry, repository } => {
+                    ImageRef::parse(&format!("{registry}/{repository}")).ok()
+                }
+                RemoteCacheUrl::Grpc { .. } => None,
+            });
+            let cached = cache
+                .map(|cache| {
+                    let digests: BTreeSet<Digest> = built
+                        .result
+                        .outputs
+                        .values()
+                        .flat_map(|result| result.blob_refs().map(|blob| blob.digest))
+                        .collect();
+                    digests.into_iter().map(|digest| (digest, cache.clone())).collect()
+                })
+                .unwrap_or_default();
+            BuiltImage {
+                root: root.blob,
+                media_type: root.media_type,
+                repository,
+                tags,
+                pulled: built.analysis.pulled,
+                cached,
+            }
         }
         TargetOutput::Layer { .. } => {
             return Err(Error::user(format!("`{}` is a layer, not an image", args.label))
@@ -53,6 +82,9 @@ pub struct BuiltImage {
     /// The pulled base images it is built on: their layers may be missing
     /// from the CAS (lazy pulls) and are mounted or fetched from there.
     pub pulled: Vec<PulledImage>,
+    /// Blobs that may also be in another repository (an `oci://` remote
+    /// cache), to mount from there; after the pulled images' own.
+    pub cached: Vec<(Digest, ImageRef)>,
 }
 
 /// Pushes a built image where the flags (or the target) say, printing the
@@ -73,6 +105,9 @@ pub fn push_built(
     let mut sources = BlobSources::new();
     for pulled in &built.pulled {
         sources.add_image(pulled);
+    }
+    for (digest, image) in &built.cached {
+        sources.add(*digest, image, false);
     }
     let options =
         ClientOptions { registries: registries.to_vec(), offline: global.offline, ..ClientOptions::default() };

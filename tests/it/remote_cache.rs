@@ -424,6 +424,12 @@ fn remote_cache_oci_registry_serves_a_second_checkout() {
     let manifest_digest: Digest = index["manifests"][0]["digest"].as_str().unwrap().parse().unwrap();
     assert!(registry.stored_blob(&manifest_digest), "the image manifest is a blob of the cache");
 
+    // A push to the same registry mounts every blob from the cache repository.
+    let repository = format!("{}/app/img", registry.host());
+    let push = second.berth(&["--console", "plain", "push", "//app:img", "--repository", &repository, "--tag", "v1"]);
+    push.success();
+    assert!(push.stderr.contains(": 0 blobs uploaded (0 bytes), 3 mounted"), "{}", push.stderr);
+
     // The registry gone: one warning, the build goes on.
     drop(registry);
     let third = small_workspace();
