@@ -8,6 +8,7 @@ use crate::cache::{gc, resolve_cache_dir, stats, CacheLock};
 use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
+use crate::remote::LastRemoteBuild;
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -45,6 +46,17 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
                 human_size(stats.other_bytes),
                 human_size(stats.total_bytes())
             ))?;
+            if let Some(last) = LastRemoteBuild::load(&dir) {
+                let stats = last.stats;
+                stdout.print(format_args!(
+                    "remote:      {} (last build: {} of {} lookups hit, {} downloaded, {} uploaded)\n",
+                    last.remote,
+                    stats.hits,
+                    stats.lookups,
+                    human_size(stats.downloaded),
+                    human_size(stats.uploaded)
+                ))?;
+            }
         }
         CacheCommand::Gc { max_size } => {
             let max_size = parse_size(&max_size)?;

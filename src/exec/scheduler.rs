@@ -26,6 +26,7 @@ use crate::cache::{
 };
 use crate::error::Error;
 use crate::exec::{ExecError, ExecSettings, Sandbox};
+use crate::remote::LastRemoteBuild;
 use crate::report::{Event, Reporter};
 
 /// The number of actions run at once when `-j` is not given: the number of cores.
@@ -175,11 +176,9 @@ impl Executor<'_> {
             // Uploads run behind the build; it is not over before they are.
             remote.drain();
             self.report_remote_warnings();
-            let stats = remote.stats();
-            self.reporter.report(&Event::RemoteTransferred {
-                downloaded: stats.downloaded - remote_before.downloaded,
-                uploaded: stats.uploaded - remote_before.uploaded,
-            });
+            let stats = remote.stats().since(&remote_before);
+            LastRemoteBuild { remote: remote.url().to_string(), stats }.save(self.cache.dir());
+            self.reporter.report(&Event::RemoteTransferred { downloaded: stats.downloaded, uploaded: stats.uploaded });
         }
         // The memo is a hint: failing to save it only costs hashing next time.
         let _ = self.memo.save();

@@ -43,7 +43,7 @@ pub struct RemoteHit {
 }
 
 /// What the remote cache did during a build.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RemoteStats {
     pub lookups: u64,
     pub hits: u64,
@@ -51,6 +51,41 @@ pub struct RemoteStats {
     pub uploaded: u64,
     /// Actions whose result was stored on the server.
     pub uploads: u64,
+}
+
+impl RemoteStats {
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &RemoteStats) -> RemoteStats {
+        RemoteStats {
+            lookups: self.lookups - before.lookups,
+            hits: self.hits - before.hits,
+            downloaded: self.downloaded - before.downloaded,
+            uploaded: self.uploaded - before.uploaded,
+            uploads: self.uploads - before.uploads,
+        }
+    }
+}
+
+/// The remote cache of the last build that used one, and what it did:
+/// `<cache>/remote-last-build.json`, for `berth cache stats`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastRemoteBuild {
+    pub remote: String,
+    pub stats: RemoteStats,
+}
+
+const LAST_BUILD_FILE: &str = "remote-last-build.json";
+
+impl LastRemoteBuild {
+    /// Records it under `cache_dir`; best effort (it is a report, not state).
+    pub fn save(&self, cache_dir: &std::path::Path) {
+        let _ =
+            crate::sys::write_atomic(&cache_dir.join("tmp"), &cache_dir.join(LAST_BUILD_FILE), &canonical_json(self));
+    }
+
+    pub fn load(cache_dir: &std::path::Path) -> Option<LastRemoteBuild> {
+        serde_json::from_slice(&std::fs::read(cache_dir.join(LAST_BUILD_FILE)).ok()?).ok()
+    }
 }
 
 /// A remote cache for one session. Cheap to share (`Arc`); every method

@@ -120,6 +120,11 @@ fn remote_cache_second_checkout_runs_nothing_and_gets_the_same_digests() {
     assert!(downloaded <= published + published / 10, "{downloaded} downloaded for {published} published");
     assert_cas_sound(&second.path(".cache"));
 
+    let stats = second.berth(&["cache", "stats"]);
+    stats.success();
+    let line = format!("remote:      {} (last build: {ran} of {ran} lookups hit, ", server.url());
+    assert!(stats.stdout.contains(&line), "{}", stats.stdout);
+
     let explain = second.berth(&["explain", "//app:img"]);
     explain.success();
     assert!(explain.stdout.contains("//app:img (write_manifest): remote cache hit"), "{}", explain.stdout);
