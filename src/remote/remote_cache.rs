@@ -237,46 +237,22 @@ impl RemoteCache {
         });
         if uploads.worker.as_ref().is_none_or(|worker| worker.is_finished()) {
             let (inner, queue) = (self.inner.clone(), uploads.queue.clone());
-            uploads.worker = Some(std::thread::spawn(move || loop {
-                let Some(upload) = queue.lock().expect("upload queue lock").pop_front() else {
-                    return;
-                };
-                if inner.broken.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let stored = match &inner.backend {
-                    Backend::Grpc(grpc) => grpc.runtime.block_on(inner.upload(grpc, &upload)),
-                    Backend::Oci(oci) => {
-                        oci.upload(&Digest::of(&upload.key_json), &upload.result, &upload.cas).map(|uploaded| {
-                            inner.uploaded.fetch_add(uploaded, Ordering::Relaxed);
-                            inner.uploads.fetch_add(1, Ordering::Relaxed);
-                        })
-                    }
-                };
-                if let Err(error) = stored {
-                    inner.failed(error);
-                }
-            }));
+            uploads.worker = Some(std::thread::spawn(move || inner.upload_all(&queue)));
         }
     }
 
     /// Waits until every queued upload is done (or given up).
     pub fn drain(&self) {
-        loop {
-            let worker = self.uploads.lock().expect("upload queue lock").worker.take();
-            match worker {
-                Some(worker) => {
-                    let _ = worker.join();
-                }
-                None => return,
-            }
-            // A worker that saw an empty queue just before an upload was
-            // queued has exited; the queue tells.
-            let uploads = self.uploads.lock().expect("upload queue lock");
-            if uploads.queue.lock().expect("upload queue lock").is_empty() && uploads.worker.is_none() {
-                return;
-            }
+        let (worker, queue) = {
+            let mut uploads = self.uploads.lock().expect("upload queue lock");
+            (uploads.worker.take(), uploads.queue.clone())
+        };
+        if let Some(worker) = worker {
+            let _ = worker.join();
         }
+        // A worker that found the queue empty just before an upload was
+        // queued has exited without it: what is left is uploaded here.
+        self.inner.upload_all(&queue);
     }
 
     /// The warnings since the last call: one when the server failed (the
@@ -323,6 +299,36 @@ impl Inner {
             *capabilities = Some(answer.map_err(|error| self.failed(error)).ok());
         }
         capabilities.expect("just asked").filter(|_| !self.broken.load(Ordering::Relaxed))
+    }
+
+    /// Uploads what `queue` holds until it is empty; once the breaker is
+    /// open the rest is dropped.
+    fn upload_all(&self, queue: &Mutex<VecDeque<Upload>>) {
+        loop {
+            let Some(upload) = queue.lock().expect("upload queue lock").pop_front() else {
+                return;
+            };
+            if self.broken.load(Ordering::Relaxed) {
+                continue;
+            }
+            let stored = match &self.backend {
+                Backend::Grpc(grpc) => grpc.runtime.block_on(self.upload(grpc, &upload)),
+                Backend::Oci(oci) => {
+                    oci.upload(&Digest::of(&upload.key_json), &upload.result, &upload.cas).map(|uploaded| {
+                        self.uploaded.fetch_add(uploaded, Ordering::Relaxed);
+                        self.uploads.fetch_add(1, Ordering::Relaxed);
+                    })
+                }
+            };
+            match stored {
+                // Not the server's fault: this one upload is skipped.
+                Err(RemoteError::Invalid { message }) => {
+                    self.warnings.lock().expect("warnings lock").push(format!("Remote cache upload skipped: {message}"))
+                }
+                Err(error) => self.failed(error),
+                Ok(()) => {}
+            }
+        }
     }
 
     /// Applies the failure policy to `error`: a server failure opens the
