@@ -1,7 +1,7 @@
 //! An in-process REAPI server for deterministic fault tests (tests only):
 //! CAS, ActionCache, ByteStream and Capabilities in memory, with faults a
 //! real server does not make on demand: UNAVAILABLE after k calls, reads
-//! that stall, blobs evicted between `FindMissingBlobs` and the download,
+//! that stall, blobs evicted between `GetActionResult` and the download,
 //! and wrong bytes served for a blob.
 
 use std::collections::HashMap;
@@ -23,9 +23,9 @@ pub struct Faults {
     pub unavailable_after: Option<u64>,
     /// ByteStream reads wait this long before their first message.
     pub read_delay: Option<Duration>,
-    /// Blobs asked about in `FindMissingBlobs` are dropped right after it
-    /// answers that they are present.
-    pub evict_after_find_missing: bool,
+    /// Every blob an action result names is dropped right after
+    /// `GetActionResult` answers (evicted between lookup and download).
+    pub evict_after_lookup: bool,
     /// ByteStream reads of this hash serve these bytes instead.
     pub serve_instead: Option<(String, Vec<u8>)>,
 }
@@ -137,9 +137,15 @@ impl ActionCache for Service {
         &self,
         request: Request<reapi::GetActionResultRequest>,
     ) -> Result<Response<reapi::ActionResult>, Status> {
-        let state = self.enter()?;
+        let mut state = self.enter()?;
         let hash = request.into_inner().action_digest.unwrap_or_default().hash;
-        state.results.get(&hash).cloned().map(Response::new).ok_or_else(|| Status::not_found("no result"))
+        let result = state.results.get(&hash).cloned().ok_or_else(|| Status::not_found("no result"))?;
+        if state.faults.evict_after_lookup {
+            for file in result.output_files.iter().filter(|file| file.path.starts_with("berth/blobs/")) {
+                state.blobs.remove(&file.digest.as_ref().unwrap().hash);
+            }
+        }
+        Ok(Response::new(result))
     }
 
     async fn update_action_result(
@@ -163,14 +169,9 @@ impl ContentAddressableStorage for Service {
         &self,
         request: Request<reapi::FindMissingBlobsRequest>,
     ) -> Result<Response<reapi::FindMissingBlobsResponse>, Status> {
-        let mut state = self.enter()?;
+        let state = self.enter()?;
         let digests = request.into_inner().blob_digests;
         let missing = digests.iter().filter(|digest| !state.blobs.contains_key(&digest.hash)).cloned().collect();
-        if state.faults.evict_after_find_missing {
-            for digest in &digests {
-                state.blobs.remove(&digest.hash);
-            }
-        }
         Ok(Response::new(reapi::FindMissingBlobsResponse { missing_blob_digests: missing }))
     }
 

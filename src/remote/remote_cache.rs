@@ -23,7 +23,7 @@ use std::time::Duration;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::{canonical_json, ActionResult, Cas, Digest};
+use crate::cache::{canonical_json, ActionResult, BlobRef, Cas, Digest};
 use crate::registry::ClientOptions;
 use crate::remote::client::{Capabilities, Client};
 use crate::remote::oci::OciCache;
@@ -194,10 +194,10 @@ impl RemoteCache {
         let inner = &self.inner;
         let answer = match &inner.backend {
             Backend::Grpc(grpc) => {
-                inner.capabilities(grpc)?;
+                let capabilities = inner.capabilities(grpc)?;
                 inner.lookups.fetch_add(1, Ordering::Relaxed);
                 let wrapped = WrappedAction::new(key_json.to_vec());
-                grpc.runtime.block_on(inner.lookup(grpc, &wrapped, cas))
+                grpc.runtime.block_on(inner.lookup(grpc, capabilities, &wrapped, cas))
             }
             Backend::Oci(oci) => {
                 if inner.broken.load(Ordering::Relaxed) {
@@ -346,12 +346,18 @@ impl Inner {
         self.warnings.lock().expect("warnings lock").push(message);
     }
 
-    async fn lookup(&self, grpc: &Grpc, wrapped: &WrappedAction, cas: &Cas) -> Result<Option<RemoteHit>, RemoteError> {
+    async fn lookup(
+        &self,
+        grpc: &Grpc,
+        capabilities: Capabilities,
+        wrapped: &WrappedAction,
+        cas: &Cas,
+    ) -> Result<Option<RemoteHit>, RemoteError> {
         let Some(remote) = grpc.client.get_action_result(&wrapped.action_digest).await? else {
             return Ok(None);
         };
         let result = self.verify(&grpc.client, &remote).await?;
-        let downloaded = self.download(&grpc.client, &result, cas).await?;
+        let downloaded = self.download(&grpc.client, capabilities, &result, cas).await?;
         Ok(Some(RemoteHit { result, downloaded }))
     }
 
@@ -402,23 +408,52 @@ impl Inner {
                 )));
             }
         }
-        let digests: Vec<reapi::Digest> = result.blob_refs().map(|blob| to_reapi(&blob.digest, blob.size)).collect();
-        if let Some(missing) = client.find_missing(digests).await?.first() {
-            return Err(invalid(format!("the server lost blob sha256:{} named by the action result", missing.hash)));
-        }
+        // Whether the server still has every blob is settled by the download
+        // (all of them, verified), with no `FindMissingBlobs` round trip.
         Ok(result)
     }
 
     /// Downloads the blobs of `result` that `cas` lacks, each checked
     /// against its digest before it is committed. Returns the bytes moved.
-    async fn download(&self, client: &Client, result: &ActionResult, cas: &Cas) -> Result<u64, RemoteError> {
-        let mut downloaded = 0;
+    async fn download(
+        &self,
+        client: &Client,
+        capabilities: Capabilities,
+        result: &ActionResult,
+        cas: &Cas,
+    ) -> Result<u64, RemoteError> {
+        let invalid = |message: String| RemoteError::Invalid { message };
+        let mut wanted = Vec::new();
         for blob in result.blob_refs() {
-            if cas.contains(&blob.digest) {
-                continue;
+            if !cas.verify(blob).map_err(|error| invalid(error.to_string()))? {
+                wanted.push(*blob);
             }
+        }
+        let mismatch = |blob: &BlobRef| {
+            invalid(format!("blob {} downloaded from the remote cache does not match its digest", blob.digest))
+        };
+        let lost = |blob: &BlobRef| invalid(format!("the server lost blob {} named by the action result", blob.digest));
+        let mut downloaded = 0;
+        // Small blobs in batches under the server's limit, one round trip
+        // each; large ones streamed.
+        let (small, large): (Vec<BlobRef>, Vec<BlobRef>) =
+            wanted.into_iter().partition(|blob| blob.size <= capabilities.batch_limit / 4);
+        for batch in batches(&small, capabilities.batch_limit) {
+            let read = client.batch_read(batch.iter().map(|blob| to_reapi(&blob.digest, blob.size)).collect()).await?;
+            for blob in batch {
+                let hash = blob.digest.hex();
+                let data = read.iter().find(|(digest, _)| digest.hash == hash).and_then(|(_, data)| data.as_ref());
+                let data = data.ok_or_else(|| lost(blob))?;
+                if data.len() as u64 != blob.size || Digest::of(data) != blob.digest {
+                    return Err(mismatch(blob));
+                }
+                cas.put_bytes(data).map_err(|error| invalid(error.to_string()))?;
+                downloaded += blob.size;
+            }
+        }
+        for blob in &large {
             let digest = to_reapi(&blob.digest, blob.size);
-            let mut writer = cas.writer().map_err(|error| RemoteError::Invalid { message: error.to_string() })?;
+            let mut writer = cas.writer().map_err(|error| invalid(error.to_string()))?;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             let found = client
@@ -429,15 +464,13 @@ impl Inner {
                 })
                 .await?;
             if !found {
-                return Err(RemoteError::Invalid { message: format!("the server lost blob {}", blob.digest) });
+                return Err(lost(blob));
             }
             if size != blob.size || Digest::from_bytes(hasher.finalize().into()) != blob.digest {
                 // Dropped uncommitted: nothing of it stays in the CAS.
-                return Err(RemoteError::Invalid {
-                    message: format!("blob {} downloaded from the remote cache does not match its digest", blob.digest),
-                });
+                return Err(mismatch(blob));
             }
-            writer.commit().map_err(|error| RemoteError::Invalid { message: error.to_string() })?;
+            writer.commit().map_err(|error| invalid(error.to_string()))?;
             downloaded += size;
         }
         Ok(downloaded)
@@ -519,6 +552,23 @@ impl Inner {
     fn unusable(&self, error: impl std::fmt::Display) -> RemoteError {
         RemoteError::Invalid { message: format!("a local blob could not be read for upload: {error}") }
     }
+}
+
+/// `blobs` in consecutive groups whose sizes add up to at most `limit`.
+fn batches(blobs: &[BlobRef], limit: u64) -> Vec<&[BlobRef]> {
+    let mut groups = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (index, blob) in blobs.iter().enumerate() {
+        if total + blob.size > limit && index > start {
+            groups.push(&blobs[start..index]);
+            (start, total) = (index, 0);
+        }
+        total += blob.size;
+    }
+    if start < blobs.len() {
+        groups.push(&blobs[start..]);
+    }
+    groups
 }
 
 /// A fresh ByteStream upload id in UUID form (REAPI asks for a UUID so that
@@ -662,7 +712,7 @@ mod tests {
     #[test]
     fn a_blob_evicted_between_lookup_and_download_is_a_miss_not_a_breakdown() {
         let (server, _) = seeded();
-        server.faults(Faults { evict_after_find_missing: true, ..Faults::default() });
+        server.faults(Faults { evict_after_lookup: true, ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
         let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
