@@ -178,7 +178,8 @@ impl Executor<'_> {
             self.report_remote_warnings();
             let stats = remote.stats().since(&remote_before);
             LastRemoteBuild { remote: remote.url().to_string(), stats }.save(self.cache.dir());
-            self.reporter.report(&Event::RemoteTransferred { downloaded: stats.downloaded, uploaded: stats.uploaded });
+            // Downloads were reported hit by hit.
+            self.reporter.report(&Event::RemoteTransferred { downloaded: 0, uploaded: stats.uploaded });
         }
         // The memo is a hint: failing to save it only costs hashing next time.
         let _ = self.memo.save();
@@ -345,6 +346,7 @@ impl Executor<'_> {
         let Some(hit) = hit else {
             return Ok(None);
         };
+        self.reporter.report(&Event::RemoteTransferred { downloaded: hit.downloaded, uploaded: 0 });
         self.cache.ac.put(&keyed.key, &hit.result)?;
         Ok(Some((hit.result, ActionStatus::Remote)))
     }

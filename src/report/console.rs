@@ -198,7 +198,10 @@ impl Fancy {
                 self.bar.set_position(self.done.fetch_add(1, Ordering::Relaxed) as u64 + 1);
             }
             Event::RemoteWarning { message } => self.bar.suspend(|| eprintln!("warning: {message}")),
-            Event::RemoteTransferred { downloaded, uploaded } => self.remote_bytes.add(downloaded, uploaded),
+            Event::RemoteTransferred { downloaded, uploaded } => {
+                self.remote_bytes.add(downloaded, uploaded);
+                self.update_message();
+            }
             Event::ActionFinished { id, owner, kind, duration } => {
                 self.running.lock().expect("console lock").remove(&id);
                 if self.verbosity == Verbosity::Verbose {
@@ -236,6 +239,14 @@ impl Fancy {
         let bytes = self.bytes.load(Ordering::Relaxed);
         if bytes > 0 {
             message.push_str(&format!(" [{}]", indicatif::HumanBytes(bytes)));
+        }
+        let (down, up) = self.remote_bytes.get();
+        if down > 0 || up > 0 {
+            message.push_str(&format!(
+                " [remote: {} down, {} up]",
+                indicatif::HumanBytes(down),
+                indicatif::HumanBytes(up)
+            ));
         }
         self.bar.set_message(message);
     }

@@ -20,7 +20,8 @@ pub enum Event<'a> {
     /// The remote cache failed or held an entry that did not verify; the
     /// build goes on locally.
     RemoteWarning { message: &'a str },
-    /// What the remote cache moved during the build (uploads drained).
+    /// Bytes the remote cache moved: a hit's downloads as it happens, the
+    /// uploads once they are drained at the end of the build.
     RemoteTransferred { downloaded: u64, uploaded: u64 },
     /// An action ran and its output is stored.
     ActionFinished { id: ActionId, owner: &'a Label, kind: &'a str, duration: Duration },

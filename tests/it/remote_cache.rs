@@ -104,6 +104,7 @@ fn remote_cache_second_checkout_runs_nothing_and_gets_the_same_digests() {
     assert_eq!(b.stdout, a.stdout, "same digests from the remote");
     assert_eq!(counts(&b.stderr), (0, 0, ran), "{}", b.stderr);
     assert!(b.stderr.contains("remote  //app:img write_manifest"), "{}", b.stderr);
+    assert!(b.stderr.contains("MiB downloaded, 0 B uploaded"), "the summary counts the bytes: {}", b.stderr);
     assert!(warnings(&b.stderr).is_empty(), "{}", b.stderr);
     let out = |ws: &TestWorkspace| {
         let root = ws.path("berth-out/app/img");
