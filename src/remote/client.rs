@@ -3,8 +3,10 @@
 //! cache's own runtime; [`RemoteCache`](crate::remote::RemoteCache) is the
 //! blocking face the scheduler sees.
 
+use std::fs::File;
 use std::future::Future;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
@@ -240,20 +242,52 @@ impl Client {
         }
     }
 
-    /// Uploads one blob of `size` bytes from `source` through ByteStream
-    /// `Write`, in 1 MiB chunks. The deadline grows with the size (one
-    /// deadline plus a second per MiB).
-    pub async fn write_blob(
-        &self,
-        digest: &reapi::Digest,
-        source: impl Read + Send + 'static,
-        upload_id: &str,
-    ) -> Result<(), RemoteError> {
-        let mut client = ByteStreamClient::new(self.channel.clone());
+    /// Uploads one blob from the file at `path` through ByteStream `Write`,
+    /// in 1 MiB chunks. The deadline grows with the size (one deadline plus
+    /// a second per MiB). A write that breaks off is resumed once from what
+    /// the server says it kept (`QueryWriteStatus`).
+    pub async fn write_blob(&self, digest: &reapi::Digest, path: &Path, upload_id: &str) -> Result<(), RemoteError> {
         let size = u64::try_from(digest.size_bytes).unwrap_or(0);
         let resource_name = self.resource(digest, Some(upload_id));
-        let chunks = Chunks { source, resource_name, offset: 0, size, done: false };
-        let deadline = self.deadline + Duration::from_secs(size / CHUNK as u64 + 1);
+        let mut offset = 0;
+        loop {
+            let error = match self.write_from(&resource_name, path, offset, size).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            if offset > 0 {
+                return Err(error);
+            }
+            let mut client = ByteStreamClient::new(self.channel.clone());
+            let query = bytestream::QueryWriteStatusRequest { resource_name: resource_name.clone() };
+            match self.call("ByteStream.QueryWriteStatus", client.query_write_status(query)).await {
+                Ok(status) => {
+                    let committed = u64::try_from(status.into_inner().committed_size).unwrap_or(0);
+                    if committed == 0 || committed >= size {
+                        return Err(error);
+                    }
+                    offset = committed;
+                }
+                Err(_) => return Err(error),
+            }
+        }
+    }
+
+    /// One `Write` stream of the bytes of `path` from `offset` on.
+    async fn write_from(&self, resource_name: &str, path: &Path, offset: u64, size: u64) -> Result<(), RemoteError> {
+        let mut file = File::open(path)
+            .map_err(|error| self.unavailable(format_args!("reading `{}`: {error}", path.display())))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|error| self.unavailable(format_args!("reading `{}`: {error}", path.display())))?;
+        let chunks = Chunks {
+            source: file.take(size - offset),
+            resource_name: resource_name.to_owned(),
+            offset,
+            size,
+            done: false,
+        };
+        let deadline = self.deadline + Duration::from_secs((size - offset) / CHUNK as u64 + 1);
+        let mut client = ByteStreamClient::new(self.channel.clone());
         let response = self
             .call_within("ByteStream.Write", deadline, client.write(tokio_stream::iter(chunks)))
             .await?
@@ -308,7 +342,8 @@ impl<R: Read> Iterator for Chunks<R> {
             return None;
         }
         let request = bytestream::WriteRequest {
-            resource_name: if self.offset == 0 { std::mem::take(&mut self.resource_name) } else { String::new() },
+            // The first message of a stream names the resource.
+            resource_name: std::mem::take(&mut self.resource_name),
             write_offset: self.offset as i64,
             finish_write: self.offset + want as u64 == self.size,
             data,

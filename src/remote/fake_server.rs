@@ -28,6 +28,9 @@ pub struct Faults {
     pub evict_after_lookup: bool,
     /// ByteStream reads of this hash serve these bytes instead.
     pub serve_instead: Option<(String, Vec<u8>)>,
+    /// The next ByteStream write breaks off (UNAVAILABLE) once it holds at
+    /// least this many bytes, keeping them for `QueryWriteStatus`.
+    pub break_write_at: Option<u64>,
 }
 
 #[derive(Default)]
@@ -37,6 +40,10 @@ pub struct State {
     pub faults: Faults,
     /// ByteStream write messages received (to see chunking).
     pub write_messages: u64,
+    /// Bytes of broken-off writes, by resource name.
+    pub partial: HashMap<String, Vec<u8>>,
+    /// Writes resumed at a non-zero offset.
+    pub resumed_writes: u64,
 }
 
 /// A running fake; stops when dropped.
@@ -280,12 +287,22 @@ impl bs::byte_stream_server::ByteStream for Service {
         while let Some(message) = stream.message().await? {
             if name.is_empty() {
                 name = message.resource_name.clone();
+                data = self.state.lock().unwrap().partial.remove(&name).unwrap_or_default();
+                if message.write_offset > 0 {
+                    self.state.lock().unwrap().resumed_writes += 1;
+                }
             }
             if message.write_offset as usize != data.len() {
                 return Err(Status::invalid_argument("write_offset out of order"));
             }
             data.extend_from_slice(&message.data);
             messages += 1;
+            let mut state = self.state.lock().unwrap();
+            if state.faults.break_write_at.is_some_and(|limit| data.len() as u64 >= limit) {
+                state.faults.break_write_at = None;
+                state.partial.insert(name, data);
+                return Err(Status::unavailable("the connection broke"));
+            }
             if message.finish_write {
                 break;
             }
@@ -303,8 +320,10 @@ impl bs::byte_stream_server::ByteStream for Service {
 
     async fn query_write_status(
         &self,
-        _: Request<bs::QueryWriteStatusRequest>,
+        request: Request<bs::QueryWriteStatusRequest>,
     ) -> Result<Response<bs::QueryWriteStatusResponse>, Status> {
-        Err(Status::unimplemented("not in the fake"))
+        let state = self.enter()?;
+        let data = state.partial.get(&request.get_ref().resource_name).ok_or_else(|| Status::not_found("no upload"))?;
+        Ok(Response::new(bs::QueryWriteStatusResponse { committed_size: data.len() as i64, complete: false }))
     }
 }

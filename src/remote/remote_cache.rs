@@ -514,8 +514,7 @@ impl Inner {
                 upload.cas.read_verified(&parsed).map_err(|error| self.unusable(error))?
             } else {
                 let (parsed, _) = from_reapi(&digest).expect("our own digest");
-                let file = File::open(upload.cas.path(&parsed)).map_err(|error| self.unusable(error))?;
-                client.write_blob(&digest, file.take(size), &upload_id(&digest)).await?;
+                client.write_blob(&digest, &upload.cas.path(&parsed), &upload_id(&digest)).await?;
                 self.uploaded.fetch_add(size, Ordering::Relaxed);
                 continue;
             };
@@ -657,6 +656,25 @@ mod tests {
             remote.stats(),
             RemoteStats { lookups: 2, hits: 1, downloaded: hit.downloaded, uploaded: 0, uploads: 0 }
         );
+    }
+
+    #[test]
+    fn a_broken_off_upload_resumes_where_the_server_stopped() {
+        let server = FakeServer::start();
+        server.faults(Faults { break_write_at: Some(1 << 20), ..Faults::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let (cas, result) = produced(dir.path());
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
+        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        remote.upload(key_json(1), &result, &cas);
+        remote.drain();
+        assert_eq!(remote.take_warnings(), Vec::<String>::new());
+        assert_eq!(server.state.lock().unwrap().resumed_writes, 1);
+        let layer = result.blobs["layer"];
+        assert_eq!(server.state.lock().unwrap().blobs[&layer.digest.hex()].len() as u64, layer.size);
+        let other = tempfile::tempdir().unwrap();
+        let hit = remote.lookup(&key_json(1), &Cas::open(other.path()).unwrap()).expect("stored whole");
+        assert_eq!(hit.result, result);
     }
 
     #[test]
