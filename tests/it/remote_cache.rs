@@ -445,3 +445,37 @@ fn remote_cache_oci_registry_serves_a_second_checkout() {
     assert_eq!(c.stdout, a.stdout);
     assert_eq!(warnings(&c.stderr).len(), 1, "{}", c.stderr);
 }
+
+/// `oci://` on a registry that accepts connections and never answers: one
+/// deadline, one warning, the build goes on.
+#[test]
+fn remote_cache_oci_hung_registry_costs_one_warning() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let mut held = Vec::new();
+            listener.set_nonblocking(true).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    });
+    let ws = small_workspace();
+    ws.file("WORKSPACE.star", &format!("registry({host:?}, insecure = True)\nremote_cache(\"oci://{host}/cache\")\n"));
+    let started = Instant::now();
+    let hung = ws.berth(&["--console", "plain", "build", "//app:img"]);
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    held.join().unwrap();
+    hung.success();
+    eprintln!("oci remote hung: build took {:.2}s", took.as_secs_f64());
+    assert_eq!(warnings(&hung.stderr).len(), 1, "{}", hung.stderr);
+    assert!(hung.stderr.contains("no answer within"), "{}", hung.stderr);
+    assert!(took < Duration::from_secs(30), "bounded by the deadline, not the registry client's read timeout");
+}
