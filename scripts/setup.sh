@@ -29,3 +29,24 @@ fi
 if [ -x scripts/fetch-debs.sh ]; then
     scripts/fetch-debs.sh
 fi
+
+# BuildGrid, the REAPI server the remote cache tests start (cache-only,
+# scripts/buildgrid/): buildgrid 0.9.1 needs Python >= 3.13. A fixed venv
+# path, so that a non-root test user finds what root installed.
+buildgrid_venv=/opt/berth-buildgrid
+if [ "${1:-}" != "--examples-only" ] && [ ! -x "$buildgrid_venv/bin/bgd" ]; then
+    python=""
+    for candidate in python3.13 "${PYENV_ROOT:-$HOME/.pyenv}/versions/3.13.0/bin/python3" /root/.pyenv/versions/3.13.0/bin/python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 13))'; then
+            python="$candidate"
+            break
+        fi
+    done
+    if [ -n "$python" ]; then
+        echo "setup: installing buildgrid==0.9.1 into $buildgrid_venv" >&2
+        $sudo "$python" -m venv "$buildgrid_venv"
+        $sudo "$buildgrid_venv/bin/pip" install -q buildgrid==0.9.1
+    else
+        echo "setup: no Python >= 3.13 found; the remote cache tests will be skipped" >&2
+    fi
+fi

@@ -5,6 +5,9 @@
 //!  (loading)               (graph)                    (actions)            (cache)                  (oci, registry)
 //! ```
 //!
+//! `remote` extends the cache past the machine's edge (a REAPI v2 server or
+//! an OCI registry), behind the scheduler's lookup and store.
+//!
 //! `session` runs one build through every phase for the commands that need
 //! built targets; `report` draws its events; `cli` parses flags into
 //! requests. `error` (the crate-wide error) and `sys` (the one module of raw
@@ -21,6 +24,7 @@ pub mod analysis;
 pub mod actions;
 pub mod exec;
 pub mod cache;
+pub mod remote;
 pub mod oci;
 pub mod registry;
 pub mod session;

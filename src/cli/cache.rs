@@ -12,6 +12,7 @@ use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::oci::verify_layer_store;
+use crate::remote::LastRemoteBuild;
 
 #[derive(Debug, Args)]
 pub struct CacheArgs {
@@ -57,6 +58,17 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
                 human_size(stats.other_bytes),
                 human_size(stats.total_bytes())
             ))?;
+            if let Some(last) = LastRemoteBuild::load(&dir) {
+                let stats = last.stats;
+                stdout.print(format_args!(
+                    "remote:      {} (last build: {} of {} lookups hit, {} downloaded, {} uploaded)\n",
+                    last.remote,
+                    stats.hits,
+                    stats.lookups,
+                    human_size(stats.downloaded),
+                    human_size(stats.uploaded)
+                ))?;
+            }
         }
         CacheCommand::Verify { repair } => {
             let _lock = if repair { Some(exclusive_lock(&dir, global.quiet)?) } else { None };

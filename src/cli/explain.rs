@@ -41,6 +41,7 @@ fn render(explained: &[ActionExplanation]) -> String {
         let status = match action.status {
             ActionStatus::Ran => "ran",
             ActionStatus::Cached => "cached",
+            ActionStatus::Remote => "remote cache hit",
         };
         text.push_str(&format!("{}: {status}\n", action.name));
         for reason in &action.reasons {
@@ -73,11 +74,16 @@ mod tests {
                 status: ActionStatus::Cached,
                 reasons: vec![],
             },
+            ActionExplanation {
+                name: name("//app:index", "write_index", 0),
+                status: ActionStatus::Remote,
+                reasons: vec![],
+            },
         ];
         assert_eq!(
             render(&explained),
             format!(
-                "//base:layer (pack_layer #2): ran\n    source file `base/a.txt` changed: {} -> {}\n    param `/mode` changed: 420 -> (unset)\n//app:image (write_manifest): cached\n",
+                "//base:layer (pack_layer #2): ran\n    source file `base/a.txt` changed: {} -> {}\n    param `/mode` changed: 420 -> (unset)\n//app:image (write_manifest): cached\n//app:index (write_index): remote cache hit\n",
                 Digest::of(b"a"),
                 Digest::of(b"b")
             )

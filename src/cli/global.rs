@@ -8,7 +8,8 @@ use crate::cache::resolve_cache_dir;
 use crate::error::{Error, Result};
 use crate::exec::default_jobs;
 use crate::report::{ConsoleMode, ConsoleReporter, Reporter, Verbosity};
-use crate::session::{Session, SessionOptions};
+use crate::session::{RemoteCacheChoice, Session, SessionOptions};
+use crate::workspace::RemoteCacheUrl;
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
@@ -36,6 +37,13 @@ pub struct GlobalArgs {
     /// Wall-clock limit of evaluating one BUILD or `.star` file, in seconds
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60.0)]
     pub load_timeout: f64,
+    /// Use this remote cache (grpc://host:port[/instance], grpcs://..., oci://host[:port]/repo) instead of
+    /// `remote_cache(...)` of `WORKSPACE.star`
+    #[arg(long, global = true, env = "BERTH_REMOTE_CACHE", value_name = "URL", value_parser = RemoteCacheUrl::parse)]
+    pub remote_cache: Option<RemoteCacheUrl>,
+    /// Build without any remote cache (wins over --remote-cache, `BERTH_REMOTE_CACHE` and the workspace)
+    #[arg(long, global = true)]
+    pub no_remote_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,6 +89,11 @@ impl GlobalArgs {
             jobs: self.jobs.unwrap_or_else(default_jobs).max(1),
             offline: self.offline,
             stamp: self.stamp,
+            remote_cache: match (self.no_remote_cache, &self.remote_cache) {
+                (true, _) => RemoteCacheChoice::Off,
+                (false, Some(url)) => RemoteCacheChoice::Url(url.clone()),
+                (false, None) => RemoteCacheChoice::Workspace,
+            },
         };
         Session::open(&current_dir()?, options, reporter)
     }

@@ -8,19 +8,19 @@
 //! `[{"label", "repository", "reference", "tags", "digest"}]`, which a deploy
 //! job can read. `--dry-run` builds and prints the same without pushing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use clap::Args;
 
-use crate::cache::{BlobRef, Cas};
+use crate::cache::{BlobRef, Cas, Digest};
 use crate::cli::stdout::Stdout;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PulledImage, PushOutcome, PushRequest};
 use crate::session::TargetOutput;
-use crate::workspace::{Label, Pattern};
+use crate::workspace::{Label, Pattern, RemoteCacheUrl};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -53,6 +53,9 @@ pub struct BuiltImage {
     /// The pulled base images it is built on: their layers may be missing
     /// from the CAS (lazy pulls) and are mounted or fetched from there.
     pub pulled: Vec<PulledImage>,
+    /// Blobs that may also be in another repository (an `oci://` remote
+    /// cache), to mount from there; after the pulled images' own.
+    pub cached: Vec<(Digest, ImageRef)>,
 }
 
 /// One image of a release: where it goes.
@@ -81,6 +84,21 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
         .filter_map(|pattern| if let Pattern::Target(label) = pattern { Some(label) } else { None })
         .collect();
     let overriding = args.repository.is_some() || !args.tags.is_empty();
+    // With an `oci://` remote cache, every blob the build produced may sit in
+    // the cache repository: mounted from there when the destination is on
+    // the same registry (declined mounts upload).
+    let cache_repository = session.exec.remote.as_ref().and_then(|remote| match remote.url() {
+        RemoteCacheUrl::Oci { registry, repository } => ImageRef::parse(&format!("{registry}/{repository}")).ok(),
+        RemoteCacheUrl::Grpc { .. } => None,
+    });
+    let cached: Vec<(Digest, ImageRef)> = match &cache_repository {
+        Some(cache) => {
+            let digests: BTreeSet<Digest> =
+                built.result.outputs.values().flat_map(|result| result.blob_refs().map(|blob| blob.digest)).collect();
+            digests.into_iter().map(|digest| (digest, cache.clone())).collect()
+        }
+        None => Vec::new(),
+    };
 
     let mut images: BTreeMap<Label, BuiltImage> = BTreeMap::new();
     for (label, output) in &built.targets {
@@ -111,6 +129,7 @@ pub fn run(args: PushArgs, global: &GlobalArgs) -> Result<i32> {
                 repository: repository.clone(),
                 tags: tags.clone(),
                 pulled: built.analysis.pulled.clone(),
+                cached: cached.clone(),
             },
         );
     }
@@ -255,6 +274,9 @@ pub fn push_image(
     let mut sources = BlobSources::new();
     for pulled in &image.pulled {
         sources.add_image(pulled);
+    }
+    for (digest, cache) in &image.cached {
+        sources.add(*digest, cache, false);
     }
     let request = PushRequest { root: image.root, media_type: image.media_type.clone(), destination, tags, sources };
     Ok(client.push(cas, &request)?)

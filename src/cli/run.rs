@@ -46,7 +46,7 @@ impl RunRequest {
     pub fn new(args: RunArgs, package: &str) -> Result<RunRequest> {
         let label = Label::parse(&args.label, package)?;
         for entry in &args.env {
-            if !entry.split_once('=').is_some_and(|(key, _)| !key.is_empty()) {
+            if entry.split_once('=').is_none_or(|(key, _)| key.is_empty()) {
                 return Err(Error::user(format!("`--env {entry}` is not KEY=VALUE"))
                     .with_hint(format!("write it as `--env {entry}=value`")));
             }

@@ -278,7 +278,7 @@ pub fn explain(label: &Label, last: &BuildLog, previous: Option<&BuildLog>) -> O
     while let Some(name) = wanted.pop() {
         let action = by_name[name];
         let reasons = match action.status {
-            ActionStatus::Cached => Vec::new(),
+            ActionStatus::Cached | ActionStatus::Remote => Vec::new(),
             ActionStatus::Ran => match &previous {
                 None => vec![Reason::NoPreviousBuild],
                 Some(previous) => match previous.get(name) {

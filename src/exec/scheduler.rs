@@ -6,7 +6,9 @@
 //! the first failing action stops new work and names its owner.
 //!
 //! [`Executor::lookup`] and [`Executor::store`] are the only places it
-//! reads and writes the action cache.
+//! reads and writes the action cache, and the remote cache
+//! ([`crate::remote`]) when one is set: looked up after a local miss, fed
+//! after a local run, its uploads drained before the build ends.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -19,10 +21,12 @@ use crate::actions::{
     ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, ExecutionContext, Input, ResolvedInput,
 };
 use crate::cache::{
-    Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs, BERTH_FORMAT_VERSION,
+    canonical_json, Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs,
+    BERTH_FORMAT_VERSION,
 };
 use crate::error::Error;
 use crate::exec::{ExecError, ExecSettings, Sandbox};
+use crate::remote::LastRemoteBuild;
 use crate::report::{Event, Reporter};
 
 /// The number of actions run at once when `-j` is not given: the number of cores.
@@ -30,12 +34,15 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-/// Whether an action's output came from the cache or from running it.
+/// Whether an action's output came from the cache, the remote cache or from
+/// running it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
     Ran,
     Cached,
+    /// A verified hit in the remote cache (now in the local cache too).
+    Remote,
 }
 
 /// What the scheduler did with one action.
@@ -70,6 +77,10 @@ impl BuildResult {
 
     pub fn cached(&self) -> usize {
         self.records.values().filter(|record| record.status == ActionStatus::Cached).count()
+    }
+
+    pub fn remote(&self) -> usize {
+        self.records.values().filter(|record| record.status == ActionStatus::Remote).count()
     }
 }
 
@@ -155,20 +166,31 @@ impl Executor<'_> {
             context: self.settings.context(self.cache),
         };
         let workers = self.jobs.max(1).min(total.max(1));
+        let remote_before = self.settings.remote.as_ref().map(|remote| remote.stats()).unwrap_or_default();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| self.worker(graph, &plan, &shared));
             }
         });
+        if let Some(remote) = &self.settings.remote {
+            // Uploads run behind the build; it is not over before they are.
+            remote.drain();
+            self.report_remote_warnings();
+            let stats = remote.stats().since(&remote_before);
+            LastRemoteBuild { remote: remote.url().to_string(), stats }.save(self.cache.dir());
+            // Downloads were reported hit by hit.
+            self.reporter.report(&Event::RemoteTransferred { downloaded: 0, uploaded: stats.uploaded });
+        }
         // The memo is a hint: failing to save it only costs hashing next time.
         let _ = self.memo.save();
 
         let state = shared.state.into_inner().expect("workers finished");
-        let ran = state.records.values().filter(|record| record.status == ActionStatus::Ran).count();
-        let cached = state.records.len() - ran;
+        let count = |status| state.records.values().filter(|record| record.status == status).count();
+        let (ran, cached, remote) =
+            (count(ActionStatus::Ran), count(ActionStatus::Cached), count(ActionStatus::Remote));
         let duration = started.elapsed();
         let success = state.failure.is_none();
-        self.reporter.report(&Event::BuildFinished { ran, cached, duration, success });
+        self.reporter.report(&Event::BuildFinished { ran, cached, remote, duration, success });
         if let Some(failure) = state.failure {
             return Err(failure);
         }
@@ -235,9 +257,13 @@ impl Executor<'_> {
         let node = &graph[ActionId(id)];
         let (owner, kind) = (&node.owner, node.action.kind());
         let keyed = self.key(node, shared).map_err(|error| action_failed(node, error))?;
-        if let Some(result) = self.lookup(&keyed.key).map_err(|error| action_failed(node, error))? {
-            self.reporter.report(&Event::ActionCached { id: ActionId(id), owner, kind });
-            return Ok(done(id, keyed, result, ActionStatus::Cached, started));
+        if let Some((result, status)) = self.lookup(&keyed).map_err(|error| action_failed(node, error))? {
+            let event = match status {
+                ActionStatus::Remote => Event::ActionRemote { id: ActionId(id), owner, kind },
+                _ => Event::ActionCached { id: ActionId(id), owner, kind },
+            };
+            self.reporter.report(&event);
+            return Ok(done(id, keyed, result, status, started));
         }
 
         self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
@@ -252,7 +278,7 @@ impl Executor<'_> {
         };
         removed?;
         self.check(&keyed, &sources, &result).map_err(|error| action_failed(node, error))?;
-        self.store(&keyed.key, &result).map_err(|error| action_failed(node, error))?;
+        self.store(&keyed, &result).map_err(|error| action_failed(node, error))?;
         self.reporter.report(&Event::ActionFinished { id: ActionId(id), owner, kind, duration: started.elapsed() });
         Ok(done(id, keyed, result, ActionStatus::Ran, started))
     }
@@ -305,14 +331,43 @@ impl Executor<'_> {
 
     /// The one place the scheduler asks whether an action's result is
     /// known: the local action cache (a hit counts only if every blob it
-    /// names is in the CAS, intact).
-    fn lookup(&self, key: &Digest) -> Result<Option<ActionResult>, Error> {
-        Ok(self.cache.ac.get(key, &self.cache.cas)?)
+    /// names is in the CAS, intact), then the remote cache, whose hit is
+    /// verified, downloaded into the CAS and recorded locally. A remote that
+    /// fails is a miss (and a warning), never the action's failure.
+    fn lookup(&self, keyed: &Keyed) -> Result<Option<(ActionResult, ActionStatus)>, Error> {
+        if let Some(result) = self.cache.ac.get(&keyed.key, &self.cache.cas)? {
+            return Ok(Some((result, ActionStatus::Cached)));
+        }
+        let Some(remote) = &self.settings.remote else {
+            return Ok(None);
+        };
+        let hit = remote_key_json(keyed).and_then(|key_json| remote.lookup(&key_json, &self.cache.cas));
+        self.report_remote_warnings();
+        let Some(hit) = hit else {
+            return Ok(None);
+        };
+        self.reporter.report(&Event::RemoteTransferred { downloaded: hit.downloaded, uploaded: 0 });
+        self.cache.ac.put(&keyed.key, &hit.result)?;
+        Ok(Some((hit.result, ActionStatus::Remote)))
     }
 
-    /// The one place the scheduler records an action's result.
-    fn store(&self, key: &Digest, result: &ActionResult) -> Result<(), Error> {
-        Ok(self.cache.ac.put(key, result)?)
+    /// The one place the scheduler records an action's result: the local
+    /// action cache, and an upload to the remote cache (in the background).
+    fn store(&self, keyed: &Keyed, result: &ActionResult) -> Result<(), Error> {
+        self.cache.ac.put(&keyed.key, result)?;
+        if let Some((remote, key_json)) = self.settings.remote.as_ref().zip(remote_key_json(keyed)) {
+            remote.upload(key_json, result, &self.cache.cas);
+        }
+        Ok(())
+    }
+
+    /// Hands the remote cache's warnings to the reporter.
+    fn report_remote_warnings(&self) {
+        if let Some(remote) = &self.settings.remote {
+            for message in remote.take_warnings() {
+                self.reporter.report(&Event::RemoteWarning { message: &message });
+            }
+        }
     }
 
     /// Runs the action in `scratch` with its resolved inputs; a panic
@@ -456,6 +511,14 @@ impl Keyed {
             })
             .collect()
     }
+}
+
+/// The key's canonical JSON, what the remote cache wraps: its sha256 is the
+/// key. `None` (no remote traffic for this action) should the two ever
+/// disagree, rather than store a result under the wrong key.
+fn remote_key_json(keyed: &Keyed) -> Option<Vec<u8>> {
+    let json = canonical_json(&keyed.key_inputs);
+    (Digest::of(&json) == keyed.key).then_some(json)
 }
 
 /// The result of action `id` and the record of how it was obtained.

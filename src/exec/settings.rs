@@ -1,7 +1,7 @@
 //! The machine settings of a session, and the [`ExecutionContext`] the
 //! scheduler builds from them once per build: the CAS, the registry handle
 //! analysis resolved pulls with, the layer store under `<cache>/layers`, and
-//! runc as the container runtime. None of it enters a key: it decides how
+//! runc as the container runtime; and the remote cache. None of it enters a key: it decides how
 //! actions run here, never what they produce.
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use crate::cache::Cache;
 use crate::exec::{RuncRuntime, StackMode};
 use crate::oci::LayerStore;
 use crate::registry::{ClientOptions, RegistryHandle};
+use crate::remote::RemoteCache;
 
 /// How this session runs actions on this machine.
 #[derive(Debug, Clone)]
@@ -22,12 +23,14 @@ pub struct ExecSettings {
     /// Shared with analysis, which resolves pulls through it: one client,
     /// one connection pool and token cache per session.
     pub registry: Arc<RegistryHandle>,
+    /// The remote cache, if one is set (`remote_cache(...)`, `--remote-cache`).
+    pub remote: Option<Arc<RemoteCache>>,
 }
 
 impl ExecSettings {
     /// Default runc and stacking, pulls through `registry`.
     pub fn new(registry: Arc<RegistryHandle>) -> ExecSettings {
-        ExecSettings { runc: None, stack: StackMode::default(), registry }
+        ExecSettings { runc: None, stack: StackMode::default(), registry, remote: None }
     }
 
     /// The context every action of a build over `cache` runs with.

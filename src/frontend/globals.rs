@@ -16,7 +16,7 @@ use crate::frontend::glob::glob_package;
 use crate::frontend::limits;
 use crate::frontend::native_rule::NativeRule;
 use crate::graph::RuleKind;
-use crate::workspace::RegistrySetting;
+use crate::workspace::{RegistrySetting, RemoteCacheSetting, RemoteCacheUrl};
 
 /// The standard library plus the extensions BUILD authors expect.
 pub(crate) fn standard() -> GlobalsBuilder {
@@ -172,11 +172,20 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
         })
     }
 
-    /// `remote_cache(url)`: reserved by the design for a remote cache, which
-    /// berth does not have yet; refusing it beats silently building without.
-    fn remote_cache<'v>(url: String, eval: &mut Evaluator<'v, '_, '_>) -> starlark::Result<NoneType> {
-        settings(eval, "remote_cache", |_| {
-            Err(format!("berth has no remote cache yet, so `remote_cache(\"{url}\")` cannot be honoured; remove it"))
+    /// `remote_cache(url, read_only = False)`: the remote cache looked up
+    /// after a local miss and fed after a local run (never with `read_only`).
+    fn remote_cache<'v>(
+        url: String,
+        #[starlark(require = named, default = false)] read_only: bool,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<NoneType> {
+        settings(eval, "remote_cache", |settings| {
+            if settings.remote_cache.is_some() {
+                return Err("`remote_cache` is declared twice".to_owned());
+            }
+            let url = RemoteCacheUrl::parse(&url)?;
+            settings.remote_cache = Some(RemoteCacheSetting { url, read_only });
+            Ok(())
         })
     }
 

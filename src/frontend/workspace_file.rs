@@ -1,5 +1,5 @@
 //! `WORKSPACE.star`: evaluated for settings only (`workspace`, `registry`,
-//! `source_date_epoch`, `runc`; `remote_cache` is refused); it declares no targets.
+//! `source_date_epoch`, `runc`, `remote_cache`); it declares no targets.
 
 use std::fs;
 use std::path::Path;
@@ -60,7 +60,7 @@ fn evaluate(path: &str, text: &str) -> Result<WorkspaceSettings, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workspace::RegistrySetting;
+    use crate::workspace::{RegistrySetting, RemoteCacheSetting, RemoteCacheUrl};
 
     #[test]
     fn reads_every_setting() {
@@ -74,6 +74,7 @@ registry("registry.internal", mirrors = ["mirror.internal"], ca = "certs/ca.pem"
 source_date_epoch(1700000000)
 runc("/usr/sbin/runc")
 workspace_status(command = "tools/status.sh")
+remote_cache("grpc://127.0.0.1:8980/main", read_only = True)
 "#,
         )
         .unwrap();
@@ -95,6 +96,10 @@ workspace_status(command = "tools/status.sh")
                 source_date_epoch: Some(1_700_000_000),
                 runc: Some("/usr/sbin/runc".into()),
                 workspace_status: Some("tools/status.sh".into()),
+                remote_cache: Some(RemoteCacheSetting {
+                    url: RemoteCacheUrl::parse("grpc://127.0.0.1:8980/main").unwrap(),
+                    read_only: true
+                }),
             }
         );
         assert_eq!(evaluate("WORKSPACE.star", "").unwrap(), WorkspaceSettings::default());
@@ -107,9 +112,10 @@ workspace_status(command = "tools/status.sh")
             ("registry('a')\nregistry('a')", "Registry `a` is declared twice"),
             ("oci_image_build(name = 'x')", "Variable `oci_image_build` not found"),
             ("load('//x:y.star', 'z')", "load"),
-            ("remote_cache('grpc://cache:8980')", "berth has no remote cache yet"),
             ("registry('a:1', client_cert = 'c.pem')", "sets only one of `client_cert` and `client_key`"),
             ("registry('a:1', insecure = True, ca = 'ca.pem')", "cannot apply"),
+            ("remote_cache('cache:8980')", "Remote cache URL `cache:8980` is not valid: it has no scheme"),
+            ("remote_cache('grpc://a:1')\nremote_cache('grpc://b:1')", "`remote_cache` is declared twice"),
         ] {
             let error = evaluate("WORKSPACE.star", text).unwrap_err().to_string();
             assert!(error.contains(wanted), "{text}: {error}");

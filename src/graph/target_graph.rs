@@ -373,7 +373,7 @@ impl TargetGraph {
     ) -> BTreeSet<Label> {
         let mut seen = BTreeSet::new();
         let mut admit =
-            |label: &Label| within.map_or(true, |within| within.contains(label)) && seen.insert(label.clone());
+            |label: &Label| within.is_none_or(|within| within.contains(label)) && seen.insert(label.clone());
         let mut stack: Vec<NodeIndex> = Vec::new();
         for label in starts {
             match self.index.get(label) {

@@ -47,6 +47,7 @@ enum Style {
     Plain {
         verbosity: Verbosity,
         bytes: AtomicU64,
+        remote: RemoteBytes,
     },
     Fancy(Fancy),
 }
@@ -64,7 +65,7 @@ impl ConsoleReporter {
             (_, Verbosity::Quiet) => Style::Silent { warnings: false },
             (ConsoleMode::None, _) => Style::Silent { warnings: true },
             (ConsoleMode::Fancy, _) => Style::Fancy(Fancy::new(verbosity)),
-            _ => Style::Plain { verbosity, bytes: AtomicU64::new(0) },
+            _ => Style::Plain { verbosity, bytes: AtomicU64::new(0), remote: RemoteBytes::default() },
         };
         ConsoleReporter { style }
     }
@@ -79,13 +80,31 @@ impl Reporter for ConsoleReporter {
                 }
             }
             Style::Silent { warnings: false } => {}
-            Style::Plain { verbosity, bytes } => plain(*verbosity, bytes, event),
+            Style::Plain { verbosity, bytes, remote } => plain(*verbosity, bytes, remote, event),
             Style::Fancy(fancy) => fancy.report(event),
         }
     }
 }
 
-fn plain(verbosity: Verbosity, bytes: &AtomicU64, event: &Event<'_>) {
+/// Bytes the remote cache moved, for the summary.
+#[derive(Default)]
+struct RemoteBytes {
+    downloaded: AtomicU64,
+    uploaded: AtomicU64,
+}
+
+impl RemoteBytes {
+    fn add(&self, downloaded: u64, uploaded: u64) {
+        self.downloaded.fetch_add(downloaded, Ordering::Relaxed);
+        self.uploaded.fetch_add(uploaded, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (self.downloaded.load(Ordering::Relaxed), self.uploaded.load(Ordering::Relaxed))
+    }
+}
+
+fn plain(verbosity: Verbosity, bytes: &AtomicU64, remote_bytes: &RemoteBytes, event: &Event<'_>) {
     match *event {
         Event::ActionFinished { owner, kind, duration, .. } => {
             eprintln!("ran     {owner} {kind} ({:.2}s)", duration.as_secs_f64())
@@ -93,22 +112,34 @@ fn plain(verbosity: Verbosity, bytes: &AtomicU64, event: &Event<'_>) {
         Event::ActionCached { owner, kind, .. } if verbosity == Verbosity::Verbose => {
             eprintln!("cached  {owner} {kind}")
         }
+        Event::ActionRemote { owner, kind, .. } => eprintln!("remote  {owner} {kind}"),
+        Event::RemoteWarning { message } => eprintln!("warning: {message}"),
+        Event::RemoteTransferred { downloaded, uploaded } => remote_bytes.add(downloaded, uploaded),
         Event::ActionFailed { owner, kind, .. } => eprintln!("FAILED  {owner} {kind}"),
         Event::Warning { message } => eprintln!("warning: {message}"),
         Event::BytesTransferred { bytes: moved } => {
             bytes.fetch_add(moved, Ordering::Relaxed);
         }
-        Event::BuildFinished { ran, cached, duration, .. } => {
-            eprintln!("{}", summary(ran, cached, duration, bytes.load(Ordering::Relaxed)))
+        Event::BuildFinished { ran, cached, remote, duration, .. } => {
+            eprintln!("{}", summary(ran, cached, remote, remote_bytes.get(), duration, bytes.load(Ordering::Relaxed)))
         }
         _ => {}
     }
 }
 
-fn summary(ran: usize, cached: usize, duration: Duration, bytes: u64) -> String {
-    let total = ran + cached;
+/// `N actions: R ran, C cached[, M remote, D downloaded, U uploaded][, B
+/// transferred] in Ts`; the remote part only when a remote cache took part.
+fn summary(ran: usize, cached: usize, remote: usize, (down, up): (u64, u64), duration: Duration, bytes: u64) -> String {
+    let total = ran + cached + remote;
     let noun = if total == 1 { "action" } else { "actions" };
     let mut text = format!("{total} {noun}: {ran} ran, {cached} cached");
+    if remote > 0 || down > 0 || up > 0 {
+        text.push_str(&format!(
+            ", {remote} remote, {} downloaded, {} uploaded",
+            indicatif::HumanBytes(down),
+            indicatif::HumanBytes(up)
+        ));
+    }
     if bytes > 0 {
         text.push_str(&format!(", {} transferred", indicatif::HumanBytes(bytes)));
     }
@@ -123,6 +154,7 @@ struct Fancy {
     running: Mutex<BTreeMap<ActionId, String>>,
     done: AtomicUsize,
     bytes: AtomicU64,
+    remote_bytes: RemoteBytes,
     /// Set when the build ends, so the 500 ms timer does not reveal a finished bar.
     finished: Arc<(Mutex<bool>, Condvar)>,
 }
@@ -140,6 +172,7 @@ impl Fancy {
             running: Mutex::new(BTreeMap::new()),
             done: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
+            remote_bytes: RemoteBytes::default(),
             finished: Arc::new((Mutex::new(false), Condvar::new())),
         }
     }
@@ -172,6 +205,17 @@ impl Fancy {
                 }
                 self.bar.set_position(self.done.fetch_add(1, Ordering::Relaxed) as u64 + 1);
             }
+            Event::ActionRemote { owner, kind, .. } => {
+                if self.verbosity == Verbosity::Verbose {
+                    self.bar.suspend(|| eprintln!("remote  {owner} {kind}"));
+                }
+                self.bar.set_position(self.done.fetch_add(1, Ordering::Relaxed) as u64 + 1);
+            }
+            Event::RemoteWarning { message } => self.bar.suspend(|| eprintln!("warning: {message}")),
+            Event::RemoteTransferred { downloaded, uploaded } => {
+                self.remote_bytes.add(downloaded, uploaded);
+                self.update_message();
+            }
             Event::ActionFinished { id, owner, kind, duration } => {
                 self.running.lock().expect("console lock").remove(&id);
                 if self.verbosity == Verbosity::Verbose {
@@ -189,12 +233,13 @@ impl Fancy {
                 self.bytes.fetch_add(bytes, Ordering::Relaxed);
                 self.update_message();
             }
-            Event::BuildFinished { ran, cached, duration, .. } => {
+            Event::BuildFinished { ran, cached, remote, duration, .. } => {
                 let (lock, signal) = &*self.finished;
                 *lock.lock().expect("console lock") = true;
                 signal.notify_all();
                 self.bar.finish_and_clear();
-                eprintln!("{}", summary(ran, cached, duration, self.bytes.load(Ordering::Relaxed)));
+                let (bytes, remote_bytes) = (self.bytes.load(Ordering::Relaxed), self.remote_bytes.get());
+                eprintln!("{}", summary(ran, cached, remote, remote_bytes, duration, bytes));
             }
         }
     }
@@ -210,6 +255,14 @@ impl Fancy {
         if bytes > 0 {
             message.push_str(&format!(" [{}]", indicatif::HumanBytes(bytes)));
         }
+        let (down, up) = self.remote_bytes.get();
+        if down > 0 || up > 0 {
+            message.push_str(&format!(
+                " [remote: {} down, {} up]",
+                indicatif::HumanBytes(down),
+                indicatif::HumanBytes(up)
+            ));
+        }
         self.bar.set_message(message);
     }
 }
@@ -220,10 +273,14 @@ mod tests {
 
     #[test]
     fn summary_counts_actions_and_bytes() {
-        assert_eq!(summary(2, 5, Duration::from_millis(1234), 0), "7 actions: 2 ran, 5 cached in 1.23s");
+        assert_eq!(summary(2, 5, 0, (0, 0), Duration::from_millis(1234), 0), "7 actions: 2 ran, 5 cached in 1.23s");
         assert_eq!(
-            summary(1, 0, Duration::from_millis(50), 3 << 20),
+            summary(1, 0, 0, (0, 0), Duration::from_millis(50), 3 << 20),
             "1 action: 1 ran, 0 cached, 3.00 MiB transferred in 0.05s"
+        );
+        assert_eq!(
+            summary(0, 1, 6, (5 << 20, 0), Duration::from_millis(50), 0),
+            "7 actions: 0 ran, 1 cached, 6 remote, 5.00 MiB downloaded, 0 B uploaded in 0.05s"
         );
     }
 

@@ -15,6 +15,14 @@ pub enum Event<'a> {
     ActionStarted { id: ActionId, owner: &'a Label, kind: &'a str },
     /// An action's output came from the action cache.
     ActionCached { id: ActionId, owner: &'a Label, kind: &'a str },
+    /// An action's output came from the remote cache (verified, now local).
+    ActionRemote { id: ActionId, owner: &'a Label, kind: &'a str },
+    /// The remote cache failed or held an entry that did not verify; the
+    /// build goes on locally.
+    RemoteWarning { message: &'a str },
+    /// Bytes the remote cache moved: a hit's downloads as it happens, the
+    /// uploads once they are drained at the end of the build.
+    RemoteTransferred { downloaded: u64, uploaded: u64 },
     /// An action ran and its output is stored.
     ActionFinished { id: ActionId, owner: &'a Label, kind: &'a str, duration: Duration },
     /// An action failed; the build stops scheduling new work.
@@ -25,7 +33,7 @@ pub enum Event<'a> {
     /// and rebuilt): the build goes on, the user is told.
     Warning { message: &'a str },
     /// Execution ended, successfully or not.
-    BuildFinished { ran: usize, cached: usize, duration: Duration, success: bool },
+    BuildFinished { ran: usize, cached: usize, remote: usize, duration: Duration, success: bool },
 }
 
 /// Receives engine events. Called from worker threads, so implementations

@@ -11,9 +11,29 @@ use crate::error::{Error, Result};
 use crate::exec::{BuildLog, BuildResult, ExecSettings, Executor, LocalSandbox};
 use crate::frontend;
 use crate::registry::{ClientOptions, RegistryHandle};
+use crate::remote::{RemoteCache, DEFAULT_DEADLINE};
 use crate::report::{Event, Reporter};
 use crate::session::{corrupt_published, TargetOutput};
-use crate::workspace::{Label, Pattern, Workspace};
+use crate::workspace::{Label, Pattern, RemoteCacheSetting, RemoteCacheUrl, Workspace};
+
+/// The remote cache the options and the workspace ask for; none when
+/// offline (`--offline` never touches the network).
+fn remote_cache(
+    workspace: &Workspace,
+    options: &SessionOptions,
+    registry: &ClientOptions,
+) -> Result<Option<Arc<RemoteCache>>> {
+    let setting = match &options.remote_cache {
+        _ if options.offline => None,
+        RemoteCacheChoice::Off => None,
+        RemoteCacheChoice::Url(url) => Some(RemoteCacheSetting { url: url.clone(), read_only: false }),
+        RemoteCacheChoice::Workspace => workspace.settings.remote_cache.clone(),
+    };
+    let Some(RemoteCacheSetting { url, read_only }) = setting else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(RemoteCache::new(url, read_only, DEFAULT_DEADLINE, registry.clone())?)))
+}
 
 /// What a session needs from the command line.
 pub struct SessionOptions {
@@ -22,6 +42,18 @@ pub struct SessionOptions {
     pub offline: bool,
     /// `--stamp`: fill `{KEY}` placeholders from the workspace status command.
     pub stamp: bool,
+    pub remote_cache: RemoteCacheChoice,
+}
+
+/// Which remote cache a session uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteCacheChoice {
+    /// `remote_cache(...)` of `WORKSPACE.star`, if any.
+    Workspace,
+    /// `--remote-cache URL` / `BERTH_REMOTE_CACHE`: wins over the workspace.
+    Url(RemoteCacheUrl),
+    /// `--no-remote-cache`.
+    Off,
 }
 
 /// An open workspace and cache, ready to build.
@@ -55,7 +87,9 @@ impl<'a> Session<'a> {
             offline: options.offline,
             ..ClientOptions::default()
         });
-        let exec = ExecSettings { runc: workspace.settings.runc.clone(), ..ExecSettings::new(Arc::new(registry)) };
+        let remote = remote_cache(&workspace, &options, registry.options())?;
+        let exec =
+            ExecSettings { runc: workspace.settings.runc.clone(), remote, ..ExecSettings::new(Arc::new(registry)) };
         Ok(Session { workspace, cache, options, reporter, exec })
     }
 

@@ -6,5 +6,5 @@ mod build;
 mod outputs;
 mod stamp;
 
-pub use build::{Built, Session, SessionOptions};
+pub use build::{Built, RemoteCacheChoice, Session, SessionOptions};
 pub use outputs::{already_in_out_dir, corrupt_published, write_outputs, TargetOutput};

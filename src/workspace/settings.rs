@@ -18,6 +18,8 @@ pub struct WorkspaceSettings {
     /// `workspace_status(command = ...)`: the command `--stamp` runs (with
     /// `/bin/sh -c`, at the workspace root) for `KEY VALUE` lines.
     pub workspace_status: Option<String>,
+    /// `remote_cache(url, read_only = False)`.
+    pub remote_cache: Option<crate::workspace::RemoteCacheSetting>,
 }
 
 /// How to reach one registry host.

@@ -48,6 +48,12 @@ const RULES: &[Rule] = &[
         tests_count: false,
     },
     Rule {
+        name: "only remote/ uses gRPC, protobuf and the async runtime",
+        matches: |code| code.crate_paths(&["tonic", "prost", "bazel_remote_apis", "tokio", "tokio_stream"]),
+        scope: Scope::OnlyIn(&["remote/"]),
+        tests_count: false,
+    },
+    Rule {
         name: "only cli/ and report/ print",
         matches: Code::printing,
         scope: Scope::OnlyIn(&["cli/", "report/"]),

@@ -44,6 +44,7 @@ mod registry_e2e;
 mod registry_faults;
 mod registry_interop;
 mod registry_safety;
+mod remote_cache;
 mod reproducibility;
 mod rootfs;
 mod rules;

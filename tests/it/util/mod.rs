@@ -5,6 +5,7 @@
 //! and `.deb` fixtures.
 
 pub mod certs;
+pub mod buildgrid;
 pub mod deb;
 pub mod faults;
 pub mod http;

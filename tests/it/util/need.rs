@@ -43,11 +43,14 @@ pub enum Need {
     Network,
     /// `openssl`, to make test CAs and certificates.
     Openssl,
+    /// BuildGrid (PyPI `buildgrid`) in the venv `scripts/setup.sh` makes,
+    /// for the remote cache tests.
+    Buildgrid,
 }
 
 impl Need {
     /// Every need, in the order `BERTH_TEST_REQUIRE=all` checks them.
-    pub const ALL: [Need; 13] = [
+    pub const ALL: [Need; 14] = [
         Need::Root,
         Need::Runc,
         Need::Busybox,
@@ -61,6 +64,7 @@ impl Need {
         Need::Faketime,
         Need::Network,
         Need::Openssl,
+        Need::Buildgrid,
     ];
 
     /// The name `BERTH_TEST_REQUIRE` uses.
@@ -79,6 +83,7 @@ impl Need {
             Need::Faketime => "faketime",
             Need::Network => "network",
             Need::Openssl => "openssl",
+            Need::Buildgrid => "buildgrid",
         }
     }
 
@@ -98,6 +103,7 @@ impl Need {
             Need::Faketime => "run `scripts/setup.sh` (Debian package `faketime`)",
             Need::Network => "give the machine a network interface with an IPv4 address",
             Need::Openssl => "run `scripts/setup.sh` (Debian package `openssl`)",
+            Need::Buildgrid => "run `scripts/setup.sh` (a venv at /opt/berth-buildgrid with PyPI `buildgrid==0.9.1`)",
         }
     }
 
@@ -123,6 +129,7 @@ impl Need {
             Need::Umoci => on_path("umoci"),
             Need::OciImageTool => on_path("oci-image-tool"),
             Need::Podman => on_path("podman"),
+            Need::Buildgrid => Path::new(super::buildgrid::BGD).is_file(),
             Need::Faketime => on_path("faketime"),
             Need::Network => non_loopback_ipv4().is_some(),
             Need::Openssl => on_path("openssl"),

@@ -1,0 +1,38 @@
+//! Errors of the remote cache. Only a bad `remote_cache(...)` URL reaches
+//! the user as an error; everything the server does wrong is a miss and a
+//! warning (the failure policy of [`RemoteCache`](crate::remote::RemoteCache)).
+
+use crate::error::{Diagnose, ErrorKind};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteError {
+    /// A URL this client cannot serve.
+    #[error("Remote cache URL `{url}` is not valid: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// The server could not be reached, timed out or answered with an error.
+    #[error("Remote cache `{remote}` failed: {message}")]
+    Unavailable { remote: String, message: String },
+    /// The server answered, but what it holds for an action cannot be
+    /// trusted (a wrong digest, a missing blob, a result that is not berth's).
+    #[error("Remote cache entry is not usable: {message}")]
+    Invalid { message: String },
+}
+
+impl Diagnose for RemoteError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RemoteError::BadUrl { .. } => ErrorKind::User,
+            RemoteError::Unavailable { .. } => ErrorKind::Environment,
+            RemoteError::Invalid { .. } => ErrorKind::Environment,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            RemoteError::BadUrl { .. } => Some(
+                "use grpc://host:port[/instance], grpcs://host:port[/instance] or oci://host[:port]/repo".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}
