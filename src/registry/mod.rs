@@ -10,6 +10,11 @@
 //! that comes off the network is checked against its digest and size before
 //! it reaches the CAS.
 //!
+//! Around that: TLS per host (a private CA, a client certificate, in
+//! `tls`), Docker Hub's names (`reference`), where a token realm may send
+//! credentials (`auth`), and where credentials come from (`credentials`:
+//! Podman's `auth.json`, Docker's `config.json`, helpers, identity tokens).
+//!
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use berth::cache::{Cas, Digest};
@@ -61,5 +66,5 @@ pub use handle::RegistryHandle;
 pub use manifest::{parse_platform, platform_satisfies, ACCEPT, MAX_MANIFEST_SIZE};
 pub use pull::PulledImage;
 pub use push::{BlobSources, PushOutcome, PushRequest};
-pub use reference::{ImageRef, Reference};
+pub use reference::{ImageRef, Reference, DOCKER_HUB};
 pub use tls::{env_key as tls_env_key, env_variable as tls_env_variable};

@@ -17,6 +17,11 @@
 //! into `_` (`127.0.0.1:5443` → `127_0_0_1_5443`). A value is a path (absolute,
 //! or relative to the workspace root) or the PEM text itself.
 //!
+//! Without the host suffix, `BERTH_REGISTRY_CA` is a CA trusted for every
+//! host that names none of its own, and `BERTH_REGISTRY_CLIENT_CERT` /
+//! `BERTH_REGISTRY_CLIENT_KEY` a client certificate for every host declared
+//! with `registry(...)` that names none (never for an undeclared host).
+//!
 //! The files are checked here, before any connection, with rustls itself, so
 //! an error names the certificate that failed and why; a client for a host
 //! with its own TLS settings is made on first use and never shared with
@@ -96,17 +101,20 @@ pub(crate) fn settings_for(
         Some(root) => root.join(path),
         None => PathBuf::from(path),
     };
-    let pick = |field: &str, written: Option<&String>| -> Option<PemSource> {
-        let variable = env_variable(field, host);
-        match std::env::var(&variable) {
-            Ok(value) if value.trim_start().starts_with("-----BEGIN") => {
-                Some(PemSource::Inline { variable, text: value })
-            }
-            Ok(value) if !value.is_empty() => {
-                Some(PemSource::File { shown: format!("`{value}` (from `${variable}`)"), path: resolve(&value) })
-            }
-            _ => written.map(|path| PemSource::File { shown: format!("`{path}`"), path: resolve(path) }),
+    let from_env = |variable: String| match std::env::var(&variable) {
+        Ok(value) if value.trim_start().starts_with("-----BEGIN") => Some(PemSource::Inline { variable, text: value }),
+        Ok(value) if !value.is_empty() => {
+            Some(PemSource::File { shown: format!("`{value}` (from `${variable}`)"), path: resolve(&value) })
         }
+        _ => None,
+    };
+    // A host's own variable, then its `registry(...)`, then the variable
+    // for all hosts (a CA for any host, a client certificate only for
+    // declared ones).
+    let pick = |field: &str, written: Option<&String>| -> Option<PemSource> {
+        from_env(env_variable(field, host))
+            .or_else(|| written.map(|path| PemSource::File { shown: format!("`{path}`"), path: resolve(path) }))
+            .or_else(|| (field == "CA" || setting.is_some()).then(|| from_env(format!("BERTH_REGISTRY_{field}")))?)
     };
     let ca = pick("CA", setting.and_then(|setting| setting.ca.as_ref()));
     let cert = pick("CLIENT_CERT", setting.and_then(|setting| setting.client_cert.as_ref()));

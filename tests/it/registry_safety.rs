@@ -2,7 +2,8 @@
 //! realm on another host (127.0.0.2 plays the attacker) never sees
 //! credentials; an https registry may not send berth to a plain-HTTP realm;
 //! a credential helper that hangs or floods is stopped; a blob download
-//! broken off mid-body resumes with `Range` and is verified.
+//! broken off mid-body resumes with `Range` and is verified; a trickling one
+//! ends at its deadline; a failing token server is retried.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -302,4 +303,38 @@ fn a_trickling_blob_download_ends_at_its_deadline() {
     // Stopped at the deadline, not retried past it.
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     assert!(cas.read_verified(&blob.digest).is_err(), "nothing cached");
+}
+
+#[test]
+fn a_failing_token_server_is_retried() {
+    if skip(&[Need::Registry]) {
+        return;
+    }
+    let registry = Registry::start();
+    let tokens = crate::util::token::TokenProxy::start(registry.port, 2, None);
+    let host = tokens.server.host();
+    let (_cache, cas) = temp_cas();
+    let image = TestImage::build(&cas, 57, &[20_000, 30_000]);
+    let no_creds = tempfile::tempdir().unwrap();
+    let client = insecure_client(&host, no_creds.path());
+    let repository = ImageRef::parse(&format!("{host}/team/flaky")).unwrap();
+    let request = PushRequest {
+        root: image.manifest,
+        media_type: OCI_MANIFEST.to_owned(),
+        destination: repository.clone(),
+        tags: vec!["v1".to_owned()],
+        sources: BlobSources::new(),
+    };
+    // Token requests fail (500s and dropped connections) while pushing and
+    // pulling, with tokens that run out after two uses.
+    tokens.token_faults.store(3, std::sync::atomic::Ordering::SeqCst);
+    client.push(&cas, &request).unwrap();
+    tokens.token_faults.store(3, std::sync::atomic::Ordering::SeqCst);
+    let (fresh_dir, fresh) = temp_cas();
+    let pulled = client.resolve(&fresh, &repository, image.manifest.digest, None, true).unwrap();
+    for layer in &pulled.layers {
+        client.fetch_blob(&fresh, &repository, layer, true).unwrap();
+    }
+    assert_eq!(tokens.token_faults.load(std::sync::atomic::Ordering::SeqCst), 0, "every fault was hit");
+    crate::util::images::assert_cas_sound(fresh_dir.path());
 }

@@ -102,6 +102,11 @@ fn tls_registry_with_a_private_ca_push_pin_and_pull_as_base() {
     from_env.env(&variable, &std::fs::read_to_string(ca.certificate()).unwrap());
     from_env.berth(&["pin", &format!("{host}/team/app:v1")]).success();
 
+    // `BERTH_REGISTRY_CA` (no host) trusts a CA for every registry.
+    let mut global = workspace(&host, "");
+    global.env("BERTH_REGISTRY_CA", ca.certificate().to_str().unwrap());
+    global.berth(&["pin", &format!("{host}/team/app:v1")]).success();
+
     // `skip_verify` trusts anything: for throwaway test registries only.
     workspace(&host, ", skip_verify = True").berth(&["pin", &format!("{host}/team/app:v1")]).success();
 
@@ -145,6 +150,13 @@ fn mtls_registry_needs_the_right_client_certificate() {
     copy(&client.certificate, &good, "certs/client.pem");
     copy(&client.key, &good, "certs/client-key.pem");
     push_pin_and_build_on(&good, &host);
+
+    // The client certificate for every declared registry, from CI secrets.
+    let mut from_env = workspace(&host, ", ca = \"certs/ca.pem\"");
+    copy(&ca.certificate(), &from_env, "certs/ca.pem");
+    from_env.env("BERTH_REGISTRY_CLIENT_CERT", client.certificate.to_str().unwrap());
+    from_env.env("BERTH_REGISTRY_CLIENT_KEY", &std::fs::read_to_string(&client.key).unwrap());
+    from_env.berth(&["pin", &format!("{host}/team/app:v1")]).success();
 
     // No client certificate: the registry ends the handshake.
     let anonymous = workspace(&host, ", ca = \"certs/ca.pem\"");

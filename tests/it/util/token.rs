@@ -22,6 +22,9 @@ pub struct TokenLog {
 pub struct TokenProxy {
     pub server: Server,
     pub log: Arc<Mutex<TokenLog>>,
+    /// The next this-many token requests fail (a 500, then a dropped
+    /// connection, alternately) before any token is handed out.
+    pub token_faults: Arc<AtomicU64>,
 }
 
 struct IssuedToken {
@@ -40,12 +43,19 @@ impl TokenProxy {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
         });
         let own_port = Arc::new(AtomicU64::new(0));
+        let token_faults = Arc::new(AtomicU64::new(0));
         let server = {
             let log = log.clone();
             let own_port = own_port.clone();
+            let token_faults = token_faults.clone();
             Server::start(move |request| {
                 let port = own_port.load(Ordering::SeqCst);
                 if request.path() == "/token" {
+                    if let Ok(left) =
+                        token_faults.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                    {
+                        return if left % 2 == 1 { Reply::Send(HttpResponse::new(500)) } else { Reply::Drop };
+                    }
                     let scopes = request.query("scope");
                     let authorization = request.header("authorization").map(str::to_owned);
                     let user = authorization
@@ -99,7 +109,7 @@ impl TokenProxy {
             })
         };
         own_port.store(server.port as u64, Ordering::SeqCst);
-        TokenProxy { server, log }
+        TokenProxy { server, log, token_faults }
     }
 }
 
