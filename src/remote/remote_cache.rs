@@ -12,7 +12,7 @@
 //! - uploads run in the background, after an action ran locally, and are
 //!   drained at the end of the build.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -356,15 +356,44 @@ impl Inner {
         let Some(remote) = grpc.client.get_action_result(&wrapped.action_digest).await? else {
             return Ok(None);
         };
-        let result = self.verify(&grpc.client, &remote).await?;
-        let downloaded = self.download(&grpc.client, capabilities, &result, cas).await?;
+        // One round trip for `output.json` and the small blobs the entry
+        // lists (those not here yet); all of it is checked below.
+        let mut prefetched = HashMap::new();
+        let output_inline =
+            remote.output_files.iter().any(|file| file.path == OUTPUT_JSON && !file.contents.is_empty());
+        if !output_inline {
+            let mut wanted = Vec::new();
+            let mut total = 0;
+            for file in &remote.output_files {
+                let Some((digest, size)) = file.digest.as_ref().and_then(from_reapi) else {
+                    continue;
+                };
+                let small = size <= capabilities.batch_limit / 4 && total + size <= capabilities.batch_limit;
+                if file.path == OUTPUT_JSON || (small && file.path.starts_with(BLOBS_DIR) && !cas.contains(&digest)) {
+                    total += size;
+                    wanted.push(to_reapi(&digest, size));
+                }
+            }
+            for (digest, data) in grpc.client.batch_read(wanted).await? {
+                if let Some(data) = data {
+                    prefetched.insert(digest.hash, data);
+                }
+            }
+        }
+        let result = self.verify(&grpc.client, &remote, &prefetched).await?;
+        let downloaded = self.download(&grpc.client, capabilities, &result, cas, &mut prefetched).await?;
         Ok(Some(RemoteHit { result, downloaded }))
     }
 
     /// The berth `ActionResult` a remote entry holds, if it is one: exit code
     /// 0, a canonical `output.json` with the right digest, and exactly its
     /// blobs among the outputs, each on the server.
-    async fn verify(&self, client: &Client, remote: &reapi::ActionResult) -> Result<ActionResult, RemoteError> {
+    async fn verify(
+        &self,
+        client: &Client,
+        remote: &reapi::ActionResult,
+        prefetched: &HashMap<String, Vec<u8>>,
+    ) -> Result<ActionResult, RemoteError> {
         let invalid = |message: String| RemoteError::Invalid { message };
         if remote.exit_code != 0 {
             return Err(invalid(format!("the action result has exit code {}", remote.exit_code)));
@@ -380,6 +409,8 @@ impl Inner {
             .ok_or_else(|| invalid(format!("`{OUTPUT_JSON}` has no valid SHA-256 digest")))?;
         let bytes = if !output.contents.is_empty() || size == 0 {
             output.contents.clone()
+        } else if let Some(bytes) = prefetched.get(&digest.hex()) {
+            bytes.clone()
         } else {
             let read = client.batch_read(vec![output.digest.clone().expect("checked above")]).await?;
             read.into_iter()
@@ -421,6 +452,7 @@ impl Inner {
         capabilities: Capabilities,
         result: &ActionResult,
         cas: &Cas,
+        prefetched: &mut HashMap<String, Vec<u8>>,
     ) -> Result<u64, RemoteError> {
         let invalid = |message: String| RemoteError::Invalid { message };
         let mut wanted = Vec::new();
@@ -438,18 +470,21 @@ impl Inner {
         // each; large ones streamed.
         let (small, large): (Vec<BlobRef>, Vec<BlobRef>) =
             wanted.into_iter().partition(|blob| blob.size <= capabilities.batch_limit / 4);
-        for batch in batches(&small, capabilities.batch_limit) {
+        let (ready, unread): (Vec<BlobRef>, Vec<BlobRef>) =
+            small.into_iter().partition(|blob| prefetched.contains_key(&blob.digest.hex()));
+        let mut batches_read = vec![ready];
+        for batch in batches(&unread, capabilities.batch_limit) {
             let read = client.batch_read(batch.iter().map(|blob| to_reapi(&blob.digest, blob.size)).collect()).await?;
-            for blob in batch {
-                let hash = blob.digest.hex();
-                let data = read.iter().find(|(digest, _)| digest.hash == hash).and_then(|(_, data)| data.as_ref());
-                let data = data.ok_or_else(|| lost(blob))?;
-                if data.len() as u64 != blob.size || Digest::of(data) != blob.digest {
-                    return Err(mismatch(blob));
-                }
-                cas.put_bytes(data).map_err(|error| invalid(error.to_string()))?;
-                downloaded += blob.size;
+            prefetched.extend(read.into_iter().filter_map(|(digest, data)| Some((digest.hash, data?))));
+            batches_read.push(batch.to_vec());
+        }
+        for blob in batches_read.iter().flatten() {
+            let data = prefetched.get(&blob.digest.hex()).ok_or_else(|| lost(blob))?;
+            if data.len() as u64 != blob.size || Digest::of(data) != blob.digest {
+                return Err(mismatch(blob));
             }
+            cas.put_bytes(data).map_err(|error| invalid(error.to_string()))?;
+            downloaded += blob.size;
         }
         for blob in &large {
             let digest = to_reapi(&blob.digest, blob.size);
