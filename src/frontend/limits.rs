@@ -22,8 +22,7 @@
 //! Time: each file has a wall-clock deadline (`--load-timeout`, default
 //! 60 s), checked by the evaluator every thousand steps and by the
 //! allocation guard every few hundred allocations and at every large one,
-//! so a loop of huge
-//! string operations inside the step budget ends too.
+//! so a loop of huge string operations inside the step budget ends too.
 //!
 //! Values: `json.encode` recurses once per nesting level on the native
 //! stack; `check_value_depth` refuses values nested deeper than
