@@ -4,6 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    berth_fuzz_entry::short_deadline();
     berth_fuzz_entry::starlark_workspace(data);
 });
 

@@ -45,6 +45,12 @@ pub fn oci_json(data: &[u8]) {
     }
 }
 
+/// A short per-file deadline, so a slow input is an error, not a hang
+/// (the fuzz targets set it; the regression test keeps the default).
+pub fn short_deadline() {
+    berth::frontend::set_load_timeout(std::time::Duration::from_secs(2));
+}
+
 /// Evaluates `data` as a `WORKSPACE.star`.
 pub fn starlark_workspace(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {

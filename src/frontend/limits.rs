@@ -21,8 +21,8 @@
 //!
 //! Time: each file has a wall-clock deadline (`--load-timeout`, default
 //! 60 s), checked by the evaluator every thousand steps and by the
-//! allocation guard every few hundred allocations, so a loop of huge
-//! string operations inside the step budget ends too.
+//! allocation guard every few hundred allocations and at every large one,
+//! so a loop of huge string operations inside the step budget ends too.
 //!
 //! Values: `json.encode` recurses once per nesting level on the native
 //! stack; `check_value_depth` refuses values nested deeper than
@@ -68,6 +68,8 @@ pub(crate) const MAX_VALUE_DEPTH: usize = 100;
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often (in allocations) the guard looks at the clock.
 const DEADLINE_CHECK_PERIOD: u32 = 256;
+/// Allocations at least this large always look at the clock.
+const LARGE_ALLOCATION: usize = 1 << 20;
 
 /// `--load-timeout`, in milliseconds (0: not set, the default applies).
 static LOAD_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
@@ -319,12 +321,17 @@ fn account(size: usize, grown: isize) {
             refuse(file, Refusal::Live);
         }
     }
-    let look = SINCE_CLOCK.try_with(|cell| {
-        let count = cell.get() + 1;
-        cell.set(if count >= DEADLINE_CHECK_PERIOD { 0 } else { count });
-        count >= DEADLINE_CHECK_PERIOD
-    });
-    if look.unwrap_or(false) {
+    // Every few hundred allocations, and at every large one (next to
+    // filling a MiB, reading the clock costs nothing).
+    let look = size >= LARGE_ALLOCATION
+        || SINCE_CLOCK
+            .try_with(|cell| {
+                let count = cell.get() + 1;
+                cell.set(if count >= DEADLINE_CHECK_PERIOD { 0 } else { count });
+                count >= DEADLINE_CHECK_PERIOD
+            })
+            .unwrap_or(false);
+    if look {
         if let Ok(Some(deadline)) = DEADLINE.try_with(Cell::get) {
             if Instant::now() >= deadline {
                 refuse(file, Refusal::Timeout);
