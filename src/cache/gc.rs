@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use crate::cache::error::io_at;
 use crate::cache::{ActionResult, CacheError, CacheLock, Digest};
+use crate::sys;
 
 /// Counts and sizes of what the cache holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -96,8 +97,13 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
         return Err(CacheError::NotExclusive);
     }
     let mut report = GcReport::default();
-    // No build runs: whatever sits in the temp and scratch dirs is a leftover.
-    for dir in ["tmp", "scratch", "cas/tmp"] {
+    // No build runs (the lock says so): a mount under the cache is a
+    // container root a killed berth left. Detach it before removing
+    // anything, so nothing below is emptied through it.
+    sys::unmount_below(cache_dir).map_err(io_at(cache_dir))?;
+    // No build runs: whatever sits in the temp, scratch and run dirs is a
+    // leftover.
+    for dir in ["tmp", "scratch", "run", "cas/tmp"] {
         let dir = cache_dir.join(dir);
         let size = dir_size(&dir)?;
         if size > 0 || dir.exists() {
@@ -167,7 +173,7 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
         let size = dir_size(&dir)?;
         let blob_gone = !cache_dir.join("cas").join("sha256").join(&hex).exists();
         if blob_gone || current + size > max_size {
-            fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+            sys::remove_tree(&dir).map_err(io_at(&dir))?;
             let _ = fs::remove_file(cache_dir.join("layers").join(format!("{hex}.lock")));
             report.removed_bytes += size;
         } else {
@@ -248,8 +254,8 @@ fn remove_children(dir: &Path) -> Result<(), CacheError> {
     };
     for entry in entries {
         let path = entry.map_err(io_at(dir))?.path();
-        let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-        result.map_err(io_at(&path))?;
+        // Never descends into a mount, and copes with read-only directories.
+        sys::remove_tree(&path).map_err(io_at(&path))?;
     }
     Ok(())
 }

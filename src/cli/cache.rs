@@ -57,6 +57,8 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
                     CacheLock::exclusive(&dir)?
                 }
             };
+            // Containers a killed berth left go before their roots do.
+            crate::exec::sweep(&dir, None);
             let report = gc(&dir, max_size, &lock)?;
             stdout.print(format_args!(
                 "Removed {} action cache entries and {} blobs ({}); the cache holds {}\n",

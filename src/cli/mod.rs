@@ -63,6 +63,16 @@ pub fn main() -> i32 {
             return if error.use_stderr() { 2 } else { 0 };
         }
     };
+    // SIGINT, SIGTERM, SIGHUP: delete running containers, unmount their
+    // roots, exit 130/143/129.
+    crate::exec::install_signal_handlers(|signal| {
+        let name = match signal {
+            crate::sys::SIGINT => "SIGINT",
+            crate::sys::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        };
+        eprintln!("error: Interrupted by {name}; running containers were deleted");
+    });
     let result = match cli.command {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Run(args) => run::run(args, &cli.global),

@@ -6,6 +6,7 @@
 
 mod error;
 mod history;
+mod lifecycle;
 mod rootfs;
 mod run_image;
 mod runc;
@@ -16,6 +17,7 @@ mod settings;
 
 pub use error::ExecError;
 pub use history::{explain, ActionExplanation, ActionName, BuildLog, HistoryError, LoggedAction, LoggedInput, Reason};
+pub use lifecycle::{install_signal_handlers, owner, sweep, SweepReport};
 pub use rootfs::{RootFs, RootFsError, StackMode};
 pub use run_image::{run_image, RunDir, RunImageRequest};
 pub use runc::{config as runc_config, Container, Limits, Runc, RuncError};

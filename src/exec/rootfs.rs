@@ -11,6 +11,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 use crate::error::{Diagnose, ErrorKind};
+use crate::exec::lifecycle::{self, LiveMount};
 use crate::oci::{is_opaque_dir, is_whiteout, ExtractedLayer};
 use crate::sys;
 
@@ -58,6 +59,9 @@ pub struct RootFs {
     dir: PathBuf,
     merged: PathBuf,
     overlay: bool,
+    /// The overlay mount, registered so a termination signal detaches it
+    /// (`exec::lifecycle`); dropped after the unmount.
+    live: Option<LiveMount>,
 }
 
 impl RootFs {
@@ -69,7 +73,7 @@ impl RootFs {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at(dir))?;
         let merged = dir.join("merged");
         fs::DirBuilder::new().mode(0o755).create(&merged).map_err(io_at(&merged))?;
-        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false };
+        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false, live: None };
         if mode != StackMode::Copy {
             match rootfs.mount_overlay(layers) {
                 Ok(()) => {
@@ -97,7 +101,7 @@ impl RootFs {
         self.overlay
     }
 
-    fn mount_overlay(&self, layers: &[ExtractedLayer]) -> Result<(), RootFsError> {
+    fn mount_overlay(&mut self, layers: &[ExtractedLayer]) -> Result<(), RootFsError> {
         // Short names keep the option string under the page-size limit of
         // mount(2) for deep stacks, whatever the cache path is.
         let lower_dir = self.dir.join("l");
@@ -126,7 +130,10 @@ impl RootFs {
         if options.len() >= 4096 {
             return Err(RootFsError::Overlay { reason: format!("{} layers are too many for one mount", layers.len()) });
         }
-        sys::mount_overlay(&self.merged, &options).map_err(|error| RootFsError::Overlay { reason: error.to_string() })
+        let (live, mounted) = lifecycle::mount(&self.merged, &self.dir, || sys::mount_overlay(&self.merged, &options));
+        mounted.map_err(|error| RootFsError::Overlay { reason: error.to_string() })?;
+        self.live = Some(live);
+        Ok(())
     }
 }
 
@@ -137,7 +144,9 @@ impl Drop for RootFs {
             // cleanup) from happening.
             let _ = sys::unmount_detached(&self.merged);
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        // Never into a mount that is still there.
+        let _ = sys::remove_tree(&self.dir);
+        self.live = None;
     }
 }
 

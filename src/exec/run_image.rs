@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::actions::{merge_env, ExecutionContext, ImageRuntimeConfig, Process, Stdio};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
+use crate::exec::lifecycle;
+use crate::sys;
 
 /// A fresh private directory for one container run under `<cache>/run/`,
 /// removed when dropped.
@@ -19,8 +21,10 @@ impl RunDir {
         let runs = cache_dir.join("run");
         std::fs::create_dir_all(&runs)
             .map_err(|error| Error::environment(format!("Cannot create `{}`: {error}", runs.display())))?;
-        let dir = runs.join(format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&dir);
+        // The owner in the name lets a later command's sweep remove what a
+        // killed berth left (`exec::lifecycle::sweep`).
+        let dir = runs.join(format!("{}-{}", lifecycle::owner(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let _ = sys::remove_tree(&dir);
         Ok(RunDir(dir))
     }
 
@@ -31,7 +35,7 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = sys::remove_tree(&self.0);
     }
 }
 

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::actions::{Outcome, Stdio};
 use crate::error::{Diagnose, ErrorKind};
+use crate::exec::lifecycle;
 use crate::sys::{self, Signal};
 
 /// Where runc keeps container state when run as root without `--root`.
@@ -165,11 +166,16 @@ impl Runc {
         command.arg("run").arg("--bundle").arg(bundle).arg(&id);
         // berth turns transparent huge pages off for itself (main.rs), and
         // children inherit that: the container gets the machine's setting.
+        // runc dies with the thread that started it (which waits for it), so
+        // a killed berth leaves no runc behind; its container is deleted by
+        // the signal handler or, after SIGKILL, by the next command's sweep
+        // (`exec::lifecycle`).
         // SAFETY: the hook only calls prctl, which is async-signal-safe and
         // changes only the child.
         unsafe {
             command.pre_exec(|| {
                 sys::restore_transparent_huge_pages();
+                sys::kill_when_parent_dies();
                 Ok(())
             });
         }
@@ -182,12 +188,13 @@ impl Runc {
                 command.stdin(process::Stdio::null()).stdout(process::Stdio::piped()).stderr(process::Stdio::piped())
             }
         };
-        let mut child = command.spawn().map_err(|source| RuncError::Spawn { runc: self.path.clone(), source })?;
-        let guard = DeleteOnDrop { runc: self, id: &id };
         // With stdio attached, Ctrl-C reaches runc too (same process group),
-        // which forwards it to the container; berth waits for the container
-        // to end so it can unmount and delete behind it.
-        let _interrupts = (stdio == Stdio::Inherit).then(sys::IgnoreInterrupts::new);
+        // which forwards it to the container; berth's handler leaves SIGINT
+        // to it and waits for the container to end so it can unmount and
+        // delete behind it.
+        let (_live, spawned) = lifecycle::start_container(&self.path, &id, stdio == Stdio::Inherit, || command.spawn());
+        let mut child = spawned.map_err(|source| RuncError::Spawn { runc: self.path.clone(), source })?;
+        let guard = DeleteOnDrop { runc: self, id: &id };
         let readers = [child.stdout.take().map(capture), child.stderr.take().map(capture)];
         let pid = child.id();
         let (sender, receiver) = mpsc::channel();
@@ -287,11 +294,12 @@ fn is_executable(path: &Path) -> bool {
     path.metadata().is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
 }
 
-/// A container id nobody else uses: berth's pid, a counter and a random part.
+/// A container id nobody else uses: its owner (`exec::lifecycle::owner`,
+/// which the sweep reads back), a counter and a random part.
 fn container_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let random = RandomState::new().build_hasher().finish();
-    format!("berth-{}-{}-{:08x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), random as u32)
+    format!("berth-{}-{}-{:08x}", lifecycle::owner(), COUNTER.fetch_add(1, Ordering::Relaxed), random as u32)
 }
 
 /// Docker's default capability set.

@@ -40,7 +40,7 @@
 //! to, so path-based checks cannot race with another writer.
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -139,6 +139,10 @@ pub struct ExtractedLayer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnpackStats {
     pub entries: u64,
+    /// Steps through the tree of known directories (one per path component
+    /// looked up or added, one per replaced directory): linear in the
+    /// archive, which `tests/it/extract_linear.rs` checks.
+    pub dir_steps: u64,
     pub bytes: u64,
     pub skipped_devices: u64,
     pub opaque_root: bool,
@@ -302,7 +306,7 @@ fn unpack_counted<R: Read>(
         GuardedReader { inner: decoder, hasher: sha2::Sha256::new(), count: 0, limits, compressed, tripped: None };
     let mut archive = tar::Archive::new(guarded);
     let mut unpacker =
-        Unpacker { root: root.to_path_buf(), limits, stats: UnpackStats::default(), dirs: HashSet::new() };
+        Unpacker { root: root.to_path_buf(), limits, stats: UnpackStats::default(), dirs: DirTree::default() };
     let result = unpacker.run(&mut archive);
     let mut guarded = archive.into_inner();
     if let Some(error) = guarded.tripped.take() {
@@ -482,8 +486,40 @@ struct Unpacker<'l> {
     root: PathBuf,
     limits: &'l ExtractLimits,
     stats: UnpackStats,
-    /// Root-relative paths already checked to be real directories.
-    dirs: HashSet<PathBuf>,
+    /// The directories already checked to be real directories of this
+    /// layer, as a tree of names: each entry costs one lookup per path
+    /// component, and replacing a directory drops its subtree in one step,
+    /// so extraction is linear in the archive (a set of whole paths hashed
+    /// every prefix of every path and was scanned whole per replaced
+    /// directory: 51 s for 40,000 replaced directories).
+    dirs: DirTree,
+}
+
+/// A directory known to this layer's extraction, and its known subdirectories.
+#[derive(Debug, Default)]
+struct DirTree {
+    children: HashMap<Box<[u8]>, DirTree>,
+}
+
+impl DirTree {
+    /// The node of `components`, if every one of them is known.
+    fn get(&self, components: &[Vec<u8>], steps: &mut u64) -> Option<&DirTree> {
+        let mut node = self;
+        for component in components {
+            *steps += 1;
+            node = node.children.get(component.as_slice())?;
+        }
+        Some(node)
+    }
+
+    fn get_mut(&mut self, components: &[Vec<u8>], steps: &mut u64) -> Option<&mut DirTree> {
+        let mut node = self;
+        for component in components {
+            *steps += 1;
+            node = node.children.get_mut(component.as_slice())?;
+        }
+        Some(node)
+    }
 }
 
 impl Unpacker<'_> {
@@ -597,58 +633,79 @@ impl Unpacker<'_> {
     /// Makes sure every parent of an entry is a real directory of this layer,
     /// creating missing ones (0755, root). Refuses to go through a symlink.
     fn parents(&mut self, parents: &[Vec<u8>], shown: &str) -> Result<PathBuf, ExtractError> {
-        let mut relative = PathBuf::new();
-        for component in parents {
-            relative.push(std::ffi::OsStr::from_bytes(component));
-            if self.dirs.contains(&relative) {
-                continue;
+        let mut path = self.root.clone();
+        let mut node = &mut self.dirs;
+        for (index, component) in parents.iter().enumerate() {
+            path.push(std::ffi::OsStr::from_bytes(component));
+            self.stats.dir_steps += 1;
+            if !node.children.contains_key(component.as_slice()) {
+                let relative =
+                    || parents[..=index].iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join("/");
+                match lstat(&path)? {
+                    None => {
+                        fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
+                    }
+                    Some(metadata) if metadata.is_dir() => {}
+                    Some(metadata) if is_whiteout(&metadata) => {
+                        // A directory whited out and recreated in this layer:
+                        // it replaces the lower one.
+                        fs::remove_file(&path).map_err(io_at(&path))?;
+                        fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
+                        set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
+                    }
+                    Some(metadata) if metadata.file_type().is_symlink() => {
+                        return Err(ExtractError::Refused {
+                            path: shown.to_owned(),
+                            reason: format!(
+                                "goes through the symlink `{}`; nothing is written through a symlink",
+                                relative()
+                            ),
+                        });
+                    }
+                    Some(_) => {
+                        return Err(ExtractError::Refused {
+                            path: shown.to_owned(),
+                            reason: format!("is below `{}`, which is not a directory", relative()),
+                        });
+                    }
+                }
+                node.children.insert(component.clone().into_boxed_slice(), DirTree::default());
             }
-            let path = self.root.join(&relative);
-            match lstat(&path)? {
-                None => {
-                    fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
-                }
-                Some(metadata) if metadata.is_dir() => {}
-                Some(metadata) if is_whiteout(&metadata) => {
-                    // A directory whited out and recreated in this layer:
-                    // it replaces the lower one.
-                    fs::remove_file(&path).map_err(io_at(&path))?;
-                    fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
-                    set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
-                }
-                Some(metadata) if metadata.file_type().is_symlink() => {
-                    return Err(ExtractError::Refused {
-                        path: shown.to_owned(),
-                        reason: format!(
-                            "goes through the symlink `{}`; nothing is written through a symlink",
-                            relative.display()
-                        ),
-                    });
-                }
-                Some(_) => {
-                    return Err(ExtractError::Refused {
-                        path: shown.to_owned(),
-                        reason: format!("is below `{}`, which is not a directory", relative.display()),
-                    });
-                }
-            }
-            self.dirs.insert(relative.clone());
+            node = node.children.get_mut(component.as_slice()).expect("known or just added");
         }
-        Ok(self.root.join(relative))
+        Ok(path)
     }
 
-    /// Removes whatever an earlier entry of this layer left at `path`.
-    fn clear(&mut self, path: &Path) -> Result<(), ExtractError> {
+    /// Removes whatever an earlier entry of this layer left at `path` (the
+    /// entry `components`).
+    fn clear(&mut self, components: &[Vec<u8>], path: &Path) -> Result<(), ExtractError> {
         match lstat(path)? {
             None => Ok(()),
             Some(metadata) if metadata.is_dir() => {
                 // `remove_dir_all` does not follow symlinks inside the tree.
                 fs::remove_dir_all(path).map_err(io_at(path))?;
-                let relative = path.strip_prefix(&self.root).unwrap_or(path).to_path_buf();
-                self.dirs.retain(|dir| !dir.starts_with(&relative));
+                self.forget_dir(components);
                 Ok(())
             }
             Some(_) => fs::remove_file(path).map_err(io_at(path)),
+        }
+    }
+
+    /// Drops the directory `components` and everything known below it.
+    fn forget_dir(&mut self, components: &[Vec<u8>]) {
+        let Some((name, parents)) = components.split_last() else { return };
+        self.stats.dir_steps += 1;
+        if let Some(parent) = self.dirs.get_mut(parents, &mut self.stats.dir_steps) {
+            parent.children.remove(name.as_slice());
+        }
+    }
+
+    /// Records the directory `components` (whose parents are known).
+    fn remember_dir(&mut self, components: &[Vec<u8>]) {
+        let Some((name, parents)) = components.split_last() else { return };
+        self.stats.dir_steps += 1;
+        if let Some(parent) = self.dirs.get_mut(parents, &mut self.stats.dir_steps) {
+            parent.children.entry(name.clone().into_boxed_slice()).or_default();
         }
     }
 
@@ -674,14 +731,13 @@ impl Unpacker<'_> {
             }
             existing => {
                 if existing.is_some() {
-                    self.clear(&path)?;
+                    self.clear(components, &path)?;
                 }
                 fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_at(&path))?;
             }
         }
         owner.apply(&path)?;
-        let relative = path.strip_prefix(&self.root).unwrap_or(&path).to_path_buf();
-        self.dirs.insert(relative);
+        self.remember_dir(components);
         Ok(())
     }
 
@@ -725,7 +781,7 @@ impl Unpacker<'_> {
     ) -> Result<(), ExtractError> {
         let (name, parents) = components.split_last().expect("a file has a name");
         let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
-        self.clear(&path)?;
+        self.clear(components, &path)?;
         let mut file = sys::open_nofollow(OpenOptions::new().write(true).create_new(true).mode(0o600), &path)
             .map_err(io_at(&path))?;
         io::copy(entry, &mut file).map_err(|source| match source.kind() {
@@ -759,7 +815,7 @@ impl Unpacker<'_> {
     ) -> Result<(), ExtractError> {
         let (name, parents) = components.split_last().expect("a symlink has a name");
         let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
-        self.clear(&path)?;
+        self.clear(components, &path)?;
         // Stored as written: it is only ever resolved inside the container,
         // where `/` and `..` at the top are the root.
         std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path).map_err(io_at(&path))?;
@@ -775,10 +831,10 @@ impl Unpacker<'_> {
         // The target must be an entry this layer already extracted, reached
         // through real directories only.
         let mut relative = PathBuf::new();
-        for component in target_parents {
+        for (index, component) in target_parents.iter().enumerate() {
             relative.push(std::ffi::OsStr::from_bytes(component));
-            let is_dir = self.dirs.contains(&relative)
-                || lstat(&self.root.join(&relative))?.is_some_and(|metadata| metadata.is_dir());
+            let known = self.dirs.get(&target_parents[..=index], &mut self.stats.dir_steps).is_some();
+            let is_dir = known || lstat(&self.root.join(&relative))?.is_some_and(|metadata| metadata.is_dir());
             if !is_dir {
                 return Err(refuse(format!(
                     "is a hard link through `{}`, which is not a directory of this layer",
@@ -800,7 +856,7 @@ impl Unpacker<'_> {
         if path == source {
             return Ok(());
         }
-        self.clear(&path)?;
+        self.clear(components, &path)?;
         // linkat without AT_SYMLINK_FOLLOW: a link to a symlink links the
         // symlink itself, never what it points at.
         fs::hard_link(&source, &path).map_err(io_at(&path))
@@ -809,7 +865,7 @@ impl Unpacker<'_> {
     fn fifo(&mut self, components: &[Vec<u8>], owner: Owner, shown: &str) -> Result<(), ExtractError> {
         let (name, parents) = components.split_last().expect("a fifo has a name");
         let path = self.parents(parents, shown)?.join(std::ffi::OsStr::from_bytes(name));
-        self.clear(&path)?;
+        self.clear(components, &path)?;
         sys::make_fifo(&path).map_err(io_at(&path))?;
         owner.apply(&path)
     }

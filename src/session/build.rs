@@ -47,6 +47,9 @@ impl<'a> Session<'a> {
     pub fn open(cwd: &Path, options: SessionOptions, reporter: &'a dyn Reporter) -> Result<Session<'a>> {
         let workspace = crate::frontend::discover_workspace(cwd)?;
         let cache = Cache::open(&options.cache_dir)?;
+        // What berth processes killed with SIGKILL left in this cache (and
+        // their containers) goes before this one adds its own.
+        crate::exec::sweep(cache.dir(), workspace.settings.runc.as_deref());
         let registry = RegistryHandle::new(ClientOptions {
             registries: workspace.settings.registries.clone(),
             offline: options.offline,

@@ -1,0 +1,259 @@
+//! A container never outlives berth: berth killed with SIGTERM, SIGINT or
+//! SIGKILL while a step runs leaves no container (`runc list`), no mount
+//! (`/proc/self/mountinfo`) and no process of the step behind, at once for
+//! the catchable signals and after the next command's sweep for SIGKILL;
+//! `berth cache gc` and `berth clean --cache` succeed afterwards.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::need::skip;
+use crate::util::runc::{serial, BUSYBOX, CONTAINER};
+use crate::util::workspace::TestWorkspace;
+
+/// A workspace whose `//app:long` step sleeps for `marker` seconds (the
+/// number marks its processes) and whose `//app:shell` image runs a shell.
+fn workspace(marker: u32) -> TestWorkspace {
+    let workspace = TestWorkspace::new();
+    workspace.bytes("app/busybox", &std::fs::read(BUSYBOX).unwrap());
+    workspace.file(
+        "app/BUILD.star",
+        &format!(
+            r#"
+oci_layer(
+    name = "busybox_layer",
+    files = {{"/bin/busybox": "busybox"}},
+    symlinks = {{"/bin/" + applet: "busybox" for applet in ["sh", "sleep", "mkdir"]}},
+    mode = "0755",
+)
+
+oci_image_build(
+    name = "shell",
+    layers = [":busybox_layer"],
+    entrypoint = ["/bin/sh", "-c"],
+    cmd = ["sleep {marker}"],
+)
+
+oci_build_layer(
+    name = "long",
+    base = ":shell",
+    command = ["mkdir -p /out", "sleep {marker}"],
+    outputs = ["/out"],
+)
+"#
+        ),
+    );
+    workspace
+}
+
+fn containers_of(pid: u32) -> Vec<String> {
+    let output = Command::new("runc").args(["list", "--quiet"]).output().unwrap();
+    let prefix = format!("berth-{pid}.");
+    String::from_utf8_lossy(&output.stdout).lines().filter(|id| id.starts_with(&prefix)).map(str::to_owned).collect()
+}
+
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&dir))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Pids of processes running `sleep MARKER`.
+fn sleepers(marker: u32) -> Vec<u32> {
+    let wanted = format!("sleep\0{marker}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline.ends_with(wanted.as_bytes()))
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill has no memory preconditions; the pid is our own child,
+    // not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+}
+
+/// Starts `berth ARGS` and waits until its container runs the marked sleep.
+fn start_step(workspace: &TestWorkspace, args: &[&str], marker: u32) -> Child {
+    let mut child = workspace.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let start = Instant::now();
+    while containers_of(pid).is_empty() || sleepers(marker).is_empty() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("berth ended before its container ran: {status}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no container of berth {pid} ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// Nothing of berth `pid` left: containers, mounts under the cache, the
+/// step's processes.
+fn assert_nothing_left(workspace: &TestWorkspace, pid: u32, marker: u32) {
+    assert_eq!(containers_of(pid), Vec::<String>::new(), "containers left");
+    assert_eq!(mounts_below(workspace.root()), Vec::<String>::new(), "mounts left");
+    // A killed process may take a moment to be reaped by init.
+    wait_until("the step's processes to go", Duration::from_secs(10), || sleepers(marker).is_empty());
+}
+
+/// gc and clean --cache work on what is left (the issue: "Device or
+/// resource busy" forever after one leaked mount).
+fn assert_cache_commands_work(workspace: &TestWorkspace) {
+    workspace.berth(&["--console", "none", "cache", "gc", "--max-size", "0"]).success();
+    workspace.berth(&["--console", "none", "clean", "--cache"]).success();
+    assert_eq!(mounts_below(workspace.root()), Vec::<String>::new());
+}
+
+#[test]
+fn sigterm_during_a_step_deletes_its_container_and_exits_143() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2911;
+    let workspace = workspace(marker);
+    let child = start_step(&workspace, &["--console", "none", "build", "//app:long"], marker);
+    let pid = child.id();
+    signal(&child, libc::SIGTERM);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Interrupted by SIGTERM"));
+    assert_nothing_left(&workspace, pid, marker);
+    assert_cache_commands_work(&workspace);
+}
+
+#[test]
+fn sigint_during_a_step_deletes_its_container_and_exits_130() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2912;
+    let workspace = workspace(marker);
+    let child = start_step(&workspace, &["--console", "none", "build", "//app:long"], marker);
+    let pid = child.id();
+    signal(&child, libc::SIGINT);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_nothing_left(&workspace, pid, marker);
+}
+
+#[test]
+fn sigterm_during_berth_run_deletes_its_container() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2913;
+    let workspace = workspace(marker);
+    let child = start_step(&workspace, &["--console", "none", "run", "//app:shell"], marker);
+    let pid = child.id();
+    signal(&child, libc::SIGTERM);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_nothing_left(&workspace, pid, marker);
+}
+
+#[test]
+fn sigkill_during_a_step_is_swept_by_the_next_command() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2914;
+    let workspace = workspace(marker);
+    let mut child = start_step(&workspace, &["--console", "none", "build", "//app:long"], marker);
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The cache commands sweep first: the dead berth's container goes, then
+    // its root is unmounted and removed.
+    assert_cache_commands_work(&workspace);
+    assert_nothing_left(&workspace, pid, marker);
+}
+
+#[test]
+fn a_build_after_sigkill_sweeps_and_rebuilds() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2915;
+    let workspace = workspace(marker);
+    let mut child = start_step(&workspace, &["--console", "none", "build", "//app:long"], marker);
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Any command that opens the cache sweeps before it builds.
+    workspace.berth(&["--console", "none", "build", "//app:shell"]).success();
+    assert_nothing_left(&workspace, pid, marker);
+    let scratch = workspace.root().join(".cache/scratch");
+    let left: Vec<_> =
+        std::fs::read_dir(&scratch).map(|dir| dir.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "scratch dirs of the killed berth left: {left:?}");
+}
+
+/// A seeded campaign: berth killed with SIGKILL or SIGTERM at a random
+/// moment (extraction, stacking, the step itself). `BERTH_KILL_LOOPS` sets
+/// the count (`bench/lifecycle/kill_loop.sh` runs 50), `BERTH_KILL_SEED`
+/// the seed.
+#[test]
+fn killed_at_random_moments_leaves_nothing() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let loops: u32 = std::env::var("BERTH_KILL_LOOPS").ok().and_then(|text| text.parse().ok()).unwrap_or(4);
+    let mut seed: u64 = std::env::var("BERTH_KILL_SEED").ok().and_then(|text| text.parse().ok()).unwrap_or(14);
+    let mut random = move |bound: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % bound
+    };
+    let marker = 2916;
+    let workspace = workspace(marker);
+    for round in 0..loops {
+        // A fresh cache half of the time, so extraction is among the moments.
+        if random(2) == 0 {
+            workspace.berth(&["--console", "none", "clean", "--cache"]).success();
+        }
+        let mut child =
+            workspace.command(&["--console", "none", "build", "//app:long"]).stderr(Stdio::null()).spawn().unwrap();
+        let pid = child.id();
+        std::thread::sleep(Duration::from_millis(50 + random(1500)));
+        let kill = random(2) == 0;
+        if kill {
+            child.kill().unwrap();
+        } else {
+            signal(&child, libc::SIGTERM);
+        }
+        let status = child.wait().unwrap();
+        if !kill {
+            // 143 from the handler; a SIGTERM that came before berth
+            // installed it killed berth before it started anything.
+            use std::os::unix::process::ExitStatusExt;
+            assert!(status.code() == Some(143) || status.signal() == Some(libc::SIGTERM), "round {round}: {status}");
+        }
+        workspace.berth(&["--console", "none", "cache", "gc", "--max-size", "0"]).success();
+        assert_nothing_left(&workspace, pid, marker);
+    }
+    assert_cache_commands_work(&workspace);
+}
