@@ -9,6 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::error::{Diagnose, ErrorKind};
 use crate::exec::lifecycle::{self, LiveMount};
@@ -33,11 +34,16 @@ pub enum RootFsError {
     Io { path: PathBuf, source: io::Error },
     #[error("Cannot mount overlayfs for a container root: {reason}")]
     Overlay { reason: String },
+    #[error("The deadline passed while copying the layers into a root filesystem")]
+    DeadlinePassed,
 }
 
 impl Diagnose for RootFsError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::Environment
+        match self {
+            RootFsError::DeadlinePassed => ErrorKind::User,
+            _ => ErrorKind::Environment,
+        }
     }
 
     fn hint(&self) -> Option<String> {
@@ -66,8 +72,14 @@ pub struct RootFs {
 
 impl RootFs {
     /// Stacks `layers` (lowest first) under `dir`, which must not exist yet.
-    /// A layer whose root was opaque hides every layer below it.
-    pub fn stack(layers: &[ExtractedLayer], dir: &Path, mode: StackMode) -> Result<RootFs, RootFsError> {
+    /// A layer whose root was opaque hides every layer below it. A copy
+    /// checks `deadline` before each directory.
+    pub fn stack(
+        layers: &[ExtractedLayer],
+        dir: &Path,
+        mode: StackMode,
+        deadline: Option<Instant>,
+    ) -> Result<RootFs, RootFsError> {
         let start = layers.iter().rposition(|layer| layer.opaque_root).unwrap_or(0);
         let layers = &layers[start..];
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at(dir))?;
@@ -86,7 +98,7 @@ impl RootFs {
         }
         for layer in layers {
             let mut links = HashMap::new();
-            apply_layer(&layer.root, &rootfs.merged, &mut links)?;
+            apply_layer(&layer.root, &rootfs.merged, &mut links, deadline)?;
         }
         Ok(rootfs)
     }
@@ -178,7 +190,15 @@ fn set_owner_mode(path: &Path, metadata: &fs::Metadata) -> Result<(), RootFsErro
 /// whiteouts delete, opaque directories replace, everything else replaces
 /// or merges. Hard links of the layer stay hard links (`links`: source inode
 /// → first copy). Symlinks are copied as symlinks, never followed.
-fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> Result<(), RootFsError> {
+fn apply_layer(
+    src: &Path,
+    dst: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+    deadline: Option<Instant>,
+) -> Result<(), RootFsError> {
+    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        return Err(RootFsError::DeadlinePassed);
+    }
     let mut entries: Vec<_> = fs::read_dir(src).map_err(io_at(src))?.collect::<Result<_, _>>().map_err(io_at(src))?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
@@ -202,7 +222,7 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
                 }
                 None => fs::DirBuilder::new().mode(0o700).create(&to).map_err(io_at(&to))?,
             }
-            apply_layer(&from, &to, links)?;
+            apply_layer(&from, &to, links, deadline)?;
             set_owner_mode(&to, &metadata)?;
             continue;
         }

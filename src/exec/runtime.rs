@@ -12,8 +12,8 @@ use crate::actions::{check_deadline, ContainerRoot, ContainerRuntime, Outcome, P
 use crate::cache::{Cas, Digest};
 use crate::error::Error;
 use crate::exec::runc::start_error;
-use crate::exec::{Container, Limits, RootFs, Runc, StackMode};
-use crate::oci::{ExtractLimits, ExtractedLayer, LayerStore};
+use crate::exec::{Container, Limits, RootFs, RootFsError, Runc, StackMode};
+use crate::oci::{ExtractError, ExtractLimits, ExtractedLayer, LayerStore};
 
 /// Containers with runc: the `runc(path)` setting (else `PATH`) and how to
 /// stack roots.
@@ -51,8 +51,8 @@ impl ContainerRuntime for RuncRuntime {
     }
 
     /// In parallel, keeping order. The deadline is checked before each
-    /// layer and after the last: a layer being extracted when it passes is
-    /// finished (and kept in the store for the next step).
+    /// layer, before each entry of a layer being extracted (the half-made
+    /// layer is removed; the next step extracts it again) and after the last.
     fn extract(
         &self,
         store: &LayerStore,
@@ -61,12 +61,15 @@ impl ContainerRuntime for RuncRuntime {
         deadline: Option<Instant>,
     ) -> Result<Vec<ExtractedLayer>, RuntimeError> {
         const STAGE: &str = "extracting the base layers";
-        let limits = ExtractLimits::default();
+        let limits = ExtractLimits { deadline, ..ExtractLimits::default() };
         let layers = digests
             .par_iter()
             .map(|digest| {
                 check_deadline(deadline, STAGE)?;
-                store.extract(cas, digest, &limits).map_err(|error| RuntimeError::Failed(Error::from(error)))
+                store.extract(cas, digest, &limits).map_err(|error| match error {
+                    ExtractError::DeadlinePassed { .. } => RuntimeError::DeadlinePassed { stage: STAGE },
+                    error => RuntimeError::Failed(Error::from(error)),
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         check_deadline(deadline, STAGE)?;
@@ -80,7 +83,10 @@ impl ContainerRuntime for RuncRuntime {
         deadline: Option<Instant>,
     ) -> Result<Box<dyn ContainerRoot>, RuntimeError> {
         check_deadline(deadline, "stacking the root filesystem")?;
-        let root = RootFs::stack(layers, dir, self.stack).map_err(|error| RuntimeError::Failed(error.into()))?;
+        let root = RootFs::stack(layers, dir, self.stack, deadline).map_err(|error| match error {
+            RootFsError::DeadlinePassed => RuntimeError::DeadlinePassed { stage: "stacking the root filesystem" },
+            error => RuntimeError::Failed(error.into()),
+        })?;
         check_deadline(deadline, "stacking the root filesystem")?;
         Ok(Box::new(root))
     }

@@ -48,6 +48,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use sha2::Digest as _;
 
@@ -73,6 +74,9 @@ pub struct ExtractLimits {
     /// Decompressed bytes always allowed whatever the ratio (small layers of
     /// zeros compress very well and are legitimate).
     pub ratio_slack_bytes: u64,
+    /// When extraction must have finished (the deadline of the step that
+    /// needs the layer); checked before every entry. `None`: no deadline.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for ExtractLimits {
@@ -84,6 +88,7 @@ impl Default for ExtractLimits {
             max_pax_bytes: 1 << 20,
             max_ratio: 1000,
             ratio_slack_bytes: 64 << 20,
+            deadline: None,
         }
     }
 }
@@ -100,12 +105,17 @@ pub enum ExtractError {
     Changed { expected: Digest, actual: Digest },
     #[error("I/O error at `{path}` while extracting a layer: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("The deadline passed while extracting a layer ({entries} entries done)")]
+    DeadlinePassed { entries: u64 },
 }
 
 impl Diagnose for ExtractError {
     fn kind(&self) -> ErrorKind {
         match self {
-            ExtractError::Refused { .. } | ExtractError::Limit { .. } | ExtractError::Corrupt { .. } => ErrorKind::User,
+            ExtractError::Refused { .. }
+            | ExtractError::Limit { .. }
+            | ExtractError::Corrupt { .. }
+            | ExtractError::DeadlinePassed { .. } => ErrorKind::User,
             ExtractError::Changed { .. } | ExtractError::Io { .. } => ErrorKind::Environment,
         }
     }
@@ -115,6 +125,7 @@ impl Diagnose for ExtractError {
             ExtractError::Refused { .. } => "the layer is hostile or broken; nothing outside its root was touched",
             ExtractError::Limit { .. } => "the layer is an archive bomb or far larger than a real image layer",
             ExtractError::Changed { .. } => "run the build again; the blob will be fetched or rebuilt",
+            ExtractError::DeadlinePassed { .. } => "raise the step's `timeout`; the layer is extracted again next time",
             ExtractError::Corrupt { .. } | ExtractError::Io { .. } => return None,
         };
         Some(hint.to_owned())
@@ -532,6 +543,9 @@ impl Unpacker<'_> {
         let mut pax: Option<Pax> = None;
         for entry in entries {
             let mut entry = entry.map_err(corrupt)?;
+            if self.limits.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Err(ExtractError::DeadlinePassed { entries: self.stats.entries });
+            }
             self.stats.entries += 1;
             if self.stats.entries > self.limits.max_entries {
                 return Err(ExtractError::Limit { what: "the number of entries", limit: self.limits.max_entries });
@@ -931,6 +945,22 @@ mod tests {
         assert_eq!(components(b"/./a//b/").unwrap(), vec![b"a".to_vec(), b"b".to_vec()]);
         assert!(components(b"a/../b").is_err());
         assert!(components(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_extraction() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        builder.append_data(&mut header, "d", io::empty()).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let limits = ExtractLimits { deadline: Some(Instant::now()), ..ExtractLimits::default() };
+        let error = unpack(&tar[..], root.path(), &limits).unwrap_err();
+        assert!(matches!(error, ExtractError::DeadlinePassed { entries: 0 }), "{error}");
+        assert!(!root.path().join("d").exists());
     }
 
     #[test]

@@ -40,3 +40,4 @@ mod rootfs;
 mod rules;
 mod runc_cli;
 mod runc_steps;
+mod sandbox_host_reads;

@@ -124,7 +124,7 @@ fn entries(cas: &Cas, output: &ActionResult) -> Vec<Entry> {
 
 fn leftover_containers() -> Vec<String> {
     let runc = Runc::locate(None).unwrap();
-    let prefix = format!("berth-{}-", std::process::id());
+    let prefix = format!("berth-{}.", std::process::id());
     runc.list().unwrap().into_iter().filter(|id| id.starts_with(&prefix)).collect()
 }
 
