@@ -84,6 +84,9 @@ pub fn main() -> i32 {
         Command::Clean(args) => clean::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
     };
+    if let (Some(warning), false) = (crate::exec::runc_warning(), cli.global.quiet) {
+        eprintln!("warning: {warning}");
+    }
     match result {
         Ok(code) => code,
         Err(error) => report_error(&error),

@@ -20,7 +20,7 @@ pub use history::{explain, ActionExplanation, ActionName, BuildLog, HistoryError
 pub use lifecycle::{install_signal_handlers, owner, sweep, SweepReport};
 pub use rootfs::{RootFs, RootFsError, StackMode};
 pub use run_image::{run_image, RunDir, RunImageRequest};
-pub use runc::{config as runc_config, Container, Limits, Runc, RuncError};
+pub use runc::{config as runc_config, runc_warning, Container, Limits, Runc, RuncError};
 pub use runtime::RuncRuntime;
 pub use sandbox::{LocalSandbox, Sandbox};
 pub use scheduler::{default_jobs, ActionRecord, ActionStatus, BuildResult, Executor};
