@@ -40,4 +40,5 @@ mod rootfs;
 mod rules;
 mod runc_cli;
 mod runc_steps;
+mod sandbox_escapes;
 mod sandbox_host_reads;
