@@ -63,20 +63,29 @@ pub fn stats(cache_dir: &Path) -> Result<CacheStats, CacheError> {
     Ok(stats)
 }
 
-/// The unpacked layers under `layers/`, by the digest (hex) of their blob.
+/// The unpacked layers under `layers/` and its id-shifted stores
+/// (`layers/shifted-<N>/`, for user namespaces), by the digest (hex) of
+/// their blob.
 fn extracted_layers(cache_dir: &Path) -> Result<Vec<(String, PathBuf)>, CacheError> {
-    let dir = cache_dir.join("layers");
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CacheError::Io { path: dir, source }),
-    };
     let mut layers = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_at(&dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.len() == 64 && entry.file_type().map_err(io_at(entry.path()))?.is_dir() {
-            layers.push((name, entry.path()));
+    let mut dirs = vec![cache_dir.join("layers")];
+    while let Some(dir) = dirs.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(CacheError::Io { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_at(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type().map_err(io_at(entry.path()))?.is_dir() {
+                continue;
+            }
+            if name.len() == 64 {
+                layers.push((name, entry.path()));
+            } else if name.starts_with("shifted-") && dir == cache_dir.join("layers") {
+                dirs.push(entry.path());
+            }
         }
     }
     layers.sort();
@@ -174,7 +183,9 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
         let blob_gone = !cache_dir.join("cas").join("sha256").join(&hex).exists();
         if blob_gone || current + size > max_size {
             sys::remove_tree(&dir).map_err(io_at(&dir))?;
-            let _ = fs::remove_file(cache_dir.join("layers").join(format!("{hex}.lock")));
+            if let Some(store) = dir.parent() {
+                let _ = fs::remove_file(store.join(format!("{hex}.lock")));
+            }
             report.removed_bytes += size;
         } else {
             current += size;

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
+use crate::exec::rootfs::EXPOSED_ROOTS;
+use crate::exec::runc::RUNC_STATE_ROOT;
 use crate::sys;
 
 /// This process as an owner: `PID.START` (start time in clock ticks since
@@ -152,7 +154,8 @@ pub struct SweepReport {
 
 /// Removes what berth processes that no longer exist left behind: their
 /// runc containers (any cache), and under `cache_dir` their mounts and
-/// their `scratch/` and `run/` directories. Those of live processes are
+/// their `scratch/` and `run/` directories, and their roots bound under
+/// `/run/berth` for user namespaces. Those of live processes are
 /// left alone, so it is safe while other builds run. `runc` is the
 /// `runc(path)` setting (else `PATH`); without runc or root, containers
 /// are not looked for. Best effort: what cannot be removed stays for the
@@ -169,7 +172,8 @@ pub fn sweep(cache_dir: &Path, runc: Option<&Path>) -> SweepReport {
             }
         }
     }
-    let areas = [(cache_dir.join("scratch"), "action-"), (cache_dir.join("run"), "")];
+    let areas =
+        [(cache_dir.join("scratch"), "action-"), (cache_dir.join("run"), ""), (PathBuf::from(EXPOSED_ROOTS), "")];
     if let Ok(points) = sys::mount_points() {
         let mut stale: Vec<&PathBuf> = points
             .iter()
@@ -210,12 +214,20 @@ fn find_runc(setting: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
+/// The containers runc knows, and also the directories of its state root:
+/// a runc killed while it created a container leaves a directory without a
+/// `state.json`, which `runc list` skips but `runc delete --force` removes.
 fn list_containers(runc: &Path) -> Vec<String> {
-    let Ok(output) = Command::new(runc).args(["list", "--quiet"]).stdin(Stdio::null()).stderr(Stdio::null()).output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+    let mut ids: Vec<String> = std::fs::read_dir(RUNC_STATE_ROOT)
+        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    if let Ok(output) = Command::new(runc).args(["list", "--quiet"]).stdin(Stdio::null()).stderr(Stdio::null()).output()
+    {
+        ids.extend(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned));
+    }
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod runtime;
 mod sandbox;
 mod scheduler;
 mod settings;
+mod userns;
 
 pub use error::ExecError;
 pub use history::{explain, ActionExplanation, ActionName, BuildLog, HistoryError, LoggedAction, LoggedInput, Reason};
@@ -25,3 +26,4 @@ pub use runtime::RuncRuntime;
 pub use sandbox::{LocalSandbox, Sandbox};
 pub use scheduler::{default_jobs, ActionRecord, ActionStatus, BuildResult, Executor};
 pub use settings::ExecSettings;
+pub use userns::{UserNamespace, UserNamespaceError, RANGE_SIZE, SUBID_NAME};

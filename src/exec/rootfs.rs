@@ -9,6 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::error::{Diagnose, ErrorKind};
@@ -68,44 +69,87 @@ pub struct RootFs {
     /// The overlay mount, registered so a termination signal detaches it
     /// (`exec::lifecycle`); dropped after the unmount.
     live: Option<LiveMount>,
+    /// Where the root is bound for a container in a user namespace (see
+    /// [`EXPOSED_ROOTS`]), with its registration.
+    exposed: Option<(PathBuf, LiveMount)>,
 }
+
+/// Where roots of user-namespaced containers are bound: runc, as the
+/// container's root, must be able to walk to the root filesystem, and the
+/// cache usually sits below a private home directory. Each root is
+/// `/run/berth/OWNER-N`, with its owner in the name for the sweep.
+pub const EXPOSED_ROOTS: &str = "/run/berth";
 
 impl RootFs {
     /// Stacks `layers` (lowest first) under `dir`, which must not exist yet.
     /// A layer whose root was opaque hides every layer below it. A copy
     /// checks `deadline` before each directory.
+    ///
+    /// `id_shift` is the host id of uid 0 of a user-namespaced container (0
+    /// for none): the layers were extracted shifted by it, the root's own
+    /// directory is given to it, and the root is bound under
+    /// [`EXPOSED_ROOTS`] where that user can reach it.
     pub fn stack(
         layers: &[ExtractedLayer],
         dir: &Path,
         mode: StackMode,
         deadline: Option<Instant>,
+        id_shift: u32,
     ) -> Result<RootFs, RootFsError> {
         let start = layers.iter().rposition(|layer| layer.opaque_root).unwrap_or(0);
         let layers = &layers[start..];
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at(dir))?;
         let merged = dir.join("merged");
         fs::DirBuilder::new().mode(0o755).create(&merged).map_err(io_at(&merged))?;
-        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false, live: None };
+        chown_shifted(&merged, id_shift)?;
+        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false, live: None, exposed: None };
+        let mut stacked = false;
         if mode != StackMode::Copy {
-            match rootfs.mount_overlay(layers) {
+            match rootfs.mount_overlay(layers, id_shift) {
                 Ok(()) => {
                     rootfs.overlay = true;
-                    return Ok(rootfs);
+                    stacked = true;
                 }
                 Err(error) if mode == StackMode::Overlay => return Err(error),
                 Err(_) => {}
             }
         }
-        for layer in layers {
-            let mut links = HashMap::new();
-            apply_layer(&layer.root, &rootfs.merged, &mut links, deadline)?;
+        if !stacked {
+            for layer in layers {
+                let mut links = HashMap::new();
+                apply_layer(&layer.root, &rootfs.merged, &mut links, deadline)?;
+            }
+        }
+        if id_shift != 0 {
+            rootfs.expose()?;
         }
         Ok(rootfs)
     }
 
+    /// Binds the root at `/run/berth/OWNER-N`.
+    fn expose(&mut self) -> Result<(), RootFsError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let roots = Path::new(EXPOSED_ROOTS);
+        fs::DirBuilder::new().recursive(true).mode(0o711).create(roots).map_err(io_at(roots))?;
+        // Walkable by everyone, listable by root only, whatever the umask.
+        fs::set_permissions(roots, fs::Permissions::from_mode(0o711)).map_err(io_at(roots))?;
+        let point = roots.join(format!("{}-{}", lifecycle::owner(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        fs::DirBuilder::new().mode(0o700).create(&point).map_err(io_at(&point))?;
+        let (live, bound) = lifecycle::mount(&point, &point, || sys::bind_mount(&self.merged, &point));
+        if let Err(error) = bound {
+            let _ = fs::remove_dir(&point);
+            return Err(RootFsError::Io { path: point, source: error });
+        }
+        self.exposed = Some((point, live));
+        Ok(())
+    }
+
     /// The root filesystem to give the container.
     pub fn merged(&self) -> &Path {
-        &self.merged
+        match &self.exposed {
+            Some((point, _)) => point,
+            None => &self.merged,
+        }
     }
 
     /// Whether overlayfs is in use (otherwise the layers were copied).
@@ -113,7 +157,7 @@ impl RootFs {
         self.overlay
     }
 
-    fn mount_overlay(&mut self, layers: &[ExtractedLayer]) -> Result<(), RootFsError> {
+    fn mount_overlay(&mut self, layers: &[ExtractedLayer], id_shift: u32) -> Result<(), RootFsError> {
         // Short names keep the option string under the page-size limit of
         // mount(2) for deep stacks, whatever the cache path is.
         let lower_dir = self.dir.join("l");
@@ -134,6 +178,8 @@ impl RootFs {
         for dir in [&upper, &work] {
             fs::DirBuilder::new().mode(0o755).create(dir).map_err(io_at(dir))?;
         }
+        // The upper directory is the root directory the container sees.
+        chown_shifted(&upper, id_shift)?;
         let lowers: Vec<String> = lowers.iter().map(|path| path.display().to_string()).collect();
         let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
         if options.contains(['\\']) || lowers.iter().any(|lower| lower.contains([',', ':'])) {
@@ -149,8 +195,20 @@ impl RootFs {
     }
 }
 
+fn chown_shifted(path: &Path, id_shift: u32) -> Result<(), RootFsError> {
+    match id_shift {
+        0 => Ok(()),
+        shift => std::os::unix::fs::lchown(path, Some(shift), Some(shift)).map_err(io_at(path)),
+    }
+}
+
 impl Drop for RootFs {
     fn drop(&mut self) {
+        if let Some((point, live)) = self.exposed.take() {
+            let _ = sys::unmount_detached(&point);
+            let _ = fs::remove_dir(&point);
+            drop(live);
+        }
         if self.overlay {
             // Detached, so a stray open file cannot keep the mount (and the
             // cleanup) from happening.

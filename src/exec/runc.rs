@@ -25,20 +25,20 @@ use std::time::Duration;
 
 use oci_spec::runtime::{
     Arch, Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
-    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxIdMappingBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount, MountBuilder,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use oci_spec::OciSpecError;
 
 use crate::actions::{Outcome, Stdio};
 use crate::error::{Diagnose, ErrorKind};
-use crate::exec::lifecycle;
+use crate::exec::{lifecycle, UserNamespace, RANGE_SIZE};
 use crate::sys::{self, Signal};
 
 /// Where runc keeps container state when run as root without `--root`.
-const RUNC_STATE_ROOT: &str = "/run/runc";
+pub(crate) const RUNC_STATE_ROOT: &str = "/run/runc";
 
 /// Bytes of stdout and of stderr kept from a captured container (the tail is
 /// what a failing step shows).
@@ -123,6 +123,8 @@ pub struct Container {
     /// Share the host's network namespace instead of a loopback-only one.
     pub network: bool,
     pub limits: Limits,
+    /// The user namespace to run in (`None`: the host's ids).
+    pub userns: Option<UserNamespace>,
 }
 
 /// Set once per process, the first time runc is located.
@@ -940,9 +942,29 @@ pub fn config(container: &Container) -> Result<Spec, RuncError> {
         )?,
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
+        // A user namespace may mount sysfs only in a network namespace of
+        // its own; with the host's network the host's /sys is bound
+        // read-only instead (as rootless Docker does).
+        if container.network && container.userns.is_some() {
+            mount("/sys", "none", "/sys", &["rbind", "nosuid", "noexec", "nodev", "ro"])?
+        } else {
+            mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?
+        },
     ];
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default();
+    if let Some(userns) = container.userns {
+        namespaces.push(namespace(LinuxNamespaceType::User)?);
+        let map = || {
+            LinuxIdMappingBuilder::default()
+                .container_id(0u32)
+                .host_id(userns.host)
+                .size(RANGE_SIZE)
+                .build()
+                .map_err(spec_error)
+        };
+        linux = linux.uid_mappings(vec![map()?]).gid_mappings(vec![map()?]);
+    }
+    let linux = linux
         .namespaces(namespaces)
         .resources(resources.build().map_err(spec_error)?)
         .seccomp(seccomp())
@@ -977,6 +999,7 @@ mod tests {
             rootfs: "/x".into(),
             network,
             limits: Limits { pids: 10, memory_bytes: Some(1 << 20) },
+            userns: None,
         }
     }
 
@@ -1040,6 +1063,18 @@ mod tests {
         for fixed in [(1, 2, 8), (1, 3, 3), (1, 4, 0), (2, 0, 0)] {
             assert!(has_2025_fixes(fixed), "{fixed:?}");
         }
+    }
+
+    #[test]
+    fn a_user_namespace_maps_root_to_the_range() {
+        let config = serde_json::to_value(
+            config(&Container { userns: Some(UserNamespace { host: 300_000 }), ..container(false) }).unwrap(),
+        )
+        .unwrap();
+        assert!(config["linux"]["namespaces"].as_array().unwrap().iter().any(|ns| ns["type"] == "user"));
+        let expected = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        assert_eq!(config["linux"]["uidMappings"], expected);
+        assert_eq!(config["linux"]["gidMappings"], expected);
     }
 
     #[test]

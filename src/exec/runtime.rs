@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::actions::{check_deadline, ContainerRoot, ContainerRuntime, Outcome, Process, RuntimeError, Stdio};
+use crate::actions::{
+    capture, check_deadline, Captured, ContainerRoot, ContainerRuntime, Outcome, Process, RuntimeError, Stdio,
+};
 use crate::cache::{Cas, Digest};
 use crate::error::Error;
 use crate::exec::runc::start_error;
-use crate::exec::{Container, Limits, RootFs, RootFsError, Runc, StackMode};
+use crate::exec::{Container, Limits, RootFs, RootFsError, Runc, StackMode, UserNamespace};
 use crate::oci::{ExtractError, ExtractLimits, ExtractedLayer, LayerStore};
 
 /// Containers with runc: the `runc(path)` setting (else `PATH`) and how to
@@ -33,6 +35,12 @@ impl RuncRuntime {
     fn locate(&self) -> Result<Runc, RuntimeError> {
         Runc::locate(self.runc.as_deref()).map_err(|error| RuntimeError::Failed(error.into()))
     }
+
+    /// The user namespace every container runs in: the `berth` ranges of
+    /// `/etc/subuid` and `/etc/subgid` (read each time: two small files).
+    fn userns(&self) -> Result<UserNamespace, RuntimeError> {
+        UserNamespace::from_subid_files().map_err(|error| RuntimeError::Failed(error.into()))
+    }
 }
 
 impl ContainerRoot for RootFs {
@@ -47,7 +55,8 @@ impl ContainerRuntime for RuncRuntime {
     }
 
     fn check(&self) -> Result<(), RuntimeError> {
-        self.locate().map(drop)
+        self.locate()?;
+        self.userns().map(drop)
     }
 
     /// In parallel, keeping order. The deadline is checked before each
@@ -62,6 +71,8 @@ impl ContainerRuntime for RuncRuntime {
     ) -> Result<Vec<ExtractedLayer>, RuntimeError> {
         const STAGE: &str = "extracting the base layers";
         let limits = ExtractLimits { deadline, ..ExtractLimits::default() };
+        // Owned by the ids the container's user namespace maps to.
+        let store = &store.with_id_shift(self.userns()?.host);
         let layers = digests
             .par_iter()
             .map(|digest| {
@@ -83,7 +94,8 @@ impl ContainerRuntime for RuncRuntime {
         deadline: Option<Instant>,
     ) -> Result<Box<dyn ContainerRoot>, RuntimeError> {
         check_deadline(deadline, "stacking the root filesystem")?;
-        let root = RootFs::stack(layers, dir, self.stack, deadline).map_err(|error| match error {
+        let shift = self.userns()?.host;
+        let root = RootFs::stack(layers, dir, self.stack, deadline, shift).map_err(|error| match error {
             RootFsError::DeadlinePassed => RuntimeError::DeadlinePassed { stage: "stacking the root filesystem" },
             error => RuntimeError::Failed(error.into()),
         })?;
@@ -110,6 +122,7 @@ impl ContainerRuntime for RuncRuntime {
             rootfs: root.to_path_buf(),
             network: process.network,
             limits: Limits::default(),
+            userns: Some(self.userns()?),
         };
         let timeout = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         let outcome =
@@ -118,5 +131,24 @@ impl ContainerRuntime for RuncRuntime {
             return Err(RuntimeError::Start { runtime: self.name(), message });
         }
         Ok(outcome)
+    }
+
+    /// As the trait's, with owners moved back from the host's range to the
+    /// ids inside the container, so a layer's digest does not depend on the
+    /// host's range.
+    fn capture(
+        &self,
+        root: &Path,
+        outputs: &[String],
+        exclude: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Captured>, RuntimeError> {
+        let userns = self.userns()?;
+        let mut entries = capture(root, outputs, exclude, deadline)?;
+        for entry in &mut entries {
+            entry.uid = userns.to_inside(entry.uid);
+            entry.gid = userns.to_inside(entry.gid);
+        }
+        Ok(entries)
     }
 }

@@ -77,6 +77,11 @@ pub struct ExtractLimits {
     /// When extraction must have finished (the deadline of the step that
     /// needs the layer); checked before every entry. `None`: no deadline.
     pub deadline: Option<Instant>,
+    /// Added to every owner id on disk (and given to the directories
+    /// extraction creates itself), for containers in a user namespace whose
+    /// uid 0 is this host id; 0 keeps the ids of the archive. Set by
+    /// [`LayerStore::with_id_shift`].
+    pub id_shift: u32,
 }
 
 impl Default for ExtractLimits {
@@ -89,6 +94,7 @@ impl Default for ExtractLimits {
             max_ratio: 1000,
             ratio_slack_bytes: 64 << 20,
             deadline: None,
+            id_shift: 0,
         }
     }
 }
@@ -170,12 +176,23 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerStore {
     dir: PathBuf,
+    id_shift: u32,
 }
 
 impl LayerStore {
     /// The store of the cache at `cache_dir` (created on first extraction).
     pub fn new(cache_dir: &Path) -> LayerStore {
-        LayerStore { dir: cache_dir.join("layers") }
+        LayerStore { dir: cache_dir.join("layers"), id_shift: 0 }
+    }
+
+    /// The store of the same cache whose layers are extracted with every
+    /// owner id moved up by `shift` (`<cache>/layers/shifted-<shift>/`), for
+    /// containers whose uid 0 is host id `shift`. 0 is this store.
+    pub fn with_id_shift(&self, shift: u32) -> LayerStore {
+        match shift {
+            0 => self.clone(),
+            _ => LayerStore { dir: self.dir.join(format!("shifted-{shift}")), id_shift: shift },
+        }
     }
 
     /// `<cache>/layers`.
@@ -190,7 +207,8 @@ impl LayerStore {
     /// Concurrent callers for one digest (threads or processes sharing the
     /// cache) wait on a lock file and find the first one's result.
     pub fn extract(&self, cas: &Cas, digest: &Digest, limits: &ExtractLimits) -> Result<ExtractedLayer, ExtractError> {
-        extract_layer_cached(cas, &self.dir, digest, limits)
+        let limits = ExtractLimits { id_shift: self.id_shift, ..limits.clone() };
+        extract_layer_cached(cas, &self.dir, digest, &limits)
     }
 }
 
@@ -252,6 +270,9 @@ fn extract_into(
 ) -> Result<ExtractedLayer, ExtractError> {
     let root = temp.join("root");
     fs::DirBuilder::new().recursive(true).mode(0o755).create(&root).map_err(io_at(&root))?;
+    if limits.id_shift != 0 {
+        std::os::unix::fs::lchown(&root, Some(limits.id_shift), Some(limits.id_shift)).map_err(io_at(&root))?;
+    }
     let blob_path = cas.path(digest);
     let file = File::open(&blob_path).map_err(io_at(&blob_path))?;
     let mut hashed = HashingReader { inner: file, hasher: sha2::Sha256::new() };
@@ -598,7 +619,9 @@ impl Unpacker<'_> {
             };
             let mode = header.mode().map_err(corrupt)? & 0o7777;
             let mtime = header.mtime().ok();
-            let owner = Owner { uid, gid, mode };
+            // Ids past the mapped range show as the overflow id inside.
+            let shift = self.limits.id_shift;
+            let owner = Owner { uid: uid.saturating_add(shift), gid: gid.saturating_add(shift), mode };
             let components = components(&path).map_err(|reason| refuse(&reason))?;
             match kind {
                 _ if kind.is_dir() => self.directory(&components, owner, &shown)?,
@@ -658,6 +681,7 @@ impl Unpacker<'_> {
                 match lstat(&path)? {
                     None => {
                         fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
+                        chown_created(self.limits.id_shift, &path)?;
                     }
                     Some(metadata) if metadata.is_dir() => {}
                     Some(metadata) if is_whiteout(&metadata) => {
@@ -665,6 +689,7 @@ impl Unpacker<'_> {
                         // it replaces the lower one.
                         fs::remove_file(&path).map_err(io_at(&path))?;
                         fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
+                        chown_created(self.limits.id_shift, &path)?;
                         set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
                     }
                     Some(metadata) if metadata.file_type().is_symlink() => {
@@ -882,6 +907,15 @@ impl Unpacker<'_> {
         self.clear(components, &path)?;
         sys::make_fifo(&path).map_err(io_at(&path))?;
         owner.apply(&path)
+    }
+}
+
+/// Gives a directory extraction made by itself (a parent the archive did
+/// not list) the shifted root as owner.
+fn chown_created(id_shift: u32, path: &Path) -> Result<(), ExtractError> {
+    match id_shift {
+        0 => Ok(()),
+        shift => std::os::unix::fs::lchown(path, Some(shift), Some(shift)).map_err(io_at(path)),
     }
 }
 

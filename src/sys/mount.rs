@@ -27,6 +27,19 @@ pub fn mount_overlay(target: &Path, options: &str) -> io::Result<()> {
     }
 }
 
+/// Binds `source` at `target` (`MS_BIND`, not recursive).
+pub fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
+    let (source, target) = (c_string(source.as_os_str().as_bytes())?, c_string(target.as_os_str().as_bytes())?);
+    // SAFETY: NUL-terminated paths that outlive the call; no fstype or data.
+    let rc =
+        unsafe { libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Detaches the mount at `target` (`MNT_DETACH`): a stray open file cannot
 /// keep it, or the cleanup after it, from happening.
 pub fn unmount_detached(target: &Path) -> io::Result<()> {

@@ -47,10 +47,20 @@ oci_build_layer(
     workspace
 }
 
+/// Containers of berth `pid`: what `runc list` shows and the directories
+/// of runc's state root (a runc killed while creating one leaves a
+/// directory `runc list` skips).
 fn containers_of(pid: u32) -> Vec<String> {
     let output = Command::new("runc").args(["list", "--quiet"]).output().unwrap();
     let prefix = format!("berth-{pid}.");
-    String::from_utf8_lossy(&output.stdout).lines().filter(|id| id.starts_with(&prefix)).map(str::to_owned).collect()
+    let mut ids: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect();
+    if let Ok(entries) = std::fs::read_dir("/run/runc") {
+        ids.extend(entries.flatten().filter_map(|entry| entry.file_name().into_string().ok()));
+    }
+    ids.sort();
+    ids.dedup();
+    ids.retain(|id| id.starts_with(&prefix));
+    ids
 }
 
 fn mounts_below(dir: &Path) -> Vec<String> {

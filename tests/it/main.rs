@@ -42,3 +42,4 @@ mod runc_cli;
 mod runc_steps;
 mod sandbox_escapes;
 mod sandbox_host_reads;
+mod sandbox_userns;
