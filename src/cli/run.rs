@@ -1,5 +1,7 @@
 //! `berth run LABEL [-- ARG...]`
 
+use std::time::Duration;
+
 use clap::Args;
 
 use crate::cache::{Cas, Digest};
@@ -20,6 +22,10 @@ pub struct RunArgs {
     /// Give the container the host's network (default: loopback only)
     #[arg(long)]
     pub network: bool,
+    /// Kill the container and fail after this many seconds (covers
+    /// extracting and stacking the image too)
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
     /// Arguments that replace the image's `cmd`
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -32,6 +38,7 @@ pub struct RunRequest {
     pub env: Vec<String>,
     pub network: bool,
     pub args: Vec<String>,
+    pub timeout: Option<Duration>,
 }
 
 impl RunRequest {
@@ -45,7 +52,12 @@ impl RunRequest {
                     .with_hint(format!("write it as `--env {entry}=value`")));
             }
         }
-        Ok(RunRequest { label, env: args.env, network: args.network, args: args.args })
+        if args.timeout == Some(0) {
+            return Err(Error::user("`--timeout 0` would kill the container before it starts")
+                .with_hint("give a number of seconds of at least 1"));
+        }
+        let timeout = args.timeout.map(Duration::from_secs);
+        Ok(RunRequest { label, env: args.env, network: args.network, args: args.args, timeout })
     }
 }
 
@@ -74,6 +86,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
             args: request.args,
             env: request.env,
             network: request.network,
+            timeout: request.timeout,
         },
     )?;
     Ok(code)
@@ -122,7 +135,13 @@ mod tests {
     use super::*;
 
     fn args(label: &str, env: &[&str]) -> RunArgs {
-        RunArgs { label: label.into(), env: env.iter().map(|e| e.to_string()).collect(), network: false, args: vec![] }
+        RunArgs {
+            label: label.into(),
+            env: env.iter().map(|e| e.to_string()).collect(),
+            network: false,
+            args: vec![],
+            timeout: None,
+        }
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::actions::{merge_env, ExecutionContext, ImageRuntimeConfig, Process, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::actions::{merge_env, ExecutionContext, ImageRuntimeConfig, Process, RuntimeError, Stdio};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
 use crate::exec::lifecycle;
@@ -54,12 +56,17 @@ pub struct RunImageRequest<'a> {
     /// `KEY=VALUE` entries added to (or replacing) the image's env.
     pub env: Vec<String>,
     pub network: bool,
+    /// How long everything may take (extraction, stacking, the process);
+    /// `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
 }
 
 /// Runs the image's entrypoint + cmd on the context's container runtime,
-/// stdio attached, with no deadline, and returns its exit code (128 + N
-/// when killed by signal N).
+/// stdio attached, and returns its exit code (128 + N when killed by
+/// signal N). Past `timeout` the container is killed and deleted and the
+/// run fails.
 pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> Result<i32> {
+    let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
     let config = ImageRuntimeConfig::parse(request.config)?;
     let mut args = config.entrypoint.clone();
     args.extend(if request.args.is_empty() { config.cmd.clone() } else { request.args.clone() });
@@ -68,10 +75,14 @@ pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> R
             .with_hint("name the program after `--`: berth run LABEL -- /bin/sh"));
     }
     let runtime = context.runtime()?;
-    let layers = runtime.extract(context.layers(), context.cas(), request.layers, None)?;
+    let timed_out = |error: RuntimeError| match (error, request.timeout) {
+        (RuntimeError::DeadlinePassed { stage }, Some(timeout)) => timeout_error(timeout, stage),
+        (error, _) => error.into(),
+    };
+    let layers = runtime.extract(context.layers(), context.cas(), request.layers, deadline).map_err(timed_out)?;
     let run_dir = RunDir::new(request.cache_dir)?;
-    let root = runtime.stack(&layers, &run_dir.path().join("rootfs"), None)?;
-    let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), None)?;
+    let root = runtime.stack(&layers, &run_dir.path().join("rootfs"), deadline).map_err(timed_out)?;
+    let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), deadline).map_err(timed_out)?;
     let process = Process {
         args,
         env: merge_env(&config.env, &request.env),
@@ -80,6 +91,19 @@ pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> R
         gid,
         network: request.network,
     };
-    let outcome = runtime.run(&process, root.path(), &run_dir.path().join("bundle"), Stdio::Inherit, None)?;
+    let outcome = runtime
+        .run(&process, root.path(), &run_dir.path().join("bundle"), Stdio::Inherit, deadline)
+        .map_err(timed_out)?;
+    if let (true, Some(timeout)) = (outcome.timed_out, request.timeout) {
+        return Err(timeout_error(timeout, "running"));
+    }
     Ok(outcome.exit_code)
+}
+
+fn timeout_error(timeout: Duration, stage: &str) -> Error {
+    Error::user(format!(
+        "`berth run` timed out after {}s while {stage}; its container was killed and deleted",
+        timeout.as_secs()
+    ))
+    .with_hint("raise `--timeout`")
 }

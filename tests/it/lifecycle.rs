@@ -121,6 +121,9 @@ fn start_step(workspace: &TestWorkspace, args: &[&str], marker: u32) -> Child {
 fn assert_nothing_left(workspace: &TestWorkspace, pid: u32, marker: u32) {
     assert_eq!(containers_of(pid), Vec::<String>::new(), "containers left");
     assert_eq!(mounts_below(workspace.root()), Vec::<String>::new(), "mounts left");
+    // Roots of user-namespaced containers are bound under /run/berth.
+    let exposed = mounts_below(Path::new("/run/berth"));
+    assert!(!exposed.iter().any(|point| point.starts_with(&format!("/run/berth/{pid}."))), "{exposed:?}");
     // A killed process may take a moment to be reaped by init.
     wait_until("the step's processes to go", Duration::from_secs(10), || sleepers(marker).is_empty());
 }
@@ -266,4 +269,29 @@ fn killed_at_random_moments_leaves_nothing() {
         assert_nothing_left(&workspace, pid, marker);
     }
     assert_cache_commands_work(&workspace);
+}
+
+#[test]
+fn berth_run_timeout_kills_and_deletes_the_container() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2918;
+    let workspace = workspace(marker);
+    let output = workspace
+        .command(&["--console", "none", "run", "--timeout", "2", "//app:shell"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`berth run` timed out after 2s while running"), "{stderr}");
+    assert!(stderr.contains("hint: raise `--timeout`"), "{stderr}");
+    assert!(sleepers(marker).is_empty());
+    assert_eq!(mounts_below(workspace.root()), Vec::<String>::new());
+    let zero = workspace.berth(&["--console", "none", "run", "--timeout", "0", "//app:shell"]);
+    assert_eq!(zero.code, 1);
+    assert!(zero.stderr.contains("`--timeout 0`"), "{}", zero.stderr);
 }

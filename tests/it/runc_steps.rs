@@ -344,6 +344,7 @@ fn run_image_passes_the_exit_code_through() {
         args: args.iter().map(|arg| arg.to_string()).collect(),
         env: env.iter().map(|entry| entry.to_string()).collect(),
         network: false,
+        timeout: None,
     };
     assert_eq!(run_image(&context, &request(&[], &[])).unwrap(), 7);
     assert_eq!(run_image(&context, &request(&["exit 9"], &[])).unwrap(), 9, "args replace cmd");
