@@ -84,6 +84,8 @@ pub fn main() -> i32 {
         Command::Clean(args) => clean::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
     };
+    // The cgroup this berth's containers shared (they are all gone now).
+    crate::exec::release_cgroup();
     if let (Some(warning), false) = (crate::exec::runc_warning(), cli.global.quiet) {
         eprintln!("warning: {warning}");
     }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
+use crate::exec::cgroup;
 use crate::exec::rootfs::EXPOSED_ROOTS;
 use crate::exec::runc::RUNC_STATE_ROOT;
 use crate::sys;
@@ -128,6 +129,7 @@ pub fn install_signal_handlers(on_signal: fn(i32)) {
             let _ = sys::unmount_detached(point);
             let _ = sys::remove_tree(dir);
         }
+        cgroup::release();
         on_signal(signal);
         std::process::exit(128 + signal);
     });
@@ -150,6 +152,8 @@ pub struct SweepReport {
     pub containers: usize,
     pub mounts: usize,
     pub dirs: usize,
+    /// Parent cgroups (`exec::cgroup`) of gone owners.
+    pub cgroups: usize,
 }
 
 /// Removes what berth processes that no longer exist left behind: their
@@ -171,6 +175,7 @@ pub fn sweep(cache_dir: &Path, runc: Option<&Path>) -> SweepReport {
                 }
             }
         }
+        report.cgroups = cgroup::sweep(|name| owner_alive(name, "berth-"));
     }
     let areas =
         [(cache_dir.join("scratch"), "action-"), (cache_dir.join("run"), ""), (PathBuf::from(EXPOSED_ROOTS), "")];

@@ -4,6 +4,7 @@
 //! ([`Sandbox`]), and containers with runc ([`RuncRuntime`], which
 //! implements `actions::ContainerRuntime`, over `rootfs` and `runc`).
 
+mod cgroup;
 mod error;
 mod history;
 mod lifecycle;
@@ -16,6 +17,7 @@ mod scheduler;
 mod settings;
 mod userns;
 
+pub use cgroup::release as release_cgroup;
 pub use error::ExecError;
 pub use history::{explain, ActionExplanation, ActionName, BuildLog, HistoryError, LoggedAction, LoggedInput, Reason};
 pub use lifecycle::{install_signal_handlers, owner, sweep, SweepReport};

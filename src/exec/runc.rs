@@ -125,6 +125,9 @@ pub struct Container {
     pub limits: Limits,
     /// The user namespace to run in (`None`: the host's ids).
     pub userns: Option<UserNamespace>,
+    /// The cgroup all of berth's containers share (`exec::cgroup`); the
+    /// container's own goes below it. `None`: runc's default place.
+    pub cgroup_parent: Option<String>,
 }
 
 /// Set once per process, the first time runc is located.
@@ -215,11 +218,11 @@ impl Runc {
         std::fs::create_dir_all(bundle).map_err(|source| RuncError::Io { path: bundle.to_path_buf(), source })?;
         let config_path = bundle.join("config.json");
         let file = File::create(&config_path).map_err(|source| RuncError::Io { path: config_path.clone(), source })?;
-        serde_json::to_writer_pretty(&file, &config(container)?)
+        let id = container_id();
+        serde_json::to_writer_pretty(&file, &config(container, &id)?)
             .map_err(|error| RuncError::Io { path: config_path.clone(), source: error.into() })?;
         drop(file);
 
-        let id = container_id();
         let mut command = Command::new(&self.path);
         command.arg("run").arg("--bundle").arg(bundle).arg(&id);
         // berth turns transparent huge pages off for itself (main.rs), and
@@ -878,7 +881,7 @@ const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/s
 /// The OCI runtime configuration (`config.json`) of `container`, in the
 /// runtime spec's own types (`oci_spec::runtime`), so every field is
 /// checked against the spec when it is built.
-pub fn config(container: &Container) -> Result<Spec, RuncError> {
+pub fn config(container: &Container, id: &str) -> Result<Spec, RuncError> {
     // Docker's 1048576, or what berth's own hard limit allows (runc cannot
     // raise it past the host's `fs.nr_open`).
     let open_files = sys::open_files_hard_limit().map_or(1024, |limit| limit.min(1_048_576));
@@ -952,6 +955,9 @@ pub fn config(container: &Container) -> Result<Spec, RuncError> {
         },
     ];
     let mut linux = LinuxBuilder::default();
+    if let Some(parent) = &container.cgroup_parent {
+        linux = linux.cgroups_path(PathBuf::from(format!("{parent}/{id}")));
+    }
     if let Some(userns) = container.userns {
         namespaces.push(namespace(LinuxNamespaceType::User)?);
         let map = || {
@@ -1000,6 +1006,7 @@ mod tests {
             network,
             limits: Limits { pids: 10, memory_bytes: Some(1 << 20) },
             userns: None,
+            cgroup_parent: None,
         }
     }
 
@@ -1012,7 +1019,7 @@ mod tests {
     }
 
     fn json(network: bool) -> Value {
-        serde_json::to_value(config(&container(network)).unwrap()).unwrap()
+        serde_json::to_value(config(&container(network), "berth-test").unwrap()).unwrap()
     }
 
     #[test]
@@ -1068,7 +1075,8 @@ mod tests {
     #[test]
     fn a_user_namespace_maps_root_to_the_range() {
         let config = serde_json::to_value(
-            config(&Container { userns: Some(UserNamespace { host: 300_000 }), ..container(false) }).unwrap(),
+            config(&Container { userns: Some(UserNamespace { host: 300_000 }), ..container(false) }, "berth-test")
+                .unwrap(),
         )
         .unwrap();
         assert!(config["linux"]["namespaces"].as_array().unwrap().iter().any(|ns| ns["type"] == "user"));

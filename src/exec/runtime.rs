@@ -9,27 +9,55 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::actions::{
-    capture, check_deadline, Captured, ContainerRoot, ContainerRuntime, Outcome, Process, RuntimeError, Stdio,
+    capture, check_deadline, Captured, CapturedBody, ContainerRoot, ContainerRuntime, Outcome, Process, RuntimeError,
+    Stdio,
 };
 use crate::cache::{Cas, Digest};
 use crate::error::Error;
+use crate::exec::cgroup::{self, Budget};
 use crate::exec::runc::start_error;
 use crate::exec::{Container, Limits, RootFs, RootFsError, Runc, StackMode, UserNamespace};
 use crate::oci::{ExtractError, ExtractLimits, ExtractedLayer, LayerStore};
+use crate::workspace::LimitSettings;
 
-/// Containers with runc: the `runc(path)` setting (else `PATH`) and how to
-/// stack roots.
+/// Containers with runc: the `runc(path)` setting (else `PATH`), how to
+/// stack roots, and the `limits(...)` setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuncRuntime {
     runc: Option<PathBuf>,
     stack: StackMode,
+    limits: LimitSettings,
 }
+
+/// Processes and threads of all containers together unless `limits(pids)`
+/// says otherwise.
+const DEFAULT_PIDS: u64 = 8192;
+
+/// Bytes of regular files one step may capture unless
+/// `limits(output_bytes)` says otherwise: far above a real layer, far below
+/// the sparse terabyte a hostile step can make in a second.
+const DEFAULT_OUTPUT_BYTES: u64 = 16 << 30;
 
 impl RuncRuntime {
     /// `runc` is the `runc(path)` setting of `WORKSPACE.star` (`None`
     /// searches `PATH`). Nothing is looked up until a container runs.
     pub fn new(runc: Option<PathBuf>, stack: StackMode) -> RuncRuntime {
-        RuncRuntime { runc, stack }
+        RuncRuntime { runc, stack, limits: LimitSettings::default() }
+    }
+
+    /// With the `limits(...)` setting of `WORKSPACE.star`.
+    pub fn with_limits(self, limits: LimitSettings) -> RuncRuntime {
+        RuncRuntime { limits, ..self }
+    }
+
+    /// The budget all running containers share: `limits(...)`, else three
+    /// quarters of the machine's memory and [`DEFAULT_PIDS`].
+    fn budget(&self) -> Budget {
+        let default = Limits::default();
+        Budget {
+            memory_bytes: self.limits.memory_bytes.or(default.memory_bytes.map(|bytes| bytes as u64)),
+            pids: self.limits.pids.unwrap_or(DEFAULT_PIDS),
+        }
     }
 
     fn locate(&self) -> Result<Runc, RuntimeError> {
@@ -113,6 +141,7 @@ impl ContainerRuntime for RuncRuntime {
     ) -> Result<Outcome, RuntimeError> {
         check_deadline(deadline, "starting the container")?;
         let runc = self.locate()?;
+        let budget = self.budget();
         let container = Container {
             args: process.args.clone(),
             env: process.env.clone(),
@@ -121,7 +150,13 @@ impl ContainerRuntime for RuncRuntime {
             gid: process.gid,
             rootfs: root.to_path_buf(),
             network: process.network,
-            limits: Limits::default(),
+            // Each container may use the whole budget; together they share
+            // it through the parent cgroup.
+            limits: Limits {
+                pids: i64::try_from(budget.pids).unwrap_or(i64::MAX),
+                memory_bytes: budget.memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+            },
+            cgroup_parent: cgroup::parent(budget),
             userns: Some(self.userns()?),
         };
         let timeout = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -145,6 +180,24 @@ impl ContainerRuntime for RuncRuntime {
     ) -> Result<Vec<Captured>, RuntimeError> {
         let userns = self.userns()?;
         let mut entries = capture(root, outputs, exclude, deadline)?;
+        let limit = self.limits.output_bytes.unwrap_or(DEFAULT_OUTPUT_BYTES);
+        let total: u64 = entries
+            .iter()
+            .map(|entry| match entry.body {
+                CapturedBody::File { size, .. } => size,
+                _ => 0,
+            })
+            .sum();
+        if total > limit {
+            return Err(RuntimeError::Failed(
+                Error::user(format!(
+                    "The step's outputs hold {total} bytes of files, more than the {limit} a step may capture"
+                ))
+                .with_hint(
+                    "`exclude` what the layer does not need, or raise `limits(output_bytes = ...)` in WORKSPACE.star",
+                ),
+            ));
+        }
         for entry in &mut entries {
             entry.uid = userns.to_inside(entry.uid);
             entry.gid = userns.to_inside(entry.gid);

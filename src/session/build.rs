@@ -55,7 +55,11 @@ impl<'a> Session<'a> {
             offline: options.offline,
             ..ClientOptions::default()
         });
-        let exec = ExecSettings { runc: workspace.settings.runc.clone(), ..ExecSettings::new(Arc::new(registry)) };
+        let exec = ExecSettings {
+            runc: workspace.settings.runc.clone(),
+            limits: workspace.settings.limits.clone(),
+            ..ExecSettings::new(Arc::new(registry))
+        };
         Ok(Session { workspace, cache, options, reporter, exec })
     }
 

@@ -14,6 +14,21 @@ pub struct WorkspaceSettings {
     pub source_date_epoch: Option<u64>,
     /// `runc(path)`: the runc binary to use instead of the one on `PATH`.
     pub runc: Option<PathBuf>,
+    /// `limits(memory_bytes = N, pids = N, output_bytes = N)`.
+    pub limits: LimitSettings,
+}
+
+/// `limits(...)`: what all running containers of one berth share (`-j`
+/// steps together), and the most one step's outputs may hold. `None` keeps
+/// berth's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Memory of all running containers together, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads of all running containers together.
+    pub pids: Option<u64>,
+    /// Bytes of regular files one step may capture into its layer.
+    pub output_bytes: Option<u64>,
 }
 
 /// How to reach one registry host.

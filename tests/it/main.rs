@@ -42,4 +42,5 @@ mod runc_cli;
 mod runc_steps;
 mod sandbox_escapes;
 mod sandbox_host_reads;
+mod sandbox_limits;
 mod sandbox_userns;
