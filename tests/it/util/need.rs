@@ -41,11 +41,14 @@ pub enum Need {
     Faketime,
     /// An IPv4 address other than loopback, to reach from a container.
     Network,
+    /// The `berth` ranges of `/etc/subuid` and `/etc/subgid`: containers run
+    /// in a user namespace mapped to them.
+    Subids,
 }
 
 impl Need {
     /// Every need, in the order `BERTH_TEST_REQUIRE=all` checks them.
-    pub const ALL: [Need; 12] = [
+    pub const ALL: [Need; 13] = [
         Need::Root,
         Need::Runc,
         Need::Busybox,
@@ -58,6 +61,7 @@ impl Need {
         Need::Podman,
         Need::Faketime,
         Need::Network,
+        Need::Subids,
     ];
 
     /// The name `BERTH_TEST_REQUIRE` uses.
@@ -75,6 +79,7 @@ impl Need {
             Need::Podman => "podman",
             Need::Faketime => "faketime",
             Need::Network => "network",
+            Need::Subids => "subids",
         }
     }
 
@@ -93,6 +98,7 @@ impl Need {
             Need::Podman => "run `scripts/setup.sh` (Debian package `podman`)",
             Need::Faketime => "run `scripts/setup.sh` (Debian package `faketime`)",
             Need::Network => "give the machine a network interface with an IPv4 address",
+            Need::Subids => "run `scripts/setup.sh` (adds `berth` ranges to /etc/subuid and /etc/subgid)",
         }
     }
 
@@ -120,12 +126,14 @@ impl Need {
             Need::Podman => on_path("podman"),
             Need::Faketime => on_path("faketime"),
             Need::Network => non_loopback_ipv4().is_some(),
+            Need::Subids => berth::exec::UserNamespace::from_subid_files().is_ok(),
         };
         (!present).then(|| match self {
             Need::Root => "the tests do not run as root".to_owned(),
             Need::Busybox => format!("`{}` is not a static busybox", super::runc::BUSYBOX),
             Need::Docker => "no Docker engine is running".to_owned(),
             Need::Network => "the machine has no IPv4 address but loopback".to_owned(),
+            Need::Subids => "/etc/subuid or /etc/subgid has no `berth` range".to_owned(),
             other => format!("`{}` is not installed", other.name()),
         })
     }
