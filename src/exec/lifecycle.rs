@@ -168,7 +168,7 @@ pub fn sweep(cache_dir: &Path, runc: Option<&Path>) -> SweepReport {
     let mut report = SweepReport::default();
     if sys::effective_uid() == 0 {
         if let Some(runc) = find_runc(runc) {
-            for id in list_containers(&runc) {
+            for id in list_containers() {
                 if owner_alive(&id, "berth-") == Some(false) {
                     delete_container(&runc, &id);
                     report.containers += 1;
@@ -219,20 +219,14 @@ fn find_runc(setting: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-/// The containers runc knows, and also the directories of its state root:
-/// a runc killed while it created a container leaves a directory without a
-/// `state.json`, which `runc list` skips but `runc delete --force` removes.
-fn list_containers(runc: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(RUNC_STATE_ROOT)
+/// The containers runc knows: the directories of its state root. Read
+/// directly rather than through `runc list`, which costs a process on every
+/// command and skips a container whose runc was killed while creating it
+/// (a directory without `state.json`, which `runc delete --force` removes).
+fn list_containers() -> Vec<String> {
+    std::fs::read_dir(RUNC_STATE_ROOT)
         .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    if let Ok(output) = Command::new(runc).args(["list", "--quiet"]).stdin(Stdio::null()).stderr(Stdio::null()).output()
-    {
-        ids.extend(String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned));
-    }
-    ids.sort();
-    ids.dedup();
-    ids
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
