@@ -89,12 +89,17 @@ impl RootFs {
     /// for none): the layers were extracted shifted by it, the root's own
     /// directory is given to it, and the root is bound under
     /// [`EXPOSED_ROOTS`] where that user can reach it.
+    ///
+    /// `upper_bytes` caps what the container may write: overlayfs's upper
+    /// directory goes on a tmpfs of that size (so it is memory, and only
+    /// with overlayfs; a copied root is not capped).
     pub fn stack(
         layers: &[ExtractedLayer],
         dir: &Path,
         mode: StackMode,
         deadline: Option<Instant>,
         id_shift: u32,
+        upper_bytes: Option<u64>,
     ) -> Result<RootFs, RootFsError> {
         let start = layers.iter().rposition(|layer| layer.opaque_root).unwrap_or(0);
         let layers = &layers[start..];
@@ -105,7 +110,7 @@ impl RootFs {
         let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false, live: None, exposed: None };
         let mut stacked = false;
         if mode != StackMode::Copy {
-            match rootfs.mount_overlay(layers, id_shift) {
+            match rootfs.mount_overlay(layers, id_shift, upper_bytes) {
                 Ok(()) => {
                     rootfs.overlay = true;
                     stacked = true;
@@ -157,7 +162,12 @@ impl RootFs {
         self.overlay
     }
 
-    fn mount_overlay(&mut self, layers: &[ExtractedLayer], id_shift: u32) -> Result<(), RootFsError> {
+    fn mount_overlay(
+        &mut self,
+        layers: &[ExtractedLayer],
+        id_shift: u32,
+        upper_bytes: Option<u64>,
+    ) -> Result<(), RootFsError> {
         // Short names keep the option string under the page-size limit of
         // mount(2) for deep stacks, whatever the cache path is.
         let lower_dir = self.dir.join("l");
@@ -173,8 +183,16 @@ impl RootFs {
             fs::DirBuilder::new().mode(0o755).create(&empty).map_err(io_at(&empty))?;
             lowers.push(empty);
         }
-        let upper = self.dir.join("upper");
-        let work = self.dir.join("work");
+        let mut rw = self.dir.clone();
+        if let Some(bytes) = upper_bytes {
+            // Removed with `dir` (`sys::remove_tree` detaches what is below).
+            rw = self.dir.join("rw");
+            fs::DirBuilder::new().mode(0o700).create(&rw).map_err(io_at(&rw))?;
+            sys::mount_tmpfs(&rw, &format!("size={bytes},mode=0700"))
+                .map_err(|error| RootFsError::Overlay { reason: format!("tmpfs for the upper directory: {error}") })?;
+        }
+        let upper = rw.join("upper");
+        let work = rw.join("work");
         for dir in [&upper, &work] {
             fs::DirBuilder::new().mode(0o755).create(dir).map_err(io_at(dir))?;
         }

@@ -18,6 +18,7 @@ use crate::exec::cgroup::{self, Budget};
 use crate::exec::runc::start_error;
 use crate::exec::{Container, Limits, RootFs, RootFsError, Runc, StackMode, UserNamespace};
 use crate::oci::{ExtractError, ExtractLimits, ExtractedLayer, LayerStore};
+use crate::sys;
 use crate::workspace::LimitSettings;
 
 /// Containers with runc: the `runc(path)` setting (else `PATH`), how to
@@ -123,7 +124,8 @@ impl ContainerRuntime for RuncRuntime {
     ) -> Result<Box<dyn ContainerRoot>, RuntimeError> {
         check_deadline(deadline, "stacking the root filesystem")?;
         let shift = self.userns()?.host;
-        let root = RootFs::stack(layers, dir, self.stack, deadline, shift).map_err(|error| match error {
+        let upper = self.limits.upper_bytes;
+        let root = RootFs::stack(layers, dir, self.stack, deadline, shift, upper).map_err(|error| match error {
             RootFsError::DeadlinePassed => RuntimeError::DeadlinePassed { stage: "stacking the root filesystem" },
             error => RuntimeError::Failed(error.into()),
         })?;
@@ -164,6 +166,15 @@ impl ContainerRuntime for RuncRuntime {
             runc.run(&container, bundle, stdio, timeout).map_err(|error| RuntimeError::Failed(error.into()))?;
         if let Some(message) = start_error(&outcome) {
             return Err(RuntimeError::Start { runtime: self.name(), message });
+        }
+        // A process that failed with its upper directory full failed for that.
+        if let (Some(limit), true) = (self.limits.upper_bytes, outcome.exit_code != 0 && !outcome.timed_out) {
+            if sys::free_bytes(root).is_ok_and(|free| free == 0) {
+                return Err(RuntimeError::Failed(
+                    Error::user(format!("The step wrote its limit of {limit} bytes and failed"))
+                        .with_hint("raise `limits(upper_bytes = ...)` in WORKSPACE.star, or write less"),
+                ));
+            }
         }
         Ok(outcome)
     }

@@ -139,13 +139,14 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
         })
     }
 
-    /// `limits(memory_bytes = N, pids = N, output_bytes = N)`: the memory
-    /// and processes all running containers share, and the most one step
-    /// may capture.
+    /// `limits(memory_bytes = N, pids = N, output_bytes = N, upper_bytes =
+    /// N)`: the memory and processes all running containers share, the most
+    /// one step may capture, and the most one container may write.
     fn limits<'v>(
         #[starlark(require = named)] memory_bytes: Option<i64>,
         #[starlark(require = named)] pids: Option<i64>,
         #[starlark(require = named)] output_bytes: Option<i64>,
+        #[starlark(require = named)] upper_bytes: Option<i64>,
         eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<NoneType> {
         settings(eval, "limits", |settings| {
@@ -158,6 +159,7 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
                 memory_bytes: positive("memory_bytes", memory_bytes)?,
                 pids: positive("pids", pids)?,
                 output_bytes: positive("output_bytes", output_bytes)?,
+                upper_bytes: positive("upper_bytes", upper_bytes)?,
             };
             Ok(())
         })

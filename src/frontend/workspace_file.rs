@@ -95,7 +95,12 @@ runc("/usr/sbin/runc")
         let limits = evaluate("WORKSPACE.star", "limits(memory_bytes = 1 << 30, pids = 512, output_bytes = 4096)");
         assert_eq!(
             limits.unwrap().limits,
-            crate::workspace::LimitSettings { memory_bytes: Some(1 << 30), pids: Some(512), output_bytes: Some(4096) }
+            crate::workspace::LimitSettings {
+                memory_bytes: Some(1 << 30),
+                pids: Some(512),
+                output_bytes: Some(4096),
+                upper_bytes: None
+            }
         );
         let error = evaluate("WORKSPACE.star", "limits(pids = 0)").unwrap_err().to_string();
         assert!(error.contains("`limits(pids = 0)` must be a positive number"), "{error}");

@@ -24,7 +24,9 @@ mod time;
 
 pub use file::{exchange, open_nofollow, read_regular_capped, touch, write_atomic, AtomicFile, Durability};
 pub use lock::{flock, LockMode};
-pub use mount::{bind_mount, mount_overlay, mount_points, remove_tree, unmount_below, unmount_detached};
+pub use mount::{
+    bind_mount, free_bytes, mount_overlay, mount_points, mount_tmpfs, remove_tree, unmount_below, unmount_detached,
+};
 pub use node::{get_xattr, make_fifo, make_whiteout, set_xattr};
 pub use process::{
     effective_uid, kill, kill_when_parent_dies, open_files_hard_limit, process_exists, process_start_time,

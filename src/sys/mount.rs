@@ -27,6 +27,34 @@ pub fn mount_overlay(target: &Path, options: &str) -> io::Result<()> {
     }
 }
 
+/// Mounts a tmpfs at `target` with `options` (`size=...,mode=...`),
+/// `nodev,nosuid`.
+pub fn mount_tmpfs(target: &Path, options: &str) -> io::Result<()> {
+    let (source, fstype) = (c_string(b"tmpfs")?, c_string(b"tmpfs")?);
+    let (target, data) = (c_string(target.as_os_str().as_bytes())?, c_string(options.as_bytes())?);
+    let flags = libc::MS_NODEV | libc::MS_NOSUID;
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags, data.as_ptr().cast()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes free for an unprivileged writer on the file system of `path`
+/// (`statvfs`'s `f_bavail * f_frsize`).
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let path = c_string(path.as_os_str().as_bytes())?;
+    // SAFETY: statvfs only writes into the struct we pass, which is plain data.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
 /// Binds `source` at `target` (`MS_BIND`, not recursive).
 pub fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
     let (source, target) = (c_string(source.as_os_str().as_bytes())?, c_string(target.as_os_str().as_bytes())?);

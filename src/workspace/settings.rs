@@ -29,6 +29,9 @@ pub struct LimitSettings {
     pub pids: Option<u64>,
     /// Bytes of regular files one step may capture into its layer.
     pub output_bytes: Option<u64>,
+    /// Bytes one container may write (its overlayfs upper directory, on a
+    /// tmpfs of this size); `None`: not capped.
+    pub upper_bytes: Option<u64>,
 }
 
 /// How to reach one registry host.

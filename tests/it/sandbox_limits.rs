@@ -165,3 +165,36 @@ fn containers_share_one_budget_under_a_parent_cgroup() {
         && !std::path::Path::new("/sys/fs/cgroup").join(&parent_path[1..]).exists();
     assert!(gone, "the parent cgroup {parent_path} was removed");
 }
+
+#[test]
+fn a_disk_fill_hits_the_upper_directory_cap() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let workspace = workspace(
+        "upper_bytes = 1024 * 1024",
+        r#"
+oci_build_layer(
+    name = "fill",
+    base = ":shell",
+    command = ["dd if=/dev/zero of=/tmp/fill bs=64k count=64"],
+    outputs = ["/tmp"],
+)
+
+oci_build_layer(
+    name = "small",
+    base = ":shell",
+    command = ["dd if=/dev/zero of=/tmp/small bs=64k count=4"],
+    outputs = ["/tmp"],
+)
+"#,
+    );
+    let output = workspace.berth(&["--console", "none", "build", "//app:fill"]);
+    output.failure(1);
+    assert!(output.stderr.contains("//app:fill"), "{}", output.stderr);
+    assert!(output.stderr.contains("The step wrote its limit of 1048576 bytes and failed"), "{}", output.stderr);
+    assert!(output.stderr.contains("limits(upper_bytes"), "{}", output.stderr);
+    // Under the cap, a step writes as usual.
+    workspace.berth(&["--console", "none", "build", "//app:small"]).success();
+}
