@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::need::skip;
+use crate::util::need::{skip, Need};
 use crate::util::runc::{serial, BUSYBOX, CONTAINER};
 use crate::util::workspace::TestWorkspace;
 
@@ -294,4 +294,35 @@ fn berth_run_timeout_kills_and_deletes_the_container() {
     let zero = workspace.berth(&["--console", "none", "run", "--timeout", "0", "//app:shell"]);
     assert_eq!(zero.code, 1);
     assert!(zero.stderr.contains("`--timeout 0`"), "{}", zero.stderr);
+}
+
+/// The report: gc descended into a live mount under the cache and
+/// emptied what was mounted there. A directory bound under the cache's
+/// scratch and run areas keeps its files through `cache gc` and
+/// `clean --cache`; the mounts are detached.
+#[test]
+fn gc_and_clean_detach_mounts_and_never_empty_them() {
+    if skip(&[Need::Root]) {
+        return;
+    }
+    let workspace = TestWorkspace::new();
+    let precious = tempfile::tempdir().unwrap();
+    std::fs::write(precious.path().join("canary"), b"keep me").unwrap();
+    let cache = workspace.root().join(".cache");
+    for (index, command) in [["cache", "gc"], ["clean", "--cache"]].iter().enumerate() {
+        let points = [cache.join("scratch/action-x/rootfs/merged"), cache.join("run/1.1-0/rootfs/merged")];
+        for point in &points {
+            std::fs::create_dir_all(point).unwrap();
+            let status = Command::new("mount").arg("--bind").arg(precious.path()).arg(point).status().unwrap();
+            assert!(status.success());
+        }
+        let mut args = vec!["--console", "none", command[0], command[1]];
+        if index == 0 {
+            args.extend(["--max-size", "0"]);
+        }
+        workspace.berth(&args).success();
+        assert_eq!(mounts_below(workspace.root()), Vec::<String>::new(), "{command:?}");
+        assert_eq!(std::fs::read(precious.path().join("canary")).unwrap(), b"keep me", "{command:?}");
+        assert!(!points[0].exists(), "{command:?}: the scratch tree is removed once detached");
+    }
 }
