@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kill campaign of issue 14: berth killed with SIGKILL or SIGTERM at a
-# random moment of a build (extraction, stacking, the step) COUNT times
+# random moment of a build (extraction, stacking, the step) or of `berth run`, COUNT times
 # (default 50), each followed by `berth cache gc` and a check that no
 # container (`runc list`), no mount under the cache and no process of the
 # step is left. Runs the seeded test `lifecycle::killed_at_random_moments_leaves_nothing`

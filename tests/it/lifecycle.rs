@@ -226,7 +226,7 @@ fn a_build_after_sigkill_sweeps_and_rebuilds() {
 }
 
 /// A seeded campaign: berth killed with SIGKILL or SIGTERM at a random
-/// moment (extraction, stacking, the step itself). `BERTH_KILL_LOOPS` sets
+/// moment (extraction, stacking, the step itself, or `berth run`). `BERTH_KILL_LOOPS` sets
 /// the count (`bench/lifecycle/kill_loop.sh` runs 50), `BERTH_KILL_SEED`
 /// the seed.
 #[test]
@@ -248,8 +248,12 @@ fn killed_at_random_moments_leaves_nothing() {
         if random(2) == 0 {
             workspace.berth(&["--console", "none", "clean", "--cache"]).success();
         }
-        let mut child =
-            workspace.command(&["--console", "none", "build", "//app:long"]).stderr(Stdio::null()).spawn().unwrap();
+        // A build step or `berth run`, one in three.
+        let command: &[&str] = match random(3) {
+            0 => &["--console", "none", "run", "//app:shell"],
+            _ => &["--console", "none", "build", "//app:long"],
+        };
+        let mut child = workspace.command(command).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let pid = child.id();
         std::thread::sleep(Duration::from_millis(50 + random(1500)));
         let kill = random(2) == 0;
