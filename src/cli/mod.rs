@@ -56,6 +56,12 @@ enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // berth started as its own watchdog (`exec::install_signal_handlers`).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|arg| arg == crate::exec::WATCHDOG_ARG) {
+        let owner = args.next().map(|owner| owner.to_string_lossy().into_owned()).unwrap_or_default();
+        return crate::exec::run_watchdog(&owner);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -96,6 +96,11 @@ fn release_dirs(name: &str) {
     }
 }
 
+/// Removes the parent cgroup of `owner` (the watchdog's, after berth).
+pub fn release_owner(owner: &str) {
+    release_dirs(&format!("berth-{owner}"));
+}
+
 /// Removes this process's parent cgroup (once its containers are gone).
 pub fn release() {
     let mut parent = PARENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -14,8 +14,12 @@
 //!   alone.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use crate::exec::cgroup;
@@ -51,9 +55,37 @@ struct Live {
     /// Containers running with berth's terminal: Ctrl-C reaches them through
     /// runc (same process group), so SIGINT is theirs, not berth's.
     interactive: usize,
+    /// The watchdog's stdin ([`run_watchdog`]), once started.
+    watchdog: Option<ChildStdin>,
 }
 
-static LIVE: Mutex<Live> = Mutex::new(Live { containers: BTreeMap::new(), mounts: BTreeMap::new(), interactive: 0 });
+impl Live {
+    /// Tells the watchdog (started on first use, when the CLI enabled it)
+    /// one change of the registry; a dead watchdog is dropped.
+    fn tell(&mut self, message: std::fmt::Arguments<'_>) {
+        if !WATCHDOG.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.watchdog.is_none() {
+            self.watchdog = spawn_watchdog();
+        }
+        if let Some(stdin) = &mut self.watchdog {
+            if writeln!(stdin, "{message}").and_then(|()| stdin.flush()).is_err() {
+                self.watchdog = None;
+            }
+        }
+    }
+}
+
+static LIVE: Mutex<Live> =
+    Mutex::new(Live { containers: BTreeMap::new(), mounts: BTreeMap::new(), interactive: 0, watchdog: None });
+
+/// Whether containers get a watchdog (the CLI turns it on; library users
+/// and tests of the library do not get one).
+static WATCHDOG: AtomicBool = AtomicBool::new(false);
+
+/// The first argument that makes the `berth` binary a watchdog.
+pub const WATCHDOG_ARG: &str = "__berth-watchdog";
 
 fn live() -> MutexGuard<'static, Live> {
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -70,6 +102,7 @@ impl Drop for LiveContainer {
     fn drop(&mut self) {
         let mut live = live();
         live.containers.remove(&self.id);
+        live.tell(format_args!("-c {}", hex(self.id.as_bytes())));
         if self.interactive {
             live.interactive -= 1;
         }
@@ -82,6 +115,7 @@ impl Drop for LiveContainer {
 pub fn start_container<R>(runc: &Path, id: &str, interactive: bool, start: impl FnOnce() -> R) -> (LiveContainer, R) {
     let mut live = live();
     live.containers.insert(id.to_owned(), runc.to_path_buf());
+    live.tell(format_args!("+c {} {}", hex(id.as_bytes()), hex(runc.as_os_str().as_bytes())));
     live.interactive += usize::from(interactive);
     let started = start();
     drop(live);
@@ -96,7 +130,9 @@ pub struct LiveMount {
 
 impl Drop for LiveMount {
     fn drop(&mut self) {
-        live().mounts.remove(&self.point);
+        let mut live = live();
+        live.mounts.remove(&self.point);
+        live.tell(format_args!("-m {}", hex(self.point.as_os_str().as_bytes())));
     }
 }
 
@@ -105,6 +141,7 @@ impl Drop for LiveMount {
 pub fn mount<R>(point: &Path, dir: &Path, mount: impl FnOnce() -> R) -> (LiveMount, R) {
     let mut live = live();
     live.mounts.insert(point.to_path_buf(), dir.to_path_buf());
+    live.tell(format_args!("+m {} {}", hex(point.as_os_str().as_bytes()), hex(dir.as_os_str().as_bytes())));
     let mounted = mount();
     drop(live);
     (LiveMount { point: point.to_path_buf() }, mounted)
@@ -113,7 +150,15 @@ pub fn mount<R>(point: &Path, dir: &Path, mount: impl FnOnce() -> R) -> (LiveMou
 /// Installs the SIGINT/SIGTERM/SIGHUP handling described in the module
 /// docs. `on_signal` runs after the cleanup, before the exit (the CLI
 /// prints what happened). Call once, early in `main`.
+///
+/// It also turns on the watchdog: with the first container, berth starts
+/// its own binary as `berth __berth-watchdog OWNER` in a session of its
+/// own and tells it, through a pipe, every container and mount as it comes
+/// and goes. When the pipe closes (berth exited, however: SIGKILL too), the
+/// watchdog deletes and unmounts whatever is still registered and exits,
+/// so even a SIGKILLed berth leaves no running container behind.
 pub fn install_signal_handlers(on_signal: fn(i32)) {
+    WATCHDOG.store(true, Ordering::Relaxed);
     let Ok(signals) = sys::TerminationSignals::install() else { return };
     std::thread::spawn(move || loop {
         let signal = signals.wait();
@@ -133,6 +178,60 @@ pub fn install_signal_handlers(on_signal: fn(i32)) {
         on_signal(signal);
         std::process::exit(128 + signal);
     });
+}
+
+fn spawn_watchdog() -> Option<ChildStdin> {
+    let exe = std::env::current_exe().ok()?;
+    let mut command = Command::new(exe);
+    command.arg(WATCHDOG_ARG).arg(owner()).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and changes only the child.
+    unsafe {
+        command.pre_exec(|| {
+            // Its own session: a signal to berth's process group or
+            // terminal does not reach it.
+            sys::new_session();
+            Ok(())
+        });
+    }
+    command.spawn().ok()?.stdin.take()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len()).step_by(2).map(|index| u8::from_str_radix(text.get(index..index + 2)?, 16).ok()).collect()
+}
+
+/// The watchdog (see [`install_signal_handlers`]): reads the registry's
+/// changes from stdin until it closes, then deletes the containers and
+/// unmounts the mounts still registered, and releases `owner`'s cgroup.
+/// Returns the exit code.
+pub fn run_watchdog(owner: &str) -> i32 {
+    let mut containers: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut mounts: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let fields: Vec<Option<Vec<u8>>> = line.split(' ').skip(1).map(unhex).collect();
+        match (line.get(..2), fields.as_slice()) {
+            (Some("+c"), [Some(id), Some(runc)]) => drop(containers.insert(id.clone(), runc.clone())),
+            (Some("-c"), [Some(id)]) => drop(containers.remove(id)),
+            (Some("+m"), [Some(point), Some(dir)]) => drop(mounts.insert(point.clone(), dir.clone())),
+            (Some("-m"), [Some(point)]) => drop(mounts.remove(point)),
+            _ => {}
+        }
+    }
+    let path = |bytes: &Vec<u8>| PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+    for (id, runc) in &containers {
+        delete_container(&path(runc), &String::from_utf8_lossy(id));
+    }
+    for (point, dir) in mounts.iter().rev() {
+        let _ = sys::unmount_detached(&path(point));
+        let _ = sys::remove_tree(&path(dir));
+    }
+    cgroup::release_owner(owner);
+    0
 }
 
 /// `runc delete --force ID`: kills the container's processes and removes

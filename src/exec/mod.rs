@@ -20,7 +20,7 @@ mod userns;
 pub use cgroup::release as release_cgroup;
 pub use error::ExecError;
 pub use history::{explain, ActionExplanation, ActionName, BuildLog, HistoryError, LoggedAction, LoggedInput, Reason};
-pub use lifecycle::{install_signal_handlers, owner, sweep, SweepReport};
+pub use lifecycle::{install_signal_handlers, owner, run_watchdog, sweep, SweepReport, WATCHDOG_ARG};
 pub use rootfs::{RootFs, RootFsError, StackMode};
 pub use run_image::{run_image, RunDir, RunImageRequest};
 pub use runc::{config as runc_config, runc_warning, Container, Limits, Runc, RuncError};

@@ -37,6 +37,13 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Makes the calling process the leader of a new session (`setsid`), out
+/// of its parent's process group and terminal. Async-signal-safe.
+pub fn new_session() {
+    // SAFETY: setsid has no memory preconditions.
+    unsafe { libc::setsid() };
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions.

@@ -204,6 +204,36 @@ fn sigkill_during_a_step_is_swept_by_the_next_command() {
     assert_nothing_left(&workspace, pid, marker);
 }
 
+/// The watchdog berth started with its first container sees berth's end
+/// (its pipe closes) and deletes the container and unmounts its root at
+/// once: no berth command runs between the SIGKILL and the checks.
+#[test]
+fn sigkill_during_a_step_is_cleaned_up_by_the_watchdog() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2920;
+    let workspace = workspace(marker);
+    let mut child = start_step(&workspace, &["--console", "none", "build", "//app:long"], marker);
+    let pid = child.id();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_until("the watchdog's cleanup", Duration::from_secs(30), || {
+        containers_of(pid).is_empty() && mounts_below(workspace.root()).is_empty() && sleepers(marker).is_empty()
+    });
+    assert_nothing_left(&workspace, pid, marker);
+    // The watchdog itself is gone too.
+    wait_until("the watchdog to exit", Duration::from_secs(10), || {
+        let owner_arg = format!("__berth-watchdog\0{pid}.");
+        std::fs::read_dir("/proc").unwrap().flatten().all(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(&owner_arg))
+                .unwrap_or(true)
+        })
+    });
+}
+
 #[test]
 fn a_build_after_sigkill_sweeps_and_rebuilds() {
     if skip(CONTAINER) {
