@@ -92,8 +92,21 @@ pub fn parent(budget: Budget) -> Option<String> {
 
 fn release_dirs(name: &str) {
     for dir in all_dirs(name) {
-        let _ = fs::remove_dir(&dir);
+        let _ = remove_cgroup_tree(&dir);
     }
+}
+
+/// Removes cgroup `dir` and the cgroups below it, deepest first. A runc
+/// killed while it created a container leaves that container's (empty)
+/// cgroup below the parent, with no state for `runc delete` to find. A
+/// cgroup that still holds a process is not removed (`EBUSY`).
+fn remove_cgroup_tree(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)?.flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            let _ = remove_cgroup_tree(&entry.path());
+        }
+    }
+    fs::remove_dir(dir)
 }
 
 /// Removes the parent cgroup of `owner` (the watchdog's, after berth).
@@ -122,7 +135,7 @@ pub fn sweep(alive: impl Fn(&str) -> Option<bool>) -> usize {
         let Ok(entries) = fs::read_dir(&hierarchy) else { continue };
         for entry in entries.flatten() {
             let Ok(name) = entry.file_name().into_string() else { continue };
-            if alive(&name) == Some(false) && fs::remove_dir(entry.path()).is_ok() && !names.contains(&name) {
+            if alive(&name) == Some(false) && remove_cgroup_tree(&entry.path()).is_ok() && !names.contains(&name) {
                 names.push(name);
             }
         }

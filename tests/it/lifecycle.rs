@@ -126,6 +126,20 @@ fn assert_nothing_left(workspace: &TestWorkspace, pid: u32, marker: u32) {
     assert!(!exposed.iter().any(|point| point.starts_with(&format!("/run/berth/{pid}."))), "{exposed:?}");
     // A killed process may take a moment to be reaped by init.
     wait_until("the step's processes to go", Duration::from_secs(10), || sleepers(marker).is_empty());
+    // Nor its cgroups (the shared parent, and a container's own that a runc
+    // killed while creating it left below the parent).
+    let cgroups: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|hierarchies| {
+            hierarchies
+                .flatten()
+                .flat_map(|hierarchy| std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten())
+                .chain(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .filter(|name| name.starts_with(&format!("berth-{pid}.")))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(cgroups, Vec::<String>::new(), "cgroups left");
 }
 
 /// gc and clean --cache work on what is left (the issue: "Device or
@@ -222,8 +236,7 @@ fn sigkill_during_a_step_is_cleaned_up_by_the_watchdog() {
     wait_until("the watchdog's cleanup", Duration::from_secs(30), || {
         containers_of(pid).is_empty() && mounts_below(workspace.root()).is_empty() && sleepers(marker).is_empty()
     });
-    assert_nothing_left(&workspace, pid, marker);
-    // The watchdog itself is gone too.
+    // The watchdog is gone once it has finished (the cgroup is its last step).
     wait_until("the watchdog to exit", Duration::from_secs(10), || {
         let owner_arg = format!("__berth-watchdog\0{pid}.");
         std::fs::read_dir("/proc").unwrap().flatten().all(|entry| {
@@ -232,6 +245,7 @@ fn sigkill_during_a_step_is_cleaned_up_by_the_watchdog() {
                 .unwrap_or(true)
         })
     });
+    assert_nothing_left(&workspace, pid, marker);
 }
 
 #[test]
