@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::exec::lifecycle;
+use crate::sys;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
@@ -99,14 +100,25 @@ fn release_dirs(name: &str) {
 /// Removes cgroup `dir` and the cgroups below it, deepest first. A runc
 /// killed while it created a container leaves that container's (empty)
 /// cgroup below the parent, with no state for `runc delete` to find. A
-/// cgroup that still holds a process is not removed (`EBUSY`).
+/// cgroup that still holds a process is not removed (`EBUSY`); a killed
+/// process counts until it is reaped, so `EBUSY` is retried for up to a
+/// second.
 fn remove_cgroup_tree(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)?.flatten() {
         if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
             let _ = remove_cgroup_tree(&entry.path());
         }
     }
-    fs::remove_dir(dir)
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Err(error) if error.raw_os_error() == Some(sys::EBUSY) && tries < 40 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Removes the parent cgroup of `owner` (the watchdog's, after berth).

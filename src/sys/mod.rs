@@ -30,7 +30,7 @@ pub use mount::{
 pub use node::{get_xattr, make_fifo, make_whiteout, set_xattr};
 pub use process::{
     effective_uid, kill, kill_when_parent_dies, new_session, open_files_hard_limit, process_exists, process_start_time,
-    restore_transparent_huge_pages, total_memory, Signal, ELOOP, ENOSYS, EPERM,
+    restore_transparent_huge_pages, total_memory, Signal, EBUSY, ELOOP, ENOSYS, EPERM,
 };
 pub use signal::{raise, TerminationSignals, SIGHUP, SIGINT, SIGTERM};
 pub use time::coarse_realtime_ns;

@@ -143,6 +143,15 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
 }
 
 fn remove_on_device(dir: &Path, device: u64) -> io::Result<()> {
+    // Something else may be removing the same tree (berth's watchdog after
+    // a killed berth): what is already gone is not an error.
+    match remove_on_device_racing(dir, device) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        result => result,
+    }
+}
+
+fn remove_on_device_racing(dir: &Path, device: u64) -> io::Result<()> {
     let metadata = std::fs::symlink_metadata(dir)?;
     if metadata.dev() != device {
         return Err(io::Error::other(format!("`{}` is on another file system (a mount); not removed", dir.display())));
@@ -154,7 +163,12 @@ fn remove_on_device(dir: &Path, device: u64) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
-        if entry.file_type()?.is_dir() {
+        let file_type = match entry.file_type() {
+            Ok(file_type) => file_type,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        if file_type.is_dir() {
             remove_on_device(&path, device)?;
         } else {
             match std::fs::remove_file(&path) {

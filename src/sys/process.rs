@@ -5,6 +5,8 @@ use std::io;
 
 /// `EPERM`, the errno a refused syscall returns in a container's seccomp filter.
 pub const EPERM: i32 = libc::EPERM;
+/// `EBUSY`, what removing a cgroup that still holds a process fails with.
+pub const EBUSY: i32 = libc::EBUSY;
 /// `ELOOP`, what opening a symlink with `O_NOFOLLOW` fails with.
 pub const ELOOP: i32 = libc::ELOOP;
 /// `ENOSYS`, the errno that makes libc fall back to an older syscall.

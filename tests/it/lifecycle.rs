@@ -127,19 +127,26 @@ fn assert_nothing_left(workspace: &TestWorkspace, pid: u32, marker: u32) {
     // A killed process may take a moment to be reaped by init.
     wait_until("the step's processes to go", Duration::from_secs(10), || sleepers(marker).is_empty());
     // Nor its cgroups (the shared parent, and a container's own that a runc
-    // killed while creating it left below the parent).
-    let cgroups: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
-        .map(|hierarchies| {
-            hierarchies
-                .flatten()
-                .flat_map(|hierarchy| std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten())
-                .chain(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten())
-                .filter_map(|entry| entry.file_name().into_string().ok())
-                .filter(|name| name.starts_with(&format!("berth-{pid}.")))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(cgroups, Vec::<String>::new(), "cgroups left");
+    // killed while creating it left below the parent); a watchdog may still
+    // be finishing.
+    let cgroups = || -> Vec<String> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|hierarchies| {
+                hierarchies
+                    .flatten()
+                    .flat_map(|hierarchy| std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten())
+                    .chain(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten())
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .filter(|name| name.starts_with(&format!("berth-{pid}.")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let start = Instant::now();
+    while !cgroups().is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cgroups(), Vec::<String>::new(), "cgroups left");
 }
 
 /// gc and clean --cache work on what is left (the issue: "Device or
