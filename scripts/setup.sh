@@ -26,6 +26,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Containers run in a user namespace mapped to the `berth` ranges of
+# /etc/subuid and /etc/subgid (the same start in both): add one past every
+# range already there, so no user's subordinate ids overlap a container's.
+berth_start() { awk -F: '$1 == "berth" && $3 >= 65536 { print $2; exit }' "$1" 2>/dev/null; }
+if [ -z "$(berth_start /etc/subuid)" ] || [ "$(berth_start /etc/subuid)" != "$(berth_start /etc/subgid)" ]; then
+    start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN { end = 1000000 }
+        $1 != "berth" && $2 + $3 > end { end = $2 + $3 } END { print int((end + 65535) / 65536) * 65536 }')
+    for file in /etc/subuid /etc/subgid; do
+        $sudo touch "$file"
+        $sudo sed -i '/^berth:/d' "$file"
+        echo "berth:$start:65536" | $sudo tee -a "$file" >/dev/null
+    done
+    echo "setup: containers map to host ids $start-$((start + 65535)) (berth in /etc/subuid, /etc/subgid)" >&2
+fi
+
 if [ -x scripts/fetch-debs.sh ]; then
     scripts/fetch-debs.sh
 fi

@@ -17,6 +17,7 @@ fn limits() -> ExtractLimits {
         max_pax_bytes: 64 << 10,
         max_ratio: 1000,
         ratio_slack_bytes: 1 << 20,
+        ..ExtractLimits::default()
     }
 }
 

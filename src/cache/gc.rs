@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use crate::cache::error::io_at;
 use crate::cache::{ActionResult, CacheError, CacheLock, Digest};
+use crate::sys;
 
 /// Counts and sizes of what the cache holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -62,20 +63,29 @@ pub fn stats(cache_dir: &Path) -> Result<CacheStats, CacheError> {
     Ok(stats)
 }
 
-/// The unpacked layers under `layers/`, by the digest (hex) of their blob.
+/// The unpacked layers under `layers/` and its id-shifted stores
+/// (`layers/shifted-<N>/`, for user namespaces), by the digest (hex) of
+/// their blob.
 fn extracted_layers(cache_dir: &Path) -> Result<Vec<(String, PathBuf)>, CacheError> {
-    let dir = cache_dir.join("layers");
-    let entries = match fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CacheError::Io { path: dir, source }),
-    };
     let mut layers = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_at(&dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.len() == 64 && entry.file_type().map_err(io_at(entry.path()))?.is_dir() {
-            layers.push((name, entry.path()));
+    let mut dirs = vec![cache_dir.join("layers")];
+    while let Some(dir) = dirs.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(CacheError::Io { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_at(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type().map_err(io_at(entry.path()))?.is_dir() {
+                continue;
+            }
+            if name.len() == 64 {
+                layers.push((name, entry.path()));
+            } else if name.starts_with("shifted-") && dir == cache_dir.join("layers") {
+                dirs.push(entry.path());
+            }
         }
     }
     layers.sort();
@@ -96,8 +106,13 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
         return Err(CacheError::NotExclusive);
     }
     let mut report = GcReport::default();
-    // No build runs: whatever sits in the temp and scratch dirs is a leftover.
-    for dir in ["tmp", "scratch", "cas/tmp"] {
+    // No build runs (the lock says so): a mount under the cache is a
+    // container root a killed berth left. Detach it before removing
+    // anything, so nothing below is emptied through it.
+    sys::unmount_below(cache_dir).map_err(io_at(cache_dir))?;
+    // No build runs: whatever sits in the temp, scratch and run dirs is a
+    // leftover.
+    for dir in ["tmp", "scratch", "run", "cas/tmp"] {
         let dir = cache_dir.join(dir);
         let size = dir_size(&dir)?;
         if size > 0 || dir.exists() {
@@ -167,8 +182,10 @@ pub fn gc(cache_dir: &Path, max_size: u64, lock: &CacheLock) -> Result<GcReport,
         let size = dir_size(&dir)?;
         let blob_gone = !cache_dir.join("cas").join("sha256").join(&hex).exists();
         if blob_gone || current + size > max_size {
-            fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
-            let _ = fs::remove_file(cache_dir.join("layers").join(format!("{hex}.lock")));
+            sys::remove_tree(&dir).map_err(io_at(&dir))?;
+            if let Some(store) = dir.parent() {
+                let _ = fs::remove_file(store.join(format!("{hex}.lock")));
+            }
             report.removed_bytes += size;
         } else {
             current += size;
@@ -248,8 +265,8 @@ fn remove_children(dir: &Path) -> Result<(), CacheError> {
     };
     for entry in entries {
         let path = entry.map_err(io_at(dir))?.path();
-        let result = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-        result.map_err(io_at(&path))?;
+        // Never descends into a mount, and copes with read-only directories.
+        sys::remove_tree(&path).map_err(io_at(&path))?;
     }
     Ok(())
 }

@@ -77,6 +77,8 @@ pub fn run(args: CacheArgs, global: &GlobalArgs) -> Result<i32> {
         CacheCommand::Gc { max_size } => {
             let max_size = parse_size(&max_size)?;
             let lock = exclusive_lock(&dir, global.quiet)?;
+            // Containers a killed berth left go before their roots do.
+            crate::exec::sweep(&dir, None);
             let report = gc(&dir, max_size, &lock)?;
             stdout.print(format_args!(
                 "Removed {} action cache entries and {} blobs ({}); the cache holds {}\n",

@@ -11,6 +11,7 @@ use crate::cache::{resolve_cache_dir, CacheLock};
 use crate::cli::global::current_dir;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
+use crate::sys;
 use crate::workspace::{find_root, WorkspaceError};
 
 #[derive(Debug, Args)]
@@ -42,6 +43,12 @@ pub fn run(args: CleanArgs, global: &GlobalArgs) -> Result<i32> {
                         .with_hint("run `berth clean --cache` again when it has finished"))
                 }
             };
+            // Containers a killed berth left go first; then no mount under
+            // the cache survives (the lock says no build runs), so nothing
+            // is removed through one.
+            crate::exec::sweep(&dir, None);
+            sys::unmount_below(&dir)
+                .map_err(|error| Error::environment(format!("Cannot unmount below `{}`: {error}", dir.display())))?;
             let unreadable = |error: io::Error| Error::environment(format!("Cannot read `{}`: {error}", dir.display()));
             for entry in fs::read_dir(&dir).map_err(unreadable)? {
                 let path = entry.map_err(unreadable)?.path();
@@ -69,15 +76,7 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Never descends into a mount.
 fn remove_any(path: &Path) -> Result<()> {
-    if fs::symlink_metadata(path).map(|metadata| metadata.is_dir()).unwrap_or(false) {
-        remove_dir(path)
-    } else {
-        match fs::remove_file(path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                Err(Error::environment(format!("Cannot remove `{}`: {error}", path.display())))
-            }
-            _ => Ok(()),
-        }
-    }
+    sys::remove_tree(path).map_err(|error| Error::environment(format!("Cannot remove `{}`: {error}", path.display())))
 }

@@ -118,7 +118,7 @@ fn export_rootfs(session: &Session<'_>, label: &Label, root: &ImageRoot, dir: &P
         .iter()
         .map(|digest| context.layers().extract(cas, digest, &limits).map_err(Error::from))
         .collect::<Result<Vec<_>>>()?;
-    let stacked = RootFs::stack(&layers, &scratch.path().join("stack"), StackMode::Copy)
+    let stacked = RootFs::stack(&layers, &scratch.path().join("stack"), StackMode::Copy, None, 0, None)
         .map_err(|error| Error::from(error).context(format!("Cannot export `{label}` as a root filesystem")))?;
     let out = scratch.path().join("out");
     std::fs::create_dir(&out).map_err(io_error(&out))?;

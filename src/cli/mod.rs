@@ -56,6 +56,12 @@ enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // berth started as its own watchdog (`exec::install_signal_handlers`).
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|arg| arg == crate::exec::WATCHDOG_ARG) {
+        let owner = args.next().map(|owner| owner.to_string_lossy().into_owned()).unwrap_or_default();
+        return crate::exec::run_watchdog(&owner);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -67,6 +73,16 @@ pub fn main() -> i32 {
         eprintln!("error: {error}");
         return 2;
     }
+    // SIGINT, SIGTERM, SIGHUP: delete running containers, unmount their
+    // roots, exit 130/143/129.
+    crate::exec::install_signal_handlers(|signal| {
+        let name = match signal {
+            crate::sys::SIGINT => "SIGINT",
+            crate::sys::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        };
+        eprintln!("error: Interrupted by {name}; running containers were deleted");
+    });
     let result = match cli.command {
         Command::Build(args) => build::run(args, &cli.global),
         Command::Run(args) => run::run(args, &cli.global),
@@ -78,6 +94,11 @@ pub fn main() -> i32 {
         Command::Clean(args) => clean::run(args, &cli.global),
         Command::Cache(args) => cache::run(args, &cli.global),
     };
+    // The cgroup this berth's containers shared (they are all gone now).
+    crate::exec::release_cgroup();
+    if let (Some(warning), false) = (crate::exec::runc_warning(), cli.global.quiet) {
+        eprintln!("warning: {warning}");
+    }
     match result {
         Ok(code) => code,
         Err(error) => report_error(&error),

@@ -1,6 +1,8 @@
 //! `berth run LABEL [-- ARG...]`: runs an image with runc; pushes an
 //! `oci_push` target and loads an `oci_load` target, as `bazel run` does.
 
+use std::time::Duration;
+
 use clap::Args;
 
 use crate::analysis::{ImageInfo, IndexInfo, Provider, RunAs};
@@ -26,6 +28,10 @@ pub struct RunArgs {
     /// Give the container the host's network (default: loopback only)
     #[arg(long)]
     pub network: bool,
+    /// Kill the container and fail after this many seconds (covers
+    /// extracting and stacking the image too)
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
     /// Arguments that replace the image's `cmd`
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -38,6 +44,7 @@ pub struct RunRequest {
     pub env: Vec<String>,
     pub network: bool,
     pub args: Vec<String>,
+    pub timeout: Option<Duration>,
 }
 
 impl RunRequest {
@@ -51,7 +58,12 @@ impl RunRequest {
                     .with_hint(format!("write it as `--env {entry}=value`")));
             }
         }
-        Ok(RunRequest { label, env: args.env, network: args.network, args: args.args })
+        if args.timeout == Some(0) {
+            return Err(Error::user("`--timeout 0` would kill the container before it starts")
+                .with_hint("give a number of seconds of at least 1"));
+        }
+        let timeout = args.timeout.map(Duration::from_secs);
+        Ok(RunRequest { label, env: args.env, network: args.network, args: args.args, timeout })
     }
 }
 
@@ -83,6 +95,7 @@ pub fn run(args: RunArgs, global: &GlobalArgs) -> Result<i32> {
             args: request.args,
             env: request.env,
             network: request.network,
+            timeout: request.timeout,
         },
     )?;
     Ok(code)
@@ -242,7 +255,13 @@ mod tests {
     use super::*;
 
     fn args(label: &str, env: &[&str]) -> RunArgs {
-        RunArgs { label: label.into(), env: env.iter().map(|e| e.to_string()).collect(), network: false, args: vec![] }
+        RunArgs {
+            label: label.into(),
+            env: env.iter().map(|e| e.to_string()).collect(),
+            network: false,
+            args: vec![],
+            timeout: None,
+        }
     }
 
     #[test]

@@ -9,8 +9,11 @@ use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::error::{Diagnose, ErrorKind};
+use crate::exec::lifecycle::{self, LiveMount};
 use crate::oci::{is_opaque_dir, is_whiteout, ExtractedLayer};
 use crate::sys;
 
@@ -32,11 +35,16 @@ pub enum RootFsError {
     Io { path: PathBuf, source: io::Error },
     #[error("Cannot mount overlayfs for a container root: {reason}")]
     Overlay { reason: String },
+    #[error("The deadline passed while copying the layers into a root filesystem")]
+    DeadlinePassed,
 }
 
 impl Diagnose for RootFsError {
     fn kind(&self) -> ErrorKind {
-        ErrorKind::Environment
+        match self {
+            RootFsError::DeadlinePassed => ErrorKind::User,
+            _ => ErrorKind::Environment,
+        }
     }
 
     fn hint(&self) -> Option<String> {
@@ -58,38 +66,95 @@ pub struct RootFs {
     dir: PathBuf,
     merged: PathBuf,
     overlay: bool,
+    /// The overlay mount, registered so a termination signal detaches it
+    /// (`exec::lifecycle`); dropped after the unmount.
+    live: Option<LiveMount>,
+    /// Where the root is bound for a container in a user namespace (see
+    /// [`EXPOSED_ROOTS`]), with its registration.
+    exposed: Option<(PathBuf, LiveMount)>,
 }
+
+/// Where roots of user-namespaced containers are bound: runc, as the
+/// container's root, must be able to walk to the root filesystem, and the
+/// cache usually sits below a private home directory. Each root is
+/// `/run/berth/OWNER-N`, with its owner in the name for the sweep.
+pub const EXPOSED_ROOTS: &str = "/run/berth";
 
 impl RootFs {
     /// Stacks `layers` (lowest first) under `dir`, which must not exist yet.
-    /// A layer whose root was opaque hides every layer below it.
-    pub fn stack(layers: &[ExtractedLayer], dir: &Path, mode: StackMode) -> Result<RootFs, RootFsError> {
+    /// A layer whose root was opaque hides every layer below it. A copy
+    /// checks `deadline` before each directory.
+    ///
+    /// `id_shift` is the host id of uid 0 of a user-namespaced container (0
+    /// for none): the layers were extracted shifted by it, the root's own
+    /// directory is given to it, and the root is bound under
+    /// [`EXPOSED_ROOTS`] where that user can reach it.
+    ///
+    /// `upper_bytes` caps what the container may write: overlayfs's upper
+    /// directory goes on a tmpfs of that size (so it is memory, and only
+    /// with overlayfs; a copied root is not capped).
+    pub fn stack(
+        layers: &[ExtractedLayer],
+        dir: &Path,
+        mode: StackMode,
+        deadline: Option<Instant>,
+        id_shift: u32,
+        upper_bytes: Option<u64>,
+    ) -> Result<RootFs, RootFsError> {
         let start = layers.iter().rposition(|layer| layer.opaque_root).unwrap_or(0);
         let layers = &layers[start..];
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_at(dir))?;
         let merged = dir.join("merged");
         fs::DirBuilder::new().mode(0o755).create(&merged).map_err(io_at(&merged))?;
-        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false };
+        chown_shifted(&merged, id_shift)?;
+        let mut rootfs = RootFs { dir: dir.to_path_buf(), merged, overlay: false, live: None, exposed: None };
+        let mut stacked = false;
         if mode != StackMode::Copy {
-            match rootfs.mount_overlay(layers) {
+            match rootfs.mount_overlay(layers, id_shift, upper_bytes) {
                 Ok(()) => {
                     rootfs.overlay = true;
-                    return Ok(rootfs);
+                    stacked = true;
                 }
                 Err(error) if mode == StackMode::Overlay => return Err(error),
                 Err(_) => {}
             }
         }
-        for layer in layers {
-            let mut links = HashMap::new();
-            apply_layer(&layer.root, &rootfs.merged, &mut links)?;
+        if !stacked {
+            for layer in layers {
+                let mut links = HashMap::new();
+                apply_layer(&layer.root, &rootfs.merged, &mut links, deadline)?;
+            }
+        }
+        if id_shift != 0 {
+            rootfs.expose()?;
         }
         Ok(rootfs)
     }
 
+    /// Binds the root at `/run/berth/OWNER-N`.
+    fn expose(&mut self) -> Result<(), RootFsError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let roots = Path::new(EXPOSED_ROOTS);
+        fs::DirBuilder::new().recursive(true).mode(0o711).create(roots).map_err(io_at(roots))?;
+        // Walkable by everyone, listable by root only, whatever the umask.
+        fs::set_permissions(roots, fs::Permissions::from_mode(0o711)).map_err(io_at(roots))?;
+        let point = roots.join(format!("{}-{}", lifecycle::owner(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        fs::DirBuilder::new().mode(0o700).create(&point).map_err(io_at(&point))?;
+        let (live, bound) = lifecycle::mount(&point, &point, || sys::bind_mount(&self.merged, &point));
+        if let Err(error) = bound {
+            let _ = fs::remove_dir(&point);
+            return Err(RootFsError::Io { path: point, source: error });
+        }
+        self.exposed = Some((point, live));
+        Ok(())
+    }
+
     /// The root filesystem to give the container.
     pub fn merged(&self) -> &Path {
-        &self.merged
+        match &self.exposed {
+            Some((point, _)) => point,
+            None => &self.merged,
+        }
     }
 
     /// Whether overlayfs is in use (otherwise the layers were copied).
@@ -97,7 +162,12 @@ impl RootFs {
         self.overlay
     }
 
-    fn mount_overlay(&self, layers: &[ExtractedLayer]) -> Result<(), RootFsError> {
+    fn mount_overlay(
+        &mut self,
+        layers: &[ExtractedLayer],
+        id_shift: u32,
+        upper_bytes: Option<u64>,
+    ) -> Result<(), RootFsError> {
         // Short names keep the option string under the page-size limit of
         // mount(2) for deep stacks, whatever the cache path is.
         let lower_dir = self.dir.join("l");
@@ -113,11 +183,21 @@ impl RootFs {
             fs::DirBuilder::new().mode(0o755).create(&empty).map_err(io_at(&empty))?;
             lowers.push(empty);
         }
-        let upper = self.dir.join("upper");
-        let work = self.dir.join("work");
+        let mut rw = self.dir.clone();
+        if let Some(bytes) = upper_bytes {
+            // Removed with `dir` (`sys::remove_tree` detaches what is below).
+            rw = self.dir.join("rw");
+            fs::DirBuilder::new().mode(0o700).create(&rw).map_err(io_at(&rw))?;
+            sys::mount_tmpfs(&rw, &format!("size={bytes},mode=0700"))
+                .map_err(|error| RootFsError::Overlay { reason: format!("tmpfs for the upper directory: {error}") })?;
+        }
+        let upper = rw.join("upper");
+        let work = rw.join("work");
         for dir in [&upper, &work] {
             fs::DirBuilder::new().mode(0o755).create(dir).map_err(io_at(dir))?;
         }
+        // The upper directory is the root directory the container sees.
+        chown_shifted(&upper, id_shift)?;
         let lowers: Vec<String> = lowers.iter().map(|path| path.display().to_string()).collect();
         let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
         if options.contains(['\\']) || lowers.iter().any(|lower| lower.contains([',', ':'])) {
@@ -126,18 +206,35 @@ impl RootFs {
         if options.len() >= 4096 {
             return Err(RootFsError::Overlay { reason: format!("{} layers are too many for one mount", layers.len()) });
         }
-        sys::mount_overlay(&self.merged, &options).map_err(|error| RootFsError::Overlay { reason: error.to_string() })
+        let (live, mounted) = lifecycle::mount(&self.merged, &self.dir, || sys::mount_overlay(&self.merged, &options));
+        mounted.map_err(|error| RootFsError::Overlay { reason: error.to_string() })?;
+        self.live = Some(live);
+        Ok(())
+    }
+}
+
+fn chown_shifted(path: &Path, id_shift: u32) -> Result<(), RootFsError> {
+    match id_shift {
+        0 => Ok(()),
+        shift => std::os::unix::fs::lchown(path, Some(shift), Some(shift)).map_err(io_at(path)),
     }
 }
 
 impl Drop for RootFs {
     fn drop(&mut self) {
+        if let Some((point, live)) = self.exposed.take() {
+            let _ = sys::unmount_detached(&point);
+            let _ = fs::remove_dir(&point);
+            drop(live);
+        }
         if self.overlay {
             // Detached, so a stray open file cannot keep the mount (and the
             // cleanup) from happening.
             let _ = sys::unmount_detached(&self.merged);
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        // Never into a mount that is still there.
+        let _ = sys::remove_tree(&self.dir);
+        self.live = None;
     }
 }
 
@@ -169,7 +266,15 @@ fn set_owner_mode(path: &Path, metadata: &fs::Metadata) -> Result<(), RootFsErro
 /// whiteouts delete, opaque directories replace, everything else replaces
 /// or merges. Hard links of the layer stay hard links (`links`: source inode
 /// → first copy). Symlinks are copied as symlinks, never followed.
-fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>) -> Result<(), RootFsError> {
+fn apply_layer(
+    src: &Path,
+    dst: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+    deadline: Option<Instant>,
+) -> Result<(), RootFsError> {
+    if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        return Err(RootFsError::DeadlinePassed);
+    }
     let mut entries: Vec<_> = fs::read_dir(src).map_err(io_at(src))?.collect::<Result<_, _>>().map_err(io_at(src))?;
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
@@ -193,7 +298,7 @@ fn apply_layer(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), PathBuf>)
                 }
                 None => fs::DirBuilder::new().mode(0o700).create(&to).map_err(io_at(&to))?,
             }
-            apply_layer(&from, &to, links)?;
+            apply_layer(&from, &to, links, deadline)?;
             set_owner_mode(&to, &metadata)?;
             continue;
         }

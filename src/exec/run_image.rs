@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::actions::{merge_env, ExecutionContext, ImageRuntimeConfig, Process, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::actions::{merge_env, ExecutionContext, ImageRuntimeConfig, Process, RuntimeError, Stdio};
 use crate::cache::Digest;
 use crate::error::{Error, Result};
+use crate::exec::lifecycle;
+use crate::sys;
 
 /// A fresh private directory for one container run under `<cache>/run/`,
 /// removed when dropped.
@@ -19,8 +23,10 @@ impl RunDir {
         let runs = cache_dir.join("run");
         std::fs::create_dir_all(&runs)
             .map_err(|error| Error::environment(format!("Cannot create `{}`: {error}", runs.display())))?;
-        let dir = runs.join(format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let _ = std::fs::remove_dir_all(&dir);
+        // The owner in the name lets a later command's sweep remove what a
+        // killed berth left (`exec::lifecycle::sweep`).
+        let dir = runs.join(format!("{}-{}", lifecycle::owner(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let _ = sys::remove_tree(&dir);
         Ok(RunDir(dir))
     }
 
@@ -31,7 +37,7 @@ impl RunDir {
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = sys::remove_tree(&self.0);
     }
 }
 
@@ -50,12 +56,17 @@ pub struct RunImageRequest<'a> {
     /// `KEY=VALUE` entries added to (or replacing) the image's env.
     pub env: Vec<String>,
     pub network: bool,
+    /// How long everything may take (extraction, stacking, the process);
+    /// `None` waits as long as it takes.
+    pub timeout: Option<Duration>,
 }
 
 /// Runs the image's entrypoint + cmd on the context's container runtime,
-/// stdio attached, with no deadline, and returns its exit code (128 + N
-/// when killed by signal N).
+/// stdio attached, and returns its exit code (128 + N when killed by
+/// signal N). Past `timeout` the container is killed and deleted and the
+/// run fails.
 pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> Result<i32> {
+    let deadline = request.timeout.map(|timeout| Instant::now() + timeout);
     let config = ImageRuntimeConfig::parse(request.config)?;
     let mut args = config.entrypoint.clone();
     args.extend(if request.args.is_empty() { config.cmd.clone() } else { request.args.clone() });
@@ -64,11 +75,15 @@ pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> R
             .with_hint("name the program after `--`: berth run LABEL -- /bin/sh"));
     }
     let runtime = context.runtime()?;
-    let layers = runtime.extract(context.layers(), context.cas(), request.layers, None)?;
+    let timed_out = |error: RuntimeError| match (error, request.timeout) {
+        (RuntimeError::DeadlinePassed { stage }, Some(timeout)) => timeout_error(timeout, stage),
+        (error, _) => error.into(),
+    };
+    let layers = runtime.extract(context.layers(), context.cas(), request.layers, deadline).map_err(timed_out)?;
     config.check_diff_ids(&layers)?;
     let run_dir = RunDir::new(request.cache_dir)?;
-    let root = runtime.stack(&layers, &run_dir.path().join("rootfs"), None)?;
-    let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), None)?;
+    let root = runtime.stack(&layers, &run_dir.path().join("rootfs"), deadline).map_err(timed_out)?;
+    let (uid, gid) = runtime.resolve_user(root.path(), config.user.as_deref(), deadline).map_err(timed_out)?;
     let process = Process {
         args,
         env: merge_env(&config.env, &request.env),
@@ -77,6 +92,19 @@ pub fn run_image(context: &ExecutionContext, request: &RunImageRequest<'_>) -> R
         gid,
         network: request.network,
     };
-    let outcome = runtime.run(&process, root.path(), &run_dir.path().join("bundle"), Stdio::Inherit, None)?;
+    let outcome = runtime
+        .run(&process, root.path(), &run_dir.path().join("bundle"), Stdio::Inherit, deadline)
+        .map_err(timed_out)?;
+    if let (true, Some(timeout)) = (outcome.timed_out, request.timeout) {
+        return Err(timeout_error(timeout, "running"));
+    }
     Ok(outcome.exit_code)
+}
+
+fn timeout_error(timeout: Duration, stage: &str) -> Error {
+    Error::user(format!(
+        "`berth run` timed out after {}s while {stage}; its container was killed and deleted",
+        timeout.as_secs()
+    ))
+    .with_hint("raise `--timeout`")
 }

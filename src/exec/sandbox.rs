@@ -3,10 +3,10 @@
 //! scheduler tests use a fake, so they run without root or disk effects.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::exec::ExecError;
+use crate::exec::{lifecycle, ExecError};
+use crate::sys;
 
 /// What the scheduler needs from the OS around running one action.
 pub trait Sandbox: Send + Sync {
@@ -35,34 +35,17 @@ impl Sandbox for LocalSandbox {
     fn create_scratch(&self) -> Result<PathBuf, ExecError> {
         let io_error = |source| ExecError::Scratch { path: self.root.clone(), source };
         fs::create_dir_all(&self.root).map_err(io_error)?;
-        let dir = tempfile::Builder::new().prefix("action-").tempdir_in(&self.root).map_err(io_error)?;
+        // The owner in the name lets a later command's sweep remove what a
+        // killed berth left (`exec::lifecycle::sweep`).
+        let prefix = format!("action-{}-", lifecycle::owner());
+        let dir = tempfile::Builder::new().prefix(&prefix).tempdir_in(&self.root).map_err(io_error)?;
         Ok(dir.keep())
     }
 
+    /// Never descends into a mount (a root a step left mounted is detached
+    /// first); read-only directories a step left are made writable.
     fn remove_scratch(&self, dir: &Path) -> Result<(), ExecError> {
-        match fs::remove_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(_) => {
-                // A step may leave read-only directories; make them writable and retry.
-                make_writable(dir);
-                fs::remove_dir_all(dir).map_err(|source| ExecError::Scratch { path: dir.to_owned(), source })
-            }
-        }
-    }
-}
-
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(metadata) = fs::symlink_metadata(dir) else { return };
-    if !metadata.is_dir() {
-        return;
-    }
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            make_writable(&entry.path());
-        }
+        sys::remove_tree(dir).map_err(|source| ExecError::Scratch { path: dir.to_owned(), source })
     }
 }
 

@@ -13,6 +13,7 @@ use crate::exec::{RuncRuntime, StackMode};
 use crate::oci::LayerStore;
 use crate::registry::{ClientOptions, RegistryHandle};
 use crate::remote::RemoteCache;
+use crate::workspace::LimitSettings;
 
 /// How this session runs actions on this machine.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct ExecSettings {
     /// `runc(path)` from `WORKSPACE.star`; `None` searches `PATH`.
     pub runc: Option<PathBuf>,
     pub stack: StackMode,
+    /// `limits(...)` from `WORKSPACE.star`.
+    pub limits: LimitSettings,
     /// Shared with analysis, which resolves pulls through it: one client,
     /// one connection pool and token cache per session.
     pub registry: Arc<RegistryHandle>,
@@ -30,14 +33,14 @@ pub struct ExecSettings {
 impl ExecSettings {
     /// Default runc and stacking, pulls through `registry`.
     pub fn new(registry: Arc<RegistryHandle>) -> ExecSettings {
-        ExecSettings { runc: None, stack: StackMode::default(), registry, remote: None }
+        ExecSettings { runc: None, stack: StackMode::default(), limits: LimitSettings::default(), registry, remote: None }
     }
 
     /// The context every action of a build over `cache` runs with.
     pub fn context(&self, cache: &Cache) -> ExecutionContext {
         ExecutionContext::new(cache.cas.clone(), LayerStore::new(cache.dir()))
             .with_registry(self.registry.clone())
-            .with_runtime(Arc::new(RuncRuntime::new(self.runc.clone(), self.stack)))
+            .with_runtime(Arc::new(RuncRuntime::new(self.runc.clone(), self.stack).with_limits(self.limits.clone())))
     }
 }
 

@@ -214,6 +214,32 @@ fn workspace_functions(builder: &mut GlobalsBuilder) {
             Ok(())
         })
     }
+
+    /// `limits(memory_bytes = N, pids = N, output_bytes = N, upper_bytes =
+    /// N)`: the memory and processes all running containers share, the most
+    /// one step may capture, and the most one container may write.
+    fn limits<'v>(
+        #[starlark(require = named)] memory_bytes: Option<i64>,
+        #[starlark(require = named)] pids: Option<i64>,
+        #[starlark(require = named)] output_bytes: Option<i64>,
+        #[starlark(require = named)] upper_bytes: Option<i64>,
+        eval: &mut Evaluator<'v, '_, '_>,
+    ) -> starlark::Result<NoneType> {
+        settings(eval, "limits", |settings| {
+            let positive = |name: &str, value: Option<i64>| match value {
+                None => Ok(None),
+                Some(value) if value > 0 => Ok(Some(value as u64)),
+                Some(value) => Err(format!("`limits({name} = {value})` must be a positive number")),
+            };
+            settings.limits = crate::workspace::LimitSettings {
+                memory_bytes: positive("memory_bytes", memory_bytes)?,
+                pids: positive("pids", pids)?,
+                output_bytes: positive("output_bytes", output_bytes)?,
+                upper_bytes: positive("upper_bytes", upper_bytes)?,
+            };
+            Ok(())
+        })
+    }
 }
 
 fn settings(

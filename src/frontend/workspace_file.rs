@@ -1,5 +1,5 @@
 //! `WORKSPACE.star`: evaluated for settings only (`workspace`, `registry`,
-//! `source_date_epoch`, `runc`, `remote_cache`); it declares no targets.
+//! `source_date_epoch`, `runc`, `remote_cache`, `limits`); it declares no targets.
 
 use std::fs;
 use std::path::Path;
@@ -96,12 +96,25 @@ remote_cache("grpc://127.0.0.1:8980/main", read_only = True)
                 source_date_epoch: Some(1_700_000_000),
                 runc: Some("/usr/sbin/runc".into()),
                 workspace_status: Some("tools/status.sh".into()),
+                limits: crate::workspace::LimitSettings::default(),
                 remote_cache: Some(RemoteCacheSetting {
                     url: RemoteCacheUrl::parse("grpc://127.0.0.1:8980/main").unwrap(),
                     read_only: true
                 }),
             }
         );
+        let limits = evaluate("WORKSPACE.star", "limits(memory_bytes = 1 << 30, pids = 512, output_bytes = 4096)");
+        assert_eq!(
+            limits.unwrap().limits,
+            crate::workspace::LimitSettings {
+                memory_bytes: Some(1 << 30),
+                pids: Some(512),
+                output_bytes: Some(4096),
+                upper_bytes: None
+            }
+        );
+        let error = evaluate("WORKSPACE.star", "limits(pids = 0)").unwrap_err().to_string();
+        assert!(error.contains("`limits(pids = 0)` must be a positive number"), "{error}");
         assert_eq!(evaluate("WORKSPACE.star", "").unwrap(), WorkspaceSettings::default());
     }
 

@@ -81,6 +81,9 @@ impl<'a> Session<'a> {
     pub fn open(cwd: &Path, options: SessionOptions, reporter: &'a dyn Reporter) -> Result<Session<'a>> {
         let workspace = crate::frontend::discover_workspace(cwd)?;
         let cache = Cache::open(&options.cache_dir)?;
+        // What berth processes killed with SIGKILL left in this cache (and
+        // their containers) goes before this one adds its own.
+        crate::exec::sweep(cache.dir(), workspace.settings.runc.as_deref());
         let registry = RegistryHandle::new(ClientOptions {
             registries: workspace.settings.registries.clone(),
             workspace_root: Some(workspace.root.clone()),
@@ -88,8 +91,12 @@ impl<'a> Session<'a> {
             ..ClientOptions::default()
         });
         let remote = remote_cache(&workspace, &options, registry.options())?;
-        let exec =
-            ExecSettings { runc: workspace.settings.runc.clone(), remote, ..ExecSettings::new(Arc::new(registry)) };
+        let exec = ExecSettings {
+            runc: workspace.settings.runc.clone(),
+            limits: workspace.settings.limits.clone(),
+            remote,
+            ..ExecSettings::new(Arc::new(registry))
+        };
         Ok(Session { workspace, cache, options, reporter, exec })
     }
 

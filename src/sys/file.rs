@@ -115,6 +115,29 @@ pub fn open_nofollow(options: &mut OpenOptions, path: &Path) -> io::Result<File>
     options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(path)
 }
 
+/// Reads at most `cap` bytes of the regular file at `path`, which a
+/// hostile image may have made a FIFO, a device or a symlink: it is opened
+/// with `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY` (a FIFO with no writer opens
+/// at once, a symlink does not open), and anything but a regular file is
+/// refused before a byte is read. A file longer than `cap` is an error
+/// (`InvalidData`), as is a non-regular one (`InvalidInput`).
+pub fn read_regular_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("longer than {cap} bytes")));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -153,6 +176,23 @@ mod tests {
         std::os::unix::fs::symlink(&a, &link).unwrap();
         assert!(open_nofollow(OpenOptions::new().read(true), &link).is_err());
         assert!(open_nofollow(OpenOptions::new().read(true), &a).is_ok());
+    }
+
+    #[test]
+    fn capped_reads_take_only_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("passwd");
+        fs::write(&file, b"root:x:0:0::/:/bin/sh\n").unwrap();
+        assert_eq!(read_regular_capped(&file, 1 << 20).unwrap(), b"root:x:0:0::/:/bin/sh\n");
+        assert_eq!(read_regular_capped(&file, 4).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let fifo = dir.path().join("fifo");
+        crate::sys::make_fifo(&fifo).unwrap();
+        // Returns at once: no writer is waited for.
+        assert_eq!(read_regular_capped(&fifo, 1 << 20).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(read_regular_capped(&link, 1 << 20).is_err());
+        assert_eq!(read_regular_capped(dir.path(), 1 << 20).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

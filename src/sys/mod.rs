@@ -7,9 +7,11 @@
 //! - `file`: atomic writes (temp file, fsync, rename), access stamps,
 //!   directory exchange, `O_NOFOLLOW` opens.
 //! - `lock`: `flock(2)`.
-//! - `mount`: overlayfs mounts and lazy unmounts.
+//! - `mount`: overlayfs mounts, lazy unmounts, the mount table, removing
+//!   a tree without descending into a mount.
 //! - `node`: device nodes, FIFOs and extended attributes.
 //! - `process`: privileges, signals, `prctl`, resource limits, memory size.
+//! - `signal`: SIGINT/SIGTERM/SIGHUP handed to a thread through a pipe.
 //! - `time`: the kernel's coarse file clock.
 
 mod file;
@@ -17,14 +19,18 @@ mod lock;
 mod mount;
 mod node;
 mod process;
+mod signal;
 mod time;
 
-pub use file::{exchange, open_nofollow, touch, write_atomic, AtomicFile, Durability};
+pub use file::{exchange, open_nofollow, read_regular_capped, touch, write_atomic, AtomicFile, Durability};
 pub use lock::{flock, LockMode};
-pub use mount::{mount_overlay, unmount_detached};
+pub use mount::{
+    bind_mount, free_bytes, mount_overlay, mount_points, mount_tmpfs, remove_tree, unmount_below, unmount_detached,
+};
 pub use node::{get_xattr, make_fifo, make_whiteout, set_xattr};
 pub use process::{
-    effective_uid, kill, open_files_hard_limit, process_exists, restore_transparent_huge_pages, total_memory,
-    IgnoreInterrupts, Signal, ENOSYS, EPERM,
+    effective_uid, kill, kill_when_parent_dies, new_session, open_files_hard_limit, process_exists, process_start_time,
+    restore_transparent_huge_pages, total_memory, Signal, EBUSY, ELOOP, ENOSYS, EPERM,
 };
+pub use signal::{raise, TerminationSignals, SIGHUP, SIGINT, SIGTERM};
 pub use time::coarse_realtime_ns;

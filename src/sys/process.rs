@@ -5,6 +5,10 @@ use std::io;
 
 /// `EPERM`, the errno a refused syscall returns in a container's seccomp filter.
 pub const EPERM: i32 = libc::EPERM;
+/// `EBUSY`, what removing a cgroup that still holds a process fails with.
+pub const EBUSY: i32 = libc::EBUSY;
+/// `ELOOP`, what opening a symlink with `O_NOFOLLOW` fails with.
+pub const ELOOP: i32 = libc::ELOOP;
 /// `ENOSYS`, the errno that makes libc fall back to an older syscall.
 pub const ENOSYS: i32 = libc::ENOSYS;
 
@@ -12,6 +16,34 @@ pub const ENOSYS: i32 = libc::ENOSYS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Kill,
+}
+
+/// Sets the signal the calling process gets when the thread that started
+/// it dies (`prctl(PR_SET_PDEATHSIG, SIGKILL)`). Call it in a child before
+/// `exec` (it survives `exec` of a program that is not set-uid), so a
+/// child of berth dies with berth. Async-signal-safe.
+pub fn kill_when_parent_dies() {
+    // SAFETY: prctl with integer arguments is async-signal-safe and changes
+    // only the calling process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`); `None` when it does not exist. A pid together with
+/// its start time names one process even after the pid is reused.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or
+    // parentheses itself: the fields after it start after the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Makes the calling process the leader of a new session (`setsid`), out
+/// of its parent's process group and terminal. Async-signal-safe.
+pub fn new_session() {
+    // SAFETY: setsid has no memory preconditions.
+    unsafe { libc::setsid() };
 }
 
 /// The effective user id of this process.
@@ -52,25 +84,6 @@ pub fn restore_transparent_huge_pages() {
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
 }
 
-/// Ignores SIGINT in this process until dropped, then restores what was
-/// there before.
-pub struct IgnoreInterrupts(libc::sighandler_t);
-
-impl IgnoreInterrupts {
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> IgnoreInterrupts {
-        // SAFETY: SIG_IGN is a valid disposition; the previous one is restored on drop.
-        IgnoreInterrupts(unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) })
-    }
-}
-
-impl Drop for IgnoreInterrupts {
-    fn drop(&mut self) {
-        // SAFETY: restores the disposition `new` replaced.
-        unsafe { libc::signal(libc::SIGINT, self.0) };
-    }
-}
-
 /// The machine's RAM in bytes, if the kernel says.
 pub fn total_memory() -> Option<u64> {
     // SAFETY: sysinfo only writes into the struct we pass, which is plain data.
@@ -96,6 +109,9 @@ mod tests {
     #[test]
     fn this_process_exists_and_the_machine_has_memory() {
         assert!(process_exists(std::process::id() as i32));
+        let started = process_start_time(std::process::id()).unwrap();
+        assert_eq!(process_start_time(std::process::id()), Some(started));
+        assert_eq!(process_start_time(u32::MAX), None);
         assert!(total_memory().is_some_and(|bytes| bytes > 0));
         assert!(open_files_hard_limit().is_some_and(|limit| limit > 0));
     }

@@ -14,4 +14,4 @@ pub use location::Location;
 pub use pattern::{is_within, Pattern, PatternError};
 pub use remote_cache::{RemoteCacheSetting, RemoteCacheUrl};
 pub use root::{find_root, is_skipped_dir, Workspace, WorkspaceError, BUILD_FILES, WORKSPACE_FILE};
-pub use settings::{RegistrySetting, WorkspaceSettings};
+pub use settings::{LimitSettings, RegistrySetting, WorkspaceSettings};

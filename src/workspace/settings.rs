@@ -20,6 +20,24 @@ pub struct WorkspaceSettings {
     pub workspace_status: Option<String>,
     /// `remote_cache(url, read_only = False)`.
     pub remote_cache: Option<crate::workspace::RemoteCacheSetting>,
+    /// `limits(memory_bytes = N, pids = N, output_bytes = N)`.
+    pub limits: LimitSettings,
+}
+
+/// `limits(...)`: what all running containers of one berth share (`-j`
+/// steps together), and the most one step's outputs may hold. `None` keeps
+/// berth's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Memory of all running containers together, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads of all running containers together.
+    pub pids: Option<u64>,
+    /// Bytes of regular files one step may capture into its layer.
+    pub output_bytes: Option<u64>,
+    /// Bytes one container may write (its overlayfs upper directory, on a
+    /// tmpfs of this size); `None`: not capped.
+    pub upper_bytes: Option<u64>,
 }
 
 /// How to reach one registry host.

@@ -67,7 +67,7 @@ fn bases_build_to_the_same_digests_from_any_checkout() {
 #[test]
 fn busybox_base_runs_echo() {
     let Some(ws) = workspace_with_bases() else { return };
-    if skip(&[Need::Root, Need::Runc]) {
+    if skip(&[Need::Root, Need::Runc, Need::Subids]) {
         return;
     }
     ws.berth(&["build", "//third_party/debs:busybox_base"]).success();
@@ -82,7 +82,7 @@ fn busybox_base_runs_echo() {
 #[test]
 fn python_base_runs_python() {
     let Some(ws) = workspace_with_bases() else { return };
-    if skip(&[Need::Root, Need::Runc]) {
+    if skip(&[Need::Root, Need::Runc, Need::Subids]) {
         return;
     }
     ws.berth(&["build", "//third_party/debs:python_base"]).success();

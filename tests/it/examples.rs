@@ -12,7 +12,7 @@ use crate::util::workspace::{project_copy, TestWorkspace};
 
 /// Builds every example in a fresh copy of the project workspace.
 fn built_examples() -> Option<TestWorkspace> {
-    if skip(&[Need::Debs, Need::Root, Need::Runc]) {
+    if skip(&[Need::Debs, Need::Root, Need::Runc, Need::Subids]) {
         return None;
     }
     let workspace = project_copy();

@@ -40,10 +40,8 @@ const RULES: &[Rule] = &[
         tests_count: false,
     },
     Rule {
-        name: "only oci/ and registry/ use tar, compression, oci-spec and HTTP",
-        matches: |code| {
-            code.crate_paths(&["tar", "flate2", "libdeflater", "zstd", "xz2", "bzip2", "oci_spec", "reqwest"])
-        },
+        name: "only oci/ and registry/ use tar, compression and HTTP",
+        matches: |code| code.crate_paths(&["tar", "flate2", "libdeflater", "zstd", "xz2", "bzip2", "reqwest"]),
         scope: Scope::OnlyIn(&["oci/", "registry/"]),
         tests_count: false,
     },
@@ -51,6 +49,13 @@ const RULES: &[Rule] = &[
         name: "only remote/ uses gRPC, protobuf and the async runtime",
         matches: |code| code.crate_paths(&["tonic", "prost", "bazel_remote_apis", "tokio", "tokio_stream"]),
         scope: Scope::OnlyIn(&["remote/"]),
+        tests_count: false,
+    },
+    Rule {
+        // The runtime spec's types build runc's config.json, next to runc.
+        name: "only oci/, registry/ and exec/runc.rs use oci-spec",
+        matches: |code| code.crate_paths(&["oci_spec"]),
+        scope: Scope::OnlyIn(&["oci/", "registry/", "exec/runc.rs"]),
         tests_count: false,
     },
     Rule {

@@ -13,7 +13,7 @@ use crate::util::workspace::project_copy;
 #[test]
 fn push_pin_pull_lazily_run_and_push_again() {
     let _serial = crate::util::runc::serial();
-    if skip(&[Need::Registry, Need::Skopeo, Need::Debs, Need::Root, Need::Runc]) {
+    if skip(&[Need::Registry, Need::Skopeo, Need::Debs, Need::Root, Need::Runc, Need::Subids]) {
         return;
     }
     let registry = Registry::start();

@@ -54,14 +54,16 @@ fn overlay_and_copies_agree_on_whiteouts_and_opaque_roots() {
     let upper = layer(dir.path(), "upper", &[".wh.a", "c", "d/.wh..wh..opq", "d/y"]);
     let reset = layer(dir.path(), "reset", &[".wh..wh..opq", "only"]);
     for mode in [StackMode::Overlay, StackMode::Copy] {
-        let stacked = RootFs::stack(&[base.clone(), upper.clone()], &dir.path().join("s1"), mode).unwrap();
+        let stacked =
+            RootFs::stack(&[base.clone(), upper.clone()], &dir.path().join("s1"), mode, None, 0, None).unwrap();
         assert_eq!(stacked.is_overlay(), mode == StackMode::Overlay);
         assert_eq!(files(stacked.merged()), ["b", "c", "d"], "{mode:?}");
         assert_eq!(files(&stacked.merged().join("d")), ["y"], "{mode:?}");
         drop(stacked);
         assert!(!dir.path().join("s1").exists(), "dropping unmounts and removes");
         let stacked =
-            RootFs::stack(&[base.clone(), upper.clone(), reset.clone()], &dir.path().join("s2"), mode).unwrap();
+            RootFs::stack(&[base.clone(), upper.clone(), reset.clone()], &dir.path().join("s2"), mode, None, 0, None)
+                .unwrap();
         assert_eq!(files(stacked.merged()), ["only"], "{mode:?}: an opaque root hides every lower layer");
     }
     // The cached layers were never written.

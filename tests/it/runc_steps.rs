@@ -124,7 +124,7 @@ fn entries(cas: &Cas, output: &ActionResult) -> Vec<Entry> {
 
 fn leftover_containers() -> Vec<String> {
     let runc = Runc::locate(None).unwrap();
-    let prefix = format!("berth-{}-", std::process::id());
+    let prefix = format!("berth-{}.", std::process::id());
     runc.list().unwrap().into_iter().filter(|id| id.starts_with(&prefix)).collect()
 }
 
@@ -306,11 +306,12 @@ fn base_layers_are_extracted_once() {
     for index in 0..3 {
         fixture.run(spec(&[&format!("echo {index} > /n")], &["/n"]), &[], StackMode::Auto).unwrap();
     }
-    let layers: Vec<_> = std::fs::read_dir(fixture.cache().join("layers"))
-        .unwrap()
-        .flatten()
-        .filter(|entry| entry.file_type().unwrap().is_dir())
-        .collect();
+    // Containers run in a user namespace: their layers are in the store
+    // shifted to its range.
+    let userns = berth::exec::UserNamespace::from_subid_files().unwrap();
+    let store = fixture.cache().join("layers").join(format!("shifted-{}", userns.host));
+    let layers: Vec<_> =
+        std::fs::read_dir(store).unwrap().flatten().filter(|entry| entry.file_type().unwrap().is_dir()).collect();
     assert_eq!(layers.len(), 1, "one extracted directory for the one base layer");
     let base_digest = LayerOutput::from_result(&fixture.base).unwrap().blob.digest;
     assert_eq!(layers[0].file_name().to_str().unwrap(), base_digest.hex());
@@ -343,6 +344,7 @@ fn run_image_passes_the_exit_code_through() {
         args: args.iter().map(|arg| arg.to_string()).collect(),
         env: env.iter().map(|entry| entry.to_string()).collect(),
         network: false,
+        timeout: None,
     };
     assert_eq!(run_image(&context, &request(&[], &[])).unwrap(), 7);
     assert_eq!(run_image(&context, &request(&["exit 9"], &[])).unwrap(), 9, "args replace cmd");

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::cache::Digest;
 use crate::error::{Error, Result};
 use crate::oci::ExtractedLayer;
+use crate::sys;
 
 /// The default `PATH` when the image sets none (Docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -119,18 +120,20 @@ pub fn resolve_user(rootfs: &Path, user: Option<&str>) -> Result<(u32, u32)> {
     };
     // Read through the root: these files are the image's, not the host's.
     let table = |name: &str| read_in_root(rootfs, name);
-    let lookup = |file: &str, name: &str| -> Option<(u32, Option<u32>)> {
-        table(file)?.lines().find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.len() > 3 && fields[0] == name)
-                .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok())))
-                .flatten()
-        })
+    let lookup = |file: &str, name: &str| -> Result<Option<(u32, Option<u32>)>> {
+        Ok(table(file)?.and_then(|text| {
+            text.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() > 3 && fields[0] == name)
+                    .then(|| Some((fields[2].parse().ok()?, fields[3].parse().ok())))
+                    .flatten()
+            })
+        }))
     };
     let (uid, primary_gid) = match user_part.parse::<u32>() {
-        Ok(uid) => (uid, lookup_uid(&table("etc/passwd").unwrap_or_default(), uid)),
+        Ok(uid) => (uid, lookup_uid(&table("etc/passwd")?.unwrap_or_default(), uid)),
         Err(_) => {
-            let (uid, gid) = lookup("etc/passwd", user_part)
+            let (uid, gid) = lookup("etc/passwd", user_part)?
                 .ok_or_else(|| Error::user(format!("User `{user_part}` of the image is not in its `/etc/passwd`")))?;
             (uid, gid)
         }
@@ -140,7 +143,7 @@ pub fn resolve_user(rootfs: &Path, user: Option<&str>) -> Result<(u32, u32)> {
         Some(group) => match group.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
-                lookup("etc/group", group)
+                lookup("etc/group", group)?
                     .ok_or_else(|| Error::user(format!("Group `{group}` of the image is not in its `/etc/group`")))?
                     .0
             }
@@ -156,17 +159,32 @@ fn lookup_uid(passwd: &str, uid: u32) -> Option<u32> {
     })
 }
 
-/// Reads a small file of the root filesystem without following symlinks
-/// out of it (a symlinked `/etc/passwd` is simply not read).
-fn read_in_root(rootfs: &Path, relative: &str) -> Option<String> {
+/// The most berth reads of an image's `/etc/passwd` or `/etc/group`.
+const TABLE_LIMIT: u64 = 1 << 20;
+
+/// Reads a small file of the root filesystem on the host without following
+/// symlinks out of it (a symlinked `/etc/passwd` is simply not read, like a
+/// missing one). The image chose what is there: a FIFO, a device or a
+/// directory is an error, never waited on, and so is a file over 1 MiB.
+fn read_in_root(rootfs: &Path, relative: &str) -> Result<Option<String>> {
     let mut path = rootfs.to_path_buf();
     for component in relative.split('/') {
         path.push(component);
-        if std::fs::symlink_metadata(&path).ok()?.file_type().is_symlink() {
-            return None;
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => return Ok(None),
+            Ok(_) => {}
+            Err(_) => return Ok(None),
         }
     }
-    std::fs::read_to_string(path).ok()
+    match sys::read_regular_capped(&path, TABLE_LIMIT) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        // Removed or replaced by a symlink since the walk above.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound || error.raw_os_error() == Some(sys::ELOOP) => {
+            Ok(None)
+        }
+        Err(error) => Err(Error::user(format!("`/{relative}` of the image cannot be read: {error}"))
+            .with_hint("the image's user is looked up in it; it must be a regular file of at most 1 MiB")),
+    }
 }
 
 #[cfg(test)]
@@ -193,6 +211,22 @@ mod tests {
         assert_eq!(resolve_user(root.path(), Some("app:staff")).unwrap(), (1000, 50));
         assert_eq!(resolve_user(root.path(), Some("7:8")).unwrap(), (7, 8));
         assert!(resolve_user(root.path(), Some("nobody")).is_err());
+    }
+
+    #[test]
+    fn a_fifo_or_huge_passwd_is_refused_without_waiting() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        crate::sys::make_fifo(&root.path().join("etc/passwd")).unwrap();
+        let error = resolve_user(root.path(), Some("app")).unwrap_err();
+        assert!(error.to_string().contains("`/etc/passwd` of the image cannot be read: not a regular file"), "{error}");
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::fs::write(root.path().join("etc/passwd"), vec![b'#'; 2 << 20]).unwrap();
+        assert!(resolve_user(root.path(), Some("app")).unwrap_err().to_string().contains("longer than"));
+        // A symlink is not followed out of the root: as if missing.
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("etc/passwd")).unwrap();
+        assert!(resolve_user(root.path(), Some("root")).unwrap_err().to_string().contains("is not in its"));
     }
 
     #[test]

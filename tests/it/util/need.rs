@@ -46,11 +46,14 @@ pub enum Need {
     /// BuildGrid (PyPI `buildgrid`) in the venv `scripts/setup.sh` makes,
     /// for the remote cache tests.
     Buildgrid,
+    /// The `berth` ranges of `/etc/subuid` and `/etc/subgid`: containers run
+    /// in a user namespace mapped to them.
+    Subids,
 }
 
 impl Need {
     /// Every need, in the order `BERTH_TEST_REQUIRE=all` checks them.
-    pub const ALL: [Need; 14] = [
+    pub const ALL: [Need; 15] = [
         Need::Root,
         Need::Runc,
         Need::Busybox,
@@ -65,6 +68,7 @@ impl Need {
         Need::Network,
         Need::Openssl,
         Need::Buildgrid,
+        Need::Subids,
     ];
 
     /// The name `BERTH_TEST_REQUIRE` uses.
@@ -84,6 +88,7 @@ impl Need {
             Need::Network => "network",
             Need::Openssl => "openssl",
             Need::Buildgrid => "buildgrid",
+            Need::Subids => "subids",
         }
     }
 
@@ -104,6 +109,7 @@ impl Need {
             Need::Network => "give the machine a network interface with an IPv4 address",
             Need::Openssl => "run `scripts/setup.sh` (Debian package `openssl`)",
             Need::Buildgrid => "run `scripts/setup.sh` (a venv at /opt/berth-buildgrid with PyPI `buildgrid==0.9.1`)",
+            Need::Subids => "run `scripts/setup.sh` (adds `berth` ranges to /etc/subuid and /etc/subgid)",
         }
     }
 
@@ -133,12 +139,14 @@ impl Need {
             Need::Faketime => on_path("faketime"),
             Need::Network => non_loopback_ipv4().is_some(),
             Need::Openssl => on_path("openssl"),
+            Need::Subids => berth::exec::UserNamespace::from_subid_files().is_ok(),
         };
         (!present).then(|| match self {
             Need::Root => "the tests do not run as root".to_owned(),
             Need::Busybox => format!("`{}` is not a static busybox", super::runc::BUSYBOX),
             Need::Docker => "no Docker engine is running".to_owned(),
             Need::Network => "the machine has no IPv4 address but loopback".to_owned(),
+            Need::Subids => "/etc/subuid or /etc/subgid has no `berth` range".to_owned(),
             other => format!("`{}` is not installed", other.name()),
         })
     }

@@ -14,7 +14,7 @@ pub const APPLETS: &[&str] = &[
 ];
 
 /// What a test that runs containers on the busybox base needs.
-pub const CONTAINER: &[Need] = &[Need::Root, Need::Runc, Need::Busybox];
+pub const CONTAINER: &[Need] = &[Need::Root, Need::Runc, Need::Busybox, Need::Subids];
 
 /// Where Debian's `busybox-static` puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";

@@ -91,12 +91,22 @@ impl TestWorkspace {
 
     /// Runs `berth ARGS` in the workspace-relative directory `cwd`.
     pub fn berth_in(&self, cwd: &str, args: &[&str]) -> Output {
+        run(self.command_in(cwd, args))
+    }
+
+    /// `berth ARGS` at the workspace root, not started: for tests that
+    /// signal or kill it while it runs.
+    pub fn command(&self, args: &[&str]) -> Command {
+        self.command_in("", args)
+    }
+
+    fn command_in(&self, cwd: &str, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command.args(args).current_dir(self.path(cwd)).stdin(Stdio::null());
         for (key, value) in &self.env {
             command.env(key, value);
         }
-        run(command)
+        command
     }
 
     /// Makes `text` safe for snapshots: the workspace's absolute path becomes
