@@ -33,7 +33,13 @@ pub struct ExecSettings {
 impl ExecSettings {
     /// Default runc and stacking, pulls through `registry`.
     pub fn new(registry: Arc<RegistryHandle>) -> ExecSettings {
-        ExecSettings { runc: None, stack: StackMode::default(), limits: LimitSettings::default(), registry, remote: None }
+        ExecSettings {
+            runc: None,
+            stack: StackMode::default(),
+            limits: LimitSettings::default(),
+            registry,
+            remote: None,
+        }
     }
 
     /// The context every action of a build over `cache` runs with.

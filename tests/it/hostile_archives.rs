@@ -46,7 +46,7 @@ impl Raw {
         header.set_cksum();
         self.0.extend_from_slice(header.as_bytes());
         self.0.extend_from_slice(data);
-        self.0.extend(std::iter::repeat(0u8).take((512 - data.len() % 512) % 512));
+        self.0.extend(std::iter::repeat_n(0u8, (512 - data.len() % 512) % 512));
         self
     }
 
@@ -86,7 +86,7 @@ impl Raw {
     }
 
     fn finish(mut self) -> Vec<u8> {
-        self.0.extend(std::iter::repeat(0u8).take(1024));
+        self.0.extend(std::iter::repeat_n(0u8, 1024));
         self.0
     }
 }
