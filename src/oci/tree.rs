@@ -14,7 +14,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cache::{Digest, Sha256Writer};
 use crate::oci::ExtractedLayer;
@@ -108,16 +108,18 @@ pub struct LayerStoreCheck {
 pub fn verify_layer_store(cache_dir: &Path, repair: bool) -> io::Result<LayerStoreCheck> {
     let layers = cache_dir.join("layers");
     let mut check = LayerStoreCheck::default();
-    let entries = match fs::read_dir(&layers) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(check),
-        Err(error) => return Err(error),
-    };
-    let mut dirs: Vec<_> = entries
-        .filter_map(Result::ok)
-        .filter(|entry| entry.file_name().len() == 64 && entry.file_type().is_ok_and(|kind| kind.is_dir()))
-        .map(|entry| entry.path())
-        .collect();
+    // The store itself, and the id-shifted stores beside its layers
+    // (`layers/shifted-<N>/`, for user-namespaced containers).
+    let mut stores = vec![layers.clone()];
+    stores.extend(
+        list_dirs(&layers)?
+            .into_iter()
+            .filter(|dir| dir.file_name().is_some_and(|name| name.to_string_lossy().starts_with("shifted-"))),
+    );
+    let mut dirs = Vec::new();
+    for store in &stores {
+        dirs.extend(list_dirs(store)?.into_iter().filter(|dir| dir.file_name().is_some_and(|name| name.len() == 64)));
+    }
     dirs.sort();
     for dir in dirs {
         let name = dir.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
@@ -144,6 +146,20 @@ pub fn verify_layer_store(cache_dir: &Path, repair: bool) -> io::Result<LayerSto
         }
     }
     Ok(check)
+}
+
+/// The directories directly in `dir` (none when it does not exist).
+fn list_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .map(|entry| entry.path())
+        .collect())
 }
 
 #[cfg(test)]

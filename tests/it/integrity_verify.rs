@@ -116,9 +116,17 @@ fn a_changed_extracted_layer_is_found_and_repaired() {
     let clean = verify(&workspace, false);
     assert_eq!(counts(clean.success(), "extracted layers:"), (1, 0), "{clean:?}");
 
-    let layer_dir = fs::read_dir(workspace.path(".cache/layers"))
+    // Containers run in a user namespace: their layers sit in the store's
+    // id-shifted part (`layers/shifted-<N>/`).
+    let stores: Vec<_> = fs::read_dir(workspace.path(".cache/layers"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with("shifted-"))
+        .chain([workspace.path(".cache/layers")])
+        .collect();
+    let layer_dir = stores
+        .iter()
+        .flat_map(|store| fs::read_dir(store).unwrap().map(|entry| entry.unwrap().path()))
         .find(|path| path.is_dir() && path.file_name().unwrap().len() == 64)
         .unwrap();
     // Written through the store, as a stray tool would.
