@@ -5,9 +5,10 @@
 //! `/berth-<owner>/<container id>`); the kernel charges every container's
 //! memory and processes to the parent as well, and refuses past its limits.
 //!
-//! The parent is made on the first container and removed when berth exits
-//! ([`release`], also from the signal handler); the sweep removes the
-//! parents of berth processes that no longer exist.
+//! The parent is made with the first running container and removed when
+//! the last one ends, or when berth exits ([`release`], also from the
+//! signal handler); the sweep removes the parents of berth processes that
+//! no longer exist.
 
 use std::fs;
 use std::io;
@@ -26,10 +27,19 @@ pub struct Budget {
     pub pids: u64,
 }
 
-/// Made once per process: the parent's cgroup path, or `None` when the
-/// machine would not let berth make it (then each container keeps its own
-/// limits only).
-static PARENT: Mutex<Option<Option<String>>> = Mutex::new(None);
+/// The parent while containers use it: its cgroup path (`None` when the
+/// machine would not let berth make it; then each container keeps its own
+/// limits only), and how many containers use it.
+struct State {
+    path: Option<Option<String>>,
+    users: usize,
+}
+
+static PARENT: Mutex<State> = Mutex::new(State { path: None, users: 0 });
+
+fn state() -> std::sync::MutexGuard<'static, State> {
+    PARENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn unified() -> bool {
     Path::new(ROOT).join("cgroup.controllers").exists()
@@ -76,11 +86,41 @@ fn create(budget: Budget) -> io::Result<String> {
     Ok(format!("/{name}"))
 }
 
-/// The cgroup path to put containers under, made with `budget` the first
-/// time; `None` when cgroups cannot be made here.
-pub fn parent(budget: Budget) -> Option<String> {
-    let mut parent = PARENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    parent
+/// One container's use of the parent cgroup; the parent is removed when
+/// the last use ends (so a library user, which never calls [`release`],
+/// leaves nothing either), and made again for the next container.
+#[derive(Debug)]
+pub struct ParentUse {
+    path: Option<String>,
+}
+
+impl ParentUse {
+    /// The cgroup path to put the container under; `None` when cgroups
+    /// cannot be made here.
+    pub fn path(&self) -> Option<&String> {
+        self.path.as_ref()
+    }
+}
+
+impl Drop for ParentUse {
+    fn drop(&mut self) {
+        let mut state = state();
+        state.users -= 1;
+        if state.users == 0 {
+            if let Some(Some(_)) = state.path.take() {
+                release_dirs(&parent_name());
+            }
+        }
+    }
+}
+
+/// The parent cgroup for one more container, made with `budget` when no
+/// container uses it yet.
+pub fn parent(budget: Budget) -> ParentUse {
+    let mut state = state();
+    state.users += 1;
+    let path = state
+        .path
         .get_or_insert_with(|| match create(budget) {
             Ok(path) => Some(path),
             Err(_) => {
@@ -88,7 +128,8 @@ pub fn parent(budget: Budget) -> Option<String> {
                 None
             }
         })
-        .clone()
+        .clone();
+    ParentUse { path }
 }
 
 fn release_dirs(name: &str) {
@@ -126,10 +167,10 @@ pub fn release_owner(owner: &str) {
     release_dirs(&format!("berth-{owner}"));
 }
 
-/// Removes this process's parent cgroup (once its containers are gone).
+/// Removes this process's parent cgroup (its containers are gone: berth
+/// exits, or the signal handler deleted them).
 pub fn release() {
-    let mut parent = PARENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(Some(_)) = parent.take() {
+    if let Some(Some(_)) = state().path.take() {
         release_dirs(&parent_name());
     }
 }

@@ -170,6 +170,8 @@ impl ContainerRuntime for RuncRuntime {
         check_deadline(deadline, "starting the container")?;
         let runc = self.locate()?;
         let budget = self.budget();
+        // Held until the container is gone.
+        let parent = cgroup::parent(budget);
         let container = Container {
             args: process.args.clone(),
             env: process.env.clone(),
@@ -184,7 +186,7 @@ impl ContainerRuntime for RuncRuntime {
                 pids: i64::try_from(budget.pids).unwrap_or(i64::MAX),
                 memory_bytes: budget.memory_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
             },
-            cgroup_parent: cgroup::parent(budget),
+            cgroup_parent: parent.path().cloned(),
             userns: Some(self.userns()?),
         };
         let timeout = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
