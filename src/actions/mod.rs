@@ -6,13 +6,14 @@
 //!   [`ExecutionContext`] (CAS, registry, layer store, container runtime).
 //! - `runtime`: the [`ContainerRuntime`] trait that `exec` implements.
 //! - `outputs`: the typed view of each kind's [`ActionResult`].
-//! - one file per kind: `pack_layer`, `deb_layer`, `run_step`,
+//! - one file per kind: `pack_layer`, `deb_layer`, `run_step`, `dockerfile_run`,
 //!   `fetch_blob`, `fetch_image`, `write_config`, `write_manifest`,
 //!   `write_index`.
 
 mod action;
 mod context;
 mod deb_layer;
+mod dockerfile_run;
 mod fetch_blob;
 mod fetch_image;
 mod outputs;
@@ -29,6 +30,7 @@ pub use crate::cache::{ActionId, ActionResult};
 pub use action::{Action, ActionGraph, ActionNode, Input};
 pub use context::{ActionContext, ExecutionContext, ResolvedInput};
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
+pub use dockerfile_run::{DockerfileRun, DockerfileRunSpec};
 pub use fetch_blob::FetchBlob;
 pub use fetch_image::FetchImage;
 pub use outputs::{ConfigOutput, DebLayerOutput, DebPackage, ImageOutput, IndexOutput, LayerOutput, OutputError};

@@ -12,8 +12,8 @@ mod target_graph;
 pub use attr::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue};
 pub use query::{render_query, QueryExpr, QueryOutput};
 pub use rule_kind::{
-    AttrShapeError, DebLayerAttrs, FilesAttrs, OciBuildLayerAttrs, OciImageBuildAttrs, OciImageEmptyAttrs,
-    OciImageIndexAttrs, OciLayerAttrs, OciPullImageAttrs, RuleAttrs, RuleKind, EMPTY_IMAGE,
+    AttrShapeError, DebLayerAttrs, FilesAttrs, OciBuildLayerAttrs, OciDockerfileAttrs, OciImageBuildAttrs,
+    OciImageEmptyAttrs, OciImageIndexAttrs, OciLayerAttrs, OciPullImageAttrs, RuleAttrs, RuleKind, EMPTY_IMAGE,
 };
 pub use suggest::closest;
 pub use target::TargetNode;

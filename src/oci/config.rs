@@ -165,7 +165,14 @@ pub struct ConfigSettings {
     pub variant: Option<String>,
     /// Seconds since the epoch: the config's `created` and the history's.
     pub source_date_epoch: u64,
+    /// Add Docker's default `PATH` when the base's env has none, as
+    /// `docker build` does at `FROM` (set by `oci_dockerfile`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_path: bool,
 }
+
+/// The `PATH` `docker build` gives a stage whose base sets none.
+pub const DOCKER_DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A new layer as the config sees it: its diff_id and how it was made (the
 /// history's `created_by`, e.g. `berth oci_layer //app:files`).
@@ -233,6 +240,9 @@ impl ImageConfig {
         }
         if let Some(cmd) = &settings.cmd {
             exec.cmd = Some(cmd.clone());
+        }
+        if settings.default_path && !exec.env.iter().any(|entry| entry.starts_with("PATH=")) {
+            exec.env.push(format!("PATH={DOCKER_DEFAULT_PATH}"));
         }
         for (key, value) in &settings.env {
             if key.is_empty() || key.contains('=') {

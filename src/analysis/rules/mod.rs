@@ -4,6 +4,7 @@
 
 mod build_layer;
 mod deb_layer;
+mod dockerfile;
 mod files;
 mod image_build;
 mod image_index;
@@ -24,5 +25,6 @@ pub fn analyze_target(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Resul
         RuleAttrs::OciPullImage(attrs) => pull_image::analyze(analyzer, target, attrs),
         RuleAttrs::OciBuildLayer(attrs) => build_layer::analyze(analyzer, target, attrs),
         RuleAttrs::DebLayer(attrs) => deb_layer::analyze(analyzer, target, attrs),
+        RuleAttrs::OciDockerfile(attrs) => dockerfile::analyze(analyzer, target, attrs),
     }
 }

@@ -1,0 +1,429 @@
+//! `dockerfile_run`: one `RUN` of an `oci_dockerfile`. It stacks the
+//! stage's layers twice through the [`ContainerRuntime`], runs the command
+//! in one root, and packs the difference against the untouched other root
+//! as a layer: added and changed entries as the command left them, removed
+//! ones as whiteouts (`.wh.<name>`), sorted, every mtime clamped to
+//! `SOURCE_DATE_EPOCH`.
+//!
+//! Inputs, in this order: the base image (an [`ImageOutput`], for its
+//! config, when the stage's base is an image action), then the stage's
+//! layers lowest first (each a [`LayerOutput`]). Secrets are read from the
+//! workspace when the step runs and removed before the diff: neither their
+//! bytes nor their digest reach the key or the layer.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::actions::{
+    merge_env, Action, ActionContext, ActionId, ActionResult, BaseConfig, ImageOutput, ImageRuntimeConfig, Input,
+    LayerOutput, Process, ResolvedInput, RuntimeError, Stdio,
+};
+use crate::cache::{BlobRef, CanonicalJson};
+use crate::error::{Error, Result};
+use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, Origin};
+
+/// Lines of a failing RUN's stderr shown in the error.
+const STDERR_TAIL_LINES: usize = 40;
+
+/// Paths the container runtime provides and Docker never commits.
+const NOT_IN_LAYERS: &[&str] =
+    &["/dev", "/proc", "/sys", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/.dockerenv"];
+
+/// Everything about the RUN that decides its layer; all of it is in the key.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct DockerfileRunSpec {
+    /// `Dockerfile:line:col` of the instruction, for messages (and the key:
+    /// moving a RUN is cheap to rerun and keeps messages right).
+    pub location: String,
+    /// The process's argv (the `SHELL` plus the command line, or the exec
+    /// form).
+    pub args: Vec<String>,
+    /// `KEY=VALUE` of the stage's `ENV` and the `ARG`s in scope, over the
+    /// base image's env.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// The stage's `USER`, resolved in the image when the step runs.
+    pub user: Option<String>,
+    pub network: bool,
+    /// `(id, workspace path, path in the container)` of each secret mount.
+    /// Only the path is in the key, never the bytes.
+    pub secrets: Vec<(String, String, String)>,
+    pub timeout_secs: u64,
+    pub source_date_epoch: u64,
+}
+
+/// The `dockerfile_run` action.
+#[derive(Debug, Clone)]
+pub struct DockerfileRun {
+    pub base_config: BaseConfig,
+    /// Actions whose output is a [`LayerOutput`] each, lowest first.
+    pub layers: Vec<ActionId>,
+    pub spec: DockerfileRunSpec,
+    /// Where the secrets' workspace paths are read from; not in the key, so
+    /// two checkouts share cache entries.
+    pub workspace_root: PathBuf,
+}
+
+impl Action for DockerfileRun {
+    fn kind(&self) -> &'static str {
+        "dockerfile_run"
+    }
+
+    fn kind_version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> CanonicalJson {
+        let base_config = match &self.base_config {
+            BaseConfig::Action(_) => serde_json::json!("input"),
+            BaseConfig::Blob(blob) => serde_json::json!(blob.digest),
+            BaseConfig::None => serde_json::Value::Null,
+        };
+        CanonicalJson::of(&serde_json::json!({
+            "spec": self.spec,
+            "base_config": base_config,
+            "layers": self.layers.len(),
+        }))
+    }
+
+    fn inputs(&self) -> Vec<Input> {
+        let config = match self.base_config {
+            BaseConfig::Action(id) => Some(id),
+            _ => None,
+        };
+        config.into_iter().chain(self.layers.iter().copied()).map(Input::Action).collect()
+    }
+
+    fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
+        let deadline = Some(Instant::now() + Duration::from_secs(self.spec.timeout_secs.max(1)));
+        let runtime = ctx.runtime()?;
+        runtime.check()?;
+        let (config, layers) = self.resolve_inputs(ctx)?;
+        let failed = |error: RuntimeError| self.runtime_error(runtime.name(), error);
+        let digests =
+            layers.iter().map(|layer| ctx.blob_path(layer).map(|_| layer.digest)).collect::<Result<Vec<_>, _>>()?;
+        let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
+        let before = runtime.stack(&extracted, &ctx.scratch.join("before"), deadline).map_err(failed)?;
+        let after = runtime.stack(&extracted, &ctx.scratch.join("after"), deadline).map_err(failed)?;
+        let user = self.spec.user.as_deref().filter(|user| !user.is_empty()).or(config.user.as_deref());
+        let (uid, gid) = runtime.resolve_user(after.path(), user, deadline).map_err(failed)?;
+        let planted = self.plant_secrets(after.path())?;
+        let process = Process {
+            args: self.spec.args.clone(),
+            env: merge_env(&config.env, &self.spec.env),
+            cwd: self.spec.workdir.clone().or(config.working_dir).unwrap_or_else(|| "/".to_owned()),
+            uid,
+            gid,
+            network: self.spec.network,
+        };
+        let bundle = ctx.scratch.join("bundle");
+        let outcome = runtime.run(&process, after.path(), &bundle, Stdio::Capture, deadline);
+        // Secrets leave the root before anything reads it, whatever happened.
+        planted.remove(after.path());
+        let outcome = outcome.map_err(failed)?;
+        if outcome.timed_out {
+            return Err(Error::user(format!(
+                "`RUN` at {} timed out after {}s; its container was killed{}",
+                self.spec.location,
+                self.spec.timeout_secs,
+                stderr_tail(&outcome.stderr),
+            )));
+        }
+        if outcome.exit_code != 0 {
+            return Err(Error::user(format!(
+                "`RUN` at {} failed with exit code {}: `{}`{}",
+                self.spec.location,
+                outcome.exit_code,
+                shorten(&self.spec.args.join(" ")),
+                stderr_tail(&outcome.stderr),
+            )));
+        }
+        let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
+        diff_dir(before.path(), after.path(), "", &mut builder)?;
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, threads)?;
+        drop(after);
+        drop(before);
+        Ok(LayerOutput::packed(&packed).to_result())
+    }
+}
+
+/// Secrets written into the root for one run, and the directories made
+/// for them.
+struct Planted {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Planted {
+    fn remove(&self, root: &Path) {
+        for file in &self.files {
+            let _ = fs::remove_file(root.join(file));
+        }
+        // Deepest first, only those berth made.
+        for dir in self.dirs.iter().rev() {
+            let _ = fs::remove_dir(root.join(dir));
+        }
+    }
+}
+
+impl DockerfileRun {
+    fn plant_secrets(&self, root: &Path) -> Result<Planted> {
+        let mut planted = Planted { files: Vec::new(), dirs: Vec::new() };
+        for (id, source, target) in &self.spec.secrets {
+            let bytes = fs::read(self.workspace_root.join(source)).map_err(|error| {
+                Error::user(format!(
+                    "Secret `{id}` (`{source}`) of the `RUN` at {} cannot be read: {error}",
+                    self.spec.location
+                ))
+            })?;
+            let relative = PathBuf::from(target.trim_start_matches('/'));
+            let mut dir = PathBuf::new();
+            for component in relative.parent().into_iter().flat_map(Path::components) {
+                dir.push(component);
+                if !root.join(&dir).exists() {
+                    fs::create_dir(root.join(&dir))
+                        .map_err(|error| Error::environment(format!("Cannot mount secret `{id}`: {error}")))?;
+                    planted.dirs.push(dir.clone());
+                }
+            }
+            let file = root.join(&relative);
+            fs::write(&file, &bytes)
+                .and_then(|()| fs::set_permissions(&file, fs::Permissions::from_mode(0o400)))
+                .map_err(|error| Error::environment(format!("Cannot mount secret `{id}`: {error}")))?;
+            planted.files.push(relative);
+        }
+        Ok(planted)
+    }
+
+    fn resolve_inputs(&self, ctx: &ActionContext<'_>) -> Result<(ImageRuntimeConfig, Vec<BlobRef>)> {
+        let mut outputs = ctx.inputs.iter().map(|input| match input {
+            ResolvedInput::Action(output) => Ok(*output),
+            ResolvedInput::Source { path, .. } => {
+                Err(Error::internal(format!("`dockerfile_run` got a source file input `{}`", path.display())))
+            }
+        });
+        let mut next = || outputs.next().unwrap_or_else(|| Err(Error::internal("`dockerfile_run` got too few inputs")));
+        let config_blob = match &self.base_config {
+            BaseConfig::Action(_) => Some(ImageOutput::from_result(next()?)?.config),
+            BaseConfig::Blob(blob) => Some(*blob),
+            BaseConfig::None => None,
+        };
+        let config = match config_blob {
+            Some(blob) => ImageRuntimeConfig::parse(&ctx.read_blob(&blob)?)?,
+            None => ImageRuntimeConfig::default(),
+        };
+        let mut layers = Vec::new();
+        for _ in 0..self.layers.len() {
+            layers.push(LayerOutput::from_result(next()?)?.blob);
+        }
+        Ok((config, layers))
+    }
+
+    fn runtime_error(&self, runtime: &str, error: RuntimeError) -> Error {
+        match error {
+            RuntimeError::DeadlinePassed { stage } => Error::user(format!(
+                "`RUN` at {} timed out after {}s while {stage}",
+                self.spec.location, self.spec.timeout_secs
+            )),
+            RuntimeError::Start { message, .. } => {
+                Error::environment(format!("{runtime} could not start the `RUN` at {}: {message}", self.spec.location))
+            }
+            RuntimeError::Failed(error) => error,
+        }
+    }
+}
+
+/// Adds to `builder` what differs between `before` and `after` below the
+/// container path `dest` (`""` for the root): entries new or changed in
+/// type, mode, owner, contents or link target, and whiteouts for entries
+/// gone. Modification times are not compared: they never reach a layer.
+fn diff_dir(before: &Path, after: &Path, dest: &str, builder: &mut LayerBuilder) -> Result<bool> {
+    let mut changed_any = false;
+    let after_names = sorted_names(after)?;
+    let before_names: BTreeSet<String> = match fs::symlink_metadata(before) {
+        Ok(metadata) if metadata.is_dir() => sorted_names(before)?.into_iter().collect(),
+        _ => BTreeSet::new(),
+    };
+    for name in before_names.iter().filter(|name| !after_names.contains(name)) {
+        let path = format!("{dest}/{name}");
+        if NOT_IN_LAYERS.contains(&path.as_str()) {
+            continue;
+        }
+        let meta = EntryMeta { mode: Some(0o644), uid: 0, gid: 0, mtime: None };
+        let body = Body::File { source: FileSource::Bytes(Vec::new()), executable: false };
+        builder.add(&format!("{dest}/.wh.{name}"), meta, body)?;
+        changed_any = true;
+    }
+    for name in &after_names {
+        let path = format!("{dest}/{name}");
+        if NOT_IN_LAYERS.contains(&path.as_str()) {
+            continue;
+        }
+        let after_path = after.join(name);
+        let before_path = before.join(name);
+        let now = fs::symlink_metadata(&after_path).map_err(|error| read_error(&path, error))?;
+        let then = before_names.contains(name).then(|| fs::symlink_metadata(&before_path).ok()).flatten();
+        let same_type = then.as_ref().is_some_and(|then| then.file_type() == now.file_type());
+        let same_meta = then.as_ref().is_some_and(|then| {
+            same_type
+                && then.mode() & 0o7777 == now.mode() & 0o7777
+                && then.uid() == now.uid()
+                && then.gid() == now.gid()
+        });
+        let file_type = now.file_type();
+        if file_type.is_dir() {
+            // A directory that replaced something else holds only new
+            // entries: compare against nothing.
+            let lower = if same_type { before_path } else { PathBuf::from("/nonexistent/berth") };
+            let children = diff_dir(&lower, &after_path, &path, builder)?;
+            // A changed child brings its directory with its real mode and
+            // owner (not the packer's default for a missing parent).
+            if !same_meta || children {
+                add_entry(builder, &path, &after_path, &now)?;
+                changed_any = true;
+            }
+        } else if file_type.is_file() {
+            let changed = !same_meta
+                || then.as_ref().is_some_and(|then| then.len() != now.len())
+                || !same_contents(&before_path, &after_path)?;
+            if changed {
+                add_entry(builder, &path, &after_path, &now)?;
+                changed_any = true;
+            }
+        } else if file_type.is_symlink() {
+            let changed = !same_meta || fs::read_link(&before_path).ok() != fs::read_link(&after_path).ok();
+            if changed {
+                add_entry(builder, &path, &after_path, &now)?;
+                changed_any = true;
+            }
+        }
+        // Sockets, fifos and device nodes do not belong in a layer.
+    }
+    Ok(changed_any)
+}
+
+fn add_entry(builder: &mut LayerBuilder, path: &str, host: &Path, metadata: &fs::Metadata) -> Result<()> {
+    let meta =
+        EntryMeta { mode: Some(metadata.mode() & 0o7777), uid: metadata.uid(), gid: metadata.gid(), mtime: None };
+    let file_type = metadata.file_type();
+    let body = if file_type.is_dir() {
+        Body::Directory
+    } else if file_type.is_symlink() {
+        let target = fs::read_link(host).map_err(|error| read_error(path, error))?;
+        let Some(target) = target.to_str() else {
+            return Err(Error::user(format!("The target of the symlink `{path}` is not UTF-8")));
+        };
+        Body::Symlink { target: target.to_owned() }
+    } else {
+        Body::File {
+            source: FileSource::Path { path: host.to_path_buf(), size: metadata.len(), origin: Origin::Owned },
+            executable: metadata.mode() & 0o111 != 0,
+        }
+    };
+    builder.add(path, meta, body)?;
+    Ok(())
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let shown = dir.display().to_string();
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|error| read_error(&shown, error))? {
+        let entry = entry.map_err(|error| read_error(&shown, error))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(Error::user(format!("A file name under `{shown}` is not UTF-8")));
+        };
+        names.push(name.to_owned());
+    }
+    // Sorted so the layer does not depend on readdir order.
+    names.sort();
+    Ok(names)
+}
+
+/// Whether two regular files hold the same bytes (a missing one differs).
+fn same_contents(a: &Path, b: &Path) -> Result<bool> {
+    match (fs::read(a), fs::read(b)) {
+        (Ok(a), Ok(b)) => Ok(a == b),
+        _ => Ok(false),
+    }
+}
+
+fn read_error(path: &str, error: std::io::Error) -> Error {
+    Error::environment(format!("Cannot read `{path}` after the `RUN`: {error}"))
+}
+
+fn shorten(text: &str) -> String {
+    if text.chars().count() > 80 {
+        format!("{}...", text.chars().take(77).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}
+
+fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "\n(no output on stderr)".to_owned();
+    }
+    let skipped = lines.len().saturating_sub(STDERR_TAIL_LINES);
+    let mut tail = String::from("\nstderr:");
+    for line in &lines[skipped..] {
+        tail.push_str("\n  ");
+        tail.push_str(line);
+    }
+    tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cas;
+
+    #[test]
+    fn diff_adds_changes_and_whiteouts_sorted() {
+        let before = tempfile::tempdir().unwrap();
+        let after = tempfile::tempdir().unwrap();
+        for root in [before.path(), after.path()] {
+            fs::create_dir_all(root.join("etc/keep")).unwrap();
+            fs::write(root.join("etc/same"), "same").unwrap();
+            fs::write(root.join("etc/changed"), "old").unwrap();
+            fs::write(root.join("gone"), "x").unwrap();
+            fs::create_dir_all(root.join("proc")).unwrap();
+        }
+        fs::write(after.path().join("etc/changed"), "new").unwrap();
+        fs::remove_file(after.path().join("gone")).unwrap();
+        fs::write(after.path().join("etc/keep/new"), "n").unwrap();
+        fs::write(after.path().join("proc/ignored"), "n").unwrap();
+        let mut builder = LayerBuilder::new(0);
+        diff_dir(before.path(), after.path(), "", &mut builder).unwrap();
+        let cas_dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(cas_dir.path()).unwrap();
+        let packed = builder.write_to_cas(&cas, Compression::None, 1).unwrap();
+        let bytes = cas.read_verified(&packed.blob.digest).unwrap();
+        let mut paths = Vec::new();
+        let mut archive = tar_paths(&bytes);
+        paths.append(&mut archive);
+        assert_eq!(paths, [".wh.gone", "etc", "etc/changed", "etc/keep", "etc/keep/new"]);
+    }
+
+    /// The entry paths of an uncompressed tar.
+    fn tar_paths(bytes: &[u8]) -> Vec<String> {
+        let mut paths = Vec::new();
+        let mut offset = 0;
+        while offset + 512 <= bytes.len() && bytes[offset] != 0 {
+            let header = &bytes[offset..offset + 512];
+            let name_end = header[..100].iter().position(|b| *b == 0).unwrap_or(100);
+            let name = String::from_utf8_lossy(&header[..name_end]).to_string();
+            let size_text = String::from_utf8_lossy(&header[124..136]).trim_matches(char::from(0)).trim().to_string();
+            let size = u64::from_str_radix(&size_text, 8).unwrap_or(0) as usize;
+            paths.push(name);
+            offset += 512 + size.div_ceil(512) * 512;
+        }
+        paths
+    }
+}
