@@ -53,6 +53,35 @@ pub struct DockerfileRunSpec {
     pub secrets: Vec<(String, String, String)>,
     pub timeout_secs: u64,
     pub source_date_epoch: u64,
+    /// A `WORKDIR`: create this directory (root-owned, 0755) where it is
+    /// missing instead of running a process, as `docker build` does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mkdir: Option<String>,
+    /// A `COPY`/`ADD`: write these entries into the root instead of running
+    /// a process; missing parents are made root-owned (or `--chown`ed) 0755,
+    /// existing ones keep their mode and owner, as `docker build` does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyEntry>,
+}
+
+/// One path a `COPY` writes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyEntry {
+    /// Absolute, normalised path in the container.
+    pub path: String,
+    pub content: CopyContent,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum CopyContent {
+    /// The `index`th of the action's source files (its digest is in the key).
+    Source(usize),
+    /// Inline bytes (a heredoc).
+    Contents(String),
+    Directory,
 }
 
 /// The `dockerfile_run` action.
@@ -62,6 +91,9 @@ pub struct DockerfileRun {
     /// Actions whose output is a [`LayerOutput`] each, lowest first.
     pub layers: Vec<ActionId>,
     pub spec: DockerfileRunSpec,
+    /// Workspace-relative source files a `COPY` reads, after the layers in
+    /// the inputs.
+    pub sources: Vec<PathBuf>,
     /// Where the secrets' workspace paths are read from; not in the key, so
     /// two checkouts share cache entries.
     pub workspace_root: PathBuf,
@@ -94,7 +126,12 @@ impl Action for DockerfileRun {
             BaseConfig::Action(id) => Some(id),
             _ => None,
         };
-        config.into_iter().chain(self.layers.iter().copied()).map(Input::Action).collect()
+        config
+            .into_iter()
+            .chain(self.layers.iter().copied())
+            .map(Input::Action)
+            .chain(self.sources.iter().cloned().map(Input::Source))
+            .collect()
     }
 
     fn execute(&self, ctx: &ActionContext<'_>) -> Result<ActionResult> {
@@ -108,6 +145,19 @@ impl Action for DockerfileRun {
         let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
         let before = runtime.stack(&extracted, &ctx.scratch.join("before"), deadline).map_err(failed)?;
         let after = runtime.stack(&extracted, &ctx.scratch.join("after"), deadline).map_err(failed)?;
+        if self.spec.mkdir.is_some() || !self.spec.copies.is_empty() {
+            if let Some(dir) = &self.spec.mkdir {
+                make_dirs(after.path(), dir, 0, 0)
+                    .map_err(|message| Error::user(format!("`WORKDIR {dir}` at {}: {message}", self.spec.location)))?;
+            }
+            self.copy(ctx, after.path())?;
+            let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
+            diff_dir(before.path(), after.path(), "", &mut builder)?;
+            let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, 1)?;
+            drop(after);
+            drop(before);
+            return Ok(LayerOutput::packed(&packed).to_result());
+        }
         let user = self.spec.user.as_deref().filter(|user| !user.is_empty()).or(config.user.as_deref());
         let (uid, gid) = runtime.resolve_user(after.path(), user, deadline).map_err(failed)?;
         let planted = self.plant_secrets(after.path())?;
@@ -199,11 +249,67 @@ impl DockerfileRun {
         Ok(planted)
     }
 
+    /// Writes the `COPY` entries into `root`.
+    fn copy(&self, ctx: &ActionContext<'_>, root: &Path) -> Result<()> {
+        let sources: Vec<&ResolvedInput<'_>> = ctx.inputs.iter().skip(ctx.inputs.len() - self.sources.len()).collect();
+        let failed = |path: &str, message: String| {
+            Error::user(format!("`COPY` to `{path}` at {}: {message}", self.spec.location))
+        };
+        for entry in &self.spec.copies {
+            let (parent, name) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
+            make_dirs(root, parent, entry.uid, entry.gid).map_err(|message| failed(&entry.path, message))?;
+            let host = root.join(entry.path.trim_start_matches('/'));
+            if name.is_empty() {
+                continue;
+            }
+            let existing = fs::symlink_metadata(&host).ok();
+            match &entry.content {
+                CopyContent::Directory => match existing {
+                    Some(metadata) if metadata.is_dir() => continue,
+                    Some(_) => fs::remove_file(&host).and_then(|()| fs::create_dir(&host)),
+                    None => fs::create_dir(&host),
+                }
+                .map_err(|error| failed(&entry.path, error.to_string()))?,
+                content => {
+                    let bytes = match content {
+                        CopyContent::Source(index) => match sources.get(*index) {
+                            Some(ResolvedInput::Source { path, digest, .. }) => {
+                                let bytes = fs::read(path).map_err(|error| failed(&entry.path, error.to_string()))?;
+                                // The bytes copied are the bytes the key saw.
+                                if crate::cache::Digest::of(&bytes) != *digest {
+                                    return Err(failed(
+                                        &entry.path,
+                                        format!("`{}` changed during the build", path.display()),
+                                    ));
+                                }
+                                bytes
+                            }
+                            _ => return Err(Error::internal("`dockerfile_run` lost a source input")),
+                        },
+                        CopyContent::Contents(text) => text.clone().into_bytes(),
+                        CopyContent::Directory => Vec::new(),
+                    };
+                    if let Some(metadata) = existing {
+                        if metadata.is_dir() {
+                            return Err(failed(&entry.path, "a directory is there".to_owned()));
+                        }
+                        fs::remove_file(&host).map_err(|error| failed(&entry.path, error.to_string()))?;
+                    }
+                    fs::write(&host, bytes).map_err(|error| failed(&entry.path, error.to_string()))?;
+                }
+            }
+            std::os::unix::fs::chown(&host, Some(entry.uid), Some(entry.gid))
+                .and_then(|()| fs::set_permissions(&host, fs::Permissions::from_mode(entry.mode)))
+                .map_err(|error| failed(&entry.path, error.to_string()))?;
+        }
+        Ok(())
+    }
+
     fn resolve_inputs(&self, ctx: &ActionContext<'_>) -> Result<(ImageRuntimeConfig, Vec<BlobRef>)> {
         let mut outputs = ctx.inputs.iter().map(|input| match input {
             ResolvedInput::Action(output) => Ok(*output),
             ResolvedInput::Source { path, .. } => {
-                Err(Error::internal(format!("`dockerfile_run` got a source file input `{}`", path.display())))
+                Err(Error::internal(format!("`dockerfile_run` got a source file `{}` too early", path.display())))
             }
         });
         let mut next = || outputs.next().unwrap_or_else(|| Err(Error::internal("`dockerfile_run` got too few inputs")));
@@ -235,6 +341,31 @@ impl DockerfileRun {
             RuntimeError::Failed(error) => error,
         }
     }
+}
+
+/// Creates the container directory `dir` below `root` where missing,
+/// refusing to go through a symlink (it could point out of the root).
+fn make_dirs(root: &Path, dir: &str, uid: u32, gid: u32) -> std::result::Result<(), String> {
+    let mut host = root.to_path_buf();
+    for component in dir.split('/').filter(|part| !part.is_empty() && *part != ".") {
+        if component == ".." {
+            return Err("`..` is not supported".to_owned());
+        }
+        host.push(component);
+        match fs::symlink_metadata(&host) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                return Err(format!("`{component}` is a symlink, which berth does not follow"))
+            }
+            Ok(_) => return Err(format!("`{component}` is not a directory")),
+            Err(_) => {
+                fs::create_dir(&host).map_err(|error| error.to_string())?;
+                fs::set_permissions(&host, fs::Permissions::from_mode(0o755)).map_err(|error| error.to_string())?;
+                std::os::unix::fs::chown(&host, Some(uid), Some(gid)).map_err(|error| error.to_string())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Adds to `builder` what differs between `before` and `after` below the

@@ -117,19 +117,6 @@ impl Analyzer<'_> {
         if let Some(id) = self.packed.get(&(layer.clone(), compression)) {
             return Ok(*id);
         }
-        let id = self.pack_unshared(layer, entries, compression)?;
-        self.packed.insert((layer.clone(), compression), id);
-        Ok(id)
-    }
-
-    /// Registers an action packing `entries`, owned by `owner`, not shared
-    /// with other users of `owner` (one per `COPY` of a Dockerfile).
-    pub fn pack_unshared(
-        &mut self,
-        layer: &Label,
-        entries: &[PlannedEntry],
-        compression: Compression,
-    ) -> Result<ActionId> {
         let mut sources: Vec<PathBuf> = Vec::new();
         let mut source_index: FxHashMap<&str, usize> = FxHashMap::default();
         let mut layer_entries = Vec::with_capacity(entries.len());
@@ -168,7 +155,9 @@ impl Analyzer<'_> {
             source_date_epoch: self.ctx.source_date_epoch,
             threads: 0,
         };
-        Ok(self.actions.add(layer.clone(), Box::new(action)))
+        let id = self.actions.add(layer.clone(), Box::new(action));
+        self.packed.insert((layer.clone(), compression), id);
+        Ok(id)
     }
 }
 

@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::actions::{
-    ActionId, BaseConfig, ConfigLayer, DockerfileRun, DockerfileRunSpec, FetchBlob, FetchImage, WriteConfig,
-    WriteManifest,
+    ActionId, BaseConfig, ConfigLayer, CopyContent, CopyEntry, DockerfileRun, DockerfileRunSpec, FetchBlob, FetchImage,
+    WriteConfig, WriteManifest,
 };
 use crate::analysis::rules::image_build::tags;
 use crate::analysis::{at, Analyzer, ImageInfo, PlannedContent, PlannedEntry, Provider};
@@ -22,7 +23,7 @@ use crate::dockerfile::parse::error_at;
 use crate::dockerfile::{Args, Instruction};
 use crate::error::{Error, Result};
 use crate::graph::{OciDockerfileAttrs, TargetNode};
-use crate::oci::{Compression, ConfigSettings, Healthcheck, Platform};
+use crate::oci::{ConfigSettings, Healthcheck, Platform};
 use crate::registry::Reference;
 
 /// Seconds a `RUN` may take.
@@ -42,6 +43,9 @@ struct Stage {
     /// `ARG`s in scope (not kept in the image).
     args: Vec<(String, String)>,
     shell: Vec<String>,
+    /// The `CMD` of the stage this one is `FROM`: kept unless an
+    /// `ENTRYPOINT` here resets it (a `CMD` set in this stage survives).
+    inherited_cmd: Option<Vec<String>>,
 }
 
 impl Stage {
@@ -63,6 +67,10 @@ impl Stage {
 struct Context {
     /// Context path → workspace path, sorted.
     files: BTreeMap<String, String>,
+    /// Directories of the context on disk (not ignored) → their mode, so a
+    /// copied directory keeps its empty subdirectories as `docker build`
+    /// does.
+    dirs: BTreeMap<String, u32>,
 }
 
 pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciDockerfileAttrs) -> Result<Provider> {
@@ -117,6 +125,9 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciDock
         })?,
     };
     let mut settings = chosen.settings.clone();
+    if settings.cmd.is_none() {
+        settings.cmd.clone_from(&chosen.inherited_cmd);
+    }
     for (key, value) in &attrs.labels {
         settings.labels.insert(key.clone(), value.clone());
     }
@@ -163,7 +174,29 @@ fn context(analyzer: &Analyzer<'_>, target: &TargetNode, attrs: &OciDockerfileAt
             files.insert(relative.to_owned(), path.to_owned());
         }
     }
-    Ok(Context { files })
+    let mut dirs = BTreeMap::new();
+    let root = analyzer.ctx.workspace_root.join(package);
+    context_dirs(&root, "", &ignore, &mut dirs);
+    Ok(Context { files, dirs })
+}
+
+/// The directories below `dir` (context path `relative`), sorted, skipping
+/// ignored ones, symlinks, `berth-out` and hidden tool directories.
+fn context_dirs(dir: &Path, relative: &str, ignore: &DockerIgnore, dirs: &mut BTreeMap<String, u32>) {
+    let Ok(read) = std::fs::read_dir(dir) else { return };
+    for entry in read.flatten() {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else { continue };
+        if !metadata.is_dir() || name == "berth-out" || name == ".git" {
+            continue;
+        }
+        let path = if relative.is_empty() { name } else { format!("{relative}/{name}") };
+        if ignore.excludes(&path) {
+            continue;
+        }
+        dirs.insert(path.clone(), metadata.permissions().mode() & 0o7777);
+        context_dirs(&entry.path(), &path, ignore, dirs);
+    }
 }
 
 /// `.dockerignore`: patterns relative to the context, `!` re-includes, the
@@ -256,8 +289,11 @@ impl Builder<'_, '_> {
             _ => return Err(self.error(instruction, "`FROM` takes `image [AS name]`")),
         };
         let platform = self.attrs.platform.clone();
-        let mut settings =
-            ConfigSettings { source_date_epoch: self.analyzer.ctx.source_date_epoch, ..ConfigSettings::default() };
+        let mut settings = ConfigSettings {
+            source_date_epoch: self.analyzer.ctx.source_date_epoch,
+            default_path: true,
+            ..ConfigSettings::default()
+        };
         let default_shell = vec!["/bin/sh".to_owned(), "-c".to_owned()];
         if let Some(earlier) =
             stages.iter().find(|stage| stage.name.as_deref().is_some_and(|stage| stage.eq_ignore_ascii_case(&image)))
@@ -265,6 +301,9 @@ impl Builder<'_, '_> {
             let mut stage = earlier.clone();
             stage.name = name;
             stage.args = Vec::new();
+            if let Some(cmd) = stage.settings.cmd.take() {
+                stage.inherited_cmd = Some(cmd);
+            }
             return Ok(stage);
         }
         if let Some((_, label)) = self.attrs.bases.iter().find(|(key, _)| *key == image) {
@@ -286,6 +325,7 @@ impl Builder<'_, '_> {
                 settings,
                 args: Vec::new(),
                 shell: default_shell,
+                inherited_cmd: None,
             });
         }
         if image == "scratch" {
@@ -303,6 +343,7 @@ impl Builder<'_, '_> {
                 settings,
                 args: Vec::new(),
                 shell: default_shell,
+                inherited_cmd: None,
             });
         }
         let pin_hint = format!(
@@ -345,6 +386,7 @@ impl Builder<'_, '_> {
             settings,
             args: Vec::new(),
             shell: default_shell,
+            inherited_cmd: None,
         })
     }
 
@@ -445,7 +487,8 @@ impl Builder<'_, '_> {
                     let current = stage.settings.workdir.clone().unwrap_or_else(|| "/".to_owned());
                     format!("{}/{dir}", current.trim_end_matches('/'))
                 };
-                stage.settings.workdir = Some(dir);
+                stage.settings.workdir = Some(dir.clone());
+                self.workdir(instruction, stage, dir);
             }
             "USER" => stage.settings.user = Some(self.word(instruction, &instruction.shell_text(), &vars)?),
             "EXPOSE" => {
@@ -466,7 +509,10 @@ impl Builder<'_, '_> {
                 stage.settings.stop_signal = Some(self.word(instruction, &instruction.shell_text(), &vars)?)
             }
             "CMD" => stage.settings.cmd = Some(self.command(instruction, stage)),
-            "ENTRYPOINT" => stage.settings.entrypoint = Some(self.command(instruction, stage)),
+            "ENTRYPOINT" => {
+                stage.settings.entrypoint = Some(self.command(instruction, stage));
+                stage.inherited_cmd = None;
+            }
             "SHELL" => match &instruction.args {
                 Args::Json(items) if !items.is_empty() => stage.shell = items.clone(),
                 _ => return Err(self.error(instruction, "`SHELL` takes the JSON form: `SHELL [\"/bin/sh\", \"-c\"]`")),
@@ -593,8 +639,18 @@ impl Builder<'_, '_> {
                     .with_hint("download the file into the workspace (pinned by checksum) and `COPY` it"));
             }
             let matched = self.matches(instruction, source)?;
-            let single_file = matched.len() == 1 && matched[0].0.is_empty();
+            let single_file = matched.len() == 1 && matched[0].0.is_empty() && matched[0].1.is_some();
             for (relative, workspace_path) in matched {
+                let Some(workspace_path) = workspace_path else {
+                    // A directory of the context, below a copied directory.
+                    let mode = self.context.dirs.get(&relative).copied().unwrap_or(0o755);
+                    let dir_mode = match source_dir(&normalise(source)) {
+                        Some(base) => self.context.dirs.get(&join(&base, &relative)).copied().unwrap_or(mode),
+                        None => mode,
+                    };
+                    entries.push(entry(format!("{dest}/{relative}"), PlannedContent::Directory, dir_mode));
+                    continue;
+                };
                 let mode = std::fs::metadata(self.analyzer.ctx.workspace_root.join(&workspace_path))
                     .map_err(|error| self.error(instruction, format!("Cannot read `{workspace_path}`: {error}")))?
                     .permissions()
@@ -621,7 +677,38 @@ impl Builder<'_, '_> {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         entries.dedup_by(|a, b| a.path == b.path);
         let created_by = format!("/bin/sh -c #(nop) {}", instruction.text);
-        let action = self.analyzer.pack_unshared(&self.target.label, &entries, Compression::Gzip)?;
+        let mut sources: Vec<PathBuf> = Vec::new();
+        let mut copies = Vec::new();
+        for entry in entries {
+            let content = match entry.content {
+                PlannedContent::Source(path) => {
+                    let path = PathBuf::from(path);
+                    let index = sources.iter().position(|known| *known == path).unwrap_or_else(|| {
+                        sources.push(path);
+                        sources.len() - 1
+                    });
+                    CopyContent::Source(index)
+                }
+                PlannedContent::Contents(text) => CopyContent::Contents(text),
+                PlannedContent::Directory | PlannedContent::Symlink(_) => CopyContent::Directory,
+            };
+            copies.push(CopyEntry { path: entry.path, content, mode: entry.mode.unwrap_or(0o644), uid, gid });
+        }
+        let spec = DockerfileRunSpec {
+            location: format!("{}:{}", self.path, instruction.location.line),
+            timeout_secs: RUN_TIMEOUT_SECS,
+            source_date_epoch: self.analyzer.ctx.source_date_epoch,
+            copies,
+            ..DockerfileRunSpec::default()
+        };
+        let action = DockerfileRun {
+            base_config: BaseConfig::None,
+            layers: stage.all_layers(),
+            spec,
+            sources,
+            workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
+        };
+        let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
         stage.layers.push((action, created_by));
         Ok(())
     }
@@ -629,24 +716,29 @@ impl Builder<'_, '_> {
     /// The context files a COPY source names: a file (relative path `""`),
     /// or the files below a directory (relative to it), or what a glob
     /// matches.
-    fn matches(&self, instruction: &Instruction, source: &str) -> Result<Vec<(String, String)>> {
+    fn matches(&self, instruction: &Instruction, source: &str) -> Result<Vec<(String, Option<String>)>> {
         let clean = normalise(source).trim_start_matches('/').to_owned();
         let files = &self.context.files;
         if let Some(path) = files.get(&clean) {
-            return Ok(vec![(String::new(), path.clone())]);
+            return Ok(vec![(String::new(), Some(path.clone()))]);
         }
-        let below = |dir: &str| -> Vec<(String, String)> {
-            files
+        let dirs = &self.context.dirs;
+        let below = |dir: &str| -> Vec<(String, Option<String>)> {
+            let inner = |relative: &str| -> Option<String> {
+                if dir.is_empty() {
+                    Some(relative.to_owned())
+                } else {
+                    relative.strip_prefix(&format!("{dir}/")).map(str::to_owned)
+                }
+            };
+            let mut found: Vec<(String, Option<String>)> = files
                 .iter()
-                .filter_map(|(relative, path)| {
-                    let inner = if dir.is_empty() {
-                        Some(relative.as_str())
-                    } else {
-                        relative.strip_prefix(&format!("{dir}/"))
-                    };
-                    inner.map(|inner| (inner.to_owned(), path.clone()))
-                })
-                .collect()
+                .filter_map(|(relative, path)| inner(relative).map(|inner| (inner, Some(path.clone()))))
+                .collect();
+            if !found.is_empty() {
+                found.extend(dirs.keys().filter_map(|relative| inner(relative).map(|inner| (inner, None))));
+            }
+            found
         };
         let has_glob = clean.contains(['*', '?', '[']);
         let mut found = if has_glob { Vec::new() } else { below(&clean) };
@@ -659,7 +751,7 @@ impl Builder<'_, '_> {
             for (relative, path) in files {
                 if glob.is_match(relative) {
                     let name = relative.rsplit('/').next().unwrap_or(relative);
-                    found.push((name.to_owned(), path.clone()));
+                    found.push((name.to_owned(), Some(path.clone())));
                     continue;
                 }
                 // A glob matching a directory copies what is below it.
@@ -668,7 +760,7 @@ impl Builder<'_, '_> {
                 while !parts.is_empty() {
                     let dir = parts.join("/");
                     if glob.is_match(&dir) {
-                        found.push((relative[dir.len() + 1..].to_owned(), path.clone()));
+                        found.push((relative[dir.len() + 1..].to_owned(), Some(path.clone())));
                         break;
                     }
                     parts.pop();
@@ -757,16 +849,38 @@ impl Builder<'_, '_> {
             secrets,
             timeout_secs: RUN_TIMEOUT_SECS,
             source_date_epoch: self.analyzer.ctx.source_date_epoch,
+            ..DockerfileRunSpec::default()
         };
         let action = DockerfileRun {
             base_config: stage.base_config.clone(),
             layers: stage.all_layers(),
             spec,
+            sources: Vec::new(),
             workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
         };
         let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
         stage.layers.push((action, created_by));
         Ok(())
+    }
+
+    /// `WORKDIR`: a layer holding the directory where the stage lacks it.
+    fn workdir(&mut self, instruction: &Instruction, stage: &mut Stage, dir: String) {
+        let spec = DockerfileRunSpec {
+            location: format!("{}:{}", self.path, instruction.location.line),
+            timeout_secs: RUN_TIMEOUT_SECS,
+            source_date_epoch: self.analyzer.ctx.source_date_epoch,
+            mkdir: Some(dir),
+            ..DockerfileRunSpec::default()
+        };
+        let action = DockerfileRun {
+            base_config: BaseConfig::None,
+            layers: stage.all_layers(),
+            spec,
+            sources: Vec::new(),
+            workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
+        };
+        let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
+        stage.layers.push((action, format!("/bin/sh -c #(nop) {}", instruction.text)));
     }
 
     /// `--mount=type=secret,id=ID[,target=PATH]`, the id from `secrets`.
@@ -835,6 +949,20 @@ fn parse_duration(text: &str) -> Option<u64> {
         rest = &rest[unit_end..];
     }
     Some(total as u64)
+}
+
+/// The context directory a COPY source names (`/src` → `src`), if it is
+/// not a glob.
+fn source_dir(source: &str) -> Option<String> {
+    (!source.contains(['*', '?', '['])).then(|| source.trim_start_matches('/').to_owned())
+}
+
+fn join(base: &str, relative: &str) -> String {
+    if base.is_empty() {
+        relative.to_owned()
+    } else {
+        format!("{base}/{relative}")
+    }
 }
 
 /// An absolute path without `.`, `..` or repeated slashes.
