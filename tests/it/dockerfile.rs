@@ -237,3 +237,199 @@ fn corpus_matches_docker_legacy_builder() {
     docker(&["rmi", "-f", BASE]);
     assert!(failures.is_empty(), "berth and docker differ:\n{}", failures.join("\n"));
 }
+
+/// A case written inline (berth-only features and errors).
+fn inline_case(ws: &TestWorkspace, name: &str, dockerfile: &str, extra_attrs: &str) {
+    ws.file(&format!("cases/{name}/Dockerfile"), dockerfile);
+    ws.file(
+        &format!("cases/{name}/BUILD.star"),
+        &format!(
+            r#"oci_dockerfile(
+    name = "img",
+    srcs = glob(["**"]),
+    bases = {{"{BASE}": "//base:bb"}},
+    {extra_attrs}
+)
+"#
+        ),
+    );
+}
+
+/// What the legacy builder cannot build (heredocs, secret mounts,
+/// `--chmod`), and a directory deleted and made again (which Docker's
+/// legacy builder on fuse-overlayfs gets wrong), checked by running the
+/// image with `berth run`.
+#[test]
+fn berth_only_features_have_the_expected_contents() {
+    if skip(NEEDS) {
+        return;
+    }
+    let _serial = serial();
+    let ws = workspace();
+    ws.file("cases/extras/token.txt", "s3cret\n");
+    ws.file("cases/extras/b.txt", "bee\n");
+    inline_case(
+        &ws,
+        "extras",
+        r#"FROM berth-df-base:v1
+RUN mkdir -p /re/dir && echo old > /re/dir/old && echo keep > /re/keep
+RUN rm -rf /re/dir && mkdir /re/dir && echo new > /re/dir/new
+COPY --chmod=600 b.txt /private/b.txt
+COPY <<EOF /etc/greeting
+hello $NAME
+EOF
+ARG NAME=world
+COPY <<"EOF" /etc/literal
+hello $NAME
+EOF
+COPY <<EOF /etc/expanded
+hello $NAME
+EOF
+RUN <<EOF
+echo "from a heredoc" > /heredoc.txt
+EOF
+RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /secret-size
+CMD ["/bin/sh", "-c", "ls /re/dir; cat /re/keep /etc/greeting /etc/literal /etc/expanded /heredoc.txt /secret-size; stat -c '%a' /private/b.txt; ls /run/secrets 2>&1 || echo no-secrets-dir"]
+"#,
+        r#"secrets = {"token": "token.txt"},"#,
+    );
+    let output = ws.berth(&["run", "//cases/extras:img"]).success().stdout.clone();
+    assert_eq!(
+        output,
+        "new\nkeep\nhello \nhello $NAME\nhello world\nfrom a heredoc\n7\n600\nls: /run/secrets: No such file or directory\nno-secrets-dir\n",
+        "berth run output"
+    );
+    // The secret is in no layer.
+    ws.berth(&["export", "//cases/extras:img", "--format", "oci-archive", "-o", "extras.tar"]).success();
+    let archive = std::fs::read(ws.path("extras.tar")).unwrap();
+    let mut found = false;
+    let mut outer = tar::Archive::new(archive.as_slice());
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        let mut plain = Vec::new();
+        if flate2::read::GzDecoder::new(bytes.as_slice()).read_to_end(&mut plain).is_ok() {
+            bytes = plain;
+        }
+        found |= bytes.windows(6).any(|window| window == b"s3cret");
+    }
+    assert!(!found, "the secret's bytes are in the exported image");
+}
+
+/// Runs `berth build LABEL` and returns (digest, how many actions ran).
+fn build(ws: &TestWorkspace, label: &str) -> (String, usize) {
+    let output = ws.berth(&["build", label]);
+    output.success();
+    let digest = output.stdout.split_whitespace().nth(1).unwrap().to_owned();
+    let ran = output
+        .stderr
+        .lines()
+        .find_map(|line| line.split_once(" actions: ").map(|(_, rest)| rest.to_owned()))
+        .and_then(|rest| rest.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no summary in {}", output.stderr));
+    (digest, ran)
+}
+
+/// Two checkouts with two caches and different file times build the same
+/// digest; a no-op rebuild runs nothing; editing one COPY'd file reruns
+/// only that COPY, the instructions after it, and the config and manifest.
+#[test]
+fn reproducible_and_cached_per_instruction() {
+    if skip(NEEDS) {
+        return;
+    }
+    let _serial = serial();
+    let dockerfile = r#"FROM berth-df-base:v1
+RUN echo first > /first
+COPY a.txt /app/a.txt
+RUN cat /app/a.txt > /app/copy
+COPY b.txt /app/b.txt
+RUN echo last > /last
+"#;
+    let first = workspace();
+    first.file("cases/repro/a.txt", "a\n").file("cases/repro/b.txt", "b\n");
+    inline_case(&first, "repro", dockerfile, "");
+    let second = workspace();
+    second.file("cases/repro/a.txt", "a\n").file("cases/repro/b.txt", "b\n");
+    inline_case(&second, "repro", dockerfile, "");
+    // Other mtimes on the second checkout: they must not matter.
+    let touched = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    let file = std::fs::File::options().write(true).open(second.path("cases/repro/a.txt")).unwrap();
+    file.set_modified(touched).unwrap();
+    let label = "//cases/repro:img";
+    let (digest, _) = build(&first, label);
+    let (again, _) = build(&second, label);
+    assert_eq!(digest, again, "two checkouts, two caches");
+    let (noop, ran) = build(&first, label);
+    assert_eq!((noop.as_str(), ran), (digest.as_str(), 0), "a no-op rebuild runs no action");
+    first.file("cases/repro/b.txt", "changed\n");
+    let (changed, ran) = build(&first, label);
+    assert_ne!(changed, digest);
+    // COPY b.txt, RUN echo last, write_config, write_manifest.
+    assert_eq!(ran, 4, "only the COPY of the edited file and what follows it rerun");
+}
+
+/// Builds `dockerfile` and returns berth's stderr, which must be a failure.
+fn failing(name: &str, dockerfile: &str) -> String {
+    let ws = workspace();
+    ws.file(&format!("cases/{name}/present.txt"), "x\n");
+    inline_case(&ws, name, dockerfile, "");
+    let output = ws.berth(&["build", &format!("//cases/{name}:img")]);
+    output.failure(1);
+    output.stderr.clone()
+}
+
+#[test]
+fn bad_dockerfiles_fail_at_their_line() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "unknown",
+            "FROM berth-df-base:v1\nRUNN echo\n",
+            &["Unknown instruction `RUNN`", "cases/unknown/Dockerfile:2:1", "did you mean `RUN`?"],
+        ),
+        (
+            "missing",
+            "FROM berth-df-base:v1\nCOPY absent.txt /x\n",
+            &["`absent.txt` is not in the context", "cases/missing/Dockerfile:2:1"],
+        ),
+        (
+            "tag",
+            "FROM registry.example:5000/busybox:1.36\n",
+            &["names a tag, which is not reproducible", "cases/tag/Dockerfile:1:1", "berth pin"],
+        ),
+        (
+            "secret",
+            "FROM berth-df-base:v1\nRUN --mount=type=secret,id=nope true\n",
+            &["Secret `nope` is not in `secrets`", "cases/secret/Dockerfile:2:1"],
+        ),
+        (
+            "glob",
+            "FROM berth-df-base:v1\nCOPY *.nothing /x/\n",
+            &["`*.nothing` matches no file in the context", "cases/glob/Dockerfile:2:1"],
+        ),
+        (
+            "url",
+            "FROM berth-df-base:v1\nADD https://example.invalid/x /x\n",
+            &["fetches from the network, which berth refuses", "cases/url/Dockerfile:2:1"],
+        ),
+    ];
+    for (name, dockerfile, expected) in cases {
+        let stderr = failing(name, dockerfile);
+        for text in *expected {
+            assert!(stderr.contains(text), "{name}: `{text}` not in:\n{stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_failing_run_shows_its_stderr_and_line() {
+    if skip(NEEDS) {
+        return;
+    }
+    let _serial = serial();
+    let stderr = failing("fails", "FROM berth-df-base:v1\nRUN echo fine\nRUN echo broken-step >&2 && exit 3\n");
+    for text in ["`RUN` at cases/fails/Dockerfile:3 failed with exit code 3", "broken-step"] {
+        assert!(stderr.contains(text), "`{text}` not in:\n{stderr}");
+    }
+}
