@@ -62,6 +62,25 @@ pub struct DockerfileRunSpec {
     /// existing ones keep their mode and owner, as `docker build` does.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<CopyEntry>,
+    /// A `COPY --from`: paths copied out of the other stage's root (its
+    /// layers are the action's `from_layers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy_from: Option<CopyFrom>,
+}
+
+/// `COPY --from=stage src... dest`, resolved when the step runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyFrom {
+    /// Absolute paths in the other stage.
+    pub sources: Vec<String>,
+    /// Absolute destination; a directory when `into_dir`.
+    pub dest: String,
+    pub into_dir: bool,
+    /// `--chown`; without it, owners are kept as in the other stage (as
+    /// the legacy builder does).
+    pub chown: Option<(u32, u32)>,
+    /// `--chmod`, for every copied entry.
+    pub mode: Option<u32>,
 }
 
 /// One path a `COPY` writes.
@@ -94,6 +113,9 @@ pub struct DockerfileRun {
     /// Workspace-relative source files a `COPY` reads, after the layers in
     /// the inputs.
     pub sources: Vec<PathBuf>,
+    /// The layers of the stage a `COPY --from` reads (lowest first), after
+    /// `layers` in the inputs.
+    pub from_layers: Vec<ActionId>,
     /// Where the secrets' workspace paths are read from; not in the key, so
     /// two checkouts share cache entries.
     pub workspace_root: PathBuf,
@@ -118,6 +140,7 @@ impl Action for DockerfileRun {
             "spec": self.spec,
             "base_config": base_config,
             "layers": self.layers.len(),
+            "from_layers": self.from_layers.len(),
         }))
     }
 
@@ -129,6 +152,7 @@ impl Action for DockerfileRun {
         config
             .into_iter()
             .chain(self.layers.iter().copied())
+            .chain(self.from_layers.iter().copied())
             .map(Input::Action)
             .chain(self.sources.iter().cloned().map(Input::Source))
             .collect()
@@ -138,14 +162,25 @@ impl Action for DockerfileRun {
         let deadline = Some(Instant::now() + Duration::from_secs(self.spec.timeout_secs.max(1)));
         let runtime = ctx.runtime()?;
         runtime.check()?;
-        let (config, layers) = self.resolve_inputs(ctx)?;
+        let (config, layers, from_layers) = self.resolve_inputs(ctx)?;
         let failed = |error: RuntimeError| self.runtime_error(runtime.name(), error);
         let digests =
             layers.iter().map(|layer| ctx.blob_path(layer).map(|_| layer.digest)).collect::<Result<Vec<_>, _>>()?;
         let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
         let before = runtime.stack(&extracted, &ctx.scratch.join("before"), deadline).map_err(failed)?;
         let after = runtime.stack(&extracted, &ctx.scratch.join("after"), deadline).map_err(failed)?;
-        if self.spec.mkdir.is_some() || !self.spec.copies.is_empty() {
+        if let Some(copy_from) = &self.spec.copy_from {
+            let digests = from_layers
+                .iter()
+                .map(|layer| ctx.blob_path(layer).map(|_| layer.digest))
+                .collect::<Result<Vec<_>, _>>()?;
+            let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
+            let other = runtime.stack(&extracted, &ctx.scratch.join("from"), deadline).map_err(failed)?;
+            copy_from_root(other.path(), after.path(), copy_from)
+                .map_err(|message| Error::user(format!("`COPY --from` at {}: {message}", self.spec.location)))?;
+            drop(other);
+        }
+        if self.spec.mkdir.is_some() || !self.spec.copies.is_empty() || self.spec.copy_from.is_some() {
             if let Some(dir) = &self.spec.mkdir {
                 make_dirs(after.path(), dir, 0, 0)
                     .map_err(|message| Error::user(format!("`WORKDIR {dir}` at {}: {message}", self.spec.location)))?;
@@ -305,7 +340,8 @@ impl DockerfileRun {
         Ok(())
     }
 
-    fn resolve_inputs(&self, ctx: &ActionContext<'_>) -> Result<(ImageRuntimeConfig, Vec<BlobRef>)> {
+    #[allow(clippy::type_complexity)]
+    fn resolve_inputs(&self, ctx: &ActionContext<'_>) -> Result<(ImageRuntimeConfig, Vec<BlobRef>, Vec<BlobRef>)> {
         let mut outputs = ctx.inputs.iter().map(|input| match input {
             ResolvedInput::Action(output) => Ok(*output),
             ResolvedInput::Source { path, .. } => {
@@ -326,7 +362,11 @@ impl DockerfileRun {
         for _ in 0..self.layers.len() {
             layers.push(LayerOutput::from_result(next()?)?.blob);
         }
-        Ok((config, layers))
+        let mut from_layers = Vec::new();
+        for _ in 0..self.from_layers.len() {
+            from_layers.push(LayerOutput::from_result(next()?)?.blob);
+        }
+        Ok((config, layers, from_layers))
     }
 
     fn runtime_error(&self, runtime: &str, error: RuntimeError) -> Error {
@@ -341,6 +381,146 @@ impl DockerfileRun {
             RuntimeError::Failed(error) => error,
         }
     }
+}
+
+/// The host path of the container path `path` below `root`, refusing
+/// symlinks on the way (they could point out of the root) and `..`.
+fn inside(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
+    let mut host = root.to_path_buf();
+    let components: Vec<&str> = path.split('/').filter(|part| !part.is_empty() && *part != ".").collect();
+    for (index, component) in components.iter().enumerate() {
+        if *component == ".." {
+            return Err(format!("`{path}`: `..` is not supported"));
+        }
+        host.push(component);
+        if index + 1 < components.len() {
+            match fs::symlink_metadata(&host) {
+                Ok(metadata) if metadata.file_type().is_symlink() => {
+                    return Err(format!("`{path}` goes through the symlink `{component}`, which berth does not follow"))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(host)
+}
+
+/// `COPY --from`: each source (a file, a directory whose contents are
+/// copied, or a symlink kept as one) from `from` into `root`, owned by
+/// `uid:gid`.
+fn copy_from_root(from: &Path, root: &Path, spec: &CopyFrom) -> std::result::Result<(), String> {
+    for source in &spec.sources {
+        let host = resolve_in(from, source)?;
+        let metadata =
+            fs::symlink_metadata(&host).map_err(|_| format!("`{source}` does not exist in the other stage"))?;
+        let name = source.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+        let dest = if metadata.is_dir() || !spec.into_dir {
+            spec.dest.clone()
+        } else {
+            format!("{}/{name}", spec.dest.trim_end_matches('/'))
+        };
+        let (parent, _) = dest.rsplit_once('/').unwrap_or(("", &dest));
+        let (uid, gid) = spec.chown.unwrap_or((0, 0));
+        make_dirs(root, parent, uid, gid)?;
+        let target = inside(root, &dest)?;
+        if metadata.is_dir() {
+            // The directory the contents go to is made like a parent.
+            make_dirs(root, &dest, uid, gid)?;
+        }
+        copy_entry(&host, &target, spec, metadata.is_dir())?;
+    }
+    Ok(())
+}
+
+fn copy_entry(source: &Path, target: &Path, spec: &CopyFrom, top: bool) -> std::result::Result<(), String> {
+    let shown = |error: std::io::Error| format!("`{}`: {error}", target.display());
+    let metadata = fs::symlink_metadata(source).map_err(shown)?;
+    let existing = fs::symlink_metadata(target).ok();
+    if metadata.is_dir() {
+        let existed = existing.is_some();
+        match existing {
+            Some(existing) if existing.is_dir() => {}
+            Some(_) => {
+                fs::remove_file(target).map_err(shown)?;
+                fs::create_dir(target).map_err(shown)?;
+            }
+            None => fs::create_dir(target).map_err(shown)?,
+        }
+        // The top directory is where the contents go: made like a parent
+        // or kept as it was.
+        if !top {
+            let _ = existed;
+            let mode = spec.mode.unwrap_or(metadata.mode() & 0o7777);
+            fs::set_permissions(target, fs::Permissions::from_mode(mode)).map_err(shown)?;
+            let (uid, gid) = spec.chown.unwrap_or((metadata.uid(), metadata.gid()));
+            std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(shown)?;
+        }
+        let mut children: Vec<_> =
+            fs::read_dir(source).map_err(shown)?.flatten().map(|entry| entry.file_name()).collect();
+        children.sort();
+        for child in children {
+            copy_entry(&source.join(&child), &target.join(&child), spec, false)?;
+        }
+        return Ok(());
+    }
+    if let Some(existing) = existing {
+        if existing.is_dir() {
+            return Err(format!("`{}` is a directory", target.display()));
+        }
+        fs::remove_file(target).map_err(shown)?;
+    }
+    if metadata.file_type().is_symlink() {
+        let link = fs::read_link(source).map_err(shown)?;
+        std::os::unix::fs::symlink(link, target).map_err(shown)?;
+    } else if metadata.is_file() {
+        fs::copy(source, target).map_err(shown)?;
+        let mode = spec.mode.unwrap_or(metadata.mode() & 0o7777);
+        fs::set_permissions(target, fs::Permissions::from_mode(mode)).map_err(shown)?;
+    } else {
+        // Sockets, fifos and device nodes do not belong in a layer.
+        return Ok(());
+    }
+    let (uid, gid) = spec.chown.unwrap_or((metadata.uid(), metadata.gid()));
+    std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(shown)
+}
+
+/// The host path of `path` in `root` with a symlink at its end followed
+/// (inside the root, at most 16 times), as `COPY --from` follows a source
+/// that is a symlink.
+fn resolve_in(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
+    let mut current = path.to_owned();
+    for _ in 0..16 {
+        let host = inside(root, &current)?;
+        match fs::symlink_metadata(&host) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let link = fs::read_link(&host).map_err(|error| error.to_string())?;
+                let link = link.to_str().ok_or_else(|| format!("the target of `{current}` is not UTF-8"))?;
+                current = if link.starts_with('/') {
+                    link.to_owned()
+                } else {
+                    let parent = current.rsplit_once('/').map_or("", |(parent, _)| parent);
+                    normalise_path(&format!("{parent}/{link}"))
+                };
+            }
+            _ => return Ok(host),
+        }
+    }
+    Err(format!("`{path}` is a loop of symlinks"))
+}
+
+/// `/a/./b/../c` → `/a/c`; `..` stops at the root.
+fn normalise_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// Creates the container directory `dir` below `root` where missing,

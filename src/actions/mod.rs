@@ -30,7 +30,7 @@ pub use crate::cache::{ActionId, ActionResult};
 pub use action::{Action, ActionGraph, ActionNode, Input};
 pub use context::{ActionContext, ExecutionContext, ResolvedInput};
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
-pub use dockerfile_run::{CopyContent, CopyEntry, DockerfileRun, DockerfileRunSpec};
+pub use dockerfile_run::{CopyContent, CopyEntry, CopyFrom, DockerfileRun, DockerfileRunSpec};
 pub use fetch_blob::FetchBlob;
 pub use fetch_image::FetchImage;
 pub use outputs::{ConfigOutput, DebLayerOutput, DebPackage, ImageOutput, IndexOutput, LayerOutput, OutputError};

@@ -36,6 +36,7 @@ const CORPUS: &[Case] = &[
     ("add_local", &[], None),
     ("user_run", &[], None),
     ("entrypoint_reset", &[], None),
+    ("copy_from", &[], None),
 ];
 
 /// A workspace with the busybox base at `//base:bb` (user `app` 1000:1000

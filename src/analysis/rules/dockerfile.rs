@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher};
 
 use crate::actions::{
-    ActionId, BaseConfig, ConfigLayer, CopyContent, CopyEntry, DockerfileRun, DockerfileRunSpec, FetchBlob, FetchImage,
-    WriteConfig, WriteManifest,
+    ActionId, BaseConfig, ConfigLayer, CopyContent, CopyEntry, CopyFrom, DockerfileRun, DockerfileRunSpec, FetchBlob,
+    FetchImage, WriteConfig, WriteManifest,
 };
 use crate::analysis::rules::image_build::tags;
 use crate::analysis::{at, Analyzer, ImageInfo, PlannedContent, PlannedEntry, Provider};
@@ -99,6 +99,12 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciDock
             stages.push(stage);
             continue;
         }
+        let from_layers = match instruction.flag("from") {
+            Some(from) if keyword == "COPY" || keyword == "ADD" => {
+                Some(builder.layers_of_from(instruction, from, &stages)?)
+            }
+            _ => None,
+        };
         let Some(stage) = stages.last_mut() else {
             if keyword == "ARG" {
                 let vars = global_args.clone();
@@ -111,7 +117,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciDock
                 .error(instruction, format!("`{keyword}` before the first `FROM`"))
                 .with_hint("only `ARG` may come before `FROM`"));
         };
-        builder.instruction(instruction, stage, &global_args)?;
+        builder.instruction(instruction, stage, &global_args, from_layers)?;
     }
     let chosen = match &attrs.target {
         Some(name) if !name.is_empty() => stages
@@ -288,7 +294,13 @@ impl Builder<'_, '_> {
             [image, as_word, name] if as_word.eq_ignore_ascii_case("as") => (image.clone(), Some(name.clone())),
             _ => return Err(self.error(instruction, "`FROM` takes `image [AS name]`")),
         };
-        let platform = self.attrs.platform.clone();
+        let mut platform = self.attrs.platform.clone();
+        for (flag, value) in &instruction.flags {
+            match flag.as_str() {
+                "platform" => platform = Some(self.word(instruction, value, &global_args.to_vec())?),
+                other => return Err(self.error(instruction, format!("Unknown `FROM` flag `--{other}`"))),
+            }
+        }
         let mut settings = ConfigSettings {
             source_date_epoch: self.analyzer.ctx.source_date_epoch,
             default_path: true,
@@ -453,11 +465,35 @@ impl Builder<'_, '_> {
         }
     }
 
+    /// The layers of what `COPY --from=NAME` names: an earlier stage (by
+    /// name or index) or an image of `bases`.
+    fn layers_of_from(&self, instruction: &Instruction, from: &str, stages: &[Stage]) -> Result<Vec<ActionId>> {
+        let earlier = stages.len().saturating_sub(1);
+        let stage = match from.parse::<usize>() {
+            Ok(index) => stages[..earlier].get(index),
+            Err(_) => stages[..earlier]
+                .iter()
+                .find(|stage| stage.name.as_deref().is_some_and(|name| name.eq_ignore_ascii_case(from))),
+        };
+        if let Some(stage) = stage {
+            return Ok(stage.all_layers());
+        }
+        if let Some((_, label)) = self.attrs.bases.iter().find(|(key, _)| key == from) {
+            if let Provider::Image(info) = self.analyzer.provider(label)? {
+                return Ok(info.layer_blobs.clone());
+            }
+        }
+        Err(self
+            .error(instruction, format!("`--from={from}` names no earlier stage and no image of `bases`"))
+            .with_hint("name a stage defined above with `FROM ... AS name`, or add the image to `bases`"))
+    }
+
     fn instruction(
         &mut self,
         instruction: &Instruction,
         stage: &mut Stage,
         global_args: &[(String, String)],
+        from_layers: Option<Vec<ActionId>>,
     ) -> Result<()> {
         let vars = stage.vars();
         match instruction.keyword.as_str() {
@@ -523,7 +559,10 @@ impl Builder<'_, '_> {
                     .error(instruction, "`ONBUILD` is not supported yet")
                     .with_hint("remove it; berth does not record ONBUILD triggers yet"))
             }
-            "COPY" | "ADD" => self.copy(instruction, stage, &vars)?,
+            "COPY" | "ADD" => match from_layers {
+                Some(from_layers) => self.copy_from(instruction, stage, &vars, from_layers)?,
+                None => self.copy(instruction, stage, &vars)?,
+            },
             "RUN" => self.run(instruction, stage)?,
             other => return Err(self.error(instruction, format!("`{other}` is not supported inside a stage"))),
         }
@@ -577,11 +616,6 @@ impl Builder<'_, '_> {
         for (flag, _) in &instruction.flags {
             match flag.as_str() {
                 "chown" | "chmod" | "link" => {}
-                "from" => {
-                    return Err(self
-                        .error(instruction, format!("`{keyword} --from` is not supported yet"))
-                        .with_hint("build the other stage's files with `oci_build_layer` and put them in `bases`"))
-                }
                 other => return Err(self.error(instruction, format!("Unknown `{keyword}` flag `--{other}`"))),
             }
         }
@@ -706,10 +740,75 @@ impl Builder<'_, '_> {
             layers: stage.all_layers(),
             spec,
             sources,
+            from_layers: Vec::new(),
             workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
         };
         let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
         stage.layers.push((action, created_by));
+        Ok(())
+    }
+
+    /// `COPY --from=stage src... dest`: one action reading the other stage's
+    /// root when it runs.
+    fn copy_from(
+        &mut self,
+        instruction: &Instruction,
+        stage: &mut Stage,
+        vars: &dyn Vars,
+        from_layers: Vec<ActionId>,
+    ) -> Result<()> {
+        for (flag, _) in &instruction.flags {
+            if !matches!(flag.as_str(), "from" | "chown" | "chmod" | "link") {
+                return Err(self.error(instruction, format!("Unknown `{}` flag `--{flag}`", instruction.keyword)));
+            }
+        }
+        let chown = match instruction.flag("chown") {
+            Some(chown) => Some(self.chown(instruction, &self.word(instruction, chown, vars)?)?),
+            None => None,
+        };
+        let mode =
+            match instruction.flag("chmod") {
+                Some(text) => Some(u32::from_str_radix(text, 8).map_err(|_| {
+                    self.error(instruction, format!("`--chmod={text}` is not an octal mode like `0755`"))
+                })?),
+                None => None,
+            };
+        let mut words = self.words(instruction, vars)?;
+        if words.len() < 2 {
+            return Err(self
+                .error(instruction, format!("`{}` needs at least one source and a destination", instruction.keyword)));
+        }
+        let dest = words.pop().unwrap_or_default();
+        let into_dir = dest.ends_with('/') || words.len() > 1;
+        let dest = if dest.starts_with('/') {
+            normalise(&dest)
+        } else {
+            let workdir = stage.settings.workdir.clone().unwrap_or_else(|| "/".to_owned());
+            normalise(&format!("{workdir}/{dest}"))
+        };
+        if let Some(glob) = words.iter().find(|word| word.contains(['*', '?', '['])) {
+            return Err(self
+                .error(instruction, format!("`COPY --from` with the pattern `{glob}` is not supported yet"))
+                .with_hint("name the files or directories to copy"));
+        }
+        let sources = words.iter().map(|word| normalise(word)).collect();
+        let spec = DockerfileRunSpec {
+            location: format!("{}:{}", self.path, instruction.location.line),
+            timeout_secs: RUN_TIMEOUT_SECS,
+            source_date_epoch: self.analyzer.ctx.source_date_epoch,
+            copy_from: Some(CopyFrom { sources, dest, into_dir, chown, mode }),
+            ..DockerfileRunSpec::default()
+        };
+        let action = DockerfileRun {
+            base_config: BaseConfig::None,
+            layers: stage.all_layers(),
+            spec,
+            sources: Vec::new(),
+            from_layers,
+            workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
+        };
+        let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
+        stage.layers.push((action, format!("/bin/sh -c #(nop) {}", instruction.text)));
         Ok(())
     }
 
@@ -856,6 +955,7 @@ impl Builder<'_, '_> {
             layers: stage.all_layers(),
             spec,
             sources: Vec::new(),
+            from_layers: Vec::new(),
             workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
         };
         let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
@@ -877,6 +977,7 @@ impl Builder<'_, '_> {
             layers: stage.all_layers(),
             spec,
             sources: Vec::new(),
+            from_layers: Vec::new(),
             workspace_root: self.analyzer.ctx.workspace_root.to_path_buf(),
         };
         let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
