@@ -434,3 +434,30 @@ fn a_failing_run_shows_its_stderr_and_line() {
         assert!(stderr.contains(text), "`{text}` not in:\n{stderr}");
     }
 }
+
+/// `FROM host/repository@sha256:...` pulls the pinned image from a real
+/// registry on 127.0.0.1 (the base pushed there first) and builds the same
+/// image as naming the base through `bases`.
+#[test]
+fn from_a_pinned_digest_pulls_the_image() {
+    if skip(NEEDS) || skip(&[Need::Registry]) {
+        return;
+    }
+    let _serial = serial();
+    let registry = crate::util::registry::Registry::start();
+    let host = format!("127.0.0.1:{}", registry.port);
+    let ws = workspace();
+    ws.file("WORKSPACE.star", &format!("registry(\"{host}\", insecure = True)\n"));
+    let pushed = ws.berth(&["push", "//base:bb", "--repository", &format!("{host}/bb"), "--tag", "v1"]);
+    pushed.success();
+    let digest = pushed.stdout.split_whitespace().find(|word| word.starts_with("sha256:")).unwrap().to_owned();
+    let body = "RUN echo pulled > /pulled\nCOPY a.txt /a.txt\nCMD [\"cat\", \"/pulled\"]\n";
+    ws.file("cases/pinned/a.txt", "a\n").file("cases/named/a.txt", "a\n");
+    inline_case(&ws, "pinned", &format!("FROM {host}/bb@{digest}\n{body}"), "");
+    inline_case(&ws, "named", &format!("FROM {BASE}\n{body}"), "");
+    let (pinned, _) = build(&ws, "//cases/pinned:img");
+    let (named, _) = build(&ws, "//cases/named:img");
+    assert_eq!(pinned, named, "the pulled base and the built base make the same image");
+    let output = ws.berth(&["run", "//cases/pinned:img"]);
+    assert_eq!(output.success().stdout, "pulled\n");
+}
