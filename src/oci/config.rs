@@ -67,6 +67,12 @@ pub struct ExecConfig {
     /// Docker's extension, kept by docker, podman and containerd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// Docker's extension: a Dockerfile's `SHELL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// Docker's extension: a Dockerfile's `ONBUILD` triggers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    pub on_build: Vec<String>,
 }
 
 impl ExecConfig {
@@ -169,6 +175,12 @@ pub struct ConfigSettings {
     /// `docker build` does at `FROM` (set by `oci_dockerfile`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default_path: bool,
+    /// Replaces the base's `Shell` (a Dockerfile's `SHELL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// Appended to the base's `OnBuild` (a Dockerfile's `ONBUILD`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_build: Vec<String>,
 }
 
 /// The `PATH` `docker build` gives a stage whose base sets none.
@@ -275,6 +287,10 @@ impl ImageConfig {
         if let Some(healthcheck) = &settings.healthcheck {
             exec.healthcheck = Some(healthcheck.clone());
         }
+        if let Some(shell) = &settings.shell {
+            exec.shell = Some(shell.clone());
+        }
+        exec.on_build.extend(settings.on_build.iter().cloned());
 
         config.rootfs.kind = "layers".to_owned();
         for layer in layers {

@@ -169,8 +169,12 @@ fn config(image: &str) -> serde_json::Value {
         "Labels",
         "StopSignal",
         "Healthcheck",
+        "Shell",
+        "OnBuild",
     ];
+    let author = docker_ok(&["inspect", "--format", "{{json .Author}}", image]);
     let mut picked = serde_json::Map::new();
+    picked.insert("Author".to_owned(), serde_json::from_str(&author).unwrap());
     for field in fields {
         let value = config.get(field).cloned().unwrap_or(serde_json::Value::Null);
         // Docker writes `"WorkingDir": ""` and `"Labels": null` for unset.

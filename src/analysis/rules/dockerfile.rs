@@ -550,14 +550,20 @@ impl Builder<'_, '_> {
                 stage.inherited_cmd = None;
             }
             "SHELL" => match &instruction.args {
-                Args::Json(items) if !items.is_empty() => stage.shell = items.clone(),
+                Args::Json(items) if !items.is_empty() => {
+                    stage.shell = items.clone();
+                    stage.settings.shell = Some(items.clone());
+                }
                 _ => return Err(self.error(instruction, "`SHELL` takes the JSON form: `SHELL [\"/bin/sh\", \"-c\"]`")),
             },
             "HEALTHCHECK" => stage.settings.healthcheck = Some(self.healthcheck(instruction, stage)?),
             "ONBUILD" => {
-                return Err(self
-                    .error(instruction, "`ONBUILD` is not supported yet")
-                    .with_hint("remove it; berth does not record ONBUILD triggers yet"))
+                let trigger = instruction.text.split_once(char::is_whitespace).map_or("", |(_, rest)| rest.trim());
+                let keyword = trigger.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                if matches!(keyword.as_str(), "" | "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(self.error(instruction, format!("`ONBUILD {keyword}` is not allowed")));
+                }
+                stage.settings.on_build.push(trigger.to_owned());
             }
             "COPY" | "ADD" => match from_layers {
                 Some(from_layers) => self.copy_from(instruction, stage, &vars, from_layers)?,

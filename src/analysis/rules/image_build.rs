@@ -95,7 +95,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
         architecture: attrs.architecture.clone().or(base.architecture),
         variant: attrs.variant.clone().or(base.variant),
         source_date_epoch: analyzer.ctx.source_date_epoch,
-        default_path: false,
+        ..ConfigSettings::default()
     };
     let owner = &target.label;
     let config_layers =
