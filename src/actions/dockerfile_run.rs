@@ -51,6 +51,10 @@ pub struct DockerfileRunSpec {
     /// `(id, workspace path, path in the container)` of each secret mount.
     /// Only the path is in the key, never the bytes.
     pub secrets: Vec<(String, String, String)>,
+    /// `(host, address)` lines of `/etc/hosts` during the run (`add_hosts`);
+    /// `/etc/hosts` never reaches a layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<(String, String)>,
     pub timeout_secs: u64,
     pub source_date_epoch: u64,
     /// A `WORKDIR`: create this directory (root-owned, 0755) where it is
@@ -280,6 +284,25 @@ impl DockerfileRun {
                 .and_then(|()| fs::set_permissions(&file, fs::Permissions::from_mode(0o400)))
                 .map_err(|error| Error::environment(format!("Cannot mount secret `{id}`: {error}")))?;
             planted.files.push(relative);
+        }
+        if !self.spec.hosts.is_empty() {
+            let etc = root.join("etc");
+            if !etc.exists() {
+                fs::create_dir(&etc)
+                    .map_err(|error| Error::environment(format!("Cannot write `/etc/hosts`: {error}")))?;
+                planted.dirs.push(PathBuf::from("etc"));
+                planted.files.push(PathBuf::from("etc/hosts"));
+            }
+            let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost\n");
+            for (host, address) in &self.spec.hosts {
+                text.push_str(&format!("{address}\t{host}\n"));
+            }
+            let hosts = etc.join("hosts");
+            if fs::symlink_metadata(&hosts).is_ok_and(|metadata| !metadata.is_file()) {
+                return Err(Error::user(format!("`/etc/hosts` of the `RUN` at {} is not a file", self.spec.location)));
+            }
+            fs::write(&hosts, text)
+                .map_err(|error| Error::environment(format!("Cannot write `/etc/hosts`: {error}")))?;
         }
         Ok(planted)
     }

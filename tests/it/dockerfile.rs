@@ -294,14 +294,15 @@ RUN <<EOF
 echo "from a heredoc" > /heredoc.txt
 EOF
 RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /secret-size
-CMD ["/bin/sh", "-c", "ls /re/dir; cat /re/keep /etc/greeting /etc/literal /etc/expanded /heredoc.txt /secret-size; stat -c '%a' /private/b.txt; ls /run/secrets 2>&1 || echo no-secrets-dir"]
+RUN grep db.internal /etc/hosts > /hosts-line
+CMD ["/bin/sh", "-c", "ls /re/dir; cat /re/keep /etc/greeting /etc/literal /etc/expanded /heredoc.txt /secret-size /hosts-line; stat -c '%a' /private/b.txt; ls /run/secrets 2>&1 || echo no-secrets-dir"]
 "#,
-        r#"secrets = {"token": "token.txt"},"#,
+        r#"secrets = {"token": "token.txt"}, add_hosts = {"db.internal": "10.0.0.7"},"#,
     );
     let output = ws.berth(&["run", "//cases/extras:img"]).success().stdout.clone();
     assert_eq!(
         output,
-        "new\nkeep\nhello \nhello $NAME\nhello world\nfrom a heredoc\n7\n600\nls: /run/secrets: No such file or directory\nno-secrets-dir\n",
+        "new\nkeep\nhello \nhello $NAME\nhello world\nfrom a heredoc\n7\n10.0.0.7\tdb.internal\n600\nls: /run/secrets: No such file or directory\nno-secrets-dir\n",
         "berth run output"
     );
     // The secret is in no layer.

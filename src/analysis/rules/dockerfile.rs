@@ -84,10 +84,6 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciDock
     let text = std::fs::read_to_string(analyzer.ctx.workspace_root.join(&dockerfile_path))
         .map_err(|error| at(target, format!("Cannot read `{dockerfile_path}`: {error}")))?;
     let file = crate::dockerfile::parse(&dockerfile_path, &text)?;
-    if !attrs.add_hosts.is_empty() {
-        return Err(at(target, format!("`add_hosts` of `{}` is not supported yet", target.label))
-            .with_hint("remove `add_hosts`; berth's runtime does not edit `/etc/hosts` yet"));
-    }
     let context = context(analyzer, target, attrs)?;
     let mut builder = Builder { analyzer, target, attrs, path: &dockerfile_path, escape: file.escape, context };
     let mut global_args: Vec<(String, String)> = Vec::new();
@@ -952,6 +948,7 @@ impl Builder<'_, '_> {
             user: stage.settings.user.clone(),
             network,
             secrets,
+            hosts: self.attrs.add_hosts.clone(),
             timeout_secs: RUN_TIMEOUT_SECS,
             source_date_epoch: self.analyzer.ctx.source_date_epoch,
             ..DockerfileRunSpec::default()
