@@ -66,6 +66,11 @@ pub struct DockerfileRunSpec {
     /// existing ones keep their mode and owner, as `docker build` does.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<CopyEntry>,
+    /// `--chown=user[:group]` by name, resolved in the stage's own
+    /// `/etc/passwd` and `/etc/group` when the step runs; replaces the
+    /// entries' owners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chown_name: Option<String>,
     /// A `COPY --from`: paths copied out of the other stage's root (its
     /// layers are the action's `from_layers`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -173,14 +178,29 @@ impl Action for DockerfileRun {
         let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
         let before = runtime.stack(&extracted, &ctx.scratch.join("before"), deadline).map_err(failed)?;
         let after = runtime.stack(&extracted, &ctx.scratch.join("after"), deadline).map_err(failed)?;
+        let owner = match &self.spec.chown_name {
+            // `user` alone: the user's uid as the gid too, as Docker does.
+            Some(name) => Some(match name.split_once(':') {
+                Some(_) => runtime.resolve_user(after.path(), Some(name), deadline).map_err(failed)?,
+                None => {
+                    let (uid, _) = runtime.resolve_user(after.path(), Some(name), deadline).map_err(failed)?;
+                    (uid, uid)
+                }
+            }),
+            None => None,
+        };
         if let Some(copy_from) = &self.spec.copy_from {
+            let mut copy_from = copy_from.clone();
+            if owner.is_some() {
+                copy_from.chown = owner;
+            }
             let digests = from_layers
                 .iter()
                 .map(|layer| ctx.blob_path(layer).map(|_| layer.digest))
                 .collect::<Result<Vec<_>, _>>()?;
             let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
             let other = runtime.stack(&extracted, &ctx.scratch.join("from"), deadline).map_err(failed)?;
-            copy_from_root(other.path(), after.path(), copy_from)
+            copy_from_root(other.path(), after.path(), &copy_from)
                 .map_err(|message| Error::user(format!("`COPY --from` at {}: {message}", self.spec.location)))?;
             drop(other);
         }
@@ -189,7 +209,7 @@ impl Action for DockerfileRun {
                 make_dirs(after.path(), dir, 0, 0)
                     .map_err(|message| Error::user(format!("`WORKDIR {dir}` at {}: {message}", self.spec.location)))?;
             }
-            self.copy(ctx, after.path())?;
+            self.copy(ctx, after.path(), owner)?;
             let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
             diff_dir(before.path(), after.path(), "", &mut builder)?;
             let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, 1)?;
@@ -308,14 +328,15 @@ impl DockerfileRun {
     }
 
     /// Writes the `COPY` entries into `root`.
-    fn copy(&self, ctx: &ActionContext<'_>, root: &Path) -> Result<()> {
+    fn copy(&self, ctx: &ActionContext<'_>, root: &Path, owner: Option<(u32, u32)>) -> Result<()> {
         let sources: Vec<&ResolvedInput<'_>> = ctx.inputs.iter().skip(ctx.inputs.len() - self.sources.len()).collect();
         let failed = |path: &str, message: String| {
             Error::user(format!("`COPY` to `{path}` at {}: {message}", self.spec.location))
         };
         for entry in &self.spec.copies {
             let (parent, name) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
-            make_dirs(root, parent, entry.uid, entry.gid).map_err(|message| failed(&entry.path, message))?;
+            let (uid, gid) = owner.unwrap_or((entry.uid, entry.gid));
+            make_dirs(root, parent, uid, gid).map_err(|message| failed(&entry.path, message))?;
             let host = root.join(entry.path.trim_start_matches('/'));
             if name.is_empty() {
                 continue;
@@ -356,7 +377,7 @@ impl DockerfileRun {
                     fs::write(&host, bytes).map_err(|error| failed(&entry.path, error.to_string()))?;
                 }
             }
-            std::os::unix::fs::chown(&host, Some(entry.uid), Some(entry.gid))
+            std::os::unix::fs::chown(&host, Some(uid), Some(gid))
                 .and_then(|()| fs::set_permissions(&host, fs::Permissions::from_mode(entry.mode)))
                 .map_err(|error| failed(&entry.path, error.to_string()))?;
         }

@@ -621,10 +621,13 @@ impl Builder<'_, '_> {
                 other => return Err(self.error(instruction, format!("Unknown `{keyword}` flag `--{other}`"))),
             }
         }
-        let (uid, gid) = match instruction.flag("chown") {
-            Some(chown) => self.chown(instruction, &self.word(instruction, chown, vars)?)?,
-            None => (0, 0),
-        };
+        let (mut chown_name, mut uid, mut gid) = (None, 0, 0);
+        if let Some(chown) = instruction.flag("chown") {
+            match self.chown(&self.word(instruction, chown, vars)?) {
+                Ok(ids) => (uid, gid) = ids,
+                Err(name) => chown_name = Some(name),
+            }
+        }
         let chmod =
             match instruction.flag("chmod") {
                 Some(text) => Some(u32::from_str_radix(text, 8).map_err(|_| {
@@ -735,6 +738,7 @@ impl Builder<'_, '_> {
             timeout_secs: RUN_TIMEOUT_SECS,
             source_date_epoch: self.analyzer.ctx.source_date_epoch,
             copies,
+            chown_name,
             ..DockerfileRunSpec::default()
         };
         let action = DockerfileRun {
@@ -764,10 +768,13 @@ impl Builder<'_, '_> {
                 return Err(self.error(instruction, format!("Unknown `{}` flag `--{flag}`", instruction.keyword)));
             }
         }
-        let chown = match instruction.flag("chown") {
-            Some(chown) => Some(self.chown(instruction, &self.word(instruction, chown, vars)?)?),
-            None => None,
-        };
+        let (mut chown, mut chown_name) = (None, None);
+        if let Some(text) = instruction.flag("chown") {
+            match self.chown(&self.word(instruction, text, vars)?) {
+                Ok(ids) => chown = Some(ids),
+                Err(name) => chown_name = Some(name),
+            }
+        }
         let mode =
             match instruction.flag("chmod") {
                 Some(text) => Some(u32::from_str_radix(text, 8).map_err(|_| {
@@ -799,6 +806,7 @@ impl Builder<'_, '_> {
             timeout_secs: RUN_TIMEOUT_SECS,
             source_date_epoch: self.analyzer.ctx.source_date_epoch,
             copy_from: Some(CopyFrom { sources, dest, into_dir, chown, mode }),
+            chown_name,
             ..DockerfileRunSpec::default()
         };
         let action = DockerfileRun {
@@ -877,16 +885,13 @@ impl Builder<'_, '_> {
         Ok(found)
     }
 
-    fn chown(&self, instruction: &Instruction, text: &str) -> Result<(u32, u32)> {
+    /// `--chown`: numeric ids now, or a name resolved in the image when
+    /// the step runs (`Err(name)`).
+    fn chown(&self, text: &str) -> std::result::Result<(u32, u32), String> {
         let (user, group) = text.split_once(':').unwrap_or((text, text));
         match (user.parse::<u32>(), group.parse::<u32>()) {
             (Ok(uid), Ok(gid)) => Ok((uid, gid)),
-            _ => Err(self
-                .error(
-                    instruction,
-                    format!("`--chown={text}` names a user or group by name, which berth does not resolve yet"),
-                )
-                .with_hint("give numeric ids: `--chown=1000:1000`")),
+            _ => Err(text.to_owned()),
         }
     }
 
