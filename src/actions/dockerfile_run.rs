@@ -110,6 +110,9 @@ pub enum CopyContent {
     /// Inline bytes (a heredoc).
     Contents(String),
     Directory,
+    /// `ADD` of a local tar (plain or gzip): the `index`th source unpacked
+    /// into the entry's path, owners and modes as the archive has them.
+    Unpack(usize),
 }
 
 /// The `dockerfile_run` action.
@@ -338,6 +341,19 @@ impl DockerfileRun {
             let (uid, gid) = owner.unwrap_or((entry.uid, entry.gid));
             make_dirs(root, parent, uid, gid).map_err(|message| failed(&entry.path, message))?;
             let host = root.join(entry.path.trim_start_matches('/'));
+            if let CopyContent::Unpack(index) = &entry.content {
+                let Some(ResolvedInput::Source { path, digest, .. }) = sources.get(*index) else {
+                    return Err(Error::internal("`dockerfile_run` lost a source input"));
+                };
+                let bytes = fs::read(path).map_err(|error| failed(&entry.path, error.to_string()))?;
+                if crate::cache::Digest::of(&bytes) != *digest {
+                    return Err(failed(&entry.path, format!("`{}` changed during the build", path.display())));
+                }
+                make_dirs(root, &entry.path, uid, gid).map_err(|message| failed(&entry.path, message))?;
+                crate::oci::unpack(bytes.as_slice(), &host, &crate::oci::ExtractLimits::default())
+                    .map_err(|error| failed(&entry.path, format!("cannot unpack `{}`: {error}", path.display())))?;
+                continue;
+            }
             if name.is_empty() {
                 continue;
             }
@@ -366,7 +382,7 @@ impl DockerfileRun {
                             _ => return Err(Error::internal("`dockerfile_run` lost a source input")),
                         },
                         CopyContent::Contents(text) => text.clone().into_bytes(),
-                        CopyContent::Directory => Vec::new(),
+                        CopyContent::Directory | CopyContent::Unpack(_) => Vec::new(),
                     };
                     if let Some(metadata) = existing {
                         if metadata.is_dir() {

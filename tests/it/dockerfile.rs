@@ -37,6 +37,7 @@ const CORPUS: &[Case] = &[
     ("user_run", &[], None),
     ("entrypoint_reset", &[], None),
     ("copy_from", &[], None),
+    ("add_tar", &[], None),
 ];
 
 /// A workspace with the busybox base at `//base:bb` (user `app` 1000:1000

@@ -695,10 +695,25 @@ impl Builder<'_, '_> {
                     .permissions()
                     .mode()
                     & 0o7777;
-                if keyword == "ADD" && is_archive(&self.analyzer.ctx.workspace_root.join(&workspace_path)) {
+                let archive = if keyword == "ADD" {
+                    archive_kind(&self.analyzer.ctx.workspace_root.join(&workspace_path))
+                } else {
+                    Archive::No
+                };
+                if archive == Archive::Unpack {
+                    // Unpacked into the destination directory, whatever its
+                    // spelling.
+                    entries.push(entry(
+                        dest.clone(),
+                        PlannedContent::Source(format!("unpack:{workspace_path}")),
+                        0o755,
+                    ));
+                    continue;
+                }
+                if archive == Archive::Unsupported {
                     return Err(self.error(
                         instruction,
-                        format!("`ADD` of the archive `{workspace_path}` would unpack it, which berth does not support yet"),
+                        format!("`ADD` of the bzip2 or xz archive `{workspace_path}` would unpack it, which berth does not support yet"),
                     )
                     .with_hint("unpack it with a `RUN tar -x...` step, or `COPY` it to keep it packed"));
                 }
@@ -720,6 +735,14 @@ impl Builder<'_, '_> {
         let mut copies = Vec::new();
         for entry in entries {
             let content = match entry.content {
+                PlannedContent::Source(path) if path.starts_with("unpack:") => {
+                    let path = PathBuf::from(&path["unpack:".len()..]);
+                    let index = sources.iter().position(|known| *known == path).unwrap_or_else(|| {
+                        sources.push(path);
+                        sources.len() - 1
+                    });
+                    CopyContent::Unpack(index)
+                }
                 PlannedContent::Source(path) => {
                     let path = PathBuf::from(path);
                     let index = sources.iter().position(|known| *known == path).unwrap_or_else(|| {
@@ -1089,19 +1112,29 @@ fn normalise(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Whether a file starts like a tar or a compressed archive (what `ADD`
-/// would unpack).
-fn is_archive(path: &std::path::Path) -> bool {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Archive {
+    No,
+    /// A plain or gzip tar: `ADD` unpacks it.
+    Unpack,
+    /// bzip2 or xz, which Docker unpacks and berth does not yet.
+    Unsupported,
+}
+
+/// What `ADD` does with a local file, by its first bytes as Docker decides.
+fn archive_kind(path: &Path) -> Archive {
     use std::io::Read;
     let mut head = [0u8; 512];
-    let Ok(mut file) = std::fs::File::open(path) else { return false };
-    let Ok(read) = file.read(&mut head) else { return false };
+    let Ok(mut file) = std::fs::File::open(path) else { return Archive::No };
+    let Ok(read) = file.read(&mut head) else { return Archive::No };
     let head = &head[..read];
-    head.starts_with(&[0x1f, 0x8b])
-        || head.starts_with(b"BZh")
-        || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (read >= 262 && &head[257..262] == b"ustar")
+    if head.starts_with(&[0x1f, 0x8b]) || (read >= 262 && &head[257..262] == b"ustar") {
+        Archive::Unpack
+    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Archive::Unsupported
+    } else {
+        Archive::No
+    }
 }
 
 #[cfg(test)]
