@@ -55,6 +55,11 @@ pub struct DockerfileRunSpec {
     /// `/etc/hosts` never reaches a layer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<(String, String)>,
+    /// `(id, target)` of each `--mount=type=cache`: a directory kept per
+    /// workspace and id under the cache directory, copied in before the
+    /// run and back after it; its contents are in no key and no layer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<(String, String)>,
     pub timeout_secs: u64,
     pub source_date_epoch: u64,
     /// A `WORKDIR`: create this directory (root-owned, 0755) where it is
@@ -214,7 +219,7 @@ impl Action for DockerfileRun {
             }
             self.copy(ctx, after.path(), owner)?;
             let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
-            diff_dir(before.path(), after.path(), "", &mut builder)?;
+            diff_dir(before.path(), after.path(), "", &[], &mut builder)?;
             let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, 1)?;
             drop(after);
             drop(before);
@@ -223,6 +228,7 @@ impl Action for DockerfileRun {
         let user = self.spec.user.as_deref().filter(|user| !user.is_empty()).or(config.user.as_deref());
         let (uid, gid) = runtime.resolve_user(after.path(), user, deadline).map_err(failed)?;
         let planted = self.plant_secrets(after.path())?;
+        let caches = self.mount_caches(ctx, after.path())?;
         let process = Process {
             args: self.spec.args.clone(),
             env: merge_env(&config.env, &self.spec.env),
@@ -235,7 +241,9 @@ impl Action for DockerfileRun {
         let outcome = runtime.run(&process, after.path(), &bundle, Stdio::Capture, deadline);
         // Secrets leave the root before anything reads it, whatever happened.
         planted.remove(after.path());
+        let kept = self.unmount_caches(after.path(), &caches);
         let outcome = outcome.map_err(failed)?;
+        kept?;
         if outcome.timed_out {
             return Err(Error::user(format!(
                 "`RUN` at {} timed out after {}s; its container was killed{}",
@@ -254,7 +262,8 @@ impl Action for DockerfileRun {
             )));
         }
         let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
-        diff_dir(before.path(), after.path(), "", &mut builder)?;
+        let skip: Vec<String> = self.spec.caches.iter().map(|(_, target)| target.clone()).collect();
+        diff_dir(before.path(), after.path(), "", &skip, &mut builder)?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, threads)?;
         drop(after);
@@ -283,6 +292,75 @@ impl Planted {
 }
 
 impl DockerfileRun {
+    /// Copies each cache directory into the root at its target; returns
+    /// what to undo.
+    #[allow(clippy::type_complexity)]
+    fn mount_caches(
+        &self,
+        ctx: &ActionContext<'_>,
+        root: &Path,
+    ) -> Result<Vec<(PathBuf, String, Planted, Option<PathBuf>)>> {
+        let mut mounted = Vec::new();
+        let Some(cache_root) = ctx.layers().dir().parent() else { return Ok(mounted) };
+        let workspace = crate::cache::Digest::of(self.workspace_root.to_string_lossy().as_bytes()).hex().to_owned();
+        for (id, target) in &self.spec.caches {
+            let dir =
+                cache_root.join("run-cache").join(&workspace[..16]).join(crate::cache::Digest::of(id.as_bytes()).hex());
+            fs::create_dir_all(&dir)
+                .map_err(|error| Error::environment(format!("Cannot make the cache `{id}`: {error}")))?;
+            let mut planted = Planted { files: Vec::new(), dirs: Vec::new() };
+            let mut made = PathBuf::new();
+            for component in target.split('/').filter(|part| !part.is_empty()) {
+                made.push(component);
+                if fs::symlink_metadata(root.join(&made)).is_err() {
+                    planted.dirs.push(made.clone());
+                }
+            }
+            let host = inside(root, target).map_err(|message| Error::user(format!("Cache `{id}`: {message}")))?;
+            // The mount hides what the image has at the target, as Docker's
+            // does. The diff skips the target, so what the image has there
+            // stays as it was in the layers; this root is thrown away.
+            let hidden = match fs::symlink_metadata(&host) {
+                Ok(metadata) if metadata.is_dir() => {
+                    fs::remove_dir_all(&host)
+                        .map_err(|error| Error::environment(format!("Cannot mount the cache `{id}`: {error}")))?;
+                    Some(host.clone())
+                }
+                Ok(_) => return Err(Error::user(format!("Cache `{id}`: `{target}` is not a directory in the image"))),
+                Err(_) => None,
+            };
+            let spec = CopyFrom { sources: Vec::new(), dest: String::new(), into_dir: false, chown: None, mode: None };
+            make_dirs(root, target, 0, 0).map_err(|message| Error::user(format!("Cache `{id}`: {message}")))?;
+            copy_entry(&dir, &host, &spec, true)
+                .map_err(|message| Error::environment(format!("Cache `{id}`: {message}")))?;
+            mounted.push((dir, target.clone(), planted, hidden));
+        }
+        Ok(mounted)
+    }
+
+    /// Copies each cache's target back to its directory and takes it out
+    /// of the root (a target berth made goes; one the image had is left
+    /// to the diff, which skips cache targets).
+    fn unmount_caches(&self, root: &Path, caches: &[(PathBuf, String, Planted, Option<PathBuf>)]) -> Result<()> {
+        for (dir, target, planted, hidden) in caches.iter().rev() {
+            let host = root.join(target.trim_start_matches('/'));
+            let spec = CopyFrom { sources: Vec::new(), dest: String::new(), into_dir: false, chown: None, mode: None };
+            let fresh = dir.with_extension("new");
+            let _ = fs::remove_dir_all(&fresh);
+            fs::create_dir_all(&fresh)
+                .and_then(|()| fs::remove_dir_all(dir))
+                .map_err(|error| Error::environment(format!("Cannot keep the cache at `{target}`: {error}")))?;
+            copy_entry(&host, &fresh, &spec, true).map_err(Error::environment)?;
+            fs::rename(&fresh, dir)
+                .map_err(|error| Error::environment(format!("Cannot keep the cache at `{target}`: {error}")))?;
+            let _ = fs::remove_dir_all(&host);
+            if hidden.is_none() {
+                planted.remove(root);
+            }
+        }
+        Ok(())
+    }
+
     fn plant_secrets(&self, root: &Path) -> Result<Planted> {
         let mut planted = Planted { files: Vec::new(), dirs: Vec::new() };
         for (id, source, target) in &self.spec.secrets {
@@ -612,7 +690,7 @@ fn make_dirs(root: &Path, dir: &str, uid: u32, gid: u32) -> std::result::Result<
 /// container path `dest` (`""` for the root): entries new or changed in
 /// type, mode, owner, contents or link target, and whiteouts for entries
 /// gone. Modification times are not compared: they never reach a layer.
-fn diff_dir(before: &Path, after: &Path, dest: &str, builder: &mut LayerBuilder) -> Result<bool> {
+fn diff_dir(before: &Path, after: &Path, dest: &str, skip: &[String], builder: &mut LayerBuilder) -> Result<bool> {
     let mut changed_any = false;
     let after_names = sorted_names(after)?;
     let before_names: BTreeSet<String> = match fs::symlink_metadata(before) {
@@ -621,7 +699,7 @@ fn diff_dir(before: &Path, after: &Path, dest: &str, builder: &mut LayerBuilder)
     };
     for name in before_names.iter().filter(|name| !after_names.contains(name)) {
         let path = format!("{dest}/{name}");
-        if NOT_IN_LAYERS.contains(&path.as_str()) {
+        if NOT_IN_LAYERS.contains(&path.as_str()) || skip.contains(&path) {
             continue;
         }
         let meta = EntryMeta { mode: Some(0o644), uid: 0, gid: 0, mtime: None };
@@ -631,7 +709,7 @@ fn diff_dir(before: &Path, after: &Path, dest: &str, builder: &mut LayerBuilder)
     }
     for name in &after_names {
         let path = format!("{dest}/{name}");
-        if NOT_IN_LAYERS.contains(&path.as_str()) {
+        if NOT_IN_LAYERS.contains(&path.as_str()) || skip.contains(&path) {
             continue;
         }
         let after_path = after.join(name);
@@ -650,7 +728,7 @@ fn diff_dir(before: &Path, after: &Path, dest: &str, builder: &mut LayerBuilder)
             // A directory that replaced something else holds only new
             // entries: compare against nothing.
             let lower = if same_type { before_path } else { PathBuf::from("/nonexistent/berth") };
-            let children = diff_dir(&lower, &after_path, &path, builder)?;
+            let children = diff_dir(&lower, &after_path, &path, skip, builder)?;
             // A changed child brings its directory with its real mode and
             // owner (not the packer's default for a missing parent).
             if !same_meta || children {
@@ -771,7 +849,7 @@ mod tests {
         fs::write(after.path().join("etc/keep/new"), "n").unwrap();
         fs::write(after.path().join("proc/ignored"), "n").unwrap();
         let mut builder = LayerBuilder::new(0);
-        diff_dir(before.path(), after.path(), "", &mut builder).unwrap();
+        diff_dir(before.path(), after.path(), "", &[], &mut builder).unwrap();
         let cas_dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(cas_dir.path()).unwrap();
         let packed = builder.write_to_cas(&cas, Compression::None, 1).unwrap();

@@ -467,3 +467,29 @@ fn from_a_pinned_digest_pulls_the_image() {
     let output = ws.berth(&["run", "//cases/pinned:img"]);
     assert_eq!(output.success().stdout, "pulled\n");
 }
+
+/// `RUN --mount=type=cache` keeps a directory across builds of the
+/// workspace, outside the image: a second, different RUN sees what the
+/// first left, and neither image holds the cache's files.
+#[test]
+fn cache_mounts_persist_outside_the_image() {
+    if skip(NEEDS) {
+        return;
+    }
+    let _serial = serial();
+    let ws = workspace();
+    let dockerfile = |step: &str| {
+        format!(
+            "FROM {BASE}\nRUN mkdir /tmp/existing && echo image > /tmp/existing/own\n\
+             RUN --mount=type=cache,target=/var/cache/app echo {step} >> /var/cache/app/log && cat /var/cache/app/log | wc -l > /count\n\
+             RUN --mount=type=cache,id=other,target=/tmp/existing ls /tmp/existing > /listing\n\
+             CMD [\"/bin/sh\", \"-c\", \"cat /count /listing /tmp/existing/own; ls /var/cache/app 2>&1 || true\"]\n"
+        )
+    };
+    inline_case(&ws, "cached", &dockerfile("one"), "");
+    let first = ws.berth(&["run", "//cases/cached:img"]);
+    assert_eq!(first.success().stdout, "1\nimage\nls: /var/cache/app: No such file or directory\n");
+    inline_case(&ws, "cached", &dockerfile("two"), "");
+    let second = ws.berth(&["run", "//cases/cached:img"]);
+    assert_eq!(second.success().stdout, "2\nimage\nls: /var/cache/app: No such file or directory\n");
+}

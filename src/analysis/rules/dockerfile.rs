@@ -922,6 +922,7 @@ impl Builder<'_, '_> {
     fn run(&mut self, instruction: &Instruction, stage: &mut Stage) -> Result<()> {
         let mut network = self.attrs.network;
         let mut secrets = Vec::new();
+        let mut caches = Vec::new();
         for (flag, value) in &instruction.flags {
             match flag.as_str() {
                 "network" => match value.as_str() {
@@ -935,6 +936,9 @@ impl Builder<'_, '_> {
                     }
                     other => return Err(self.error(instruction, format!("Unknown network `{other}`"))),
                 },
+                "mount" if value.split(',').any(|part| part == "type=cache") => {
+                    caches.push(self.cache_mount(instruction, value)?)
+                }
                 "mount" => secrets.push(self.secret_mount(instruction, value)?),
                 other => return Err(self.error(instruction, format!("Unknown `RUN` flag `--{other}`"))),
             }
@@ -977,6 +981,7 @@ impl Builder<'_, '_> {
             network,
             secrets,
             hosts: self.attrs.add_hosts.clone(),
+            caches,
             timeout_secs: RUN_TIMEOUT_SECS,
             source_date_epoch: self.analyzer.ctx.source_date_epoch,
             ..DockerfileRunSpec::default()
@@ -1013,6 +1018,30 @@ impl Builder<'_, '_> {
         };
         let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
         stage.layers.push((action, format!("/bin/sh -c #(nop) {}", instruction.text)));
+    }
+
+    /// `--mount=type=cache,target=PATH[,id=ID]`: `(id, target)`.
+    fn cache_mount(&self, instruction: &Instruction, value: &str) -> Result<(String, String)> {
+        let mut id = None;
+        let mut target = None;
+        for part in value.split(',') {
+            let (key, val) = part.split_once('=').unwrap_or((part, ""));
+            match key {
+                "type" => {}
+                "id" => id = Some(val.to_owned()),
+                "target" | "dst" | "destination" => target = Some(normalise(val)),
+                "sharing" | "mode" | "uid" | "gid" => {}
+                other => {
+                    return Err(
+                        self.error(instruction, format!("`--mount=type=cache` option `{other}` is not supported"))
+                    )
+                }
+            }
+        }
+        let Some(target) = target.filter(|target| target != "/") else {
+            return Err(self.error(instruction, "`--mount=type=cache` needs `target=/some/dir`"));
+        };
+        Ok((id.unwrap_or_else(|| target.clone()), target))
     }
 
     /// `--mount=type=secret,id=ID[,target=PATH]`, the id from `secrets`.
