@@ -343,7 +343,7 @@ impl DockerfileRun {
     /// to the diff, which skips cache targets).
     fn unmount_caches(&self, root: &Path, caches: &[(PathBuf, String, Planted, Option<PathBuf>)]) -> Result<()> {
         for (dir, target, planted, hidden) in caches.iter().rev() {
-            let host = root.join(target.trim_start_matches('/'));
+            let host = inside(root, target).map_err(Error::user)?;
             let spec = CopyFrom { sources: Vec::new(), dest: String::new(), into_dir: false, chown: None, mode: None };
             let fresh = dir.with_extension("new");
             let _ = fs::remove_dir_all(&fresh);
@@ -418,7 +418,7 @@ impl DockerfileRun {
             let (parent, name) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
             let (uid, gid) = owner.unwrap_or((entry.uid, entry.gid));
             make_dirs(root, parent, uid, gid).map_err(|message| failed(&entry.path, message))?;
-            let host = root.join(entry.path.trim_start_matches('/'));
+            let host = inside(root, &entry.path).map_err(|message| failed(&entry.path, message))?;
             if let CopyContent::Unpack(index) = &entry.content {
                 let Some(ResolvedInput::Source { path, digest, .. }) = sources.get(*index) else {
                     return Err(Error::internal("`dockerfile_run` lost a source input"));
@@ -428,6 +428,7 @@ impl DockerfileRun {
                     return Err(failed(&entry.path, format!("`{}` changed during the build", path.display())));
                 }
                 make_dirs(root, &entry.path, uid, gid).map_err(|message| failed(&entry.path, message))?;
+                let host = resolve_in(root, &entry.path).map_err(|message| failed(&entry.path, message))?;
                 crate::oci::unpack(bytes.as_slice(), &host, &crate::oci::ExtractLimits::default())
                     .map_err(|error| failed(&entry.path, format!("cannot unpack `{}`: {error}", path.display())))?;
                 continue;
@@ -521,26 +522,49 @@ impl DockerfileRun {
     }
 }
 
-/// The host path of the container path `path` below `root`, refusing
-/// symlinks on the way (they could point out of the root) and `..`.
-fn inside(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
-    let mut host = root.to_path_buf();
-    let components: Vec<&str> = path.split('/').filter(|part| !part.is_empty() && *part != ".").collect();
-    for (index, component) in components.iter().enumerate() {
-        if *component == ".." {
-            return Err(format!("`{path}`: `..` is not supported"));
+/// The host path of the container path `path` below `root`, symlinks in
+/// its parents resolved inside the root (an absolute link target starts at
+/// the root, `..` stops there), as the container would see them; the last
+/// component is followed only when `follow_last`. Never leaves the root.
+fn resolve_within(root: &Path, path: &str, follow_last: bool) -> std::result::Result<PathBuf, String> {
+    let mut current: Vec<String> = Vec::new();
+    let mut pending: Vec<String> =
+        path.split('/').filter(|part| !part.is_empty() && *part != ".").rev().map(str::to_owned).collect();
+    let mut hops = 0;
+    while let Some(component) = pending.pop() {
+        if component == ".." {
+            current.pop();
+            continue;
         }
-        host.push(component);
-        if index + 1 < components.len() {
-            match fs::symlink_metadata(&host) {
-                Ok(metadata) if metadata.file_type().is_symlink() => {
-                    return Err(format!("`{path}` goes through the symlink `{component}`, which berth does not follow"))
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&current);
+        candidate.push(&component);
+        let last = pending.is_empty();
+        match fs::symlink_metadata(&candidate) {
+            Ok(metadata) if metadata.file_type().is_symlink() && (!last || follow_last) => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(format!("`{path}` has too many levels of symlinks"));
                 }
-                _ => {}
+                let link = fs::read_link(&candidate).map_err(|error| error.to_string())?;
+                let link = link.to_str().ok_or_else(|| format!("a symlink in `{path}` is not UTF-8"))?.to_owned();
+                if link.starts_with('/') {
+                    current.clear();
+                }
+                pending
+                    .extend(link.split('/').filter(|part| !part.is_empty() && *part != ".").rev().map(str::to_owned));
             }
+            _ => current.push(component),
         }
     }
+    let mut host = root.to_path_buf();
+    host.extend(&current);
     Ok(host)
+}
+
+/// The host path of `path` below `root`, parents resolved inside the root.
+fn inside(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
+    resolve_within(root, path, false)
 }
 
 /// `COPY --from`: each source (a file, a directory whose contents are
@@ -622,60 +646,23 @@ fn copy_entry(source: &Path, target: &Path, spec: &CopyFrom, top: bool) -> std::
     std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(shown)
 }
 
-/// The host path of `path` in `root` with a symlink at its end followed
-/// (inside the root, at most 16 times), as `COPY --from` follows a source
-/// that is a symlink.
+/// The host path of `path` in `root` with every symlink followed inside
+/// the root, as `COPY --from` follows a source that is a symlink.
 fn resolve_in(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
-    let mut current = path.to_owned();
-    for _ in 0..16 {
-        let host = inside(root, &current)?;
-        match fs::symlink_metadata(&host) {
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                let link = fs::read_link(&host).map_err(|error| error.to_string())?;
-                let link = link.to_str().ok_or_else(|| format!("the target of `{current}` is not UTF-8"))?;
-                current = if link.starts_with('/') {
-                    link.to_owned()
-                } else {
-                    let parent = current.rsplit_once('/').map_or("", |(parent, _)| parent);
-                    normalise_path(&format!("{parent}/{link}"))
-                };
-            }
-            _ => return Ok(host),
-        }
-    }
-    Err(format!("`{path}` is a loop of symlinks"))
-}
-
-/// `/a/./b/../c` → `/a/c`; `..` stops at the root.
-fn normalise_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            part => parts.push(part),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    resolve_within(root, path, true)
 }
 
 /// Creates the container directory `dir` below `root` where missing,
 /// refusing to go through a symlink (it could point out of the root).
 fn make_dirs(root: &Path, dir: &str, uid: u32, gid: u32) -> std::result::Result<(), String> {
-    let mut host = root.to_path_buf();
+    let mut prefix = String::new();
     for component in dir.split('/').filter(|part| !part.is_empty() && *part != ".") {
-        if component == ".." {
-            return Err("`..` is not supported".to_owned());
-        }
-        host.push(component);
+        prefix.push('/');
+        prefix.push_str(component);
+        let host = resolve_within(root, &prefix, true)?;
         match fs::symlink_metadata(&host) {
             Ok(metadata) if metadata.is_dir() => {}
-            Ok(metadata) if metadata.file_type().is_symlink() => {
-                return Err(format!("`{component}` is a symlink, which berth does not follow"))
-            }
-            Ok(_) => return Err(format!("`{component}` is not a directory")),
+            Ok(_) => return Err(format!("`{prefix}` is not a directory")),
             Err(_) => {
                 fs::create_dir(&host).map_err(|error| error.to_string())?;
                 fs::set_permissions(&host, fs::Permissions::from_mode(0o755)).map_err(|error| error.to_string())?;
@@ -858,6 +845,21 @@ mod tests {
         let mut archive = tar_paths(&bytes);
         paths.append(&mut archive);
         assert_eq!(paths, [".wh.gone", "etc", "etc/changed", "etc/keep", "etc/keep/new"]);
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", root.path().join("evil")).unwrap();
+        std::os::unix::fs::symlink("../../..", root.path().join("up")).unwrap();
+        std::os::unix::fs::symlink("loop", root.path().join("loop")).unwrap();
+        let resolve = |path: &str, follow| resolve_within(root.path(), path, follow).unwrap();
+        assert_eq!(resolve("/evil/passwd", true), root.path().join("etc/passwd"));
+        assert_eq!(resolve("/up/x", true), root.path().join("x"));
+        assert_eq!(resolve("/evil", false), root.path().join("evil"));
+        assert!(resolve_within(root.path(), "/loop/x", true).is_err());
+        make_dirs(root.path(), "/evil/made", 0, 0).unwrap();
+        assert!(root.path().join("etc/made").is_dir());
     }
 
     /// The entry paths of an uncompressed tar.
