@@ -38,6 +38,7 @@ const CORPUS: &[Case] = &[
     ("entrypoint_reset", &[], None),
     ("copy_from", &[], None),
     ("add_tar", &[], None),
+    ("scratch", &[], None),
 ];
 
 /// A workspace with the busybox base at `//base:bb` (user `app` 1000:1000
