@@ -571,7 +571,10 @@ fn inside(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
 /// copied, or a symlink kept as one) from `from` into `root`, owned by
 /// `uid:gid`.
 fn copy_from_root(from: &Path, root: &Path, spec: &CopyFrom) -> std::result::Result<(), String> {
-    for source in &spec.sources {
+    let sources = expand_sources(from, &spec.sources)?;
+    let into_dir = spec.into_dir || sources.len() > spec.sources.len();
+    let spec = &CopyFrom { into_dir, ..spec.clone() };
+    for source in &sources {
         let host = resolve_in(from, source)?;
         let metadata =
             fs::symlink_metadata(&host).map_err(|_| format!("`{source}` does not exist in the other stage"))?;
@@ -644,6 +647,37 @@ fn copy_entry(source: &Path, target: &Path, spec: &CopyFrom, top: bool) -> std::
     }
     let (uid, gid) = spec.chown.unwrap_or((metadata.uid(), metadata.gid()));
     std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(shown)
+}
+
+/// Sources with a pattern in their last component (`/out/*.txt`) as the
+/// paths it matches in `from`, sorted; other sources as they are.
+fn expand_sources(from: &Path, sources: &[String]) -> std::result::Result<Vec<String>, String> {
+    let mut expanded = Vec::new();
+    for source in sources {
+        let (dir, pattern) = source.rsplit_once('/').unwrap_or(("", source));
+        if !pattern.contains(['*', '?', '[']) {
+            expanded.push(source.clone());
+            continue;
+        }
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|error| format!("bad pattern `{source}`: {error}"))?
+            .compile_matcher();
+        let host = resolve_in(from, dir)?;
+        let mut names: Vec<String> = fs::read_dir(&host)
+            .map_err(|_| format!("`{dir}/` does not exist in the other stage"))?
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| glob.is_match(name))
+            .collect();
+        if names.is_empty() {
+            return Err(format!("`{source}` matches nothing in the other stage"));
+        }
+        names.sort();
+        expanded.extend(names.into_iter().map(|name| format!("{dir}/{name}")));
+    }
+    Ok(expanded)
 }
 
 /// The host path of `path` in `root` with every symlink followed inside

@@ -818,9 +818,14 @@ impl Builder<'_, '_> {
             let workdir = stage.settings.workdir.clone().unwrap_or_else(|| "/".to_owned());
             normalise(&format!("{workdir}/{dest}"))
         };
-        if let Some(glob) = words.iter().find(|word| word.contains(['*', '?', '['])) {
+        let glob_in_parent =
+            |word: &&String| word.rsplit_once('/').is_some_and(|(dir, _)| dir.contains(['*', '?', '[']));
+        if let Some(glob) = words.iter().find(glob_in_parent) {
             return Err(self
-                .error(instruction, format!("`COPY --from` with the pattern `{glob}` is not supported yet"))
+                .error(
+                    instruction,
+                    format!("`COPY --from` with a pattern in a directory of `{glob}` is not supported yet"),
+                )
                 .with_hint("name the files or directories to copy"));
         }
         let sources = words.iter().map(|word| normalise(word)).collect();
