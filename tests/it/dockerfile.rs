@@ -299,7 +299,7 @@ RUN --mount=type=secret,id=token wc -c < /run/secrets/token > /secret-size
 RUN grep db.internal /etc/hosts > /hosts-line
 CMD ["/bin/sh", "-c", "ls /re/dir; cat /re/keep /etc/greeting /etc/literal /etc/expanded /heredoc.txt /secret-size /hosts-line; stat -c '%a' /private/b.txt; ls /run/secrets 2>&1 || echo no-secrets-dir"]
 "#,
-        r#"secrets = {"token": "token.txt"}, add_hosts = {"db.internal": "10.0.0.7"},"#,
+        r#"secrets = {"token": "token.txt"}, add_hosts = {"db.internal": "10.0.0.7"}, labels = {"org.example.attr": "yes"},"#,
     );
     let output = ws.berth(&["run", "//cases/extras:img"]).success().stdout.clone();
     assert_eq!(
@@ -311,6 +311,7 @@ CMD ["/bin/sh", "-c", "ls /re/dir; cat /re/keep /etc/greeting /etc/literal /etc/
     ws.berth(&["export", "//cases/extras:img", "--format", "oci-archive", "-o", "extras.tar"]).success();
     let archive = std::fs::read(ws.path("extras.tar")).unwrap();
     let mut found = false;
+    let mut labelled = false;
     let mut outer = tar::Archive::new(archive.as_slice());
     for entry in outer.entries().unwrap() {
         let mut entry = entry.unwrap();
@@ -321,7 +322,10 @@ CMD ["/bin/sh", "-c", "ls /re/dir; cat /re/keep /etc/greeting /etc/literal /etc/
             bytes = plain;
         }
         found |= bytes.windows(6).any(|window| window == b"s3cret");
+        let label = br#""org.example.attr":"yes""#;
+        labelled |= bytes.windows(label.len()).any(|window| window == label);
     }
+    assert!(labelled, "the `labels` attribute is in the config");
     assert!(!found, "the secret's bytes are in the exported image");
 }
 
