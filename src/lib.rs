@@ -20,6 +20,7 @@
 pub mod workspace;
 pub mod frontend;
 pub mod graph;
+pub mod dockerfile;
 pub mod analysis;
 pub mod actions;
 pub mod exec;

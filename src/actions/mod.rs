@@ -6,13 +6,14 @@
 //!   [`ExecutionContext`] (CAS, registry, layer store, container runtime).
 //! - `runtime`: the [`ContainerRuntime`] trait that `exec` implements.
 //! - `outputs`: the typed view of each kind's [`ActionResult`].
-//! - one file per kind: `pack_layer`, `deb_layer`, `run_step`,
+//! - one file per kind: `pack_layer`, `deb_layer`, `run_step`, `dockerfile_run`,
 //!   `fetch_blob`, `fetch_image`, `import_image`, `import_tar`, `merge_layers`, `write_config`, `write_manifest`,
 //!   `write_index`.
 
 mod action;
 mod context;
 mod deb_layer;
+mod dockerfile_run;
 mod fetch_blob;
 mod fetch_image;
 mod import_image;
@@ -32,6 +33,7 @@ pub use crate::cache::{ActionId, ActionResult};
 pub use action::{Action, ActionGraph, ActionNode, Input};
 pub use context::{ActionContext, ExecutionContext, ResolvedInput};
 pub use deb_layer::{DebLayer, DebLayerError, PinnedDeb};
+pub use dockerfile_run::{CopyContent, CopyEntry, CopyFrom, DockerfileRun, DockerfileRunSpec};
 pub use fetch_blob::FetchBlob;
 pub use fetch_image::FetchImage;
 pub use import_image::ImportImage;

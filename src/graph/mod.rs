@@ -12,9 +12,9 @@ mod target_graph;
 pub use attr::{AttrDefault, AttrField, AttrSpec, AttrType, AttrValue, KeyValues};
 pub use query::{render_query, CommonAttr, QueryExpr, QueryOutput};
 pub use rule_kind::{
-    AttrShapeError, DebLayerAttrs, FilesAttrs, OciBuildLayerAttrs, OciImageBuildAttrs, OciImageEmptyAttrs,
-    OciImageIndexAttrs, OciImportAttrs, OciLayerAttrs, OciLoadAttrs, OciPullImageAttrs, OciPushAttrs, RuleAttrs,
-    RuleKind, EMPTY_IMAGE,
+    AttrShapeError, DebLayerAttrs, FilesAttrs, OciBuildLayerAttrs, OciDockerfileAttrs, OciImageBuildAttrs,
+    OciImageEmptyAttrs, OciImageIndexAttrs, OciImportAttrs, OciLayerAttrs, OciLoadAttrs, OciPullImageAttrs,
+    OciPushAttrs, RuleAttrs, RuleKind, EMPTY_IMAGE,
 };
 pub use suggest::closest;
 pub use target::{CommonAttrs, TargetNode};

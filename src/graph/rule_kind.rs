@@ -263,6 +263,25 @@ rule_kinds! {
         network: bool = A::optional(T::Bool),
     }
 
+    /// `oci_dockerfile`: a Dockerfile evaluated into actions, one per
+    /// instruction that changes the filesystem.
+    OciDockerfile = "oci_dockerfile", OciDockerfileAttrs {
+        dockerfile: Label = A::required(T::Label),
+        srcs: Vec<Label> = A::optional(T::Labels),
+        build_args: Vec<(String, String)> = A::optional(T::StringDict),
+        target: Option<String> = A::optional(T::String),
+        bases: Vec<(String, Label)> = A::optional(T::LabelDict),
+        labels: Vec<(String, String)> = A::optional(T::StringDict),
+        secrets: Vec<(String, Label)> = A::optional(T::LabelDict),
+        add_hosts: Vec<(String, String)> = A::optional(T::StringDict),
+        network: bool = A::optional(T::Bool),
+        platform: Option<String> = A::optional(T::String),
+        repository: Option<String> = A::optional(T::String),
+        tag: Option<String> = A::optional(T::String),
+        /// Registry tags (rules_oci's spelling); `tags` are target tags.
+        remote_tags: Vec<String> = A::optional(T::Strings),
+    }
+
     /// `oci_image_index`: a multi-platform index of images.
     OciImageIndex = "oci_image_index", OciImageIndexAttrs {
         images: Vec<Label> = A::required(T::Labels),

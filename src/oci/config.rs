@@ -67,6 +67,12 @@ pub struct ExecConfig {
     /// Docker's extension, kept by docker, podman and containerd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// Docker's extension: a Dockerfile's `SHELL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// Docker's extension: a Dockerfile's `ONBUILD` triggers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
+    pub on_build: Vec<String>,
 }
 
 impl ExecConfig {
@@ -172,7 +178,20 @@ pub struct ConfigSettings {
     pub os_features: Vec<String>,
     /// Seconds since the epoch: the config's `created` and the history's.
     pub source_date_epoch: u64,
+    /// Add Docker's default `PATH` when the base's env has none, as
+    /// `docker build` does at `FROM` (set by `oci_dockerfile`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_path: bool,
+    /// Replaces the base's `Shell` (a Dockerfile's `SHELL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
+    /// Appended to the base's `OnBuild` (a Dockerfile's `ONBUILD`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_build: Vec<String>,
 }
+
+/// The `PATH` `docker build` gives a stage whose base sets none.
+pub const DOCKER_DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A new layer as the config sees it: its diff_id and how it was made (the
 /// history's `created_by`, e.g. `berth oci_layer //app:files`).
@@ -312,6 +331,9 @@ impl ImageConfig {
         if let Some(cmd) = &settings.cmd {
             exec.cmd = Some(cmd.clone());
         }
+        if settings.default_path && !exec.env.iter().any(|entry| entry.starts_with("PATH=")) {
+            exec.env.push(format!("PATH={DOCKER_DEFAULT_PATH}"));
+        }
         for (key, value) in &settings.env {
             if key.is_empty() || key.contains('=') {
                 return Err(OciError::BadSetting { name: "env", reason: format!("invalid variable name `{key}`") });
@@ -343,6 +365,10 @@ impl ImageConfig {
         if let Some(healthcheck) = &settings.healthcheck {
             exec.healthcheck = Some(healthcheck.clone());
         }
+        if let Some(shell) = &settings.shell {
+            exec.shell = Some(shell.clone());
+        }
+        exec.on_build.extend(settings.on_build.iter().cloned());
 
         config.rootfs.kind = "layers".to_owned();
         for layer in layers {

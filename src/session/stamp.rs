@@ -122,6 +122,11 @@ pub fn apply(graph: &mut TargetGraph, values: &BTreeMap<String, String>) {
                 attrs.remote_tags.iter_mut().for_each(fill);
                 attrs.annotations.iter_mut().for_each(|(_, value)| fill(value));
             }
+            RuleAttrs::OciDockerfile(attrs) => {
+                attrs.tag.iter_mut().for_each(fill);
+                attrs.remote_tags.iter_mut().for_each(fill);
+                attrs.labels.iter_mut().for_each(|(_, value)| fill(value));
+            }
             RuleAttrs::OciPush(attrs) => attrs.remote_tags.iter_mut().for_each(fill),
             _ => {}
         }

@@ -18,6 +18,7 @@ mod deb_bases;
 mod deb_bases_cli;
 mod deb_layer;
 mod deb_reader;
+mod dockerfile;
 mod engine;
 mod examples;
 mod extract_cache;

@@ -114,6 +114,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciImag
         os_version: attrs.os_version.clone(),
         os_features: attrs.os_features.clone(),
         source_date_epoch: analyzer.ctx.source_date_epoch,
+        ..ConfigSettings::default()
     };
     // What analysis knows of the new image's platform: its own settings,
     // else its base's.

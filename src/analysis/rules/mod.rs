@@ -4,6 +4,7 @@
 
 mod build_layer;
 mod deb_layer;
+mod dockerfile;
 mod files;
 mod image_build;
 mod image_index;
@@ -29,5 +30,6 @@ pub fn analyze_target(analyzer: &mut Analyzer<'_>, target: &TargetNode) -> Resul
         RuleAttrs::OciImport(attrs) => import_image::analyze(analyzer, target, attrs),
         RuleAttrs::OciPush(attrs) => push_load::analyze_push(analyzer, target, attrs),
         RuleAttrs::OciLoad(attrs) => push_load::analyze_load(analyzer, target, attrs),
+        RuleAttrs::OciDockerfile(attrs) => dockerfile::analyze(analyzer, target, attrs),
     }
 }
