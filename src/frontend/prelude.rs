@@ -130,6 +130,7 @@ mod tests {
                 "deb_layer",
                 "files",
                 "oci_build_layer",
+                "oci_dockerfile",
                 "oci_image",
                 "oci_image_build",
                 "oci_image_empty",
