@@ -181,6 +181,7 @@ impl Action for DockerfileRun {
         runtime.check()?;
         let (config, layers, from_layers) = self.resolve_inputs(ctx)?;
         let failed = |error: RuntimeError| self.runtime_error(runtime.name(), error);
+        let ids = Ids { shift: runtime.id_shift().map_err(failed)? };
         let digests =
             layers.iter().map(|layer| ctx.blob_path(layer).map(|_| layer.digest)).collect::<Result<Vec<_>, _>>()?;
         let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
@@ -196,30 +197,30 @@ impl Action for DockerfileRun {
                 }
             }),
             None => None,
-        };
+        }
+        .map(|(uid, gid)| (ids.host(uid), ids.host(gid)));
         if let Some(copy_from) = &self.spec.copy_from {
             let mut copy_from = copy_from.clone();
-            if owner.is_some() {
-                copy_from.chown = owner;
-            }
+            // A numeric `--chown` holds ids inside the container.
+            copy_from.chown = owner.or(copy_from.chown.map(|(uid, gid)| (ids.host(uid), ids.host(gid))));
             let digests = from_layers
                 .iter()
                 .map(|layer| ctx.blob_path(layer).map(|_| layer.digest))
                 .collect::<Result<Vec<_>, _>>()?;
             let extracted = runtime.extract(ctx.layers(), ctx.cas(), &digests, deadline).map_err(failed)?;
             let other = runtime.stack(&extracted, &ctx.scratch.join("from"), deadline).map_err(failed)?;
-            copy_from_root(other.path(), after.path(), &copy_from)
+            copy_from_root(other.path(), after.path(), &copy_from, ids)
                 .map_err(|message| Error::user(format!("`COPY --from` at {}: {message}", self.spec.location)))?;
             drop(other);
         }
         if self.spec.mkdir.is_some() || !self.spec.copies.is_empty() || self.spec.copy_from.is_some() {
             if let Some(dir) = &self.spec.mkdir {
-                make_dirs(after.path(), dir, 0, 0)
+                make_dirs(after.path(), dir, ids.host(0), ids.host(0))
                     .map_err(|message| Error::user(format!("`WORKDIR {dir}` at {}: {message}", self.spec.location)))?;
             }
-            self.copy(ctx, after.path(), owner)?;
+            self.copy(ctx, after.path(), owner, ids)?;
             let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
-            diff_dir(before.path(), after.path(), "", &[], &mut builder)?;
+            diff_dir(before.path(), after.path(), "", &[], &mut builder, ids)?;
             let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, 1)?;
             drop(after);
             drop(before);
@@ -227,8 +228,8 @@ impl Action for DockerfileRun {
         }
         let user = self.spec.user.as_deref().filter(|user| !user.is_empty()).or(config.user.as_deref());
         let (uid, gid) = runtime.resolve_user(after.path(), user, deadline).map_err(failed)?;
-        let planted = self.plant_secrets(after.path())?;
-        let caches = self.mount_caches(ctx, after.path())?;
+        let planted = self.plant_secrets(after.path(), ids)?;
+        let caches = self.mount_caches(ctx, after.path(), ids)?;
         let process = Process {
             args: self.spec.args.clone(),
             env: merge_env(&config.env, &self.spec.env),
@@ -263,7 +264,7 @@ impl Action for DockerfileRun {
         }
         let mut builder = LayerBuilder::new(self.spec.source_date_epoch);
         let skip: Vec<String> = self.spec.caches.iter().map(|(_, target)| target.clone()).collect();
-        diff_dir(before.path(), after.path(), "", &skip, &mut builder)?;
+        diff_dir(before.path(), after.path(), "", &skip, &mut builder, ids)?;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let packed = builder.write_to_cas(ctx.cas(), Compression::Gzip, threads)?;
         drop(after);
@@ -299,6 +300,7 @@ impl DockerfileRun {
         &self,
         ctx: &ActionContext<'_>,
         root: &Path,
+        ids: Ids,
     ) -> Result<Vec<(PathBuf, String, Planted, Option<PathBuf>)>> {
         let mut mounted = Vec::new();
         let Some(cache_root) = ctx.layers().dir().parent() else { return Ok(mounted) };
@@ -330,8 +332,10 @@ impl DockerfileRun {
                 Err(_) => None,
             };
             let spec = CopyFrom { sources: Vec::new(), dest: String::new(), into_dir: false, chown: None, mode: None };
-            make_dirs(root, target, 0, 0).map_err(|message| Error::user(format!("Cache `{id}`: {message}")))?;
+            make_dirs(root, target, ids.host(0), ids.host(0))
+                .map_err(|message| Error::user(format!("Cache `{id}`: {message}")))?;
             copy_entry(&dir, &host, &spec, true)
+                .and_then(|()| chown(&host, ids.host(0), ids.host(0)))
                 .map_err(|message| Error::environment(format!("Cache `{id}`: {message}")))?;
             mounted.push((dir, target.clone(), planted, hidden));
         }
@@ -361,7 +365,7 @@ impl DockerfileRun {
         Ok(())
     }
 
-    fn plant_secrets(&self, root: &Path) -> Result<Planted> {
+    fn plant_secrets(&self, root: &Path, ids: Ids) -> Result<Planted> {
         let mut planted = Planted { files: Vec::new(), dirs: Vec::new() };
         for (id, source, target) in &self.spec.secrets {
             let bytes = fs::read(self.workspace_root.join(source)).map_err(|error| {
@@ -376,6 +380,8 @@ impl DockerfileRun {
                 dir.push(component);
                 if !root.join(&dir).exists() {
                     fs::create_dir(root.join(&dir))
+                        .map_err(|error| error.to_string())
+                        .and_then(|()| chown(&root.join(&dir), ids.host(0), ids.host(0)))
                         .map_err(|error| Error::environment(format!("Cannot mount secret `{id}`: {error}")))?;
                     planted.dirs.push(dir.clone());
                 }
@@ -383,6 +389,8 @@ impl DockerfileRun {
             let file = root.join(&relative);
             fs::write(&file, &bytes)
                 .and_then(|()| fs::set_permissions(&file, fs::Permissions::from_mode(0o400)))
+                .map_err(|error| error.to_string())
+                .and_then(|()| chown(&file, ids.host(0), ids.host(0)))
                 .map_err(|error| Error::environment(format!("Cannot mount secret `{id}`: {error}")))?;
             planted.files.push(relative);
         }
@@ -390,6 +398,8 @@ impl DockerfileRun {
             let etc = root.join("etc");
             if !etc.exists() {
                 fs::create_dir(&etc)
+                    .map_err(|error| error.to_string())
+                    .and_then(|()| chown(&etc, ids.host(0), ids.host(0)))
                     .map_err(|error| Error::environment(format!("Cannot write `/etc/hosts`: {error}")))?;
                 planted.dirs.push(PathBuf::from("etc"));
                 planted.files.push(PathBuf::from("etc/hosts"));
@@ -409,14 +419,14 @@ impl DockerfileRun {
     }
 
     /// Writes the `COPY` entries into `root`.
-    fn copy(&self, ctx: &ActionContext<'_>, root: &Path, owner: Option<(u32, u32)>) -> Result<()> {
+    fn copy(&self, ctx: &ActionContext<'_>, root: &Path, owner: Option<(u32, u32)>, ids: Ids) -> Result<()> {
         let sources: Vec<&ResolvedInput<'_>> = ctx.inputs.iter().skip(ctx.inputs.len() - self.sources.len()).collect();
         let failed = |path: &str, message: String| {
             Error::user(format!("`COPY` to `{path}` at {}: {message}", self.spec.location))
         };
         for entry in &self.spec.copies {
             let (parent, name) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
-            let (uid, gid) = owner.unwrap_or((entry.uid, entry.gid));
+            let (uid, gid) = owner.unwrap_or((ids.host(entry.uid), ids.host(entry.gid)));
             make_dirs(root, parent, uid, gid).map_err(|message| failed(&entry.path, message))?;
             let host = inside(root, &entry.path).map_err(|message| failed(&entry.path, message))?;
             if let CopyContent::Unpack(index) = &entry.content {
@@ -429,8 +439,12 @@ impl DockerfileRun {
                 }
                 make_dirs(root, &entry.path, uid, gid).map_err(|message| failed(&entry.path, message))?;
                 let host = resolve_in(root, &entry.path).map_err(|message| failed(&entry.path, message))?;
-                crate::oci::unpack(bytes.as_slice(), &host, &crate::oci::ExtractLimits::default())
-                    .map_err(|error| failed(&entry.path, format!("cannot unpack `{}`: {error}", path.display())))?;
+                crate::oci::unpack(
+                    bytes.as_slice(),
+                    &host,
+                    &crate::oci::ExtractLimits { id_shift: ids.shift, ..Default::default() },
+                )
+                .map_err(|error| failed(&entry.path, format!("cannot unpack `{}`: {error}", path.display())))?;
                 continue;
             }
             if name.is_empty() {
@@ -563,6 +577,34 @@ fn resolve_within(root: &Path, path: &str, follow_last: bool) -> std::result::Re
 }
 
 /// The host path of `path` below `root`, parents resolved inside the root.
+/// The owners of a root the runtime stacked: id N inside the container is
+/// host id `shift + N` (its user namespace; `shift` 0 without one). What
+/// this action writes into a root is owned the same way, and a layer
+/// records the ids inside, so its digest does not depend on the host.
+#[derive(Debug, Clone, Copy)]
+struct Ids {
+    shift: u32,
+}
+
+impl Ids {
+    fn host(self, inside: u32) -> u32 {
+        self.shift.saturating_add(inside)
+    }
+
+    /// Ids outside the container's range (which it cannot make) become the
+    /// overflow id, as the kernel shows them inside.
+    fn inside(self, host: u32) -> u32 {
+        match host.checked_sub(self.shift) {
+            Some(inside) if self.shift == 0 || inside < 65_536 => inside,
+            _ => 65_534,
+        }
+    }
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> std::result::Result<(), String> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|error| error.to_string())
+}
+
 fn inside(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
     resolve_within(root, path, false)
 }
@@ -570,7 +612,7 @@ fn inside(root: &Path, path: &str) -> std::result::Result<PathBuf, String> {
 /// `COPY --from`: each source (a file, a directory whose contents are
 /// copied, or a symlink kept as one) from `from` into `root`, owned by
 /// `uid:gid`.
-fn copy_from_root(from: &Path, root: &Path, spec: &CopyFrom) -> std::result::Result<(), String> {
+fn copy_from_root(from: &Path, root: &Path, spec: &CopyFrom, ids: Ids) -> std::result::Result<(), String> {
     let sources = expand_sources(from, &spec.sources)?;
     let into_dir = spec.into_dir || sources.len() > spec.sources.len();
     let spec = &CopyFrom { into_dir, ..spec.clone() };
@@ -585,7 +627,7 @@ fn copy_from_root(from: &Path, root: &Path, spec: &CopyFrom) -> std::result::Res
             format!("{}/{name}", spec.dest.trim_end_matches('/'))
         };
         let (parent, _) = dest.rsplit_once('/').unwrap_or(("", &dest));
-        let (uid, gid) = spec.chown.unwrap_or((0, 0));
+        let (uid, gid) = spec.chown.unwrap_or((ids.host(0), ids.host(0)));
         make_dirs(root, parent, uid, gid)?;
         let target = inside(root, &dest)?;
         if metadata.is_dir() {
@@ -711,7 +753,14 @@ fn make_dirs(root: &Path, dir: &str, uid: u32, gid: u32) -> std::result::Result<
 /// container path `dest` (`""` for the root): entries new or changed in
 /// type, mode, owner, contents or link target, and whiteouts for entries
 /// gone. Modification times are not compared: they never reach a layer.
-fn diff_dir(before: &Path, after: &Path, dest: &str, skip: &[String], builder: &mut LayerBuilder) -> Result<bool> {
+fn diff_dir(
+    before: &Path,
+    after: &Path,
+    dest: &str,
+    skip: &[String],
+    builder: &mut LayerBuilder,
+    ids: Ids,
+) -> Result<bool> {
     let mut changed_any = false;
     let after_names = sorted_names(after)?;
     let before_names: BTreeSet<String> = match fs::symlink_metadata(before) {
@@ -749,11 +798,11 @@ fn diff_dir(before: &Path, after: &Path, dest: &str, skip: &[String], builder: &
             // A directory that replaced something else holds only new
             // entries: compare against nothing.
             let lower = if same_type { before_path } else { PathBuf::from("/nonexistent/berth") };
-            let children = diff_dir(&lower, &after_path, &path, skip, builder)?;
+            let children = diff_dir(&lower, &after_path, &path, skip, builder, ids)?;
             // A changed child brings its directory with its real mode and
             // owner (not the packer's default for a missing parent).
             if !same_meta || children {
-                add_entry(builder, &path, &after_path, &now)?;
+                add_entry(builder, &path, &after_path, &now, ids)?;
                 changed_any = true;
             }
         } else if file_type.is_file() {
@@ -761,13 +810,13 @@ fn diff_dir(before: &Path, after: &Path, dest: &str, skip: &[String], builder: &
                 || then.as_ref().is_some_and(|then| then.len() != now.len())
                 || !same_contents(&before_path, &after_path)?;
             if changed {
-                add_entry(builder, &path, &after_path, &now)?;
+                add_entry(builder, &path, &after_path, &now, ids)?;
                 changed_any = true;
             }
         } else if file_type.is_symlink() {
             let changed = !same_meta || fs::read_link(&before_path).ok() != fs::read_link(&after_path).ok();
             if changed {
-                add_entry(builder, &path, &after_path, &now)?;
+                add_entry(builder, &path, &after_path, &now, ids)?;
                 changed_any = true;
             }
         }
@@ -776,9 +825,13 @@ fn diff_dir(before: &Path, after: &Path, dest: &str, skip: &[String], builder: &
     Ok(changed_any)
 }
 
-fn add_entry(builder: &mut LayerBuilder, path: &str, host: &Path, metadata: &fs::Metadata) -> Result<()> {
-    let meta =
-        EntryMeta { mode: Some(metadata.mode() & 0o7777), uid: metadata.uid(), gid: metadata.gid(), mtime: None };
+fn add_entry(builder: &mut LayerBuilder, path: &str, host: &Path, metadata: &fs::Metadata, ids: Ids) -> Result<()> {
+    let meta = EntryMeta {
+        mode: Some(metadata.mode() & 0o7777),
+        uid: ids.inside(metadata.uid()),
+        gid: ids.inside(metadata.gid()),
+        mtime: None,
+    };
     let file_type = metadata.file_type();
     let body = if file_type.is_dir() {
         Body::Directory
@@ -870,7 +923,7 @@ mod tests {
         fs::write(after.path().join("etc/keep/new"), "n").unwrap();
         fs::write(after.path().join("proc/ignored"), "n").unwrap();
         let mut builder = LayerBuilder::new(0);
-        diff_dir(before.path(), after.path(), "", &[], &mut builder).unwrap();
+        diff_dir(before.path(), after.path(), "", &[], &mut builder, Ids { shift: 0 }).unwrap();
         let cas_dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(cas_dir.path()).unwrap();
         let packed = builder.write_to_cas(&cas, Compression::None, 1).unwrap();

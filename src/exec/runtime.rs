@@ -114,6 +114,10 @@ impl ContainerRuntime for RuncRuntime {
         self.userns().map(drop)
     }
 
+    fn id_shift(&self) -> Result<u32, RuntimeError> {
+        Ok(self.userns()?.host)
+    }
+
     /// In parallel, keeping order. The deadline is checked before each
     /// layer, before each entry of a layer being extracted (the half-made
     /// layer is removed; the next step extracts it again) and after the last.

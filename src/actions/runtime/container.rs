@@ -101,6 +101,14 @@ pub trait ContainerRuntime: Debug + Send + Sync {
     /// with exit code 3 before any build work.
     fn check(&self) -> Result<(), RuntimeError>;
 
+    /// The host id of uid and gid 0 inside the containers this runtime
+    /// starts (their user namespace), 0 without one. Roots from
+    /// [`ContainerRuntime::stack`] are owned by host ids `shift + id`; an
+    /// action that writes into a root itself owns what it writes the same way.
+    fn id_shift(&self) -> Result<u32, RuntimeError> {
+        Ok(0)
+    }
+
     /// The layers `digests` (CAS blobs, lowest first), extracted into
     /// `store` once per digest, in the same order.
     fn extract(
