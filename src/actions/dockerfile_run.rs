@@ -17,16 +17,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::actions::run_step::stderr_tail;
 use crate::actions::{
-    merge_env, Action, ActionContext, ActionId, ActionResult, BaseConfig, ImageOutput, ImageRuntimeConfig, Input,
-    LayerOutput, Process, ResolvedInput, RuntimeError, Stdio,
+    merge_env, Action, ActionContext, ActionId, ActionResult, BaseConfig, ImageRuntimeConfig, Input, LayerOutput,
+    Process, ResolvedInput, RuntimeError, Stdio,
 };
 use crate::cache::{BlobRef, CanonicalJson};
 use crate::error::{Error, Result};
 use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, Origin};
-
-/// Lines of a failing RUN's stderr shown in the error.
-const STDERR_TAIL_LINES: usize = 40;
 
 /// Paths the container runtime provides and Docker never commits.
 const NOT_IN_LAYERS: &[&str] =
@@ -148,25 +146,17 @@ impl Action for DockerfileRun {
     }
 
     fn params(&self) -> CanonicalJson {
-        let base_config = match &self.base_config {
-            BaseConfig::Action(_) => serde_json::json!("input"),
-            BaseConfig::Blob(blob) => serde_json::json!(blob.digest),
-            BaseConfig::None => serde_json::Value::Null,
-        };
         CanonicalJson::of(&serde_json::json!({
             "spec": self.spec,
-            "base_config": base_config,
+            "base_config": self.base_config.param(),
             "layers": self.layers.len(),
             "from_layers": self.from_layers.len(),
         }))
     }
 
     fn inputs(&self) -> Vec<Input> {
-        let config = match self.base_config {
-            BaseConfig::Action(id) => Some(id),
-            _ => None,
-        };
-        config
+        self.base_config
+            .action()
             .into_iter()
             .chain(self.layers.iter().copied())
             .chain(self.from_layers.iter().copied())
@@ -502,15 +492,7 @@ impl DockerfileRun {
             }
         });
         let mut next = || outputs.next().unwrap_or_else(|| Err(Error::internal("`dockerfile_run` got too few inputs")));
-        let config_blob = match &self.base_config {
-            BaseConfig::Action(_) => Some(ImageOutput::from_result(next()?)?.config),
-            BaseConfig::Blob(blob) => Some(*blob),
-            BaseConfig::None => None,
-        };
-        let config = match config_blob {
-            Some(blob) => ImageRuntimeConfig::parse(&ctx.read_blob(&blob)?)?,
-            None => ImageRuntimeConfig::default(),
-        };
+        let config = self.base_config.read(ctx, &mut next)?;
         let mut layers = Vec::new();
         for _ in 0..self.layers.len() {
             layers.push(LayerOutput::from_result(next()?)?.blob);
@@ -885,21 +867,6 @@ fn shorten(text: &str) -> String {
     } else {
         text.to_owned()
     }
-}
-
-fn stderr_tail(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.is_empty() {
-        return "\n(no output on stderr)".to_owned();
-    }
-    let skipped = lines.len().saturating_sub(STDERR_TAIL_LINES);
-    let mut tail = String::from("\nstderr:");
-    for line in &lines[skipped..] {
-        tail.push_str("\n  ");
-        tail.push_str(line);
-    }
-    tail
 }
 
 #[cfg(test)]

@@ -41,6 +41,40 @@ pub enum BaseConfig {
     None,
 }
 
+impl BaseConfig {
+    /// What the key holds of it: the blob's digest, or where it comes from.
+    pub fn param(&self) -> serde_json::Value {
+        match self {
+            BaseConfig::Action(_) => serde_json::json!("input"),
+            BaseConfig::Blob(blob) => serde_json::json!(blob.digest),
+            BaseConfig::None => serde_json::Value::Null,
+        }
+    }
+
+    /// The image action whose output is the first input, if any.
+    pub fn action(&self) -> Option<ActionId> {
+        match self {
+            BaseConfig::Action(id) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Reads the config; `image` is the first input's result when it is an
+    /// action's.
+    pub fn read<'r>(
+        &self,
+        ctx: &ActionContext<'_>,
+        image: impl FnOnce() -> Result<&'r ActionResult>,
+    ) -> Result<ImageRuntimeConfig> {
+        let blob = match self {
+            BaseConfig::Action(_) => ImageOutput::from_result(image()?)?.config,
+            BaseConfig::Blob(blob) => *blob,
+            BaseConfig::None => return Ok(ImageRuntimeConfig::default()),
+        };
+        ImageRuntimeConfig::parse(&ctx.read_blob(&blob)?)
+    }
+}
+
 /// The attributes of `oci_build_layer` that decide the output; all of them
 /// go into the action key.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -89,25 +123,17 @@ impl Action for RunStep {
     }
 
     fn params(&self) -> CanonicalJson {
-        let base_config = match &self.base_config {
-            BaseConfig::Action(_) => serde_json::json!("input"),
-            BaseConfig::Blob(blob) => serde_json::json!(blob.digest),
-            BaseConfig::None => serde_json::Value::Null,
-        };
         CanonicalJson::of(&serde_json::json!({
             "spec": self.spec,
-            "base_config": base_config,
+            "base_config": self.base_config.param(),
             "base_layers": self.base_layers.len(),
             "packages": self.packages.len(),
         }))
     }
 
     fn inputs(&self) -> Vec<Input> {
-        let config = match self.base_config {
-            BaseConfig::Action(id) => Some(id),
-            _ => None,
-        };
-        config
+        self.base_config
+            .action()
             .into_iter()
             .chain(self.base_layers.iter().copied())
             .chain(self.packages.iter().copied())
@@ -190,15 +216,7 @@ impl RunStep {
             }
         });
         let mut next = || outputs.next().unwrap_or_else(|| Err(Error::internal("`run_step` got too few inputs")));
-        let config_blob = match &self.base_config {
-            BaseConfig::Action(_) => Some(ImageOutput::from_result(next()?)?.config),
-            BaseConfig::Blob(blob) => Some(*blob),
-            BaseConfig::None => None,
-        };
-        let config = match config_blob {
-            Some(blob) => ImageRuntimeConfig::parse(&ctx.read_blob(&blob)?)?,
-            None => ImageRuntimeConfig::default(),
-        };
+        let config = self.base_config.read(ctx, &mut next)?;
         let mut layers = Vec::new();
         for _ in 0..self.base_layers.len() + self.packages.len() {
             layers.push(LayerOutput::from_result(next()?)?.blob);
@@ -252,7 +270,8 @@ impl RunStep {
     }
 }
 
-fn stderr_tail(stderr: &[u8]) -> String {
+/// The last lines of a failed process's stderr, for its error.
+pub(crate) fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().collect();
     if lines.is_empty() {
