@@ -29,6 +29,14 @@ use crate::registry::Reference;
 /// Seconds a `RUN` may take.
 const RUN_TIMEOUT_SECS: u64 = 3600;
 
+/// `--chown` and `--chmod` of a `COPY` or `ADD`: numeric ids, or a user
+/// name resolved in the stage's root when the action runs.
+struct OwnerFlags {
+    ids: Option<(u32, u32)>,
+    name: Option<String>,
+    chmod: Option<u32>,
+}
+
 /// One build stage as far as the instructions have taken it.
 #[derive(Clone)]
 struct Stage {
@@ -629,20 +637,8 @@ impl Builder<'_, '_> {
                 other => return Err(self.error(instruction, format!("Unknown `{keyword}` flag `--{other}`"))),
             }
         }
-        let (mut chown_name, mut uid, mut gid) = (None, 0, 0);
-        if let Some(chown) = instruction.flag("chown") {
-            match self.chown(&self.word(instruction, chown, vars)?) {
-                Ok(ids) => (uid, gid) = ids,
-                Err(name) => chown_name = Some(name),
-            }
-        }
-        let chmod =
-            match instruction.flag("chmod") {
-                Some(text) => Some(u32::from_str_radix(text, 8).map_err(|_| {
-                    self.error(instruction, format!("`--chmod={text}` is not an octal mode like `0755`"))
-                })?),
-                None => None,
-            };
+        let OwnerFlags { ids, name: chown_name, chmod } = self.owner_flags(instruction, vars)?;
+        let (uid, gid) = ids.unwrap_or((0, 0));
         let mut words = self.words(instruction, vars)?;
         if words.len() < 2 {
             return Err(self.error(instruction, format!("`{keyword}` needs at least one source and a destination")));
@@ -799,20 +795,7 @@ impl Builder<'_, '_> {
                 return Err(self.error(instruction, format!("Unknown `{}` flag `--{flag}`", instruction.keyword)));
             }
         }
-        let (mut chown, mut chown_name) = (None, None);
-        if let Some(text) = instruction.flag("chown") {
-            match self.chown(&self.word(instruction, text, vars)?) {
-                Ok(ids) => chown = Some(ids),
-                Err(name) => chown_name = Some(name),
-            }
-        }
-        let mode =
-            match instruction.flag("chmod") {
-                Some(text) => Some(u32::from_str_radix(text, 8).map_err(|_| {
-                    self.error(instruction, format!("`--chmod={text}` is not an octal mode like `0755`"))
-                })?),
-                None => None,
-            };
+        let OwnerFlags { ids: chown, name: chown_name, chmod: mode } = self.owner_flags(instruction, vars)?;
         let mut words = self.words(instruction, vars)?;
         if words.len() < 2 {
             return Err(self
@@ -923,6 +906,24 @@ impl Builder<'_, '_> {
 
     /// `--chown`: numeric ids now, or a name resolved in the image when
     /// the step runs (`Err(name)`).
+    /// `--chown` and `--chmod` of a `COPY` or `ADD`.
+    fn owner_flags(&self, instruction: &Instruction, vars: &dyn Vars) -> Result<OwnerFlags> {
+        let mut flags = OwnerFlags { ids: None, name: None, chmod: None };
+        if let Some(text) = instruction.flag("chown") {
+            match self.chown(&self.word(instruction, text, vars)?) {
+                Ok(ids) => flags.ids = Some(ids),
+                Err(name) => flags.name = Some(name),
+            }
+        }
+        if let Some(text) = instruction.flag("chmod") {
+            flags.chmod =
+                Some(u32::from_str_radix(text, 8).map_err(|_| {
+                    self.error(instruction, format!("`--chmod={text}` is not an octal mode like `0755`"))
+                })?);
+        }
+        Ok(flags)
+    }
+
     fn chown(&self, text: &str) -> std::result::Result<(u32, u32), String> {
         let (user, group) = text.split_once(':').unwrap_or((text, text));
         match (user.parse::<u32>(), group.parse::<u32>()) {
