@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::actions::ContainerRuntime;
-use crate::cache::{ActionResult, BlobRef, Cas, CasError, Digest};
+use crate::cache::{ActionResult, BlobRef, BlobSource, Cas, CasError, Digest};
 use crate::error::{Error, Result};
 use crate::oci::LayerStore;
 use crate::registry::{Client, RegistryHandle};
@@ -28,6 +28,8 @@ pub struct ExecutionContext {
     layers: LayerStore,
     registry: Option<Arc<RegistryHandle>>,
     runtime: Option<Arc<dyn ContainerRuntime>>,
+    /// Where input blobs that are not local yet come from (the remote cache).
+    blobs: Option<Arc<dyn BlobSource>>,
 }
 
 impl ExecutionContext {
@@ -35,7 +37,7 @@ impl ExecutionContext {
     /// no container; add them with [`ExecutionContext::with_registry`] and
     /// [`ExecutionContext::with_runtime`].
     pub fn new(cas: Cas, layers: LayerStore) -> ExecutionContext {
-        ExecutionContext { cas, layers, registry: None, runtime: None }
+        ExecutionContext { cas, layers, registry: None, runtime: None, blobs: None }
     }
 
     /// Pulls go through `registry` (the handle analysis resolved them with).
@@ -50,8 +52,27 @@ impl ExecutionContext {
         self
     }
 
+    /// Input blobs missing from the CAS are fetched from `blobs` when an
+    /// action reads them.
+    pub fn with_blob_source(mut self, blobs: Arc<dyn BlobSource>) -> ExecutionContext {
+        self.blobs = Some(blobs);
+        self
+    }
+
     pub fn cas(&self) -> &Cas {
         &self.cas
+    }
+
+    /// Makes `blob` local: fetched from the blob source when the CAS lacks
+    /// it. Fails with [`CasError::Missing`] when it cannot be had.
+    pub fn ensure_local(&self, blob: &BlobRef) -> Result<(), CasError> {
+        if self.cas.contains(&blob.digest) {
+            return Ok(());
+        }
+        match &self.blobs {
+            Some(source) if source.fetch(std::slice::from_ref(blob), &self.cas).is_empty() => Ok(()),
+            _ => Err(CasError::Missing { digest: blob.digest }),
+        }
     }
 
     /// Base layers extracted once per digest, for the container runtime.
@@ -83,6 +104,7 @@ impl fmt::Debug for ExecutionContext {
             .field("layers", &self.layers)
             .field("registry", &self.registry)
             .field("runtime", &self.runtime)
+            .field("blobs", &self.blobs.is_some())
             .finish()
     }
 }
@@ -125,17 +147,15 @@ impl<'a> ActionContext<'a> {
     /// The bytes of an input blob, checked against its digest (a corrupt
     /// blob is removed, so its producer runs again).
     pub fn read_blob(&self, blob: &BlobRef) -> Result<Vec<u8>, CasError> {
+        self.exec.ensure_local(blob)?;
         self.exec.cas.read_verified(&blob.digest)
     }
 
     /// The local path of an input blob, for readers that stream it
     /// (extraction). Its bytes are checked by whoever reads them.
     pub fn blob_path(&self, blob: &BlobRef) -> Result<PathBuf, CasError> {
-        if self.exec.cas.contains(&blob.digest) {
-            Ok(self.exec.cas.path(&blob.digest))
-        } else {
-            Err(CasError::Missing { digest: blob.digest })
-        }
+        self.exec.ensure_local(blob)?;
+        Ok(self.exec.cas.path(&blob.digest))
     }
 
     /// The session's registry client.

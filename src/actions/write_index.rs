@@ -56,6 +56,8 @@ impl Action for WriteIndex {
         for (position, output) in outputs.iter().enumerate() {
             let image = ImageOutput::from_result(output)?;
             let manifest = image.manifest;
+            // A remote hit's manifest may not be local yet.
+            ctx.blob_path(&manifest)?;
             let root = read_root(ctx.cas(), manifest)?;
             if root.is_index() {
                 return Err(OciError::NestedIndex { image: self.label(position) }.into());

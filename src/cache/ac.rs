@@ -37,19 +37,8 @@ impl ActionCache {
     /// `cas`. A hit refreshes the entry's access stamp (for `cache gc`). An
     /// entry that does not parse is removed and counts as a miss.
     pub fn get(&self, key: &Digest, cas: &Cas) -> Result<Option<ActionResult>, CacheError> {
-        let path = self.path(key);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(CacheError::Io { path, source }),
-        };
-        let output: ActionResult = match serde_json::from_slice(&bytes) {
-            Ok(output) => output,
-            Err(_) => {
-                // A foreign or damaged file: not ours to trust, cheap to rebuild.
-                let _ = fs::remove_file(&path);
-                return Ok(None);
-            }
+        let Some(output) = self.read(key)? else {
+            return Ok(None);
         };
         for blob in output.blob_refs() {
             if !cas.verify(blob)? {
@@ -57,8 +46,37 @@ impl ActionCache {
             }
         }
         // Best effort: a read-only cache still serves hits.
-        let _ = sys::touch(&path);
+        let _ = sys::touch(&self.path(key));
         Ok(Some(output))
+    }
+
+    /// The recorded output for `key` whether or not its blobs are local:
+    /// a remote cache hit is recorded without its bytes, which stay on the
+    /// server until something reads them.
+    pub fn get_without_blobs(&self, key: &Digest) -> Result<Option<ActionResult>, CacheError> {
+        let output = self.read(key)?;
+        if output.is_some() {
+            let _ = sys::touch(&self.path(key));
+        }
+        Ok(output)
+    }
+
+    /// The entry for `key`, parsed. One that does not parse is removed.
+    fn read(&self, key: &Digest) -> Result<Option<ActionResult>, CacheError> {
+        let path = self.path(key);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(CacheError::Io { path, source }),
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(output) => Ok(Some(output)),
+            Err(_) => {
+                // A foreign or damaged file: not ours to trust, cheap to rebuild.
+                let _ = fs::remove_file(&path);
+                Ok(None)
+            }
+        }
     }
 
     /// Records `output` under `key`. Idempotent: two processes that ran the

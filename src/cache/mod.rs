@@ -6,6 +6,7 @@
 
 mod ac;
 mod action_result;
+mod blob_source;
 mod canonical;
 mod check;
 mod cas;
@@ -20,6 +21,7 @@ mod verify;
 
 pub use ac::ActionCache;
 pub use action_result::{ActionId, ActionResult};
+pub use blob_source::BlobSource;
 pub use canonical::{canonical_json, CanonicalJson};
 pub use cas::{BlobRef, Cas, CasError, CasWriter};
 pub use check::{verify_cache, CacheCheck};

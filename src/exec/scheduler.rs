@@ -21,8 +21,8 @@ use crate::actions::{
     ActionContext, ActionGraph, ActionId, ActionNode, ActionResult, ExecutionContext, Input, ResolvedInput,
 };
 use crate::cache::{
-    canonical_json, Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput, KeyInputs,
-    BERTH_FORMAT_VERSION,
+    canonical_json, BlobRef, BlobSource, Cache, CacheError, Digest, FileDigest, FileMemo, FileStamp, KeyInput,
+    KeyInputs, BERTH_FORMAT_VERSION,
 };
 use crate::error::Error;
 use crate::exec::{ExecError, ExecSettings, Sandbox};
@@ -41,7 +41,8 @@ pub fn default_jobs() -> usize {
 pub enum ActionStatus {
     Ran,
     Cached,
-    /// A verified hit in the remote cache (now in the local cache too).
+    /// A verified hit in the remote cache (now in the local action cache
+    /// too; its blobs are downloaded when something reads them).
     Remote,
 }
 
@@ -128,6 +129,9 @@ struct Shared {
     changed: Condvar,
     /// What every action of this run sees of the machine.
     context: ExecutionContext,
+    /// At most `jobs` actions run at once, however many workers wait on
+    /// the remote cache.
+    running: Slots,
 }
 
 impl Shared {
@@ -136,6 +140,43 @@ impl Shared {
     }
 }
 
+/// A counting semaphore: the actions allowed to run at once.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(count: usize) -> Slots {
+        Slots { free: Mutex::new(count), freed: Condvar::new() }
+    }
+
+    /// Waits for a free slot; it is given back when the guard drops.
+    fn take(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().expect("slot lock");
+        while *free == 0 {
+            free = self.freed.wait(free).expect("slot lock");
+        }
+        *free -= 1;
+        SlotGuard { slots: self }
+    }
+}
+
+struct SlotGuard<'a> {
+    slots: &'a Slots,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.slots.free.lock().expect("slot lock") += 1;
+        self.slots.freed.notify_one();
+    }
+}
+
+/// Workers per job when a remote cache is set: a worker mostly waits for
+/// a lookup's round trips, so more of them keep more lookups in flight.
+const LOOKUPS_PER_JOB: usize = 8;
+
 /// The actions a run visits, in dependency order, with their edges.
 struct Plan {
     order: Vec<usize>,
@@ -143,9 +184,25 @@ struct Plan {
     dependents: HashMap<usize, Vec<usize>>,
 }
 
+/// The blobs a command publishes from a build, given every action's output:
+/// they must be in the local CAS when the build ends.
+pub type PublishedBlobs<'a> = &'a dyn Fn(&BTreeMap<ActionId, ActionResult>) -> Vec<BlobRef>;
+
 impl Executor<'_> {
     /// Runs (or fetches from the cache) every action `wanted` needs.
     pub fn run(&self, graph: &ActionGraph, wanted: &[ActionId]) -> Result<BuildResult, ExecError> {
+        self.run_publishing(graph, wanted, &|_| Vec::new())
+    }
+
+    /// [`Executor::run`], then the blobs `published` names that remote hits
+    /// left on the server are downloaded; one the server lost makes its
+    /// producer run again here.
+    pub fn run_publishing(
+        &self,
+        graph: &ActionGraph,
+        wanted: &[ActionId],
+        published: PublishedBlobs<'_>,
+    ) -> Result<BuildResult, ExecError> {
         let started = Instant::now();
         let plan = plan(graph, wanted)?;
         let total = plan.order.len();
@@ -164,8 +221,10 @@ impl Executor<'_> {
             }),
             changed: Condvar::new(),
             context: self.settings.context(self.cache),
+            running: Slots::new(self.jobs.max(1)),
         };
-        let workers = self.jobs.max(1).min(total.max(1));
+        let per_job = if self.settings.remote.is_some() { LOOKUPS_PER_JOB } else { 1 };
+        let workers = (self.jobs.max(1) * per_job).min(total.max(1));
         let remote_before = self.settings.remote.as_ref().map(|remote| remote.stats()).unwrap_or_default();
         std::thread::scope(|scope| {
             for _ in 0..workers {
@@ -173,13 +232,17 @@ impl Executor<'_> {
             }
         });
         if let Some(remote) = &self.settings.remote {
+            if shared.lock().failure.is_none() {
+                if let Err(error) = self.download_published(graph, &shared, remote.as_ref(), published) {
+                    shared.lock().failure.get_or_insert(error);
+                }
+            }
             // Uploads run behind the build; it is not over before they are.
             remote.drain();
             self.report_remote_warnings();
             let stats = remote.stats().since(&remote_before);
             LastRemoteBuild { remote: remote.url().to_string(), stats }.save(self.cache.dir());
-            // Downloads were reported hit by hit.
-            self.reporter.report(&Event::RemoteTransferred { downloaded: 0, uploaded: stats.uploaded });
+            self.reporter.report(&Event::RemoteTransferred { downloaded: stats.downloaded, uploaded: stats.uploaded });
         }
         // The memo is a hint: failing to save it only costs hashing next time.
         let _ = self.memo.save();
@@ -203,6 +266,49 @@ impl Executor<'_> {
             .collect();
         let records = state.records.into_iter().map(|(id, record)| (ActionId(id), record)).collect();
         Ok(BuildResult { outputs, records, duration })
+    }
+
+    /// Downloads the published blobs that actions of this build produced
+    /// but that are not local (remote hits). A blob the server lost makes
+    /// its producer run again locally, once; blobs no action of this build
+    /// produced (a lazily pulled base's layers) are left alone.
+    fn download_published(
+        &self,
+        graph: &ActionGraph,
+        shared: &Shared,
+        remote: &dyn BlobSource,
+        published: PublishedBlobs<'_>,
+    ) -> Result<(), ExecError> {
+        for round in 0..2 {
+            let done: Vec<(usize, Arc<Done>)> =
+                shared.lock().done.iter().map(|(id, done)| (*id, done.clone())).collect();
+            let outputs = done.iter().map(|(id, done)| (ActionId(*id), done.output.clone())).collect();
+            let producers: HashMap<Digest, usize> =
+                done.iter().flat_map(|(id, done)| done.output.blob_refs().map(|blob| (blob.digest, *id))).collect();
+            let wanted: Vec<BlobRef> = published(&outputs)
+                .into_iter()
+                .filter(|blob| producers.contains_key(&blob.digest) && !self.cache.cas.contains(&blob.digest))
+                .collect();
+            let lost = remote.fetch(&wanted, &self.cache.cas);
+            self.report_remote_warnings();
+            if lost.is_empty() {
+                return Ok(());
+            }
+            let mut rerun: Vec<usize> =
+                lost.iter().map(|digest| self.originator(graph, shared, producers[digest], digest)).collect();
+            rerun.sort_unstable();
+            rerun.dedup();
+            for id in rerun {
+                if round == 1 {
+                    return Err(action_failed(
+                        &graph[ActionId(id)],
+                        Error::environment("Its output could not be downloaded from the remote cache nor rebuilt"),
+                    ));
+                }
+                self.rebuild(graph, id, shared)?;
+            }
+        }
+        Ok(())
     }
 
     fn worker(&self, graph: &ActionGraph, plan: &Plan, shared: &Shared) {
@@ -269,9 +375,11 @@ impl Executor<'_> {
         self.reporter.report(&Event::ActionStarted { id: ActionId(id), owner, kind });
         // Absolute paths only now: a cached action of 30,000 sources needs none.
         let sources = keyed.source_paths(self.memo.workspace_root());
+        let slot = shared.running.take();
         let scratch = self.sandbox.create_scratch()?;
         let outcome = self.execute(&shared.context, node, &keyed, &sources, &scratch);
         let removed = self.sandbox.remove_scratch(&scratch);
+        drop(slot);
         let result = match outcome {
             Ok(result) => result,
             Err(error) => return self.retry_or_fail(graph, id, shared, may_retry, &keyed, error),
@@ -341,14 +449,20 @@ impl Executor<'_> {
         let Some(remote) = &self.settings.remote else {
             return Ok(None);
         };
+        // An earlier remote hit whose blobs were never needed here: its
+        // bytes are still on the server, fetched when something reads them.
+        if let Some(result) = self.cache.ac.get_without_blobs(&keyed.key)? {
+            if !result.blob_refs().any(|blob| !self.cache.cas.contains(&blob.digest) && remote.is_lost(&blob.digest)) {
+                return Ok(Some((result, ActionStatus::Cached)));
+            }
+        }
         let hit = remote_key_json(keyed).and_then(|key_json| remote.lookup(&key_json, &self.cache.cas));
         self.report_remote_warnings();
-        let Some(hit) = hit else {
+        let Some(result) = hit else {
             return Ok(None);
         };
-        self.reporter.report(&Event::RemoteTransferred { downloaded: hit.downloaded, uploaded: 0 });
-        self.cache.ac.put(&keyed.key, &hit.result)?;
-        Ok(Some((hit.result, ActionStatus::Remote)))
+        self.cache.ac.put(&keyed.key, &result)?;
+        Ok(Some((result, ActionStatus::Remote)))
     }
 
     /// The one place the scheduler records an action's result: the local
@@ -413,7 +527,13 @@ impl Executor<'_> {
             let relative = path.strip_prefix(self.memo.workspace_root()).unwrap_or(path).to_owned();
             return Err(CacheError::SourceChanged { path: relative }.into());
         }
-        if let Some((name, blob)) = result.blobs.iter().find(|(_, blob)| !self.cache.cas.contains(&blob.digest)) {
+        // A blob an input names may be passed on without its bytes (a
+        // remote hit's, left on the server).
+        let passed_on = |digest: &Digest| {
+            keyed.deps.iter().any(|(_, done)| done.output.blob_refs().any(|blob| blob.digest == *digest))
+        };
+        let missing = |digest: &Digest| !self.cache.cas.contains(digest) && !passed_on(digest);
+        if let Some((name, blob)) = result.blobs.iter().find(|(_, blob)| missing(&blob.digest)) {
             return Err(Error::internal(format!(
                 "The action reported output blob `{name}` ({}) but did not store it in the CAS",
                 blob.digest
@@ -435,12 +555,20 @@ impl Executor<'_> {
         keyed: &Keyed,
         error: Error,
     ) -> Result<(Arc<Done>, ActionRecord), ExecError> {
-        let damaged: Vec<usize> = keyed
+        // A missing blob is damage unless it is a remote hit's that nothing
+        // asked for yet; one the remote failed to serve is.
+        let remote = self.settings.remote.as_ref();
+        let lost = |digest: &Digest| !self.cache.cas.contains(digest) && remote.is_none_or(|r| r.is_lost(digest));
+        let mut damaged: Vec<usize> = keyed
             .deps
             .iter()
-            .filter(|(_, done)| done.output.blob_refs().any(|blob| !self.cache.cas.contains(&blob.digest)))
-            .map(|(dep, _)| *dep)
+            .flat_map(|(dep, done)| {
+                done.output.blob_refs().filter(|blob| lost(&blob.digest)).map(|blob| (*dep, blob.digest))
+            })
+            .map(|(dep, digest)| self.originator(graph, shared, dep, &digest))
             .collect();
+        damaged.sort_unstable();
+        damaged.dedup();
         if may_retry && !damaged.is_empty() {
             for dep in &damaged {
                 let message = format!(
@@ -460,6 +588,26 @@ impl Executor<'_> {
         let (owner, kind) = (&node.owner, node.action.kind());
         self.reporter.report(&Event::ActionFailed { id: ActionId(id), owner, kind, message: &message });
         Err(action_failed(node, error))
+    }
+
+    /// The action of this build that made blob `digest`, which action `id`
+    /// names: found by following `id`'s inputs down to the one whose own
+    /// inputs do not name it (`write_manifest` only passes its config on).
+    /// Running that one again makes the bytes again.
+    fn originator(&self, graph: &ActionGraph, shared: &Shared, mut id: usize, digest: &Digest) -> usize {
+        let state = shared.lock();
+        let names =
+            |dep: &usize| state.done.get(dep).is_some_and(|done| done.output.blob_refs().any(|b| b.digest == *digest));
+        loop {
+            let next = graph[ActionId(id)].action.inputs().into_iter().find_map(|input| match input {
+                Input::Action(dep) if names(&dep.0) => Some(dep.0),
+                _ => None,
+            });
+            match next {
+                Some(dep) => id = dep,
+                None => return id,
+            }
+        }
     }
 
     /// The digest of a workspace-relative source file, through the memo.

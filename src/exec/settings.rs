@@ -44,9 +44,15 @@ impl ExecSettings {
 
     /// The context every action of a build over `cache` runs with.
     pub fn context(&self, cache: &Cache) -> ExecutionContext {
-        ExecutionContext::new(cache.cas.clone(), LayerStore::new(cache.dir()))
+        let context = ExecutionContext::new(cache.cas.clone(), LayerStore::new(cache.dir()))
             .with_registry(self.registry.clone())
-            .with_runtime(Arc::new(RuncRuntime::new(self.runc.clone(), self.stack).with_limits(self.limits.clone())))
+            .with_runtime(Arc::new(RuncRuntime::new(self.runc.clone(), self.stack).with_limits(self.limits.clone())));
+        match &self.remote {
+            // Remote hits are recorded without their bytes: an action that
+            // reads one of their blobs fetches it then.
+            Some(remote) => context.with_blob_source(remote.clone()),
+            None => context,
+        }
     }
 }
 

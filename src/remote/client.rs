@@ -14,11 +14,15 @@ use bazel_remote_apis::google::bytestream::{self, byte_stream_client::ByteStream
 use reapi::action_cache_client::ActionCacheClient;
 use reapi::capabilities_client::CapabilitiesClient;
 use reapi::content_addressable_storage_client::ContentAddressableStorageClient;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::Code;
 
 use crate::remote::RemoteError;
 use crate::workspace::RemoteCacheUrl;
+
+/// A PEM file of a certificate authority trusted for `grpcs://` besides
+/// the system's roots (a private CA).
+const CA_ENV: &str = "BERTH_REMOTE_CACHE_CA";
 
 /// ByteStream chunks: 1 MiB, well under gRPC's default 4 MiB message limit.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -27,6 +31,21 @@ pub(crate) const CHUNK: usize = 1 << 20;
 const DEFAULT_BATCH_LIMIT: u64 = 4 * 1024 * 1024 - 64 * 1024;
 /// The largest message berth accepts from a server.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// TLS for `grpcs://`: the system's roots, and the CA of
+/// `BERTH_REMOTE_CACHE_CA` when set.
+fn tls_config() -> Result<ClientTlsConfig, RemoteError> {
+    let config = ClientTlsConfig::new().with_native_roots();
+    let Some(path) = std::env::var_os(CA_ENV).filter(|path| !path.is_empty()) else {
+        return Ok(config);
+    };
+    let bad = |reason: String| RemoteError::BadCa { path: Path::new(&path).display().to_string(), reason };
+    let pem = std::fs::read(&path).map_err(|error| bad(error.to_string()))?;
+    if !pem.windows(27).any(|window| window == b"-----BEGIN CERTIFICATE-----") {
+        return Err(bad("it holds no PEM certificate".to_owned()));
+    }
+    Ok(config.ca_certificate(Certificate::from_pem(pem)))
+}
 
 /// What the server said it can do.
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +81,12 @@ impl Client {
             .connect_timeout(deadline)
             .tcp_nodelay(true);
         if *tls {
-            endpoint = endpoint.tls_config(ClientTlsConfig::new().with_native_roots()).map_err(bad)?;
+            endpoint = endpoint.tls_config(tls_config()?).map_err(bad)?;
         }
         Ok(Client { channel: endpoint.connect_lazy(), instance: instance.clone(), remote: url.to_string(), deadline })
     }
 
-    fn unavailable(&self, message: impl std::fmt::Display) -> RemoteError {
+    pub(crate) fn unavailable(&self, message: impl std::fmt::Display) -> RemoteError {
         RemoteError::Unavailable { remote: self.remote.clone(), message: message.to_string() }
     }
 

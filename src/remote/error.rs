@@ -9,6 +9,9 @@ pub enum RemoteError {
     /// A URL this client cannot serve.
     #[error("Remote cache URL `{url}` is not valid: {reason}")]
     BadUrl { url: String, reason: String },
+    /// The certificate authority `BERTH_REMOTE_CACHE_CA` names cannot be used.
+    #[error("Remote cache CA certificate `{path}` (`BERTH_REMOTE_CACHE_CA`) cannot be used: {reason}")]
+    BadCa { path: String, reason: String },
     /// The server could not be reached, timed out or answered with an error.
     #[error("Remote cache `{remote}` failed: {message}")]
     Unavailable { remote: String, message: String },
@@ -21,7 +24,7 @@ pub enum RemoteError {
 impl Diagnose for RemoteError {
     fn kind(&self) -> ErrorKind {
         match self {
-            RemoteError::BadUrl { .. } => ErrorKind::User,
+            RemoteError::BadUrl { .. } | RemoteError::BadCa { .. } => ErrorKind::User,
             RemoteError::Unavailable { .. } => ErrorKind::Environment,
             RemoteError::Invalid { .. } => ErrorKind::Environment,
         }
@@ -31,6 +34,9 @@ impl Diagnose for RemoteError {
         match self {
             RemoteError::BadUrl { .. } => Some(
                 "use grpc://host:port[/instance], grpcs://host:port[/instance] or oci://host[:port]/repo".to_owned(),
+            ),
+            RemoteError::BadCa { .. } => Some(
+                "point `BERTH_REMOTE_CACHE_CA` at a PEM file of the CA that signed the server's certificate".to_owned(),
             ),
             _ => None,
         }

@@ -20,5 +20,5 @@ mod remote_cache;
 mod wrap;
 
 pub use error::RemoteError;
-pub use remote_cache::{LastRemoteBuild, RemoteCache, RemoteHit, RemoteStats, DEFAULT_DEADLINE};
+pub use remote_cache::{LastRemoteBuild, RemoteCache, RemoteStats, DEFAULT_DEADLINE};
 pub use wrap::WrappedAction;

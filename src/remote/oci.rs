@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{canonical_json, ActionResult, Cas, Digest};
+use crate::cache::{canonical_json, ActionResult, BlobRef, Cas, Digest};
 use crate::oci::{media_types, Descriptor};
 use crate::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, Reference, RegistryError};
 use crate::remote::RemoteError;
@@ -69,9 +69,10 @@ impl OciCache {
         }
     }
 
-    /// The verified entry for `key`, its blobs fetched into `cas` (each
-    /// checked against its digest by the registry client).
-    pub fn lookup(&self, key: &Digest, cas: &Cas) -> Result<Option<(ActionResult, u64)>, RemoteError> {
+    /// The verified entry for `key`. Its manifest and config come into
+    /// `cas`; its blobs stay in the registry (which holds every layer a
+    /// manifest it accepted names) until [`OciCache::fetch`].
+    pub fn lookup(&self, key: &Digest, cas: &Cas) -> Result<Option<ActionResult>, RemoteError> {
         let invalid = |message: String| RemoteError::Invalid { message };
         let reference = Reference { image: self.image.clone(), tag: Some(Self::tag(key)), digest: None };
         let (client, image, cas_for_call) = (self.client.clone(), self.image.clone(), cas.clone());
@@ -107,16 +108,32 @@ impl OciCache {
         if pulled.layers.len() != result.blobs.len() || named.len() != result.blobs.len() {
             return Err(invalid("the cache entry's layers are not the blobs its config names".to_owned()));
         }
-        let mut downloaded = 0;
         for (name, blob) in &result.blobs {
             let layer = named.get(name.as_str()).filter(|layer| layer.digest == blob.digest && layer.size == blob.size);
-            let layer = layer.ok_or_else(|| invalid(format!("layer `{name}` is not the blob the config names")))?;
-            if !cas.contains(&blob.digest) {
-                self.client.fetch_blob(cas, &self.image, layer, false).map_err(|error| self.classify(error))?;
-                downloaded += blob.size;
+            layer.ok_or_else(|| invalid(format!("layer `{name}` is not the blob the config names")))?;
+        }
+        Ok(Some(result))
+    }
+
+    /// Downloads `blobs` of cache entries into `cas`, each checked against
+    /// its digest by the registry client. Returns the bytes moved and the
+    /// blobs the registry did not have or served wrong; an error is the
+    /// registry's failure.
+    pub fn fetch(&self, blobs: &[BlobRef], cas: &Cas) -> Result<(u64, Vec<(Digest, String)>), RemoteError> {
+        let mut downloaded = 0;
+        let mut lost = Vec::new();
+        for blob in blobs {
+            let descriptor = Descriptor::new(BLOB_MEDIA_TYPE.to_owned(), *blob);
+            match self.client.fetch_blob(cas, &self.image, &descriptor, false) {
+                Ok(_) => downloaded += blob.size,
+                // Not found or wrong bytes: this blob is lost, the registry is fine.
+                Err(error) => match self.classify(error) {
+                    RemoteError::Invalid { message } => lost.push((blob.digest, message)),
+                    failure => return Err(failure),
+                },
             }
         }
-        Ok(Some((result, downloaded)))
+        Ok((downloaded, lost))
     }
 
     /// Pushes the entry for `key`; returns the bytes uploaded.

@@ -12,7 +12,7 @@
 //! - uploads run in the background, after an action ran locally, and are
 //!   drained at the end of the build.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +23,7 @@ use std::time::Duration;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
 use sha2::{Digest as _, Sha256};
 
-use crate::cache::{canonical_json, ActionResult, BlobRef, Cas, Digest};
+use crate::cache::{canonical_json, ActionResult, BlobRef, BlobSource, Cas, Digest};
 use crate::registry::ClientOptions;
 use crate::remote::client::{Capabilities, Client};
 use crate::remote::oci::OciCache;
@@ -34,13 +34,9 @@ use crate::workspace::RemoteCacheUrl;
 /// The deadline of one remote call (and of each message of a transfer).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
 
-/// A verified remote hit: the result, whose blobs are all in the local CAS.
-#[derive(Debug)]
-pub struct RemoteHit {
-    pub result: ActionResult,
-    /// Bytes downloaded to serve it (blobs that were not local yet).
-    pub downloaded: u64,
-}
+/// ByteStream reads at once: enough to fill the link, few enough that a
+/// small server is not swamped.
+const STREAMS_IN_FLIGHT: usize = 8;
 
 /// What the remote cache did during a build.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,6 +103,9 @@ struct Inner {
     downloaded: AtomicU64,
     uploaded: AtomicU64,
     uploads: AtomicU64,
+    /// Blobs a fetch could not get this session: a result naming one is a
+    /// miss, so that its producer runs again locally.
+    lost: Mutex<HashSet<Digest>>,
 }
 
 enum Backend {
@@ -178,6 +177,7 @@ impl RemoteCache {
             downloaded: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
             uploads: AtomicU64::new(0),
+            lost: Mutex::new(HashSet::new()),
         };
         Ok(RemoteCache { inner: Arc::new(inner), uploads: Mutex::new(Uploads::default()) })
     }
@@ -187,17 +187,19 @@ impl RemoteCache {
     }
 
     /// The verified remote result for the action whose key is the sha256 of
-    /// `key_json`, its blobs downloaded into `cas`; `None` on a miss, on an
-    /// entry that does not verify and whenever the server fails (see
-    /// [`RemoteCache::take_warnings`]).
-    pub fn lookup(&self, key_json: &[u8], cas: &Cas) -> Option<RemoteHit> {
+    /// `key_json`; `None` on a miss, on an entry that does not verify,
+    /// whenever the server fails (see [`RemoteCache::take_warnings`]) and
+    /// for an entry naming a blob a fetch already lost. Its blobs are known
+    /// to be on the server but stay there ("build without the bytes"):
+    /// [`BlobSource::fetch`] downloads those something reads.
+    pub fn lookup(&self, key_json: &[u8], cas: &Cas) -> Option<ActionResult> {
         let inner = &self.inner;
         let answer = match &inner.backend {
             Backend::Grpc(grpc) => {
-                let capabilities = inner.capabilities(grpc)?;
+                inner.capabilities(grpc)?;
                 inner.lookups.fetch_add(1, Ordering::Relaxed);
                 let wrapped = WrappedAction::new(key_json.to_vec());
-                grpc.runtime.block_on(inner.lookup(grpc, capabilities, &wrapped, cas))
+                grpc.runtime.block_on(inner.lookup(grpc, &wrapped, cas))
             }
             Backend::Oci(oci) => {
                 if inner.broken.load(Ordering::Relaxed) {
@@ -205,14 +207,16 @@ impl RemoteCache {
                 }
                 inner.lookups.fetch_add(1, Ordering::Relaxed);
                 oci.lookup(&Digest::of(key_json), cas)
-                    .map(|hit| hit.map(|(result, downloaded)| RemoteHit { result, downloaded }))
             }
         };
         match answer {
-            Ok(Some(hit)) => {
+            Ok(Some(result)) => {
+                let lost = inner.lost.lock().expect("lost lock");
+                if result.blob_refs().any(|blob| lost.contains(&blob.digest) && !cas.contains(&blob.digest)) {
+                    return None;
+                }
                 inner.hits.fetch_add(1, Ordering::Relaxed);
-                inner.downloaded.fetch_add(hit.downloaded, Ordering::Relaxed);
-                Some(hit)
+                Some(result)
             }
             Ok(None) => None,
             Err(error) => {
@@ -270,6 +274,73 @@ impl RemoteCache {
             uploaded: inner.uploaded.load(Ordering::Relaxed),
             uploads: inner.uploads.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl BlobSource for RemoteCache {
+    fn fetch(&self, blobs: &[BlobRef], cas: &Cas) -> Vec<Digest> {
+        let inner = &self.inner;
+        let mut wanted: Vec<BlobRef> = Vec::new();
+        let mut known_lost = Vec::new();
+        for blob in blobs {
+            if cas.contains(&blob.digest) || wanted.iter().any(|seen| seen.digest == blob.digest) {
+                continue;
+            }
+            // Asked for and not had once this session: not asked again.
+            if self.is_lost(&blob.digest) {
+                known_lost.push(blob.digest);
+            } else {
+                wanted.push(*blob);
+            }
+        }
+        if wanted.is_empty() {
+            return known_lost;
+        }
+        let answer = if inner.broken.load(Ordering::Relaxed) {
+            Err(None)
+        } else {
+            match &inner.backend {
+                Backend::Grpc(grpc) => match inner.capabilities(grpc) {
+                    Some(capabilities) => {
+                        grpc.runtime.block_on(inner.download(grpc, capabilities, &wanted, cas)).map_err(Some)
+                    }
+                    None => Err(None),
+                },
+                Backend::Oci(oci) => oci.fetch(&wanted, cas).map_err(Some),
+            }
+        };
+        let lost: Vec<(Digest, String)> = match answer {
+            Ok((downloaded, lost)) => {
+                inner.downloaded.fetch_add(downloaded, Ordering::Relaxed);
+                lost
+            }
+            Err(error) => {
+                // The server failed: its one warning says so (the breaker).
+                if let Some(error) = error {
+                    inner.failed(error);
+                }
+                let unfetched = wanted.iter().filter(|blob| !cas.contains(&blob.digest)).map(|blob| blob.digest);
+                let digests: Vec<Digest> = unfetched.collect();
+                inner.lost.lock().expect("lost lock").extend(digests.iter().copied());
+                return known_lost.into_iter().chain(digests).collect();
+            }
+        };
+        if let Some((digest, reason)) = lost.first() {
+            let others = match lost.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
+            inner.warnings.lock().expect("warnings lock").push(format!(
+                "Blob {digest}{others} could not be downloaded from the remote cache: {reason}; its action runs again locally"
+            ));
+        }
+        let digests: Vec<Digest> = lost.into_iter().map(|(digest, _)| digest).collect();
+        inner.lost.lock().expect("lost lock").extend(digests.iter().copied());
+        known_lost.into_iter().chain(digests).collect()
+    }
+
+    fn is_lost(&self, digest: &Digest) -> bool {
+        self.inner.lost.lock().expect("lost lock").contains(digest)
     }
 }
 
@@ -349,40 +420,53 @@ impl Inner {
     async fn lookup(
         &self,
         grpc: &Grpc,
-        capabilities: Capabilities,
         wrapped: &WrappedAction,
         cas: &Cas,
-    ) -> Result<Option<RemoteHit>, RemoteError> {
+    ) -> Result<Option<ActionResult>, RemoteError> {
         let Some(remote) = grpc.client.get_action_result(&wrapped.action_digest).await? else {
             return Ok(None);
         };
-        // One round trip for `output.json` and the small blobs the entry
-        // lists (those not here yet); all of it is checked below.
-        let mut prefetched = HashMap::new();
-        let output_inline =
-            remote.output_files.iter().any(|file| file.path == OUTPUT_JSON && !file.contents.is_empty());
-        if !output_inline {
-            let mut wanted = Vec::new();
-            let mut total = 0;
-            for file in &remote.output_files {
-                let Some((digest, size)) = file.digest.as_ref().and_then(from_reapi) else {
-                    continue;
-                };
-                let small = size <= capabilities.batch_limit / 4 && total + size <= capabilities.batch_limit;
-                if file.path == OUTPUT_JSON || (small && file.path.starts_with(BLOBS_DIR) && !cas.contains(&digest)) {
-                    total += size;
-                    wanted.push(to_reapi(&digest, size));
+        // Whether the server still has the blobs this machine lacks is
+        // asked while `output.json` is read: one round trip, not two. Blobs
+        // already lost are not asked about: the caller drops such a hit.
+        let lost = self.lost.lock().expect("lost lock").clone();
+        let absent: Vec<reapi::Digest> = remote
+            .output_files
+            .iter()
+            .filter(|file| file.path.starts_with(BLOBS_DIR))
+            .filter_map(|file| file.digest.clone())
+            .filter(|digest| {
+                from_reapi(digest).is_some_and(|(digest, _)| !cas.contains(&digest) && !lost.contains(&digest))
+            })
+            .collect();
+        let presence = {
+            let client = grpc.client.clone();
+            tokio::spawn(async move {
+                if absent.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    client.find_missing(absent).await
                 }
-            }
-            for (digest, data) in grpc.client.batch_read(wanted).await? {
+            })
+        };
+        let mut prefetched = HashMap::new();
+        let output = remote.output_files.iter().find(|file| file.path == OUTPUT_JSON);
+        if let Some(digest) = output.filter(|file| file.contents.is_empty()).and_then(|file| file.digest.clone()) {
+            for (digest, data) in grpc.client.batch_read(vec![digest]).await? {
                 if let Some(data) = data {
                     prefetched.insert(digest.hash, data);
                 }
             }
         }
-        let result = self.verify(&grpc.client, &remote, &prefetched).await?;
-        let downloaded = self.download(&grpc.client, capabilities, &result, cas, &mut prefetched).await?;
-        Ok(Some(RemoteHit { result, downloaded }))
+        let verified = self.verify(&grpc.client, &remote, &prefetched).await;
+        let missing = presence.await.map_err(|error| grpc.client.unavailable(error))??;
+        let result = verified?;
+        if let Some(digest) = missing.first() {
+            return Err(RemoteError::Invalid {
+                message: format!("the server lost blob sha256:{} named by the action result", digest.hash),
+            });
+        }
+        Ok(Some(result))
     }
 
     /// The berth `ActionResult` a remote entry holds, if it is one: exit code
@@ -439,76 +523,51 @@ impl Inner {
                 )));
             }
         }
-        // Whether the server still has every blob is settled by the download
-        // (all of them, verified), with no `FindMissingBlobs` round trip.
         Ok(result)
     }
 
-    /// Downloads the blobs of `result` that `cas` lacks, each checked
-    /// against its digest before it is committed. Returns the bytes moved.
+    /// Downloads `wanted` into `cas`: small blobs in batches under the
+    /// server's limit, large ones streamed, all at once (a few streams at a
+    /// time). Each is checked against its digest before it is committed.
+    /// Returns the bytes moved and the blobs the server did not have or
+    /// served wrong; an error is the server's failure.
     async fn download(
         &self,
-        client: &Client,
+        grpc: &Grpc,
         capabilities: Capabilities,
-        result: &ActionResult,
+        wanted: &[BlobRef],
         cas: &Cas,
-        prefetched: &mut HashMap<String, Vec<u8>>,
-    ) -> Result<u64, RemoteError> {
-        let invalid = |message: String| RemoteError::Invalid { message };
-        let mut wanted = Vec::new();
-        for blob in result.blob_refs() {
-            if !cas.verify(blob).map_err(|error| invalid(error.to_string()))? {
-                wanted.push(*blob);
-            }
-        }
-        let mismatch = |blob: &BlobRef| {
-            invalid(format!("blob {} downloaded from the remote cache does not match its digest", blob.digest))
-        };
-        let lost = |blob: &BlobRef| invalid(format!("the server lost blob {} named by the action result", blob.digest));
-        let mut downloaded = 0;
-        // Small blobs in batches under the server's limit, one round trip
-        // each; large ones streamed.
+    ) -> Result<(u64, Vec<(Digest, String)>), RemoteError> {
         let (small, large): (Vec<BlobRef>, Vec<BlobRef>) =
-            wanted.into_iter().partition(|blob| blob.size <= capabilities.batch_limit / 4);
-        let (ready, unread): (Vec<BlobRef>, Vec<BlobRef>) =
-            small.into_iter().partition(|blob| prefetched.contains_key(&blob.digest.hex()));
-        let mut batches_read = vec![ready];
-        for batch in batches(&unread, capabilities.batch_limit) {
-            let read = client.batch_read(batch.iter().map(|blob| to_reapi(&blob.digest, blob.size)).collect()).await?;
-            prefetched.extend(read.into_iter().filter_map(|(digest, data)| Some((digest.hash, data?))));
-            batches_read.push(batch.to_vec());
+            wanted.iter().copied().partition(|blob| blob.size <= capabilities.batch_limit / 4);
+        let mut tasks = Vec::new();
+        for batch in batches(&small, capabilities.batch_limit) {
+            let (client, cas, batch) = (grpc.client.clone(), cas.clone(), batch.to_vec());
+            tasks.push(tokio::spawn(async move { read_batch(&client, &batch, &cas).await }));
         }
-        for blob in batches_read.iter().flatten() {
-            let data = prefetched.get(&blob.digest.hex()).ok_or_else(|| lost(blob))?;
-            if data.len() as u64 != blob.size || Digest::of(data) != blob.digest {
-                return Err(mismatch(blob));
+        let mut outcomes = Vec::new();
+        for wave in large.chunks(STREAMS_IN_FLIGHT) {
+            for blob in wave {
+                let (client, cas, blob) = (grpc.client.clone(), cas.clone(), *blob);
+                tasks.push(tokio::spawn(async move { read_large(&client, blob, &cas).await.map(|one| vec![one]) }));
             }
-            cas.put_bytes(data).map_err(|error| invalid(error.to_string()))?;
-            downloaded += blob.size;
+            // Batches go with the first wave; later waves wait for a free stream.
+            for task in tasks.drain(..) {
+                outcomes.extend(task.await.map_err(|error| grpc.client.unavailable(error))??);
+            }
         }
-        for blob in &large {
-            let digest = to_reapi(&blob.digest, blob.size);
-            let mut writer = cas.writer().map_err(|error| invalid(error.to_string()))?;
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            let found = client
-                .read_blob(&digest, |bytes| {
-                    hasher.update(bytes);
-                    size += bytes.len() as u64;
-                    std::io::Write::write_all(&mut writer, bytes)
-                })
-                .await?;
-            if !found {
-                return Err(lost(blob));
-            }
-            if size != blob.size || Digest::from_bytes(hasher.finalize().into()) != blob.digest {
-                // Dropped uncommitted: nothing of it stays in the CAS.
-                return Err(mismatch(blob));
-            }
-            writer.commit().map_err(|error| invalid(error.to_string()))?;
-            downloaded += size;
+        for task in tasks {
+            outcomes.extend(task.await.map_err(|error| grpc.client.unavailable(error))??);
         }
-        Ok(downloaded)
+        let mut downloaded = 0;
+        let mut lost = Vec::new();
+        for (blob, outcome) in outcomes {
+            match outcome {
+                Ok(()) => downloaded += blob.size,
+                Err(reason) => lost.push((blob.digest, reason)),
+            }
+        }
+        Ok((downloaded, lost))
     }
 
     /// Stores one result on the server: the wrapping's blobs, `output.json`
@@ -586,6 +645,55 @@ impl Inner {
     fn unusable(&self, error: impl std::fmt::Display) -> RemoteError {
         RemoteError::Invalid { message: format!("a local blob could not be read for upload: {error}") }
     }
+}
+
+/// What became of one blob a fetch asked for: in the CAS, or why not.
+type Fetched = (BlobRef, Result<(), String>);
+
+/// Reads `batch` in one `BatchReadBlobs` and commits each blob whose bytes
+/// match its digest.
+async fn read_batch(client: &Client, batch: &[BlobRef], cas: &Cas) -> Result<Vec<Fetched>, RemoteError> {
+    let read = client.batch_read(batch.iter().map(|blob| to_reapi(&blob.digest, blob.size)).collect()).await?;
+    let mut data: HashMap<String, Vec<u8>> =
+        read.into_iter().filter_map(|(digest, data)| Some((digest.hash, data?))).collect();
+    let mut outcomes = Vec::new();
+    for blob in batch {
+        let outcome = match data.remove(&blob.digest.hex()) {
+            None => Err("the server does not have it".to_owned()),
+            Some(bytes) if bytes.len() as u64 != blob.size || Digest::of(&bytes) != blob.digest => {
+                Err("what the server sent does not match its digest".to_owned())
+            }
+            Some(bytes) => cas.put_bytes(&bytes).map(drop).map_err(|error| error.to_string()),
+        };
+        outcomes.push((*blob, outcome));
+    }
+    Ok(outcomes)
+}
+
+/// Streams one blob through ByteStream into the CAS, committed only if
+/// its bytes match its digest (otherwise nothing of it stays).
+async fn read_large(client: &Client, blob: BlobRef, cas: &Cas) -> Result<Fetched, RemoteError> {
+    let mut writer = match cas.writer() {
+        Ok(writer) => writer,
+        Err(error) => return Ok((blob, Err(error.to_string()))),
+    };
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let found = client
+        .read_blob(&to_reapi(&blob.digest, blob.size), |bytes| {
+            hasher.update(bytes);
+            size += bytes.len() as u64;
+            std::io::Write::write_all(&mut writer, bytes)
+        })
+        .await?;
+    let outcome = if !found {
+        Err("the server does not have it".to_owned())
+    } else if size != blob.size || Digest::from_bytes(hasher.finalize().into()) != blob.digest {
+        Err("what the server sent does not match its digest".to_owned())
+    } else {
+        writer.commit().map(drop).map_err(|error| error.to_string())
+    };
+    Ok((blob, outcome))
 }
 
 /// `blobs` in consecutive groups whose sizes add up to at most `limit`.
@@ -680,17 +788,21 @@ mod tests {
         let cas = Cas::open(dir.path()).unwrap();
         let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
         let hit = remote.lookup(&key_json(1), &cas).expect("a hit");
-        assert_eq!(hit.result, result);
-        assert_eq!(hit.downloaded, result.blob_refs().map(|blob| blob.size).sum::<u64>());
+        assert_eq!(hit, result);
+        for blob in result.blob_refs() {
+            assert!(!cas.contains(&blob.digest), "a hit downloads no blob by itself");
+        }
+        let blobs: Vec<BlobRef> = result.blob_refs().copied().collect();
+        assert_eq!(remote.fetch(&blobs, &cas), Vec::<Digest>::new());
         for blob in result.blob_refs() {
             assert!(cas.verify(blob).unwrap());
         }
+        let downloaded = result.blob_refs().map(|blob| blob.size).sum::<u64>();
         assert!(remote.lookup(&key_json(2), &cas).is_none(), "another key: a miss");
         assert_eq!(remote.take_warnings(), Vec::<String>::new());
-        assert_eq!(
-            remote.stats(),
-            RemoteStats { lookups: 2, hits: 1, downloaded: hit.downloaded, uploaded: 0, uploads: 0 }
-        );
+        assert_eq!(remote.stats(), RemoteStats { lookups: 2, hits: 1, downloaded, uploaded: 0, uploads: 0 });
+        assert_eq!(remote.fetch(&blobs, &cas), Vec::<Digest>::new(), "local blobs are not asked for");
+        assert_eq!(remote.stats().downloaded, downloaded);
     }
 
     #[test]
@@ -708,8 +820,11 @@ mod tests {
         let layer = result.blobs["layer"];
         assert_eq!(server.state.lock().unwrap().blobs[&layer.digest.hex()].len() as u64, layer.size);
         let other = tempfile::tempdir().unwrap();
-        let hit = remote.lookup(&key_json(1), &Cas::open(other.path()).unwrap()).expect("stored whole");
-        assert_eq!(hit.result, result);
+        let other = Cas::open(other.path()).unwrap();
+        let hit = remote.lookup(&key_json(1), &other).expect("stored whole");
+        assert_eq!(hit, result);
+        assert_eq!(remote.fetch(&[layer], &other), Vec::<Digest>::new());
+        assert!(other.verify(&layer).unwrap());
     }
 
     #[test]
@@ -747,23 +862,49 @@ mod tests {
     }
 
     #[test]
-    fn a_stalled_read_costs_one_deadline_and_is_a_miss() {
+    fn a_stalled_read_costs_one_deadline_and_the_blob_is_lost() {
         let (server, result) = seeded();
         server.faults(Faults { read_delay: Some(Duration::from_secs(30)), ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
         let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
+        assert_eq!(remote.lookup(&key_json(1), &cas), Some(result.clone()), "the stall is in ByteStream only");
+        let layer = result.blobs["layer"];
         let started = Instant::now();
-        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        assert_eq!(remote.fetch(&[layer], &cas), vec![layer.digest]);
         assert!(started.elapsed() < DEADLINE * 4, "bounded by the deadline: {:?}", started.elapsed());
-        assert_eq!(remote.take_warnings().len(), 1);
-        for blob in result.blob_refs() {
-            assert!(!cas.contains(&blob.digest) || cas.verify(blob).unwrap());
-        }
+        assert!(remote.is_lost(&layer.digest));
+        assert!(!cas.contains(&layer.digest));
+        let warnings = remote.take_warnings();
+        assert!(warnings.len() == 1 && warnings[0].contains("building without the remote cache"), "{warnings:?}");
+        assert!(remote.lookup(&key_json(1), &cas).is_none(), "the breaker is open");
     }
 
     #[test]
-    fn a_blob_evicted_between_lookup_and_download_is_a_miss_not_a_breakdown() {
+    fn a_blob_evicted_after_a_hit_is_lost_and_its_entry_a_miss_from_then_on() {
+        let (server, result) = seeded();
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::open(dir.path()).unwrap();
+        let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
+        assert_eq!(remote.lookup(&key_json(1), &cas), Some(result.clone()));
+        let (config, layer) = (result.blobs["config"], result.blobs["layer"]);
+        server.state.lock().unwrap().blobs.remove(&layer.digest.hex());
+        assert_eq!(remote.fetch(&[config, layer], &cas), vec![layer.digest]);
+        assert!(cas.verify(&config).unwrap(), "what the server still has is downloaded");
+        assert!(!cas.contains(&layer.digest));
+        let warnings = remote.take_warnings();
+        assert!(warnings.len() == 1 && warnings[0].contains("does not have it"), "{warnings:?}");
+        assert!(remote.is_lost(&layer.digest) && !remote.is_lost(&config.digest));
+        // Not a server failure: the server is still asked, and the entry
+        // naming the lost blob is a miss, so that its producer runs here.
+        let calls = server.calls();
+        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        assert!(server.calls() > calls);
+        assert_eq!(remote.take_warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_blob_evicted_before_the_lookup_is_a_miss_not_a_breakdown() {
         let (server, _) = seeded();
         server.faults(Faults { evict_after_lookup: true, ..Faults::default() });
         let dir = tempfile::tempdir().unwrap();
@@ -780,7 +921,7 @@ mod tests {
     }
 
     #[test]
-    fn wrong_bytes_for_a_blob_are_a_miss_and_stay_out_of_the_cas() {
+    fn wrong_bytes_for_a_blob_are_lost_and_stay_out_of_the_cas() {
         let (server, result) = seeded();
         let layer = result.blobs["layer"];
         let garbage = vec![0x5a; layer.size as usize];
@@ -788,7 +929,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cas = Cas::open(dir.path()).unwrap();
         let remote = RemoteCache::new(server.url(), false, DEADLINE, ClientOptions::default()).unwrap();
-        assert!(remote.lookup(&key_json(1), &cas).is_none());
+        assert_eq!(remote.lookup(&key_json(1), &cas), Some(result.clone()), "the entry itself verifies");
+        assert_eq!(remote.fetch(&[layer], &cas), vec![layer.digest]);
         assert!(remote.take_warnings()[0].contains("does not match its digest"));
         assert!(!cas.contains(&layer.digest));
         assert!(!cas.contains(&Digest::of(&garbage)), "not even under its own digest");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::actions::{ActionId, ExecutionContext};
+use crate::actions::{ActionId, ActionResult, ExecutionContext};
 use crate::analysis::{analyze, Analysis, AnalysisContext, Provider};
 use crate::cache::{Cache, CacheError, Digest, FileMemo};
 use crate::error::{Error, Result};
@@ -13,6 +13,7 @@ use crate::frontend;
 use crate::registry::{ClientOptions, RegistryHandle};
 use crate::remote::{RemoteCache, DEFAULT_DEADLINE};
 use crate::report::{Event, Reporter};
+use crate::session::published::published_blobs;
 use crate::session::{corrupt_published, TargetOutput};
 use crate::workspace::{Label, Pattern, RemoteCacheSetting, RemoteCacheUrl, Workspace};
 
@@ -163,7 +164,7 @@ impl<'a> Session<'a> {
                 }
             }
         }
-        let result = self.execute(&analysis, &actions, &memo()?)?;
+        let result = self.execute(&analysis, &labels, &actions, &memo()?)?;
         let mut targets = BTreeMap::new();
         for label in &labels {
             let output = match (analysis.providers.get(label), wanted.get(label)) {
@@ -247,9 +248,15 @@ impl<'a> Session<'a> {
         Ok((built, output))
     }
 
-    /// Runs `wanted` (and what they need), then records the build for
-    /// `berth explain`.
-    fn execute(&self, analysis: &Analysis, wanted: &[ActionId], memo: &FileMemo) -> Result<BuildResult> {
+    /// Runs `wanted` (and what they need), with the blobs `labels` publish
+    /// in the local CAS, then records the build for `berth explain`.
+    fn execute(
+        &self,
+        analysis: &Analysis,
+        labels: &[Label],
+        wanted: &[ActionId],
+        memo: &FileMemo,
+    ) -> Result<BuildResult> {
         let sandbox = LocalSandbox::new(self.cache.dir());
         let executor = Executor {
             cache: &self.cache,
@@ -259,7 +266,8 @@ impl<'a> Session<'a> {
             reporter: self.reporter,
             jobs: self.options.jobs,
         };
-        let result = executor.run(&analysis.actions, wanted)?;
+        let published = |outputs: &BTreeMap<ActionId, ActionResult>| published_blobs(analysis, labels, outputs);
+        let result = executor.run_publishing(&analysis.actions, wanted, &published)?;
         BuildLog::new(&analysis.actions, &result).save(&self.workspace.out_dir())?;
         Ok(result)
     }

@@ -4,6 +4,7 @@
 
 mod build;
 mod outputs;
+mod published;
 mod stamp;
 
 pub use build::{Built, RemoteCacheChoice, Session, SessionOptions};

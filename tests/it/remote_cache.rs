@@ -136,6 +136,156 @@ fn remote_cache_second_checkout_runs_nothing_and_gets_the_same_digests() {
     assert_eq!(counts(&c.stderr), (0, ran, 0), "{}", c.stderr);
 }
 
+/// `small_workspace` and an image built on `//app:img`: the base's
+/// manifest and config are intermediates (no layout of `//derived:derived`
+/// holds them), its layers are not.
+fn layered_workspace(entrypoint: &str) -> TestWorkspace {
+    let ws = small_workspace();
+    ws.file(
+        "derived/BUILD.star",
+        &format!(
+            r#"
+oci_layer(name = "extra", contents = {{"/etc/extra": "on top of the base\n"}})
+oci_image_build(name = "derived", base = "//app:img", layers = [":extra"], entrypoint = ["{entrypoint}"])
+"#
+        ),
+    );
+    ws
+}
+
+/// The names of the files in `dir` (none if it does not exist).
+fn names(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// The digest of the config of the image laid out at `layout`.
+fn config_digest(layout: &Path) -> String {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(manifest)).unwrap()).unwrap();
+    manifest["config"]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned()
+}
+
+/// Build without the bytes: a remote hit downloads nothing by itself; the
+/// second checkout fetches exactly the blobs `berth-out/` publishes, not the
+/// base image's manifest and config. Later, with that config gone from the
+/// server, a change that makes an action read it reruns its producer
+/// locally (and uploads it again) instead of failing.
+#[test]
+fn remote_cache_second_checkout_downloads_only_what_it_publishes() {
+    if skip(&[Need::Buildgrid]) {
+        return;
+    }
+    let server = BuildGrid::start();
+    let first = layered_workspace("/bin/true");
+    let a = build(&first, &server.url(), "//...");
+    a.success();
+    let base_manifest = a.stdout.lines().find_map(|line| line.strip_prefix("//app:img sha256:")).unwrap().to_owned();
+    let base_config = config_digest(&first.path("berth-out/app/img"));
+
+    let second = layered_workspace("/bin/true");
+    let b = build(&second, &server.url(), "//derived:derived");
+    b.success();
+    assert!(a.stdout.contains(b.stdout.trim()), "the same digest from the remote: {}", b.stdout);
+    let (ran, cached, remote) = counts(&b.stderr);
+    assert_eq!((ran, cached), (0, 0), "{}", b.stderr);
+    assert!(warnings(&b.stderr).is_empty(), "{}", b.stderr);
+    let layout = second.path("berth-out/derived/derived");
+    let published = names(&layout.join("blobs/sha256"));
+    let local = names(&second.path(".cache/cas/sha256"));
+    assert_eq!(local, published, "the local CAS holds the published blobs and nothing else");
+    assert!(!local.contains(&base_manifest) && !local.contains(&base_config), "the base's own blobs stay remote");
+    let bytes: u64 =
+        published.iter().map(|name| std::fs::metadata(layout.join("blobs/sha256").join(name)).unwrap().len()).sum();
+    let on_server: u64 = server.blobs().iter().map(|(_, path)| std::fs::metadata(path).unwrap().len()).sum();
+    eprintln!(
+        "{remote} remote hits: {} blobs ({bytes} bytes) downloaded of {on_server} bytes on the server",
+        published.len()
+    );
+    assert_cas_sound(&second.path(".cache"));
+
+    // The same build again: every entry is local (the base's without its
+    // bytes), nothing is asked of the remote, nothing downloaded.
+    let c = build(&second, &server.url(), "//derived:derived");
+    c.success();
+    assert_eq!(counts(&c.stderr), (0, remote, 0), "{}", c.stderr);
+    assert_eq!(names(&second.path(".cache/cas/sha256")), published);
+
+    // The base's config evicted from the server; a new entrypoint makes the
+    // derived config action run, and it reads the base's config.
+    std::fs::remove_file(server.blob_path(&base_config)).unwrap();
+    let changed = layered_workspace("/bin/false");
+    std::fs::copy(changed.path("derived/BUILD.star"), second.path("derived/BUILD.star")).unwrap();
+    let d = build(&second, &server.url(), "//derived:derived");
+    d.success();
+    assert!(d.stderr.contains(&format!("Blob sha256:{base_config} could not be downloaded")), "{}", d.stderr);
+    assert!(d.stderr.contains("ran     //app:img write_config"), "the producer ran again here: {}", d.stderr);
+    assert!(second.path(".cache/cas/sha256").join(&base_config).exists());
+    assert!(server.blob_path(&base_config).exists(), "and was uploaded again");
+    assert_cas_sound(&second.path(".cache"));
+    let changed_first = layered_workspace("/bin/false");
+    let f = build(&changed_first, &server.url(), "//derived:derived");
+    f.success();
+    assert_eq!(f.stdout, d.stdout, "the rebuilt result equals a fresh build's");
+}
+
+/// `grpcs://` against BuildGrid serving TLS with a certificate of a CA that
+/// openssl makes here: trusted through `BERTH_REMOTE_CACHE_CA`, a second
+/// checkout runs nothing; without the CA the server is not trusted (one
+/// warning, a local build); a CA file that is no certificate is refused.
+#[test]
+fn remote_cache_grpcs_with_a_private_ca() {
+    if skip(&[Need::Buildgrid, Need::Openssl]) {
+        return;
+    }
+    let ca = crate::util::certs::TestCa::new("berth remote cache test CA");
+    let pair = ca.server("buildgrid");
+    let server = BuildGrid::start_tls(&pair.certificate, &pair.key);
+    let url = format!("grpcs://127.0.0.1:{}", server.port);
+    let ca_path = ca.certificate().display().to_string();
+
+    let mut first = small_workspace();
+    first.env("BERTH_REMOTE_CACHE_CA", &ca_path);
+    let a = build(&first, &url, "//app:img");
+    a.success();
+    assert!(warnings(&a.stderr).is_empty(), "{}", a.stderr);
+    let (ran, _, _) = counts(&a.stderr);
+    assert!(ran >= 4 && a.stderr.contains(" uploaded"), "{}", a.stderr);
+
+    let mut second = small_workspace();
+    second.env("BERTH_REMOTE_CACHE_CA", &ca_path);
+    let b = build(&second, &url, "//app:img");
+    b.success();
+    assert_eq!(b.stdout, a.stdout);
+    assert_eq!(counts(&b.stderr), (0, 0, ran), "over TLS: {}", b.stderr);
+    assert!(warnings(&b.stderr).is_empty(), "{}", b.stderr);
+
+    // The system roots alone do not know this CA.
+    let third = small_workspace();
+    let c = build(&third, &url, "//app:img");
+    c.success();
+    assert_eq!(c.stdout, a.stdout);
+    assert_eq!(counts(&c.stderr).0, ran, "built locally: {}", c.stderr);
+    let warned = warnings(&c.stderr);
+    assert_eq!(warned.len(), 1, "{}", c.stderr);
+    assert!(warned[0].contains(&url), "{}", c.stderr);
+
+    let mut fourth = small_workspace();
+    fourth.file("not-a-ca.pem", "hello\n");
+    let not_a_ca = fourth.path("not-a-ca.pem").display().to_string();
+    fourth.env("BERTH_REMOTE_CACHE_CA", &not_a_ca);
+    let d = build(&fourth, &url, "//app:img");
+    d.failure(2);
+    assert!(
+        d.stderr.contains("BERTH_REMOTE_CACHE_CA") && d.stderr.contains("holds no PEM certificate"),
+        "{}",
+        d.stderr
+    );
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -444,6 +594,73 @@ fn remote_cache_oci_registry_serves_a_second_checkout() {
     c.success();
     assert_eq!(c.stdout, a.stdout);
     assert_eq!(warnings(&c.stderr).len(), 1, "{}", c.stderr);
+}
+
+/// `oci://` poisoned: a cache entry's config (the action result) or one of
+/// its blobs overwritten in the registry's storage with same-size garbage.
+/// Each is a miss or a lost blob with a warning, rebuilt locally to the same
+/// digests; nothing corrupt enters the local CAS or `berth-out/`.
+#[test]
+fn remote_cache_oci_poisoned_entries_are_rebuilt_locally() {
+    if skip(&[Need::Registry]) {
+        return;
+    }
+    for poison in ["config", "blob"] {
+        let registry = crate::util::registry::Registry::start();
+        let workspace_file = format!(
+            "registry({host:?}, insecure = True)\nremote_cache(\"oci://{host}/berth/cache\")\n",
+            host = registry.host()
+        );
+        let first = small_workspace();
+        first.file("WORKSPACE.star", &workspace_file);
+        let a = first.berth(&["--console", "plain", "build", "//app:img"]);
+        a.success();
+        let index = std::fs::read(first.path("berth-out/app/img/index.json")).unwrap();
+        // The entries' configs are berth action results; the largest blob
+        // is the noise layer.
+        let blobs: Vec<(Digest, Vec<u8>)> = walk(&first.path(".cache/cas/sha256"))
+            .into_iter()
+            .map(|path| (path.file_name().unwrap().to_string_lossy().parse().unwrap(), std::fs::read(path).unwrap()))
+            .filter(|(digest, _)| registry.stored_blob(digest))
+            .collect();
+        let poisoned: Vec<&Digest> = match poison {
+            "config" => blobs
+                .iter()
+                .filter(|(_, bytes)| {
+                    serde_json::from_slice::<serde_json::Value>(bytes)
+                        .is_ok_and(|value| value.get("blobs").is_some() && value.get("metadata").is_some())
+                })
+                .map(|(digest, _)| digest)
+                .collect(),
+            _ => vec![&blobs.iter().max_by_key(|(_, bytes)| bytes.len()).unwrap().0],
+        };
+        assert!(!poisoned.is_empty(), "{poison}");
+        for digest in &poisoned {
+            let path = registry.blob_path(digest);
+            let size = std::fs::metadata(&path).unwrap().len() as usize;
+            std::fs::write(&path, vec![b' '; size]).unwrap();
+        }
+
+        let second = small_workspace();
+        second.file("WORKSPACE.star", &workspace_file);
+        let b = second.berth(&["--console", "plain", "build", "//app:img"]);
+        b.success();
+        assert_eq!(b.stdout, a.stdout, "{poison}: rebuilt to the same digests");
+        let (ran, _, _) = counts(&b.stderr);
+        assert!(ran >= 1, "{poison}: rebuilt locally: {}", b.stderr);
+        let warned = warnings(&b.stderr);
+        assert!(
+            !warned.is_empty() && warned.iter().all(|line| line.contains("Digest mismatch")),
+            "{poison}: {}",
+            b.stderr
+        );
+        assert_cas_sound(&second.path(".cache"));
+        assert_eq!(std::fs::read(second.path("berth-out/app/img/index.json")).unwrap(), index, "{poison}");
+        for digest in &poisoned {
+            let local = second.path(".cache/cas/sha256").join(digest.hex());
+            assert!(!local.exists() || Digest::of(&std::fs::read(&local).unwrap()) == **digest);
+        }
+    }
 }
 
 /// `oci://` on a registry that accepts connections and never answers: one

@@ -21,6 +21,15 @@ pub struct BuildGrid {
 
 impl BuildGrid {
     pub fn start() -> BuildGrid {
+        BuildGrid::start_with(&[])
+    }
+
+    /// A server that speaks TLS only, with `certificate` and `key` (PEM).
+    pub fn start_tls(certificate: &Path, key: &Path) -> BuildGrid {
+        BuildGrid::start_with(&[certificate, key])
+    }
+
+    fn start_with(tls: &[&Path]) -> BuildGrid {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/buildgrid/start.sh");
         let mut last_log = String::new();
         // A free port can be taken between probing and binding: try a few.
@@ -31,6 +40,7 @@ impl BuildGrid {
             let child = Command::new(&script)
                 .arg(port.to_string())
                 .arg(dir.path())
+                .args(tls)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)

@@ -136,14 +136,13 @@ impl Registry {
 
     /// The blob files the registry stores (its own digest-addressed layout).
     pub fn stored_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// The file the registry keeps a blob's bytes in.
+    pub fn blob_path(&self, digest: &Digest) -> std::path::PathBuf {
         let hex = digest.hex();
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(&hex)
-            .join("data")
-            .is_file()
+        self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(&hex).join("data")
     }
 }
 
