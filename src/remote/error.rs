@@ -24,7 +24,9 @@ pub enum RemoteError {
 impl Diagnose for RemoteError {
     fn kind(&self) -> ErrorKind {
         match self {
-            RemoteError::BadUrl { .. } | RemoteError::BadCa { .. } => ErrorKind::User,
+            RemoteError::BadUrl { .. } => ErrorKind::User,
+            // As a registry's unusable certificate: the machine's setup.
+            RemoteError::BadCa { .. } => ErrorKind::Environment,
             RemoteError::Unavailable { .. } => ErrorKind::Environment,
             RemoteError::Invalid { .. } => ErrorKind::Environment,
         }

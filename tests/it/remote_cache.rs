@@ -278,7 +278,7 @@ fn remote_cache_grpcs_with_a_private_ca() {
     let not_a_ca = fourth.path("not-a-ca.pem").display().to_string();
     fourth.env("BERTH_REMOTE_CACHE_CA", &not_a_ca);
     let d = build(&fourth, &url, "//app:img");
-    d.failure(2);
+    d.failure(3);
     assert!(
         d.stderr.contains("BERTH_REMOTE_CACHE_CA") && d.stderr.contains("holds no PEM certificate"),
         "{}",
@@ -620,7 +620,10 @@ fn remote_cache_oci_poisoned_entries_are_rebuilt_locally() {
         // is the noise layer.
         let blobs: Vec<(Digest, Vec<u8>)> = walk(&first.path(".cache/cas/sha256"))
             .into_iter()
-            .map(|path| (path.file_name().unwrap().to_string_lossy().parse().unwrap(), std::fs::read(path).unwrap()))
+            .map(|path| {
+                let digest = format!("sha256:{}", path.file_name().unwrap().to_string_lossy()).parse().unwrap();
+                (digest, std::fs::read(path).unwrap())
+            })
             .filter(|(digest, _)| registry.stored_blob(digest))
             .collect();
         let poisoned: Vec<&Digest> = match poison {
