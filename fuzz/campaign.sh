@@ -3,9 +3,15 @@
 # executed RUNS inputs or SECONDS_EACH seconds have passed, then prints per
 # target the executions, the executions per second, and the crashes.
 #
-#   fuzz/campaign.sh [-r RUNS] [-t SECONDS_EACH] [TARGET...]
+#   fuzz/campaign.sh [-r RUNS] [-t SECONDS_EACH] [-f] [-m] [TARGET...]
 #
-# Defaults: 10,000,000 runs, 3600 s. Built with `-s none` (no AddressSanitizer:
+# Defaults: 10,000,000 runs, 3600 s. `-f` runs each target in libFuzzer's
+# fork mode, which goes on past inputs that hit the harness's memory or time
+# limits (counted as oom/timeout; a crash still stops it; `-r` does not
+# apply): the fuzz binaries lack berth's allocation guard, which refuses a
+# single allocation over 1 GiB and ends a file past its deadline, so an
+# input such as `[x] * (1 << 40)` is an error in berth but an out-of-memory
+# or a timeout here (`-malloc_limit_mb=1024` stands in for the guard). Built with `-s none` (no AddressSanitizer:
 # berth is safe Rust apart from its compression and allocator libraries, and
 # the sanitizer costs two to three times the throughput), release with debug
 # assertions and overflow checks on. The fuzzers run under `nice -n 19` with
@@ -19,12 +25,14 @@ cd "$(dirname "$0")/.."
 runs=10000000
 seconds=3600
 merge=0
-while getopts "r:t:m" flag; do
+mode=(-runs="$runs")
+while getopts "r:t:fm" flag; do
     case $flag in
-        r) runs=$OPTARG ;;
+        r) runs=$OPTARG; mode=(-runs="$runs") ;;
         t) seconds=$OPTARG ;;
+        f) mode=(-fork=1 -ignore_ooms=1 -ignore_timeouts=1 -malloc_limit_mb=1024) ;;
         m) merge=1 ;;
-        *) echo "usage: $0 [-r RUNS] [-t SECONDS_EACH] [-m] [TARGET...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [-r RUNS] [-t SECONDS_EACH] [-f] [-m] [TARGET...]" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -60,7 +68,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$tmp/$target"
     TMPDIR="$tmp/$target" nice -n 19 "$binaries/$target" \
         "$work/corpus/$target" "fuzz/corpus/$target" \
-        -runs="$runs" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
+        "${mode[@]}" -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$work/artifacts/$target/" \
         >"$work/logs/$target.log" 2>&1 &
     pids+=($!)
@@ -70,15 +78,25 @@ for pid in "${pids[@]}"; do
     wait "$pid" || status=1
 done
 
-printf '%s  campaign started %s, runs=%s, seconds=%s\n' "$(date -u +%FT%TZ)" "$started" "$runs" "$seconds" \
+printf '%s  campaign started %s: %s, %s s each\n' "$(date -u +%FT%TZ)" "$started" "${mode[*]}" "$seconds" \
     | tee -a "$work/summary.txt"
 for target in "${targets[@]}"; do
     log="$work/logs/$target.log"
-    executed=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | awk '{print $2}')
-    crashes=$(find "$work/artifacts/$target" -type f | wc -l)
-    printf '%-20s executions %12s  exec/s %8s  crashes %s\n' "$target" "${executed:-?}" "${rate:-?}" "$crashes" \
-        | tee -a "$work/summary.txt"
+    if grep -q '^#[0-9]*: cov' "$log"; then
+        # Fork mode: the last progress line, `#N: ... exec/s: R oom/timeout/crash: O/T/C`.
+        line=$(grep '^#[0-9]*: cov' "$log" | tail -1)
+        executed=$(sed -E 's/^#([0-9]+):.*/\1/' <<<"$line")
+        rate=$(sed -E 's/.*exec\/s: ([0-9]+).*/\1/' <<<"$line")
+        limits=$(sed -E 's/.*oom\/timeout\/crash: ([0-9\/]+).*/\1/' <<<"$line")
+    else
+        executed=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+        rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | awk '{print $2}')
+        limits=-
+    fi
+    crashes=$(find "$work/artifacts/$target" -type f -name 'crash-*' | wc -l)
+    stops=$(find "$work/artifacts/$target" -type f ! -name 'crash-*' | wc -l)
+    printf '%-20s executions %12s  exec/s %8s  crashes %s  oom/timeout/crash %s  other stops %s\n' \
+        "$target" "${executed:-?}" "${rate:-?}" "$crashes" "$limits" "$stops" | tee -a "$work/summary.txt"
 done
 uptime | tee -a "$work/summary.txt"
 exit $status
