@@ -204,12 +204,17 @@ impl FaultProxy {
                         counts.errors.fetch_add(1, Ordering::SeqCst);
                         return Reply::Send(HttpResponse::new(429).header("Retry-After", "0"));
                     }
-                    Fault::BodyFlip if !request.body.is_empty() => {
+                    // A request without a body to damage is lost instead.
+                    Fault::BodyFlip | Fault::BodyTruncate if request.body.len() < 2 => {
+                        counts.dropped.fetch_add(1, Ordering::SeqCst);
+                        return Reply::Drop;
+                    }
+                    Fault::BodyFlip => {
                         counts.bodies.fetch_add(1, Ordering::SeqCst);
                         let at = rng.below(request.body.len() as u64) as usize;
                         request.body[at] ^= 0x20;
                     }
-                    Fault::BodyTruncate if request.body.len() > 1 => {
+                    Fault::BodyTruncate => {
                         counts.bodies.fetch_add(1, Ordering::SeqCst);
                         let half = request.body.len() / 2;
                         request.body.truncate(half);
@@ -218,10 +223,18 @@ impl FaultProxy {
                 }
                 let Ok(mut response) = forward(upstream, &request) else { return Reply::Drop };
                 point_realm_here(&mut response, upstream, own_port.load(Ordering::SeqCst));
-                if response.body.is_empty() {
-                    return Reply::Send(response);
-                }
                 match fault {
+                    // An answer without a body to damage: it is lost, or
+                    // held back before it is sent.
+                    Fault::Truncate | Fault::Flip if response.body.len() < 2 => {
+                        counts.dropped.fetch_add(1, Ordering::SeqCst);
+                        Reply::Drop
+                    }
+                    Fault::Stall if response.body.is_empty() => {
+                        counts.stalled.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(faults.stall_for);
+                        Reply::Send(response)
+                    }
                     Fault::Truncate => {
                         counts.truncated.fetch_add(1, Ordering::SeqCst);
                         let half = response.body.len() / 2;
