@@ -9,14 +9,16 @@
 //! campaign (1,000 pulls, 200 pushes, blobs up to 50 MB) through the ignored
 //! test below, with its size in `BERTH_FAULTS_*` variables.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, Reference};
 use berth::workspace::RegistrySetting;
 
 use crate::util::faults::{FaultProxy, Faults, Rng};
+use crate::util::http::{forward, Reply, Server};
 use crate::util::images::{temp_cas, TestImage, OCI_MANIFEST};
 use crate::util::need::{skip, Need};
 use crate::util::registry::Registry;
@@ -273,4 +275,53 @@ fn fault_campaign() {
         threads: setting("THREADS", 4) as usize,
     };
     assert_all_succeeded(&run(&campaign), &campaign);
+}
+
+/// A manifest damaged on its way up: put under its digest, the registry
+/// refuses it (400); put under a tag, it is valid JSON with another digest,
+/// which the registry stores. Both are put again, and the tag ends up
+/// naming the pushed digest.
+#[test]
+fn a_manifest_damaged_on_the_way_up_is_put_again() {
+    if skip(&[Need::Registry]) {
+        return;
+    }
+    let registry = Registry::start();
+    let upstream = registry.port;
+    let puts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let proxy = {
+        let puts = puts.clone();
+        Server::start(move |mut request| {
+            if request.method == "PUT" && request.path().contains("/manifests/") {
+                let mut puts = puts.lock().unwrap();
+                let count = puts.entry(request.path().to_owned()).or_default();
+                *count += 1;
+                if *count == 1 {
+                    // Still JSON, no longer the same bytes.
+                    request.body.push(b' ');
+                }
+            }
+            match forward(upstream, &request) {
+                Ok(response) => Reply::Send(response),
+                Err(_) => Reply::Drop,
+            }
+        })
+    };
+    let no_credentials = tempfile::tempdir().unwrap();
+    let client = default_client(&proxy.host(), no_credentials.path());
+    let (_source_dir, source) = temp_cas();
+    let image = TestImage::build(&source, 77, &[2_000]);
+    let request = PushRequest {
+        root: image.manifest,
+        media_type: OCI_MANIFEST.to_owned(),
+        destination: ImageRef::parse(&format!("{}/damaged/app", proxy.host())).unwrap(),
+        tags: vec!["v1".to_owned()],
+        sources: BlobSources::new(),
+    };
+    client.push(&source, &request).unwrap();
+    let puts = puts.lock().unwrap().clone();
+    assert_eq!(puts.values().copied().collect::<Vec<_>>(), vec![2, 2], "each manifest put twice: {puts:?}");
+    let clean = default_client(&registry.host(), no_credentials.path());
+    let tagged = Reference::parse(&format!("{}/damaged/app:v1", registry.host())).unwrap();
+    assert_eq!(clean.resolve_tag(&tagged, true).unwrap().0, image.manifest.digest);
 }
