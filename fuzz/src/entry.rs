@@ -76,3 +76,44 @@ fn load(root: &Path) {
     let Ok(pattern) = berth::workspace::Pattern::parse("//app/...") else { return };
     let _ = berth::frontend::load(&workspace, &[pattern]);
 }
+
+/// Parses `data` as a `WWW-Authenticate` header and asks whether berth
+/// would follow its Bearer realm from a public https registry and from an
+/// insecure loopback one. Whatever the header, an accepted realm is https
+/// for the https registry, and credentials never go over plain HTTP to a
+/// host other than the registry's; a challenge written back with quoting
+/// parses to itself.
+pub fn www_authenticate(data: &[u8]) {
+    use berth::registry::{check_realm_of, parse_challenge, Challenge};
+    let Ok(header) = std::str::from_utf8(data) else { return };
+    let Some(Challenge::Bearer { realm, service, scope }) = parse_challenge(header) else { return };
+    for (registry, registry_host) in
+        [("https://registry.test/", "registry.test"), ("http://127.0.0.1:5000/", "127.0.0.1")]
+    {
+        for with_credentials in [false, true] {
+            if check_realm_of(registry, &realm, with_credentials).is_err() {
+                continue;
+            }
+            let url = reqwest::Url::parse(&realm).expect("an accepted realm is a URL");
+            if registry.starts_with("https:") {
+                assert_eq!(url.scheme(), "https", "plain realm `{realm}` accepted for an https registry");
+            }
+            if with_credentials && url.scheme() != "https" {
+                assert_eq!(url.host_str(), Some(registry_host), "credentials over HTTP to `{realm}`");
+            }
+        }
+    }
+    let quote = |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut written = format!("Bearer realm={}", quote(&realm));
+    if let Some(service) = &service {
+        written += &format!(",service={}", quote(service));
+    }
+    if let Some(scope) = &scope {
+        written += &format!(",scope={}", quote(scope));
+    }
+    assert_eq!(
+        parse_challenge(&written),
+        Some(Challenge::Bearer { realm, service, scope }),
+        "`{written}` does not parse back"
+    );
+}

@@ -149,6 +149,19 @@ pub(crate) fn check_realm(endpoint: &Endpoint, realm: &str, with_credentials: bo
     Ok(())
 }
 
+/// Whether berth would follow a Bearer `realm` from the registry at
+/// `registry` (its base URL, `http://host:port/` for an `insecure` one),
+/// sending credentials or not: [`check_realm`] for callers outside the
+/// client (the `www_authenticate` fuzz target).
+pub fn check_realm_of(registry: &str, realm: &str, with_credentials: bool) -> Result<(), RegistryError> {
+    let base = Url::parse(registry).map_err(|error| RegistryError::BadReference {
+        text: registry.to_owned(),
+        reason: format!("not a registry URL: {error}"),
+    })?;
+    let endpoint = Endpoint { host: crate::registry::client::authority(&base), base };
+    check_realm(&endpoint, realm, with_credentials)
+}
+
 /// An IP literal of the machine's own or local networks: loopback,
 /// private (RFC 1918, unique-local), link-local, unspecified.
 fn is_internal(host: &str) -> bool {

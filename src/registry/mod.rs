@@ -59,6 +59,7 @@ mod push;
 mod reference;
 mod tls;
 
+pub use auth::{check_realm_of, parse_challenge, Challenge};
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
 pub use error::RegistryError;

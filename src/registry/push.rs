@@ -370,10 +370,33 @@ impl Client {
             anonymous: false,
             repository: &repository,
         };
+        let expected = Digest::of(bytes);
         self.retrying(|| {
             let response = self.send(endpoint, &put)?;
             match response.status() {
-                StatusCode::CREATED | StatusCode::OK => Ok(()),
+                StatusCode::CREATED | StatusCode::OK => {
+                    // Bytes damaged on the way may still be a valid manifest,
+                    // stored under the tag: the registry's digest says so,
+                    // and putting it again replaces it.
+                    let stored = response
+                        .headers()
+                        .get("Docker-Content-Digest")
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| value.parse::<Digest>().ok());
+                    match stored {
+                        Some(stored) if stored != expected => Err(Failure::retriable(RegistryError::Status {
+                            host: endpoint.host.clone(),
+                            method: put.method.to_string(),
+                            path: put.url.path().to_owned(),
+                            status: response.status().as_u16(),
+                            detail: format!(": the registry stored `{stored}`, not `{expected}`"),
+                        })),
+                        _ => Ok(()),
+                    }
+                }
+                // The manifest comes from the CAS, checked: a registry that
+                // finds it invalid or its digest wrong got damaged bytes.
+                StatusCode::BAD_REQUEST => Err(Failure::retriable(status_error(endpoint, &put, &put.url, response))),
                 _ => Err(Failure::fatal(status_error(endpoint, &put, &put.url, response))),
             }
         })

@@ -50,3 +50,8 @@ fn starlark_workspace_corpus() {
 fn starlark_build_corpus() {
     replay("starlark_build", entry::starlark_build);
 }
+
+#[test]
+fn www_authenticate_corpus() {
+    replay("www_authenticate", entry::www_authenticate);
+}

@@ -28,6 +28,8 @@ mod fuzz_corpus;
 mod hostile_archives;
 mod hostile_starlark;
 mod image_errors;
+mod integrity_faults;
+mod integrity_flips;
 mod integrity_heal;
 mod integrity_paths;
 mod integrity_verify;

@@ -41,7 +41,7 @@ fn a_hundred_pulls_and_fifty_pushes_succeed_through_a_faulty_proxy_and_cache_not
         return;
     }
     let registry = Registry::start();
-    let faults = Faults { drop: 0.03, truncate: 0.03, error_500: 0.02, error_429: 0.02, flip: 0.10 };
+    let faults = Faults { drop: 0.03, truncate: 0.03, error_500: 0.02, error_429: 0.02, flip: 0.10, ..Faults::NONE };
     let proxy = FaultProxy::start(registry.port, faults, 0x5eed);
     let no_creds = tempfile::tempdir().unwrap();
     let client = client(&proxy.server.host(), no_creds.path(), 12);

@@ -98,6 +98,8 @@ pub enum Reply {
     Drop,
     /// Announce the whole body but send only the first `n` bytes, then close.
     Truncate(HttpResponse, usize),
+    /// Send the first `n` bytes of the body, pause, then send the rest.
+    Stall(HttpResponse, usize, Duration),
 }
 
 type Head = (String, Vec<(String, String)>);
@@ -253,6 +255,12 @@ fn serve(stream: TcpStream, handler: &Handler) {
         }
         Reply::Truncate(response, bytes) => {
             let _ = write_response(&mut stream, &response, Some(bytes));
+        }
+        Reply::Stall(response, bytes, pause) => {
+            if write_response(&mut stream, &response, Some(bytes)).is_ok() {
+                std::thread::sleep(pause);
+                let _ = stream.write_all(&response.body[bytes.min(response.body.len())..]);
+            }
         }
         Reply::Drop => {}
     }
