@@ -58,6 +58,7 @@ mod pull;
 mod push;
 mod reference;
 mod tls;
+mod url;
 
 pub use client::{Client, ClientOptions};
 pub use credentials::Credentials;
