@@ -22,7 +22,7 @@ use crate::actions::{
     merge_env, Action, ActionContext, ActionId, ActionResult, BaseConfig, ImageRuntimeConfig, Input, LayerOutput,
     Process, ResolvedInput, RuntimeError, Stdio,
 };
-use crate::cache::{BlobRef, CanonicalJson};
+use crate::cache::{BlobRef, CanonicalJson, Digest};
 use crate::error::{Error, Result};
 use crate::oci::{Body, Compression, EntryMeta, FileSource, LayerBuilder, Origin};
 
@@ -116,6 +116,14 @@ pub enum CopyContent {
     /// `ADD` of a local tar (plain or gzip): the `index`th source unpacked
     /// into the entry's path, owners and modes as the archive has them.
     Unpack(usize),
+    /// `ADD --checksum=sha256:... URL`: the file whose digest is `digest`,
+    /// from the CAS or fetched from `url` once. The key holds the digest
+    /// only: the same bytes from another URL are the same layer.
+    Url {
+        #[serde(skip_serializing)]
+        url: String,
+        digest: Digest,
+    },
 }
 
 /// The `dockerfile_run` action.
@@ -429,7 +437,7 @@ impl DockerfileRun {
                 }
                 make_dirs(root, &entry.path, uid, gid).map_err(|message| failed(&entry.path, message))?;
                 let host = resolve_in(root, &entry.path).map_err(|message| failed(&entry.path, message))?;
-                crate::oci::unpack(
+                crate::oci::unpack_added_archive(
                     bytes.as_slice(),
                     &host,
                     &crate::oci::ExtractLimits { id_shift: ids.shift, ..Default::default() },
@@ -438,6 +446,18 @@ impl DockerfileRun {
                 continue;
             }
             if name.is_empty() {
+                continue;
+            }
+            if let CopyContent::Url { url, digest } = &entry.content {
+                let blob = ctx
+                    .registry()?
+                    .fetch_url(ctx.cas(), url, *digest)
+                    .map_err(|error| Error::from(error).context(format!("`ADD` at {}", self.spec.location)))?;
+                let blob = ctx.blob_path(&blob)?;
+                replace_with_file(&host, &blob).map_err(|message| failed(&entry.path, message))?;
+                std::os::unix::fs::chown(&host, Some(uid), Some(gid))
+                    .and_then(|()| fs::set_permissions(&host, fs::Permissions::from_mode(entry.mode)))
+                    .map_err(|error| failed(&entry.path, error.to_string()))?;
                 continue;
             }
             let existing = fs::symlink_metadata(&host).ok();
@@ -465,7 +485,7 @@ impl DockerfileRun {
                             _ => return Err(Error::internal("`dockerfile_run` lost a source input")),
                         },
                         CopyContent::Contents(text) => text.clone().into_bytes(),
-                        CopyContent::Directory | CopyContent::Unpack(_) => Vec::new(),
+                        CopyContent::Directory | CopyContent::Unpack(_) | CopyContent::Url { .. } => Vec::new(),
                     };
                     if let Some(metadata) = existing {
                         if metadata.is_dir() {
@@ -516,6 +536,17 @@ impl DockerfileRun {
             RuntimeError::Failed(error) => error,
         }
     }
+}
+
+/// Puts a copy of the file `source` at `host`, replacing a file there.
+fn replace_with_file(host: &Path, source: &Path) -> std::result::Result<(), String> {
+    if let Ok(metadata) = fs::symlink_metadata(host) {
+        if metadata.is_dir() {
+            return Err("a directory is there".to_owned());
+        }
+        fs::remove_file(host).map_err(|error| error.to_string())?;
+    }
+    fs::copy(source, host).map(drop).map_err(|error| error.to_string())
 }
 
 /// The host path of the container path `path` below `root`, symlinks in

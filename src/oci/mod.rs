@@ -4,6 +4,7 @@
 //! (`crate::actions`) call into this module; nothing else touches tar,
 //! compression or the OCI wire formats (`registry` aside).
 
+mod add_archive;
 mod archive;
 mod compress;
 mod config;
@@ -17,6 +18,7 @@ mod manifest;
 pub mod media_types;
 mod tree;
 
+pub use add_archive::{added_archive, unpack_added_archive};
 pub use archive::{write_docker_archive, write_oci_archive};
 
 pub use compress::{decoder, Compression, Compressor, GZIP_BLOCK_SIZE, GZIP_LEVEL, ZSTD_LEVEL};

@@ -67,6 +67,12 @@ pub enum RegistryError {
     #[error("Blob `{digest}` is neither in the cache nor in any known source repository, so it cannot be pushed")]
     MissingBlob { digest: Digest },
 
+    #[error("Cannot fetch `{url}`: {reason}")]
+    UrlFetch { url: String, reason: String },
+
+    #[error("`{url}` sent {size} bytes hashing to `{actual}`, not the `--checksum` `{expected}`")]
+    UrlDigestMismatch { url: String, expected: Digest, actual: Digest, size: u64 },
+
     #[error("Cannot read `{path}`: {source}")]
     Io { path: String, source: std::io::Error },
 
@@ -87,6 +93,7 @@ impl Diagnose for RegistryError {
             | Certificate { .. }
             | Tls { .. }
             | UnsafeRealm { .. }
+            | UrlFetch { .. }
             | Io { .. } => ErrorKind::Environment,
             BadReference { .. }
             | NotFound { .. }
@@ -99,7 +106,8 @@ impl Diagnose for RegistryError {
             | BadPlatform { .. }
             | DockerConfig { .. }
             | Offline { .. }
-            | MissingBlob { .. } => ErrorKind::User,
+            | MissingBlob { .. }
+            | UrlDigestMismatch { .. } => ErrorKind::User,
         }
     }
 
@@ -125,6 +133,9 @@ impl Diagnose for RegistryError {
                 "berth sends credentials only to the registry's own host or an https token server; check the registry's `auth.token.realm` (or what answers in its place)"
             }
             NoMatchingPlatform { .. } => "set `platform` to one of the available platforms",
+            UrlDigestMismatch { .. } => {
+                "nothing was cached; if the file changed on purpose, put its new sha256 in `--checksum`"
+            }
             _ => return None,
         };
         Some(hint.to_owned())

@@ -58,6 +58,7 @@ mod pull;
 mod push;
 mod reference;
 mod tls;
+mod url;
 
 pub use auth::{check_realm_of, parse_challenge, Challenge};
 pub use client::{Client, ClientOptions};

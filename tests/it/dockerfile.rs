@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
+use crate::util::http::{HttpResponse, Reply, Server};
 use crate::util::need::{skip, Need};
 use crate::util::runc::{serial, APPLETS, BUSYBOX};
 use crate::util::workspace::{copy_tree, TestWorkspace};
@@ -497,4 +498,119 @@ fn cache_mounts_persist_outside_the_image() {
     inline_case(&ws, "cached", &dockerfile("two"), "");
     let second = ws.berth(&["run", "//cases/cached:img"]);
     assert_eq!(second.success().stdout, "2\nimage\nls: /var/cache/app: No such file or directory\n");
+}
+
+/// `ADD --checksum=sha256:... URL` from an HTTP server on 127.0.0.1: the
+/// file lands with Docker's mode 0600; it is fetched once and then found in
+/// the cache by its digest (another instruction before it, or another URL
+/// for the same bytes, fetches nothing); bytes that do not match the
+/// checksum are refused and cached nowhere; a server that is down fails the
+/// build with the URL and the Dockerfile line.
+#[test]
+fn add_url_with_checksum_is_fetched_once_and_verified() {
+    if skip(NEEDS) {
+        return;
+    }
+    let _serial = serial();
+    let served: &[u8] = b"fetched over http\n";
+    let digest = berth::cache::Digest::of(served);
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let server = {
+        let requests = requests.clone();
+        Server::start(move |request| {
+            requests.lock().unwrap().push(request.path().to_owned());
+            match request.path() {
+                "/dl/tool.txt" | "/mirror/tool.txt" => Reply::Send(HttpResponse::new(200).body(served)),
+                "/moved" => Reply::Send(HttpResponse::new(307).header("Location", "/dl/tool.txt")),
+                _ => Reply::Send(HttpResponse::new(404)),
+            }
+        })
+    };
+    let url = format!("http://{}", server.host());
+    let ws = workspace();
+    let dockerfile = |before: &str, path: &str, checksum: &berth::cache::Digest| {
+        format!(
+            "FROM {BASE}\n{before}ADD --checksum={checksum} {url}{path} /opt/\n\
+             CMD [\"/bin/sh\", \"-c\", \"cat /opt/*; stat -c '%a %u:%g' /opt/*\"]\n"
+        )
+    };
+    inline_case(&ws, "url", &dockerfile("", "/dl/tool.txt", &digest), "");
+    let output = ws.berth(&["run", "//cases/url:img"]);
+    assert_eq!(output.success().stdout, "fetched over http\n600 0:0\n");
+    assert_eq!(*requests.lock().unwrap(), ["/dl/tool.txt"]);
+
+    // The ADD reruns (an instruction before it changed), the file does not
+    // come again; nor through a URL that redirects, nor from a mirror.
+    inline_case(&ws, "url", &dockerfile("RUN echo before > /before\n", "/dl/tool.txt", &digest), "");
+    let (first, _) = build(&ws, "//cases/url:img");
+    inline_case(&ws, "url", &dockerfile("RUN echo before > /before\n", "/mirror/tool.txt", &digest), "");
+    let (mirrored, ran) = build(&ws, "//cases/url:img");
+    // Only the config (its history names the URL) and the manifest.
+    assert_ne!(mirrored, first);
+    assert_eq!(ran, 2, "the same checksum is the same layer");
+    assert_eq!(*requests.lock().unwrap(), ["/dl/tool.txt"], "fetched once");
+
+    // A redirect is followed; bytes that are not the checksum's are refused.
+    let wrong = berth::cache::Digest::of(b"other bytes");
+    inline_case(&ws, "url", &dockerfile("", "/moved", &wrong), "");
+    let refused = ws.berth(&["build", "//cases/url:img"]);
+    refused.failure(1);
+    for text in ["`ADD` at cases/url/Dockerfile:2", "not the `--checksum`", &wrong.to_string(), "/moved`"] {
+        assert!(refused.stderr.contains(text), "`{text}` not in:\n{}", refused.stderr);
+    }
+    assert_eq!(*requests.lock().unwrap(), ["/dl/tool.txt", "/moved", "/dl/tool.txt"], "not retried");
+    // Nothing of it was cached: asked again, the server is asked again.
+    ws.berth(&["build", "//cases/url:img"]).failure(1);
+    assert_eq!(requests.lock().unwrap().len(), 5);
+
+    // The server down: a clear error, exit 3 (the environment's fault).
+    drop(server);
+    let other = berth::cache::Digest::of(b"never served");
+    inline_case(&ws, "url", &dockerfile("", "/dl/new.txt", &other), "");
+    let down = ws.berth(&["build", "//cases/url:img"]);
+    down.failure(3);
+    for text in ["`ADD` at cases/url/Dockerfile:2", "Cannot fetch", &format!("{url}/dl/new.txt")] {
+        assert!(down.stderr.contains(text), "`{text}` not in:\n{}", down.stderr);
+    }
+}
+
+/// `ADD` of URLs that berth will not fetch fails in analysis, at the
+/// instruction: no `--checksum`, a scheme other than http(s), a checksum
+/// that is not sha256, a checksum with two sources.
+#[test]
+fn add_urls_berth_refuses() {
+    let digest = berth::cache::Digest::of(b"x");
+    let cases: &[(&str, String, &[&str])] = &[
+        (
+            "nosum",
+            "FROM berth-df-base:v1\nADD http://127.0.0.1:9/x /x\n".to_owned(),
+            &["berth refuses without `--checksum`", "cases/nosum/Dockerfile:2:1", "ADD --checksum=sha256:"],
+        ),
+        (
+            "git",
+            format!("FROM berth-df-base:v1\nADD --checksum={digest} git@example.invalid:a/b.git /x\n"),
+            &["for anything but an http or https URL", "cases/git/Dockerfile:2:1"],
+        ),
+        (
+            "badsum",
+            "FROM berth-df-base:v1\nADD --checksum=md5:abc http://127.0.0.1:9/x /x\n".to_owned(),
+            &["`--checksum=md5:abc` is not `sha256:`", "cases/badsum/Dockerfile:2:1"],
+        ),
+        (
+            "twosrc",
+            format!("FROM berth-df-base:v1\nADD --checksum={digest} http://127.0.0.1:9/x present.txt /x/\n"),
+            &["takes exactly one source", "cases/twosrc/Dockerfile:2:1"],
+        ),
+        (
+            "noname",
+            format!("FROM berth-df-base:v1\nADD --checksum={digest} http://127.0.0.1:9/ /x/\n"),
+            &["has no file name", "cases/noname/Dockerfile:2:1"],
+        ),
+    ];
+    for (name, dockerfile, expected) in cases {
+        let stderr = failing(name, dockerfile);
+        for text in *expected {
+            assert!(stderr.contains(text), "{name}: `{text}` not in:\n{stderr}");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! layers and the instruction after substitution. Metadata instructions
 //! only change the settings the final `write_config` writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,7 @@ use crate::actions::{
 };
 use crate::analysis::rules::image_build::tags;
 use crate::analysis::{at, Analyzer, ImageInfo, PlannedContent, PlannedEntry, Provider, RunAs};
+use crate::cache::Digest;
 use crate::dockerfile::lex::{self, Vars};
 use crate::dockerfile::parse::error_at;
 use crate::dockerfile::{Args, Instruction};
@@ -200,11 +201,15 @@ fn context(analyzer: &Analyzer<'_>, target: &TargetNode, attrs: &OciDockerfileAt
 fn context_dirs(dir: &Path, relative: &str, ignore: &DockerIgnore, dirs: &mut BTreeMap<String, u32>) {
     let Ok(read) = std::fs::read_dir(dir) else { return };
     for entry in read.flatten() {
-        let Ok(name) = entry.file_name().into_string() else { continue };
-        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else { continue };
-        if !metadata.is_dir() || name == "berth-out" || name == ".git" {
+        // The type readdir gives: no stat for the files, which are most.
+        if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
             continue;
         }
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if name == "berth-out" || name == ".git" {
+            continue;
+        }
+        let Ok(metadata) = std::fs::symlink_metadata(entry.path()) else { continue };
         let path = if relative.is_empty() { name } else { format!("{relative}/{name}") };
         if ignore.excludes(&path) {
             continue;
@@ -634,10 +639,15 @@ impl Builder<'_, '_> {
         for (flag, _) in &instruction.flags {
             match flag.as_str() {
                 "chown" | "chmod" | "link" => {}
+                "checksum" if keyword == "ADD" => {}
                 other => return Err(self.error(instruction, format!("Unknown `{keyword}` flag `--{other}`"))),
             }
         }
         let OwnerFlags { ids, name: chown_name, chmod } = self.owner_flags(instruction, vars)?;
+        let checksum = match instruction.flag("checksum") {
+            Some(text) => Some(self.checksum(instruction, &self.word(instruction, text, vars)?)?),
+            None => None,
+        };
         let (uid, gid) = ids.unwrap_or((0, 0));
         let mut words = self.words(instruction, vars)?;
         if words.len() < 2 {
@@ -652,6 +662,7 @@ impl Builder<'_, '_> {
         };
         let dest_is_dir = dest.ends_with('/') || words.len() > 1;
         let dest = dest.trim_end_matches('/').to_owned();
+        let urls = self.urls(instruction, &words, checksum)?;
         let mut entries: Vec<PlannedEntry> = Vec::new();
         let entry = |path: String, content: PlannedContent, mode: u32| PlannedEntry {
             path: normalise(&path),
@@ -676,10 +687,15 @@ impl Builder<'_, '_> {
                 entries.push(entry(path, PlannedContent::Contents(body), 0o644));
                 continue;
             }
-            if keyword == "ADD" && (source.contains("://") || source.starts_with("git@")) {
-                return Err(self
-                    .error(instruction, format!("`ADD {source}` fetches from the network, which berth refuses"))
-                    .with_hint("download the file into the workspace (pinned by checksum) and `COPY` it"));
+            if let Some((url, digest)) = urls.iter().find(|(url, _)| url == source) {
+                let path = if dest_is_dir {
+                    format!("{dest}/{}", self.url_file_name(instruction, url)?)
+                } else {
+                    dest.clone()
+                };
+                // Docker gives a downloaded file mode 0600.
+                entries.push(entry(path, PlannedContent::Source(format!("url:{}:{url}", digest.hex())), 0o600));
+                continue;
             }
             let matched = self.matches(instruction, source)?;
             let single_file = matched.len() == 1 && matched[0].0.is_empty() && matched[0].1.is_some();
@@ -699,27 +715,17 @@ impl Builder<'_, '_> {
                     .permissions()
                     .mode()
                     & 0o7777;
-                let archive = if keyword == "ADD" {
-                    archive_kind(&self.analyzer.ctx.workspace_root.join(&workspace_path))
-                } else {
-                    Archive::No
-                };
-                if archive == Archive::Unpack {
-                    // Unpacked into the destination directory, whatever its
-                    // spelling.
-                    entries.push(entry(
-                        dest.clone(),
-                        PlannedContent::Source(format!("unpack:{workspace_path}")),
-                        0o755,
-                    ));
-                    continue;
-                }
-                if archive == Archive::Unsupported {
-                    return Err(self.error(
-                        instruction,
-                        format!("`ADD` of the bzip2 or xz archive `{workspace_path}` would unpack it, which berth does not support yet"),
-                    )
-                    .with_hint("unpack it with a `RUN tar -x...` step, or `COPY` it to keep it packed"));
+                // `ADD` unpacks a local tar (plain, gzip, bzip2 or xz) into the
+                // destination directory, whatever its spelling.
+                if keyword == "ADD" {
+                    let host = self.analyzer.ctx.workspace_root.join(&workspace_path);
+                    let archive = crate::oci::added_archive(&host)
+                        .map_err(|error| self.error(instruction, format!("Cannot read `{workspace_path}`: {error}")))?;
+                    if archive {
+                        let unpack = PlannedContent::Source(format!("unpack:{workspace_path}"));
+                        entries.push(entry(dest.clone(), unpack, 0o755));
+                        continue;
+                    }
                 }
                 let path = if single_file && !dest_is_dir {
                     dest.clone()
@@ -736,25 +742,28 @@ impl Builder<'_, '_> {
         entries.dedup_by(|a, b| a.path == b.path);
         let created_by = format!("/bin/sh -c #(nop) {}", instruction.text);
         let mut sources: Vec<PathBuf> = Vec::new();
+        // Source path → its index in `sources`: a directory of thousands of
+        // files must not be searched once per file.
+        let mut source_index: HashMap<String, usize> = HashMap::new();
+        let mut index_of = |path: &str| {
+            *source_index.entry(path.to_owned()).or_insert_with(|| {
+                sources.push(PathBuf::from(path));
+                sources.len() - 1
+            })
+        };
         let mut copies = Vec::new();
         for entry in entries {
             let content = match entry.content {
                 PlannedContent::Source(path) if path.starts_with("unpack:") => {
-                    let path = PathBuf::from(&path["unpack:".len()..]);
-                    let index = sources.iter().position(|known| *known == path).unwrap_or_else(|| {
-                        sources.push(path);
-                        sources.len() - 1
-                    });
-                    CopyContent::Unpack(index)
+                    CopyContent::Unpack(index_of(&path["unpack:".len()..]))
                 }
-                PlannedContent::Source(path) => {
-                    let path = PathBuf::from(path);
-                    let index = sources.iter().position(|known| *known == path).unwrap_or_else(|| {
-                        sources.push(path);
-                        sources.len() - 1
-                    });
-                    CopyContent::Source(index)
+                PlannedContent::Source(text) if text.starts_with("url:") => {
+                    let (digest, url) = text["url:".len()..].split_once(':').unwrap_or_default();
+                    let digest =
+                        Digest::parse_lenient(digest).map_err(|_| Error::internal("a planned URL lost its digest"))?;
+                    CopyContent::Url { url: url.to_owned(), digest }
                 }
+                PlannedContent::Source(path) => CopyContent::Source(index_of(&path)),
                 PlannedContent::Contents(text) => CopyContent::Contents(text),
                 PlannedContent::Directory | PlannedContent::Symlink(_) => CopyContent::Directory,
             };
@@ -779,6 +788,68 @@ impl Builder<'_, '_> {
         let action = self.analyzer.actions.add(self.target.label.clone(), Box::new(action));
         stage.layers.push((action, created_by));
         Ok(())
+    }
+
+    /// `--checksum=sha256:<hex>` of an `ADD`.
+    fn checksum(&self, instruction: &Instruction, text: &str) -> Result<Digest> {
+        text.strip_prefix("sha256:").and_then(|hex| Digest::parse_lenient(hex).ok()).ok_or_else(|| {
+            self.error(instruction, format!("`--checksum={text}` is not `sha256:` and 64 lowercase hex digits"))
+                .with_hint("`sha256sum FILE` prints the digits")
+        })
+    }
+
+    /// The URL sources of an `ADD`, each with the digest it must have:
+    /// http and https only, and only pinned by `--checksum`, which names
+    /// one URL (as BuildKit has it).
+    fn urls(
+        &self,
+        instruction: &Instruction,
+        sources: &[String],
+        checksum: Option<Digest>,
+    ) -> Result<Vec<(String, Digest)>> {
+        if instruction.keyword != "ADD" {
+            return Ok(Vec::new());
+        }
+        let remote: Vec<&String> =
+            sources.iter().filter(|source| source.contains("://") || source.starts_with("git@")).collect();
+        if let Some(source) =
+            remote.iter().find(|source| !source.starts_with("http://") && !source.starts_with("https://"))
+        {
+            return Err(self
+                .error(
+                    instruction,
+                    format!("`ADD {source}` fetches from the network, which berth refuses for anything but an http or https URL with `--checksum`"),
+                )
+                .with_hint("fetch it into the workspace and `COPY` it"));
+        }
+        match (checksum, remote.as_slice()) {
+            (None, []) => Ok(Vec::new()),
+            (None, [source, ..]) => Err(self
+                .error(
+                    instruction,
+                    format!("`ADD {source}` fetches from the network, which berth refuses without `--checksum`"),
+                )
+                .with_hint(format!(
+                    "pin the file: `ADD --checksum=sha256:<digest> {source} <dest>` (`sha256sum` prints the digest), or fetch it into the workspace and `COPY` it"
+                ))),
+            (Some(digest), [source]) if sources.len() == 1 => Ok(vec![((*source).clone(), digest)]),
+            (Some(_), _) => Err(self.error(instruction, "`ADD --checksum` takes exactly one source, an http or https URL")),
+        }
+    }
+
+    /// The file name an `ADD URL dir/` writes: the last segment of the URL's
+    /// path, as Docker names it.
+    fn url_file_name(&self, instruction: &Instruction, url: &str) -> Result<String> {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let rest = rest.split(['?', '#']).next().unwrap_or_default();
+        let path = rest.split_once('/').map_or("", |(_, path)| path);
+        let name = percent_decode(path.rsplit('/').next().unwrap_or_default());
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(self
+                .error(instruction, format!("Cannot name the file `ADD {url}` writes: its URL path has no file name"))
+                .with_hint("give the destination a file name (no trailing `/`)"));
+        }
+        Ok(name)
     }
 
     /// `COPY --from=stage src... dest`: one action reading the other stage's
@@ -852,13 +923,8 @@ impl Builder<'_, '_> {
         }
         let dirs = &self.context.dirs;
         let below = |dir: &str| -> Vec<(String, Option<String>)> {
-            let inner = |relative: &str| -> Option<String> {
-                if dir.is_empty() {
-                    Some(relative.to_owned())
-                } else {
-                    relative.strip_prefix(&format!("{dir}/")).map(str::to_owned)
-                }
-            };
+            let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+            let inner = |relative: &str| relative.strip_prefix(prefix.as_str()).map(str::to_owned);
             let mut found: Vec<(String, Option<String>)> = files
                 .iter()
                 .filter_map(|(relative, path)| inner(relative).map(|inner| (inner, Some(path.clone()))))
@@ -1126,6 +1192,30 @@ fn parse_duration(text: &str) -> Option<u64> {
     Some(total as u64)
 }
 
+/// `%xx` escapes of a URL path segment decoded; a malformed escape is kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(bytes[index]);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The context directory a COPY source names (`/src` → `src`), if it is
 /// not a glob.
 fn source_dir(source: &str) -> Option<String> {
@@ -1155,31 +1245,6 @@ fn normalise(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Archive {
-    No,
-    /// A plain or gzip tar: `ADD` unpacks it.
-    Unpack,
-    /// bzip2 or xz, which Docker unpacks and berth does not yet.
-    Unsupported,
-}
-
-/// What `ADD` does with a local file, by its first bytes as Docker decides.
-fn archive_kind(path: &Path) -> Archive {
-    use std::io::Read;
-    let mut head = [0u8; 512];
-    let Ok(mut file) = std::fs::File::open(path) else { return Archive::No };
-    let Ok(read) = file.read(&mut head) else { return Archive::No };
-    let head = &head[..read];
-    if head.starts_with(&[0x1f, 0x8b]) || (read >= 262 && &head[257..262] == b"ustar") {
-        Archive::Unpack
-    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Archive::Unsupported
-    } else {
-        Archive::No
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1201,5 +1266,12 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(normalise("/app/./b/../c//d"), "/app/c/d");
+    }
+
+    #[test]
+    fn url_path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("tool%20v1.tar.gz"), "tool v1.tar.gz");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
     }
 }
