@@ -96,7 +96,7 @@ struct FetchedManifest {
 /// and config), or an index whose entries are only described.
 #[derive(Debug, Clone)]
 pub enum PulledRoot {
-    Image(PulledImage),
+    Image(Box<PulledImage>),
     Index(PulledIndex),
 }
 
@@ -146,7 +146,7 @@ impl Client {
     ) -> Result<PulledImage, RegistryError> {
         let wanted = platform.map(manifest::parse_platform).transpose()?;
         let index = match self.resolve_root(cas, image, digest, anonymous)? {
-            PulledRoot::Image(pulled) => return Ok(pulled),
+            PulledRoot::Image(pulled) => return Ok(*pulled),
             PulledRoot::Index(index) => index,
         };
         let position = index.select(wanted.as_ref())?;
@@ -167,7 +167,7 @@ impl Client {
             Parsed::Manifest { media_type, config, layers } => {
                 let (config_ref, config_media_type) =
                     (self.fetch_blob(cas, image, &config, anonymous)?, config.media_type);
-                PulledRoot::Image(PulledImage {
+                PulledRoot::Image(Box::new(PulledImage {
                     image: image.clone(),
                     digest,
                     index: None,
@@ -178,7 +178,7 @@ impl Client {
                     layers,
                     platform: None,
                     anonymous,
-                })
+                }))
             }
             Parsed::Index { manifests, .. } => PulledRoot::Index(PulledIndex {
                 image: image.clone(),

@@ -52,7 +52,7 @@ pub fn analyze(analyzer: &mut Analyzer<'_>, target: &TargetNode, attrs: &OciPull
     let in_context = |error: RegistryError| Error::from(error).context(location.clone());
     let root = client.resolve_root(analyzer.ctx.cas, &image, digest, attrs.anonymous).map_err(in_context)?;
     let index = match root {
-        PulledRoot::Image(pulled) => return Ok(Provider::Image(image_info(analyzer, &target.label, pulled))),
+        PulledRoot::Image(pulled) => return Ok(Provider::Image(image_info(analyzer, &target.label, *pulled))),
         PulledRoot::Index(index) => index,
     };
     let position = index.select(wanted.as_ref()).map_err(in_context)?;
