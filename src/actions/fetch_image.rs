@@ -43,11 +43,11 @@ impl Action for FetchImage {
         let config = Descriptor::new(pulled.config_media_type.clone(), pulled.config);
         let client = ctx.registry()?;
         let config = client.fetch_blob(ctx.cas(), &pulled.image, &config, pulled.anonymous)?;
-        if !ctx.cas().contains(&pulled.manifest.digest) {
-            client.resolve(ctx.cas(), &pulled.image, pulled.digest, None, pulled.anonymous)?;
-        }
+        // By its own digest: resolving the pinned digest again would pick
+        // the host's image of an index, not necessarily this one.
+        let manifest = client.fetch_manifest(ctx.cas(), &pulled.image, pulled.manifest, pulled.anonymous)?;
         let image = ImageOutput {
-            manifest: pulled.manifest,
+            manifest,
             config,
             media_type: pulled.manifest_media_type.clone(),
             layers: None,

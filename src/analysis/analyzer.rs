@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::actions::{ActionGraph, ActionId, ImportTar, PackLayer};
 use crate::analysis::rules;
+use crate::analysis::rules::PulledIndexBase;
 use crate::analysis::{FilesInfo, LayerInfo, PlannedContent, PlannedEntry, Provider};
 use crate::cache::Cas;
 use crate::error::{Error, Result};
@@ -57,6 +58,7 @@ pub fn analyze(ctx: &AnalysisContext<'_>, labels: &[Label]) -> Result<Analysis> 
         // Loading learnt each source's execute bit.
         executable: ctx.graph.source_files().map(|source| (source.path.clone(), source.executable)).collect(),
         pulled: Vec::new(),
+        pulled_indexes: HashMap::new(),
     };
     // Dependencies first, so each rule finds its deps' providers ready.
     for target in ctx.graph.dependency_order(labels) {
@@ -93,6 +95,9 @@ pub struct Analyzer<'a> {
     /// Whether a source file has an execute bit, by workspace path.
     executable: FxHashMap<String, bool>,
     pub pulled: Vec<PulledImage>,
+    /// Pulls whose digest names an index, for `base_index` and `platform`
+    /// picks of the images built on them.
+    pub pulled_indexes: HashMap<Label, PulledIndexBase>,
 }
 
 impl Analyzer<'_> {

@@ -66,7 +66,7 @@ pub use credentials::Credentials;
 pub use error::RegistryError;
 pub use handle::RegistryHandle;
 pub use manifest::{parse_platform, platform_satisfies, ACCEPT, MAX_MANIFEST_SIZE};
-pub use pull::PulledImage;
+pub use pull::{PulledImage, PulledIndex, PulledRoot};
 pub use push::{BlobSources, PushOutcome, PushRequest};
 pub use reference::{ImageRef, Reference, DOCKER_HUB};
 pub use tls::{env_key as tls_env_key, env_variable as tls_env_variable};

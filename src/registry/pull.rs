@@ -92,6 +92,45 @@ struct FetchedManifest {
     content_type: Option<String>,
 }
 
+/// What a pinned digest names, resolved into the CAS: an image (manifest
+/// and config), or an index whose entries are only described.
+#[derive(Debug, Clone)]
+pub enum PulledRoot {
+    Image(Box<PulledImage>),
+    Index(PulledIndex),
+}
+
+/// A pinned index: the index manifest is in the CAS, none of its images is
+/// fetched until [`Client::resolve_entry`] picks one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledIndex {
+    pub image: ImageRef,
+    /// The pinned digest, of the index.
+    pub digest: Digest,
+    pub blob: BlobRef,
+    /// The index's `manifests`, in its order.
+    pub entries: Vec<Descriptor>,
+    pub anonymous: bool,
+}
+
+impl PulledIndex {
+    /// The position of the image for `wanted` (default the host's platform);
+    /// the error lists the platforms there are.
+    pub fn select(&self, wanted: Option<&Platform>) -> Result<usize, RegistryError> {
+        let wanted = wanted.cloned().unwrap_or_else(Platform::host);
+        let entry = manifest::select_platform(&self.entries, &wanted).map_err(|available| {
+            RegistryError::NoMatchingPlatform {
+                repository: self.image.to_string(),
+                digest: self.digest,
+                platform: wanted.to_string(),
+                available,
+            }
+        })?;
+        let position = self.entries.iter().position(|candidate| std::ptr::eq(candidate, entry));
+        Ok(position.expect("`select_platform` picks one of the entries"))
+    }
+}
+
 impl Client {
     /// Resolves a pinned image: puts its manifest (and index) and config in
     /// the CAS and describes its layers. No network access when they are
@@ -106,23 +145,61 @@ impl Client {
         anonymous: bool,
     ) -> Result<PulledImage, RegistryError> {
         let wanted = platform.map(manifest::parse_platform).transpose()?;
-        let (root, parsed) = self.manifest_blob(cas, image, digest, None, anonymous)?;
-        let (index, manifest, parsed, platform) = match parsed {
-            Parsed::Manifest { .. } => (None, root, parsed, None),
-            Parsed::Index { manifests, .. } => {
-                let wanted = wanted.unwrap_or_else(Platform::host);
-                let entry = manifest::select_platform(&manifests, &wanted).map_err(|available| {
-                    RegistryError::NoMatchingPlatform {
-                        repository: image.to_string(),
-                        digest,
-                        platform: wanted.to_string(),
-                        available,
-                    }
-                })?;
-                let (child, parsed) = self.manifest_blob(cas, image, entry.digest, Some(entry.size), anonymous)?;
-                (Some(root), child, parsed, entry.platform.clone())
-            }
+        let index = match self.resolve_root(cas, image, digest, anonymous)? {
+            PulledRoot::Image(pulled) => return Ok(*pulled),
+            PulledRoot::Index(index) => index,
         };
+        let position = index.select(wanted.as_ref())?;
+        self.resolve_entry(cas, &index, position)
+    }
+
+    /// Resolves what a pinned digest names: an image, as [`Client::resolve`]
+    /// does, or an index, of which only the index manifest is fetched.
+    pub fn resolve_root(
+        &self,
+        cas: &Cas,
+        image: &ImageRef,
+        digest: Digest,
+        anonymous: bool,
+    ) -> Result<PulledRoot, RegistryError> {
+        let (root, parsed) = self.manifest_blob(cas, image, digest, None, anonymous)?;
+        Ok(match parsed {
+            Parsed::Manifest { media_type, config, layers } => {
+                let (config_ref, config_media_type) =
+                    (self.fetch_blob(cas, image, &config, anonymous)?, config.media_type);
+                PulledRoot::Image(Box::new(PulledImage {
+                    image: image.clone(),
+                    digest,
+                    index: None,
+                    manifest: root,
+                    manifest_media_type: media_type,
+                    config: config_ref,
+                    config_media_type,
+                    layers,
+                    platform: None,
+                    anonymous,
+                }))
+            }
+            Parsed::Index { manifests, .. } => PulledRoot::Index(PulledIndex {
+                image: image.clone(),
+                digest,
+                blob: root,
+                entries: manifests,
+                anonymous,
+            }),
+        })
+    }
+
+    /// Resolves the `position`-th image of a pulled index: its manifest
+    /// (checked against the entry's digest and size) and config.
+    pub fn resolve_entry(&self, cas: &Cas, index: &PulledIndex, position: usize) -> Result<PulledImage, RegistryError> {
+        let image = &index.image;
+        let entry = index.entries.get(position).ok_or_else(|| RegistryError::BadManifest {
+            repository: image.to_string(),
+            digest: index.digest,
+            reason: format!("no entry {position}: the index has {}", index.entries.len()),
+        })?;
+        let (manifest, parsed) = self.manifest_blob(cas, image, entry.digest, Some(entry.size), index.anonymous)?;
         let Parsed::Manifest { media_type, config, layers } = parsed else {
             return Err(RegistryError::BadManifest {
                 repository: image.to_string(),
@@ -130,19 +207,32 @@ impl Client {
                 reason: "an index entry names another index, not an image manifest".to_owned(),
             });
         };
-        let config_ref = self.fetch_blob(cas, image, &config, anonymous)?;
+        let config_ref = self.fetch_blob(cas, image, &config, index.anonymous)?;
         Ok(PulledImage {
             image: image.clone(),
-            digest,
-            index,
+            digest: index.digest,
+            index: Some(index.blob),
             manifest,
             manifest_media_type: media_type,
             config: config_ref,
             config_media_type: config.media_type,
             layers,
-            platform,
-            anonymous,
+            platform: entry.platform.clone(),
+            anonymous: index.anonymous,
         })
+    }
+
+    /// Puts a manifest already resolved once back in the CAS (after a
+    /// `berth cache gc`), checked against its digest and size.
+    pub fn fetch_manifest(
+        &self,
+        cas: &Cas,
+        image: &ImageRef,
+        manifest: BlobRef,
+        anonymous: bool,
+    ) -> Result<BlobRef, RegistryError> {
+        let (blob, _) = self.manifest_blob(cas, image, manifest.digest, Some(manifest.size), anonymous)?;
+        Ok(blob)
     }
 
     /// Resolves a tag (or checks a digest): with the mirrors first, as the

@@ -56,6 +56,19 @@ fn manifest_of(workspace: &TestWorkspace, dir: &str) -> Value {
     serde_json::from_str(&run("skopeo", &["inspect", "--raw", &layout])).unwrap()
 }
 
+/// The layout `berth-out/<dir>` unpacked by umoci (after skopeo tags a
+/// copy: umoci names images by tag, and an untagged target's layout has
+/// none); the rootfs is `<returned dir>/bundle/rootfs`.
+fn unpacked(workspace: &TestWorkspace, dir: &str) -> tempfile::TempDir {
+    let unpacked = tempfile::tempdir().unwrap();
+    let plain = workspace.path(&format!("berth-out/{dir}")).display().to_string();
+    let tagged = unpacked.path().join("tagged").display().to_string();
+    run("skopeo", &["copy", &format!("oci:{plain}"), &format!("oci:{tagged}:latest")]);
+    let bundle = unpacked.path().join("bundle").display().to_string();
+    run("umoci", &["unpack", "--rootless", "--image", &format!("{tagged}:latest"), &bundle]);
+    unpacked
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value.as_array().unwrap_or(&Vec::new()).iter().map(|item| item.as_str().unwrap().to_owned()).collect()
 }
@@ -408,7 +421,7 @@ fn buildstream_images_take_platforms_os_fields_and_a_parent_by_index() {
     let config = layout_blob(&workspace, "images/app", &app["config"]["digest"]);
     assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some("arm64")));
     assert_eq!(config["variant"], "v8");
-    assert_eq!(app["layers"].as_array().unwrap().len(), 2, "the parent's layer and its own");
+    assert_eq!(app["layers"].as_array().unwrap().len(), 3, "the parent's two layers and its own");
     assert_eq!(app["layers"][0], arm64["layers"][0]);
     // Picked by platform instead: the same config.
     let by_platform = layout_root(&workspace, "images/app_by_platform");
@@ -690,4 +703,202 @@ fn buildstream_docker_mode_writes_one_image_per_platform() {
         run("docker", &["load", "-i", &archive]);
         let _ = std::process::Command::new("docker").args(["rmi", "-f", "images/base:latest"]).output();
     }
+}
+
+/// The vinci workspace with the pinned busybox-static `.deb` in `//debs`;
+/// `None` (after a SKIP) without the fetched `.deb` files or the tools.
+fn vinci_with_deb() -> Option<TestWorkspace> {
+    if skip(&[Need::Debs, Need::Skopeo, Need::Umoci]) {
+        return None;
+    }
+    let workspace = vinci();
+    let deb = "busybox-static_1.35.0-4+deb12u1+b1_amd64.deb";
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("third_party/debs").join(deb);
+    // Copied, not linked: a new link changes the inode's ctime.
+    std::fs::copy(source, workspace.path(&format!("debs/{deb}"))).unwrap();
+    Some(workspace)
+}
+
+#[test]
+fn a_deb_layer_merges_into_one_layer_with_later_entries_winning() {
+    let Some(workspace) = vinci_with_deb() else { return };
+    let targets = ["//debs:hello_image", "//debs:package_last_image"];
+    let out = workspace.berth(&["build", targets[0], targets[1]]);
+    out.success();
+    for dir in ["debs/hello_image", "debs/package_last_image"] {
+        assert_eq!(manifest_of(&workspace, dir)["layers"].as_array().unwrap().len(), 1, "{dir}: one layer");
+    }
+
+    // The package first, the file spec last: the file spec's copyright.
+    let hello = unpacked(&workspace, "debs/hello_image");
+    let rootfs = hello.path().join("bundle/rootfs");
+    let copyright = "usr/share/doc/busybox-static/copyright";
+    use std::os::unix::fs::PermissionsExt;
+    let busybox = std::fs::metadata(rootfs.join("bin/busybox")).unwrap();
+    assert!(busybox.len() > 1_000_000, "the .deb's busybox: {} bytes", busybox.len());
+    assert_eq!(busybox.permissions().mode() & 0o777, 0o755);
+    assert!(rootfs.join("usr/share/doc/busybox-static/examples/mdev.conf").is_file(), "the rest of the .deb");
+    assert_eq!(std::fs::read_to_string(rootfs.join(copyright)).unwrap(), "replaced by a later entry\n");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("hello/message.txt")).unwrap(),
+        "Hello from a .deb and a file spec!\n"
+    );
+    assert_eq!(std::fs::read_link(rootfs.join("bin/cat")).unwrap(), Path::new("busybox"));
+
+    // The other order: the package's own copyright.
+    let package_last = unpacked(&workspace, "debs/package_last_image");
+    let rootfs = package_last.path().join("bundle/rootfs");
+    let copyright = std::fs::read_to_string(rootfs.join(copyright)).unwrap();
+    assert!(copyright.contains("Debian"), "{copyright}");
+    assert!(rootfs.join("hello/message.txt").is_file());
+
+    // Reproducible: the same digests from another checkout.
+    let again = vinci_with_deb().expect("the first one found the .deb");
+    let second = again.berth(&["build", targets[0], targets[1]]);
+    second.success();
+    assert_eq!(out.stdout, second.stdout);
+
+    if !skip(CONTAINER) {
+        let _serial = crate::util::runc::serial();
+        let run = workspace.berth(&["run", targets[0]]);
+        run.success();
+        assert_eq!(run.stdout, "Hello from a .deb and a file spec!\n");
+    }
+}
+
+/// The BuildStream workspace with `//images:base` pushed to `registry`
+/// and `//pulled` pinned to it; returns the pushed index digest.
+fn buildstream_with_pushed_base(registry: &Registry) -> (TestWorkspace, String) {
+    let workspace = peer("buildstream");
+    let host = registry.host();
+    workspace.file(
+        "WORKSPACE.star",
+        &format!("workspace(name = \"buildstream_peer\")\nregistry(\"{host}\", insecure = True)\n"),
+    );
+    let repository = format!("{host}/buildstream/base");
+    let push = workspace.berth(&["push", "//images:base", "--repository", &repository, "--tag", "v1"]);
+    push.success();
+    let digest = push.stdout.trim().to_owned();
+    let build = std::fs::read_to_string(workspace.path("pulled/BUILD.star")).unwrap();
+    let pinned =
+        build.lines().find_map(|line| line.trim().strip_prefix("digest = \"")).unwrap().trim_end_matches("\",");
+    assert_eq!(
+        pinned, digest,
+        "berth's index is reproducible: update the digest pinned in tests/migration/buildstream/pulled/BUILD.star"
+    );
+    workspace.file("pulled/BUILD.star", &build.replace("localhost:5000", &host));
+    (workspace, digest)
+}
+
+#[test]
+fn buildstream_parent_by_index_from_a_pulled_index() {
+    if skip(&[Need::Registry, Need::Skopeo, Need::Umoci]) {
+        return;
+    }
+    let registry = Registry::start();
+    let (mut workspace, digest) = buildstream_with_pushed_base(&registry);
+    let reference = format!("docker://{}/buildstream/base@{digest}", registry.host());
+    let index: Value =
+        serde_json::from_str(&run("skopeo", &["inspect", "--tls-verify=false", "--raw", &reference])).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let entry = |position: usize| -> Value {
+        let reference =
+            format!("docker://{}/buildstream/base@{}", registry.host(), entries[position]["digest"].as_str().unwrap());
+        serde_json::from_str(&run("skopeo", &["inspect", "--tls-verify=false", "--raw", &reference])).unwrap()
+    };
+    let (amd64, arm64) = (entry(0), entry(1));
+
+    // A cache of its own: nothing but what the pulls fetch.
+    workspace.env("BERTH_CACHE_DIR", workspace.path(".fresh-cache").to_str().unwrap());
+    let in_cache = |digest: &Value| {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+        workspace.path(&format!(".fresh-cache/cas/sha256/{hex}")).is_file()
+    };
+    workspace.berth(&["build", "//pulled:app", "//pulled:app_by_platform"]).success();
+
+    let app = manifest_of(&workspace, "pulled/app");
+    let config = config_of(&workspace, "pulled/app");
+    assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some("arm64")));
+    assert_eq!(config["variant"], "v8");
+    let layers = app["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "the parent's two layers and its own");
+    assert_eq!(layers[..2], arm64["layers"].as_array().unwrap()[..], "the second image's layers, as pushed");
+    assert_eq!(
+        manifest_of(&workspace, "pulled/app_by_platform")["config"],
+        app["config"],
+        "picked by platform: the same"
+    );
+    // The picked image's manifest and config were fetched; no layer was.
+    assert!(in_cache(&entries[1]["digest"]) && in_cache(&arm64["config"]["digest"]));
+    for layer in amd64["layers"].as_array().unwrap().iter().chain(arm64["layers"].as_array().unwrap()) {
+        assert!(!in_cache(&layer["digest"]), "layer {} fetched by a build", layer["digest"]);
+    }
+
+    // Exporting needs every byte of the picked image, and only of it.
+    let archive = workspace.path("app.oci.tar").display().to_string();
+    workspace.berth(&["export", "//pulled:app", "--format", "oci-archive", "-o", &archive]).success();
+    for layer in arm64["layers"].as_array().unwrap() {
+        assert!(in_cache(&layer["digest"]), "layer {} of the picked image", layer["digest"]);
+    }
+    let amd64_only = &amd64["layers"].as_array().unwrap()[1];
+    assert_ne!(amd64_only["digest"], arm64["layers"][1]["digest"]);
+    assert!(!in_cache(&amd64_only["digest"]), "a layer of the image not picked was fetched");
+    let unpacked = tempfile::tempdir().unwrap();
+    let tagged = unpacked.path().join("tagged").display().to_string();
+    run("skopeo", &["copy", &format!("oci-archive:{archive}"), &format!("oci:{tagged}:latest")]);
+    let bundle = unpacked.path().join("bundle");
+    run("umoci", &["unpack", "--rootless", "--image", &format!("{tagged}:latest"), &bundle.display().to_string()]);
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/image-arch")).unwrap(), "arm64\n");
+    assert_eq!(std::fs::read_to_string(rootfs.join("etc/os-release")).unwrap(), "ID=buildstream-peer\n");
+    assert!(rootfs.join("app/README").is_file());
+
+    // `image: 0` keeps the first image's `os.version` and `os.features`.
+    workspace.berth(&["build", "//pulled:app_on_first"]).success();
+    let config = config_of(&workspace, "pulled/app_on_first");
+    assert_eq!(config["architecture"], "amd64");
+    assert_eq!(config["os.version"], "6.1");
+    assert_eq!(manifest_of(&workspace, "pulled/app_on_first")["layers"][1], amd64["layers"][1]);
+}
+
+#[test]
+fn base_index_on_a_pulled_base_is_refused_where_it_picks_nothing() {
+    if skip(&[Need::Registry]) {
+        return;
+    }
+    let registry = Registry::start();
+    let (workspace, digest) = buildstream_with_pushed_base(&registry);
+    let repository = format!("{}/buildstream/base", registry.host());
+    workspace.berth(&["build", "//images:base"]).success();
+    let arm64 = layout_root(&workspace, "images/base")["manifests"][1]["digest"].as_str().unwrap().to_owned();
+    workspace.file(
+        "bad/BUILD.star",
+        &format!(
+            "oci_pull_image(name = \"index\", repository = \"{repository}\", digest = \"{digest}\")\n\
+             oci_pull_image(name = \"arm\", repository = \"{repository}\", digest = \"{digest}\", platform = \"linux/arm64\")\n\
+             oci_image_build(name = \"out_of_range\", base = \":index\", base_index = 2)\n\
+             oci_image_build(name = \"contradiction\", base = \":index\", base_index = 1, platform = \"linux/amd64\")\n\
+             oci_image_build(name = \"on_a_pick\", base = \":arm\", base_index = 0)\n\
+             oci_image_build(name = \"no_such_platform\", base = \":index\", platform = \"linux/s390x\")\n\
+             oci_pull_image(name = \"single\", repository = \"{repository}\", digest = \"{arm64}\")\n\
+             oci_image_build(name = \"on_an_image\", base = \":single\", base_index = 0)\n"
+        ),
+    );
+    let fails = |target: &str, needle: &str, line: u32| {
+        let out = workspace.berth(&["build", target]);
+        out.failure(1);
+        assert!(out.stderr.contains(needle), "{target}: {}", out.stderr);
+        assert!(out.stderr.contains(&format!("bad/BUILD.star:{line}:1")), "{target}: {}", out.stderr);
+        assert!(!workspace.path(&format!("berth-out/bad/{}", &target[6..])).exists(), "nothing half-written");
+    };
+    fails("//bad:out_of_range", "`2` is not an image of `//bad:index`, which has 2", 3);
+    fails(
+        "//bad:contradiction",
+        "`linux/amd64` contradicts `base_index = 1`, which picks `linux/arm64/v8` of `//bad:index`",
+        4,
+    );
+    fails("//bad:on_a_pick", "`base` `//bad:arm` is the image its `platform = \"linux/arm64\"` picks, not an index", 5);
+    fails("//bad:no_such_platform", "the index `//bad:index` has no image for `linux/s390x`", 6);
+    fails("//bad:on_an_image", "`base` `//bad:single` is an image, not an index", 8);
 }

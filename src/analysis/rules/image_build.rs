@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::actions::{ActionId, ConfigLayer, WriteConfig, WriteManifest};
 use crate::analysis::layer_contents::attr_error;
+use crate::analysis::rules::pull_image;
 use crate::analysis::{
     at, created_by, key_values, shared, Analyzer, ImageInfo, LayerInfo, PlannedContent, PlannedEntry, Provider, RunAs,
 };
@@ -197,7 +198,7 @@ fn wanted_platform(target: &TargetNode, attrs: &OciImageBuildAttrs) -> Result<Op
 }
 
 fn base_image(
-    analyzer: &Analyzer<'_>,
+    analyzer: &mut Analyzer<'_>,
     target: &TargetNode,
     attrs: &OciImageBuildAttrs,
     wanted: Option<&Platform>,
@@ -222,20 +223,31 @@ fn base_image(
             platform,
         });
     }
-    let image = match analyzer.provider(label)? {
-        Provider::Image(image) => {
-            if attrs.base_index.is_some() {
-                return Err(attr_error(target, "base_index", &format!("`base` `{label}` is an image, not an index")));
+    let image = match pulled_index_pick(analyzer, target, attrs, wanted)? {
+        Some(image) => image,
+        None => match analyzer.provider(label)? {
+            Provider::Image(image) => {
+                if attrs.base_index.is_some() {
+                    return Err(attr_error(
+                        target,
+                        "base_index",
+                        &format!("`base` `{label}` is an image, not an index"),
+                    ));
+                }
+                image.clone()
             }
-            image
-        }
-        Provider::Index(index) => pick_from_index(target, attrs, &index.images, wanted)?,
-        other => {
-            return Err(at(
-                target,
-                format!("`base` of `{}` is `{label}`, which is {}, not an image", target.label, other.describe()),
-            ))
-        }
+            Provider::Index(index) => {
+                let platforms: Vec<Option<Platform>> =
+                    index.images.iter().map(|image| image.platform.clone()).collect();
+                index.images[pick_position(target, attrs, &platforms, wanted)?].clone()
+            }
+            other => {
+                return Err(at(
+                    target,
+                    format!("`base` of `{}` is `{label}`, which is {}, not an image", target.label, other.describe()),
+                ))
+            }
+        },
     };
     if let (Some(wanted), Some(platform)) = (wanted, &image.platform) {
         if !platform_satisfies(platform, wanted) {
@@ -249,46 +261,92 @@ fn base_image(
     }
     Ok(Base {
         image: Some(image.image),
-        layer_blobs: image.layer_blobs.clone(),
+        layer_blobs: image.layer_blobs,
         os: None,
         architecture: None,
         variant: None,
-        platform: image.platform.clone(),
+        platform: image.platform,
     })
 }
 
-/// The image of an index `base`: `base_index = N` (BuildStream's
-/// `parent: image: N`), else the one whose platform is `platform`.
-fn pick_from_index<'i>(
+/// The image picked by `base_index` or `platform` from a pulled index
+/// `base`; `None` when the base is no pulled index or nothing picks (the
+/// pull's own image then is the base).
+fn pulled_index_pick(
+    analyzer: &mut Analyzer<'_>,
     target: &TargetNode,
     attrs: &OciImageBuildAttrs,
-    images: &'i [ImageInfo],
     wanted: Option<&Platform>,
-) -> Result<&'i ImageInfo> {
+) -> Result<Option<ImageInfo>> {
     let label = &attrs.base;
-    if let Some(index) = attrs.base_index {
-        return usize::try_from(index).ok().and_then(|index| images.get(index)).ok_or_else(|| {
-            attr_error(
+    let Some(pulled) = analyzer.pulled_indexes.get(label) else { return Ok(None) };
+    if let Some(platform) = &pulled.platform {
+        if attrs.base_index.is_some() {
+            return Err(attr_error(
                 target,
                 "base_index",
-                &format!("`{index}` is not an image of `{label}`, which has {}", images.len()),
+                &format!("`base` `{label}` is the image its `platform = \"{platform}\"` picks, not an index"),
             )
-            .with_hint("`base_index` counts the index's `images` from 0")
-        });
+            .with_hint(format!("drop `platform` from `{label}` to pick with `base_index`")));
+        }
+        // The pull's own image is the base; `platform` is checked against it.
+        return Ok(None);
+    }
+    if attrs.base_index.is_none() && wanted.is_none() {
+        return Ok(None);
+    }
+    let position = pick_position(target, attrs, &pulled.platforms(), wanted)?;
+    Ok(Some(pull_image::pick(analyzer, label, position)?))
+}
+
+/// Which image of an index `base` to build on: `base_index = N`
+/// (BuildStream's `parent: image: N`), else the one whose platform is
+/// `platform`. `platforms` are the index's images' platforms, in order.
+fn pick_position(
+    target: &TargetNode,
+    attrs: &OciImageBuildAttrs,
+    platforms: &[Option<Platform>],
+    wanted: Option<&Platform>,
+) -> Result<usize> {
+    let label = &attrs.base;
+    if let Some(index) = attrs.base_index {
+        let position = usize::try_from(index).ok().filter(|position| *position < platforms.len());
+        let Some(position) = position else {
+            return Err(attr_error(
+                target,
+                "base_index",
+                &format!("`{index}` is not an image of `{label}`, which has {}", platforms.len()),
+            )
+            .with_hint("`base_index` counts the index's `images` from 0"));
+        };
+        if let (Some(wanted), Some(platform)) = (wanted, &platforms[position]) {
+            if !platform_satisfies(platform, wanted) {
+                return Err(attr_error(
+                    target,
+                    "platform",
+                    &format!("`{wanted}` contradicts `base_index = {index}`, which picks `{platform}` of `{label}`"),
+                )
+                .with_hint("pick the image once: `base_index` or `platform`"));
+            }
+        }
+        return Ok(position);
     }
     let Some(wanted) = wanted else {
         return Err(at(target, format!("`base` of `{}` is the image index `{label}`", target.label))
             .with_hint("pick one of its images with `platform = \"os/arch\"` or `base_index = N`"));
     };
-    images
-        .iter()
-        .find(|image| image.platform.as_ref().is_some_and(|platform| platform_satisfies(platform, wanted)))
-        .ok_or_else(|| {
-            let known: Vec<String> =
-                images.iter().filter_map(|image| image.platform.as_ref().map(|p| format!("`{p}`"))).collect();
+    platforms.iter().position(|platform| platform.as_ref().is_some_and(|p| platform_satisfies(p, wanted))).ok_or_else(
+        || {
+            let known: Vec<String> = platforms
+                .iter()
+                .flatten()
+                .filter(|platform| platform.os != "unknown")
+                .map(|platform| format!("`{platform}`"))
+                .collect();
             attr_error(target, "platform", &format!("the index `{label}` has no image for `{wanted}`"))
                 .with_hint(format!("its images are {}", known.join(", ")))
-        })
+        },
+    )
 }
 
 /// A `packages` or `layers` item as a layer.

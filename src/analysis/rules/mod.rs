@@ -13,6 +13,8 @@ mod oci_layer;
 mod push_load;
 mod pull_image;
 
+pub use pull_image::PulledIndexBase;
+
 use crate::analysis::{Analyzer, Provider};
 use crate::error::Result;
 use crate::graph::{RuleAttrs, TargetNode};
