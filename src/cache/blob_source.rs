@@ -13,7 +13,7 @@ pub trait BlobSource: Send + Sync {
     /// server, corrupt, or the server down); nothing of those is in `cas`.
     fn fetch(&self, blobs: &[BlobRef], cas: &Cas) -> Vec<Digest>;
 
-    /// Whether a fetch of `digest` failed during this session: the action
-    /// that produced it must run again locally.
+    /// Whether a fetch of `digest` failed, or would, during this session:
+    /// the action that produced it must run again locally.
     fn is_lost(&self, digest: &Digest) -> bool;
 }

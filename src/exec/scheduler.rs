@@ -175,7 +175,9 @@ impl Drop for SlotGuard<'_> {
 
 /// Workers per job when a remote cache is set: a worker mostly waits for
 /// a lookup's round trips, so more of them keep more lookups in flight.
-const LOOKUPS_PER_JOB: usize = 8;
+/// Each lookup makes up to two calls at once; servers limit concurrent
+/// calls (BuildGrid: 5 per core), and one refused opens the breaker.
+const LOOKUPS_PER_JOB: usize = 2;
 
 /// The actions a run visits, in dependency order, with their edges.
 struct Plan {
@@ -559,6 +561,14 @@ impl Executor<'_> {
         // asked for yet; one the remote failed to serve is.
         let remote = self.settings.remote.as_ref();
         let lost = |digest: &Digest| !self.cache.cas.contains(digest) && remote.is_none_or(|r| r.is_lost(digest));
+        let any_lost = keyed.deps.iter().any(|(_, done)| done.output.blob_refs().any(|blob| lost(&blob.digest)));
+        if let Some(remote) = remote.filter(|_| may_retry && any_lost) {
+            // Other input blobs may be lost too: find out now (the retry
+            // would fetch them anyway), so that one retry suffices.
+            let inputs: Vec<BlobRef> =
+                keyed.deps.iter().flat_map(|(_, done)| done.output.blob_refs().copied()).collect();
+            remote.fetch(&inputs, &self.cache.cas);
+        }
         let mut damaged: Vec<usize> = keyed
             .deps
             .iter()

@@ -34,9 +34,10 @@ use crate::workspace::RemoteCacheUrl;
 /// The deadline of one remote call (and of each message of a transfer).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(3);
 
-/// ByteStream reads at once: enough to fill the link, few enough that a
-/// small server is not swamped.
-const STREAMS_IN_FLIGHT: usize = 8;
+/// Reads at once (batches and ByteStream streams): enough to fill the
+/// link, few enough to stay under a small server's concurrent-call limit
+/// (BuildGrid's default is 5 per core).
+const READS_IN_FLIGHT: usize = 4;
 
 /// What the remote cache did during a build.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -339,8 +340,9 @@ impl BlobSource for RemoteCache {
         known_lost.into_iter().chain(digests).collect()
     }
 
+    /// Once the breaker is open every blob still on the server is lost.
     fn is_lost(&self, digest: &Digest) -> bool {
-        self.inner.lost.lock().expect("lost lock").contains(digest)
+        self.inner.broken.load(Ordering::Relaxed) || self.inner.lost.lock().expect("lost lock").contains(digest)
     }
 }
 
@@ -540,24 +542,28 @@ impl Inner {
     ) -> Result<(u64, Vec<(Digest, String)>), RemoteError> {
         let (small, large): (Vec<BlobRef>, Vec<BlobRef>) =
             wanted.iter().copied().partition(|blob| blob.size <= capabilities.batch_limit / 4);
-        let mut tasks = Vec::new();
-        for batch in batches(&small, capabilities.batch_limit) {
-            let (client, cas, batch) = (grpc.client.clone(), cas.clone(), batch.to_vec());
-            tasks.push(tokio::spawn(async move { read_batch(&client, &batch, &cas).await }));
-        }
+        let reads: Vec<Vec<BlobRef>> = batches(&small, capabilities.batch_limit)
+            .into_iter()
+            .map(<[BlobRef]>::to_vec)
+            .chain(large.into_iter().map(|blob| vec![blob]))
+            .collect();
         let mut outcomes = Vec::new();
-        for wave in large.chunks(STREAMS_IN_FLIGHT) {
-            for blob in wave {
-                let (client, cas, blob) = (grpc.client.clone(), cas.clone(), *blob);
-                tasks.push(tokio::spawn(async move { read_large(&client, blob, &cas).await.map(|one| vec![one]) }));
+        for wave in reads.chunks(READS_IN_FLIGHT) {
+            let mut tasks = Vec::new();
+            for read in wave {
+                let (client, cas, read, batched) =
+                    (grpc.client.clone(), cas.clone(), read.clone(), read[0].size <= capabilities.batch_limit / 4);
+                tasks.push(tokio::spawn(async move {
+                    if batched {
+                        read_batch(&client, &read, &cas).await
+                    } else {
+                        read_large(&client, read[0], &cas).await.map(|one| vec![one])
+                    }
+                }));
             }
-            // Batches go with the first wave; later waves wait for a free stream.
-            for task in tasks.drain(..) {
+            for task in tasks {
                 outcomes.extend(task.await.map_err(|error| grpc.client.unavailable(error))??);
             }
-        }
-        for task in tasks {
-            outcomes.extend(task.await.map_err(|error| grpc.client.unavailable(error))??);
         }
         let mut downloaded = 0;
         let mut lost = Vec::new();
@@ -878,6 +884,7 @@ mod tests {
         let warnings = remote.take_warnings();
         assert!(warnings.len() == 1 && warnings[0].contains("building without the remote cache"), "{warnings:?}");
         assert!(remote.lookup(&key_json(1), &cas).is_none(), "the breaker is open");
+        assert!(remote.is_lost(&result.blobs["config"].digest), "with the breaker open every remote blob is lost");
     }
 
     #[test]
