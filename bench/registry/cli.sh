@@ -30,47 +30,18 @@ have_buildah=false
 command -v buildah >/dev/null && have_buildah=true
 # shellcheck source=bench/common.sh
 source "$repo/bench/common.sh"
+# shellcheck source=bench/registry/common.sh
+source "$repo/bench/registry/common.sh"
 
 rm -rf "$work"
 mkdir -p "$work/ws"
-# Each registry's pid is kept in a file: start_registry runs in a command
-# substitution's subshell, where a variable set would be lost.
 cleanup() {
-    for pid in "$work"/registries/*/pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
+    stop_registries
     # Images a failed run left behind (each run removes its own).
     if $have_buildah && [ -f "$work/buildah.ids" ]; then xargs -r buildah rmi -f <"$work/buildah.ids" >/dev/null 2>&1 || true; fi
     return 0
 }
 trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# start_registry NAME: a fresh registry; prints its host:port.
-start_registry() {
-    local dir="$work/registries/$1" port
-    port=$(free_port)
-    mkdir -p "$dir"
-    cat >"$dir/config.yml" <<YAML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $dir/storage
-http:
-  addr: 127.0.0.1:$port
-  secret: berth-bench
-YAML
-    # Its access log (on by default) gives the bytes a pull fetched.
-    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    echo $! >"$dir/pid"
-    for _ in $(seq 100); do
-        python3 -c 'import sys, urllib.request; urllib.request.urlopen("http://%s/v2/" % sys.argv[1])' "127.0.0.1:$port" \
-            2>/dev/null && break
-        sleep 0.05
-    done
-    echo "127.0.0.1:$port"
-}
 
 # The workspace: four layers of random data, one image.
 layer_mb=$((mb / 4))
@@ -93,29 +64,11 @@ cd "$work/ws"
 layout="$work/ws/berth-out/image"
 [ -f "$layout/index.json" ] || { echo "error: no OCI layout at $layout" >&2; exit 1; }
 
-ms() { python3 -c 'import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))' "$@"; }
-now() { date +%s.%N; }
-# timed COMMAND...: prints the wall time in ms of the command.
-timed() {
-    sync
-    local start end
-    start=$(now)
-    if ! "$@" >/dev/null 2>"$work/step.err"; then
-        echo "error: $* failed:" >&2; cat "$work/step.err" >&2; kill $$
-    fi
-    end=$(now)
-    ms "$start" "$end"
-}
-
 # The workspace that builds on the pushed image: one small layer on top.
 mkdir -p "$work/pull"
 echo extra >"$work/pull/extra.txt"
-# log_lines REGISTRY and served_bytes REGISTRY FROM_LINE: the registry's
-# access log so far, and the response bytes it logged after FROM_LINE.
-log_lines() { wc -l <"$work/registries/$1/log"; }
+# served_bytes REGISTRY FROM_LINE: the response bytes it logged after FROM_LINE.
 served_bytes() { tail -n "+$(($2 + 1))" "$work/registries/$1/log" | awk '$6 ~ /^"(GET|HEAD)$/ { n += $10 } END { print n + 0 }'; }
-# uploads REGISTRY FROM_LINE: the blob uploads it logged after FROM_LINE.
-uploads() { tail -n "+$(($2 + 1))" "$work/registries/$1/log" | awk '$6 == "\"POST" && $7 ~ /\/blobs\/uploads\// { n++ } END { print n + 0 }'; }
 
 declare -a berth_fresh skopeo_fresh berth_again skopeo_again berth_pull buildah_pull
 for run in $(seq "$runs"); do
@@ -163,10 +116,8 @@ STAR
     fi
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 bf=$(median "${berth_fresh[@]}"); sf=$(median "${skopeo_fresh[@]}")
 ba=$(median "${berth_again[@]}"); sa=$(median "${skopeo_again[@]}")
-ratio() { python3 -c 'import sys; print("%.2fx" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
 size=$(du -sb "$layout/blobs" | cut -f1)
 bench_load
 echo "image: 4 layers, $((size / 1000000)) MB of blobs; median of $runs runs; each tool to its own fresh registry"

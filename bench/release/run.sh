@@ -26,58 +26,12 @@ for tool in docker-registry skopeo python3; do
 done
 # shellcheck source=bench/common.sh
 source "$repo/bench/common.sh"
+# shellcheck source=bench/registry/common.sh
+source "$repo/bench/registry/common.sh"
 
 rm -rf "$work"
 mkdir -p "$work/ws"
-cleanup() {
-    for pid in "$work"/registries/*/pid; do kill "$(cat "$pid")" 2>/dev/null || true; done
-    return 0
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# start_registry NAME: a fresh registry with its access log; prints host:port.
-start_registry() {
-    local dir="$work/registries/$1" port
-    port=$(free_port)
-    mkdir -p "$dir"
-    cat >"$dir/config.yml" <<YAML
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $dir/storage
-http:
-  addr: 127.0.0.1:$port
-  secret: berth-bench
-YAML
-    docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    echo $! >"$dir/pid"
-    for _ in $(seq 100); do
-        python3 -c 'import sys, urllib.request; urllib.request.urlopen("http://%s/v2/" % sys.argv[1])' "127.0.0.1:$port" \
-            2>/dev/null && break
-        sleep 0.05
-    done
-    echo "127.0.0.1:$port"
-}
-
-ms() { python3 -c 'import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))' "$@"; }
-now() { date +%s.%N; }
-timed() {
-    sync
-    local start end
-    start=$(now)
-    if ! "$@" >/dev/null 2>"$work/step.err"; then
-        echo "error: $* failed:" >&2; cat "$work/step.err" >&2; kill $$
-    fi
-    end=$(now)
-    ms "$start" "$end"
-}
-log_lines() { wc -l <"$work/registries/$1/log"; }
-uploads() { tail -n "+$(($2 + 1))" "$work/registries/$1/log" | awk '$6 == "\"POST" && $7 ~ /\/blobs\/uploads\// { n++ } END { print n + 0 }'; }
-manifest_puts() { tail -n "+$(($2 + 1))" "$work/registries/$1/log" | awk '$6 == "\"PUT" && $7 ~ /\/manifests\// { n++ } END { print n + 0 }'; }
+trap stop_registries EXIT
 
 names=()
 for i in $(seq -f '%02g' 0 $((images - 1))); do names+=("img$i"); done
@@ -127,8 +81,6 @@ STAR
     rm -rf "$work/registries/berth-$run/storage" "$work/registries/skopeo-$run/storage"
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { python3 -c 'import sys; print("%.2fx" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2"; }
 br=$(median "${berth_release[@]}"); sr=$(median "${skopeo_release[@]}"); ba=$(median "${berth_again[@]}")
 bench_load
 echo "release: $images images of one ${mb} MB random layer each, half changed since the last push; median of $runs runs"

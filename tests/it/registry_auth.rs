@@ -7,28 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth::cache::Digest;
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, RegistryError};
-use berth::workspace::RegistrySetting;
+use berth::registry::{Client, ClientOptions, ImageRef, RegistryError};
 
 use crate::util::http::{HttpResponse, Reply, Server};
 use crate::util::images::{assert_cas_sound, temp_cas, TestImage, OCI_MANIFEST};
 use crate::util::need::{skip, Need};
-use crate::util::registry::{docker_config_with, Registry};
+use crate::util::registry::{docker_config_with, insecure_options, manifest_push, Registry};
 use crate::util::token::TokenProxy;
 
 fn client(host: &str, docker_config: &Path) -> Client {
-    Client::new(ClientOptions {
-        registries: vec![RegistrySetting {
-            host: host.to_owned(),
-            mirrors: Vec::new(),
-            insecure: true,
-            ..RegistrySetting::default()
-        }],
-        docker_config: Some(docker_config.to_owned()),
-        backoff: Duration::from_millis(5),
-        ..ClientOptions::default()
-    })
-    .unwrap()
+    let options = insecure_options(&[host.to_owned()], Some(docker_config));
+    Client::new(ClientOptions { backoff: Duration::from_millis(5), ..options }).unwrap()
 }
 
 #[test]
@@ -43,13 +32,7 @@ fn bearer_tokens_carry_push_credentials_and_pull_anonymously() {
     let image = TestImage::build(&cas, 20, &[30_000, 10_000]);
     let repository = ImageRef::parse(&format!("{host}/team/app")).unwrap();
     let push = |client: &Client| {
-        let request = PushRequest {
-            root: image.manifest,
-            media_type: OCI_MANIFEST.to_owned(),
-            destination: repository.clone(),
-            tags: vec!["v1".to_owned()],
-            sources: BlobSources::new(),
-        };
+        let request = manifest_push(image.manifest, &repository.to_string(), &["v1"]);
         client.push(&cas, &request)
     };
 
@@ -92,13 +75,7 @@ fn a_token_that_expires_mid_pull_is_refreshed() {
     let (cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 21, &[1_000, 2_000, 3_000, 4_000]);
     let repository = ImageRef::parse(&format!("{host}/team/app")).unwrap();
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: repository.clone(),
-        tags: Vec::new(),
-        sources: BlobSources::new(),
-    };
+    let request = manifest_push(image.manifest, &repository.to_string(), &[]);
     client.push(&cas, &request).unwrap();
 
     let (fresh_dir, fresh) = temp_cas();

@@ -13,40 +13,23 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth::cache::Cas;
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
-use berth::workspace::RegistrySetting;
+use berth::registry::{Client, ImageRef};
 
-use crate::util::images::{temp_cas, write_oci_layout, TestImage, OCI_MANIFEST};
+use crate::util::images::{temp_cas, write_oci_layout, TestImage};
 use crate::util::need::{skip, Need};
 use crate::util::process::run;
-use crate::util::registry::Registry;
+use crate::util::registry::{insecure_client, manifest_push, Registry};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 
 fn client(host: &str, docker_config: &Path) -> Client {
-    Client::new(ClientOptions {
-        registries: vec![RegistrySetting {
-            host: host.to_owned(),
-            mirrors: Vec::new(),
-            insecure: true,
-            ..RegistrySetting::default()
-        }],
-        docker_config: Some(docker_config.to_owned()),
-        ..ClientOptions::default()
-    })
-    .unwrap()
+    insecure_client(&[host.to_owned()], Some(docker_config))
 }
 
 fn berth_push(client: &Client, cas: &Cas, image: &TestImage, repository: &str) -> (Duration, usize) {
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: ImageRef::parse(repository).unwrap(),
-        tags: vec!["v1".to_owned()],
-        sources: BlobSources::new(),
-    };
+    let request = manifest_push(image.manifest, repository, &["v1"]);
     settle();
     let started = Instant::now();
     let outcome = client.push(cas, &request).unwrap();

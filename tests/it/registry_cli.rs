@@ -6,12 +6,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
-use berth::workspace::RegistrySetting;
-
-use crate::util::images::{temp_cas, TestImage, OCI_MANIFEST};
+use crate::util::images::{temp_cas, TestImage};
 use crate::util::need::{skip, Need};
-use crate::util::registry::{docker_config_with, free_port, Registry};
+use crate::util::registry::{
+    docker_config_with, free_port, insecure_client, insecure_registry_line, manifest_push, Registry,
+};
 
 /// Runs `berth` in a fresh workspace whose `WORKSPACE.star` declares
 /// `insecure` as a plain-HTTP registry.
@@ -19,7 +18,7 @@ fn berth(args: &[&str], insecure: &str, docker_config: &Path, path_prefix: Optio
     let workspace = tempfile::tempdir().unwrap();
     std::fs::write(
         workspace.path().join("WORKSPACE.star"),
-        format!("workspace(name = \"pin_test\")\nregistry(\"{insecure}\", insecure = True)\n"),
+        format!("workspace(name = \"pin_test\")\n{}", insecure_registry_line(insecure)),
     )
     .unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
@@ -36,24 +35,8 @@ fn berth(args: &[&str], insecure: &str, docker_config: &Path, path_prefix: Optio
 fn push_tagged(registry: &Registry, docker_config: &Path, repository: &str, tag: &str) -> TestImage {
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 30, &[2_000]);
-    let client = Client::new(ClientOptions {
-        registries: vec![RegistrySetting {
-            host: registry.host(),
-            mirrors: Vec::new(),
-            insecure: true,
-            ..RegistrySetting::default()
-        }],
-        docker_config: Some(docker_config.to_owned()),
-        ..ClientOptions::default()
-    })
-    .unwrap();
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: ImageRef::parse(&format!("{}/{repository}", registry.host())).unwrap(),
-        tags: vec![tag.to_owned()],
-        sources: BlobSources::new(),
-    };
+    let client = insecure_client(&[registry.host()], Some(docker_config));
+    let request = manifest_push(image.manifest, &format!("{}/{repository}", registry.host()), &[tag]);
     client.push(&cas, &request).unwrap();
     image
 }

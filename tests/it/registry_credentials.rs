@@ -10,13 +10,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
-use berth::workspace::RegistrySetting;
 
 use crate::util::http::{forward, HttpRequest, HttpResponse, Reply, Server};
-use crate::util::images::{temp_cas, TestImage, OCI_MANIFEST};
+use crate::util::images::{temp_cas, TestImage};
 use crate::util::need::{skip, Need};
-use crate::util::registry::Registry;
+use crate::util::registry::{insecure_client, insecure_registry_line, manifest_push, Registry};
 use crate::util::workspace::Output;
 
 const REFRESH: &str = "refresh-0123";
@@ -64,19 +62,8 @@ fn oauth_registry(upstream: u16) -> (Server, Arc<Mutex<Vec<HttpRequest>>>) {
 fn push_image(registry: &Registry) -> String {
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 23, &[3_000]);
-    let client = Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: registry.host(), insecure: true, ..RegistrySetting::default() }],
-        docker_config: Some(tempfile::tempdir().unwrap().path().to_owned()),
-        ..ClientOptions::default()
-    })
-    .unwrap();
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: ImageRef::parse(&format!("{}/team/app", registry.host())).unwrap(),
-        tags: vec!["v1".to_owned()],
-        sources: BlobSources::new(),
-    };
+    let client = insecure_client(&[registry.host()], Some(tempfile::tempdir().unwrap().path()));
+    let request = manifest_push(image.manifest, &format!("{}/team/app", registry.host()), &["v1"]);
     client.push(&cas, &request).unwrap();
     image.manifest.digest.to_string()
 }
@@ -85,8 +72,7 @@ fn push_image(registry: &Registry) -> String {
 /// with exactly `env` as the credential-related environment.
 fn pin(host: &str, env: &[(&str, &Path)], path_prefix: Option<&Path>) -> Output {
     let workspace = tempfile::tempdir().unwrap();
-    std::fs::write(workspace.path().join("WORKSPACE.star"), format!("registry(\"{host}\", insecure = True)\n"))
-        .unwrap();
+    std::fs::write(workspace.path().join("WORKSPACE.star"), insecure_registry_line(host)).unwrap();
     let empty = tempfile::tempdir().unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
     command

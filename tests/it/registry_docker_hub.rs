@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
-use berth::workspace::RegistrySetting;
+use berth::registry::{Client, ClientOptions};
 
-use crate::util::images::{temp_cas, TestImage, OCI_MANIFEST};
+use crate::util::images::{temp_cas, TestImage};
 use crate::util::need::{skip, Need};
-use crate::util::registry::{free_port, Registry};
+use crate::util::registry::{free_port, insecure_options, insecure_registry_line, manifest_push, Registry};
 use crate::util::workspace::TestWorkspace;
 
 const HUB: &str = "registry-1.docker.io";
@@ -21,7 +20,7 @@ fn hub_workspace(mirror: &str, hub_name: &str) -> TestWorkspace {
     let mut workspace = TestWorkspace::new();
     workspace.file(
         "WORKSPACE.star",
-        &format!("registry(\"{hub_name}\", mirrors = [\"{mirror}\"])\nregistry(\"{mirror}\", insecure = True)\n"),
+        &format!("registry(\"{hub_name}\", mirrors = [\"{mirror}\"])\n{}", insecure_registry_line(mirror)),
     );
     // Anything not on 127.0.0.1 goes to a proxy that is not there.
     let dead_proxy = format!("http://127.0.0.1:{}", free_port());
@@ -41,19 +40,9 @@ fn docker_hub_names_pin_and_build_through_a_mirror() {
     let mirror = Registry::start();
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 17, &[4_000]);
-    let client = Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: mirror.host(), insecure: true, ..RegistrySetting::default() }],
-        backoff: Duration::from_millis(5),
-        ..ClientOptions::default()
-    })
-    .unwrap();
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: ImageRef::parse(&format!("{}/library/busybox", mirror.host())).unwrap(),
-        tags: vec!["1.36".to_owned()],
-        sources: BlobSources::new(),
-    };
+    let options = insecure_options(&[mirror.host()], None);
+    let client = Client::new(ClientOptions { backoff: Duration::from_millis(5), ..options }).unwrap();
+    let request = manifest_push(image.manifest, &format!("{}/library/busybox", mirror.host()), &["1.36"]);
     client.push(&cas, &request).unwrap();
     let digest = image.manifest.digest.to_string();
 

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use crate::util::need::{skip, Need};
-use crate::util::registry::Registry;
+use crate::util::registry::{insecure_registry_line, Registry};
 use crate::util::workspace::project_copy;
 
 #[test]
@@ -19,7 +19,7 @@ fn push_pin_pull_lazily_run_and_push_again() {
     let registry = Registry::start();
     let host = registry.host();
     let workspace = project_copy();
-    workspace.file("WORKSPACE.star", &format!("workspace(name = \"e2e\")\nregistry(\"{host}\", insecure = True)\n"));
+    workspace.file("WORKSPACE.star", &format!("workspace(name = \"e2e\")\n{}", insecure_registry_line(&host)));
 
     // Push, then push again: the second push uploads nothing.
     let repository = format!("{host}/examples/hello");

@@ -10,29 +10,17 @@ use std::time::{Duration, Instant};
 
 use berth::cache::{Cas, Digest};
 use berth::error::ErrorKind;
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, RegistryError};
-use berth::workspace::RegistrySetting;
+use berth::registry::{Client, ClientOptions, ImageRef, RegistryError};
 
 use crate::util::faults::{FaultProxy, Faults};
 use crate::util::http::{HttpResponse, Reply, Server};
 use crate::util::images::{assert_cas_sound, temp_cas, TestImage, OCI_MANIFEST};
 use crate::util::need::{skip, Need};
-use crate::util::registry::{free_port, Registry};
+use crate::util::registry::{free_port, insecure_options, manifest_push, Registry};
 
 fn client(host: &str, docker_config: &Path, max_attempts: u32) -> Client {
-    Client::new(ClientOptions {
-        registries: vec![RegistrySetting {
-            host: host.to_owned(),
-            mirrors: Vec::new(),
-            insecure: true,
-            ..RegistrySetting::default()
-        }],
-        docker_config: Some(docker_config.to_owned()),
-        max_attempts,
-        backoff: Duration::from_millis(5),
-        ..ClientOptions::default()
-    })
-    .unwrap()
+    let options = insecure_options(&[host.to_owned()], Some(docker_config));
+    Client::new(ClientOptions { max_attempts, backoff: Duration::from_millis(5), ..options }).unwrap()
 }
 
 #[test]
@@ -51,13 +39,11 @@ fn a_hundred_pulls_and_fifty_pushes_succeed_through_a_faulty_proxy_and_cache_not
     let mut images = Vec::new();
     for seed in 0..50 {
         let image = TestImage::build(&source, 100 + seed, &[20_000, 8_000, 3_000]);
-        let request = PushRequest {
-            root: image.manifest,
-            media_type: OCI_MANIFEST.to_owned(),
-            destination: ImageRef::parse(&format!("{}/faulty/app{}", proxy.server.host(), seed % 5)).unwrap(),
-            tags: vec![format!("v{seed}")],
-            sources: BlobSources::new(),
-        };
+        let request = manifest_push(
+            image.manifest,
+            &format!("{}/faulty/app{}", proxy.server.host(), seed % 5),
+            &[&format!("v{seed}")],
+        );
         let outcome = client.push(&source, &request).unwrap_or_else(|error| panic!("push {seed}: {error}"));
         assert_eq!(outcome.digest, image.manifest.digest);
         images.push((image, request.destination));

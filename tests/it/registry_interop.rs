@@ -5,8 +5,7 @@ use std::path::Path;
 
 use berth::cache::{Cas, Digest};
 use berth::error::ErrorKind;
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, Reference, RegistryError};
-use berth::workspace::RegistrySetting;
+use berth::registry::{BlobSources, Client, ImageRef, PushRequest, Reference, RegistryError};
 
 use crate::util::http::{forward, Reply, Server};
 use crate::util::images::{
@@ -15,25 +14,12 @@ use crate::util::images::{
 };
 use crate::util::need::{skip, Need};
 use crate::util::process::run;
-use crate::util::registry::{docker_config_with, Registry};
+use crate::util::registry::{docker_config_with, insecure_client, insecure_options, manifest_push, Registry};
 
 const SKOPEO: &str = "skopeo";
 
 fn client(hosts: &[String], docker_config: &Path) -> Client {
-    Client::new(ClientOptions {
-        registries: hosts
-            .iter()
-            .map(|host| RegistrySetting {
-                host: host.clone(),
-                mirrors: Vec::new(),
-                insecure: true,
-                ..RegistrySetting::default()
-            })
-            .collect(),
-        docker_config: Some(docker_config.to_owned()),
-        ..ClientOptions::default()
-    })
-    .unwrap()
+    insecure_client(hosts, Some(docker_config))
 }
 
 fn push(
@@ -43,13 +29,7 @@ fn push(
     repository: &str,
     tags: &[&str],
 ) -> berth::registry::PushOutcome {
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: ImageRef::parse(repository).unwrap(),
-        tags: tags.iter().map(|tag| tag.to_string()).collect(),
-        sources: BlobSources::new(),
-    };
+    let request = manifest_push(image.manifest, repository, tags);
     client.push(cas, &request).unwrap()
 }
 
@@ -370,17 +350,9 @@ fn mirrors_are_tried_first_for_pulls_and_the_registry_after_them() {
     push(&direct, &cas, &everywhere, &format!("{}/lib/base", mirror.host()), &[]);
     push(&direct, &cas, &only_main, &format!("{}/lib/base", main.host()), &[]);
 
-    let mirrored = Client::new(ClientOptions {
-        registries: vec![RegistrySetting {
-            host: counted.host(),
-            mirrors: vec![mirror.host()],
-            insecure: true,
-            ..RegistrySetting::default()
-        }],
-        docker_config: Some(no_creds.path().to_owned()),
-        ..ClientOptions::default()
-    })
-    .unwrap();
+    let mut options = insecure_options(&[counted.host()], Some(no_creds.path()));
+    options.registries[0].mirrors = vec![mirror.host()];
+    let mirrored = Client::new(options).unwrap();
     let repository = ImageRef::parse(&format!("{}/lib/base", counted.host())).unwrap();
     let (_fresh_dir, fresh) = temp_cas();
     let pulled = mirrored.resolve(&fresh, &repository, everywhere.manifest.digest, None, true).unwrap();

@@ -12,24 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth::oci::Descriptor;
-use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest, Reference, RegistryError};
-use berth::workspace::RegistrySetting;
+use berth::registry::{Client, ClientOptions, ImageRef, Reference, RegistryError};
 
 use crate::util::certs::TestCa;
 use crate::util::http::{forward, HttpRequest, HttpResponse, Reply, Server};
-use crate::util::images::{temp_cas, TestImage, OCI_LAYER, OCI_MANIFEST};
+use crate::util::images::{temp_cas, TestImage, OCI_LAYER};
 use crate::util::need::{skip, Need};
-use crate::util::registry::{docker_config_with, Registry, RegistryTls};
+use crate::util::registry::{
+    docker_config_with, insecure_options, insecure_registry_line, manifest_push, Registry, RegistryTls,
+};
 use crate::util::workspace::Output;
 
-fn insecure_client(host: &str, docker_config: &Path) -> Client {
-    Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: host.to_owned(), insecure: true, ..RegistrySetting::default() }],
-        docker_config: Some(docker_config.to_owned()),
-        backoff: Duration::from_millis(5),
-        ..ClientOptions::default()
-    })
-    .unwrap()
+fn fast_client(host: &str, docker_config: &Path) -> Client {
+    let options = insecure_options(&[host.to_owned()], Some(docker_config));
+    Client::new(ClientOptions { backoff: Duration::from_millis(5), ..options }).unwrap()
 }
 
 /// A server on 127.0.0.2 that answers every request with a token and logs
@@ -81,12 +77,8 @@ fn credentials_never_reach_a_plain_http_realm_on_another_host() {
     let docker_config = docker_config_with(&host, "alice", "s3cret");
 
     // Through the real binary: a clear error, exit 3.
-    let pin = berth(
-        &format!("registry(\"{host}\", insecure = True)\n"),
-        &["pin", &format!("{host}/team/app:v1")],
-        docker_config.path(),
-        None,
-    );
+    let pin =
+        berth(&insecure_registry_line(&host), &["pin", &format!("{host}/team/app:v1")], docker_config.path(), None);
     pin.failure(3);
     assert!(
         pin.stderr.contains(&format!(
@@ -100,7 +92,7 @@ fn credentials_never_reach_a_plain_http_realm_on_another_host() {
 
     // Anonymous pulls may ask an insecure registry's realm for a token, but
     // never with credentials.
-    let client = insecure_client(&host, docker_config.path());
+    let client = fast_client(&host, docker_config.path());
     let reference = Reference::parse(&format!("{host}/team/app:v1")).unwrap();
     let error = client.resolve_tag(&reference, true).unwrap_err();
     assert!(matches!(error, RegistryError::Denied { .. }), "{error}");
@@ -180,7 +172,7 @@ fn a_hung_or_flooding_credential_helper_is_stopped() {
         let dir = helper(name, script);
         let started = Instant::now();
         let pin = berth(
-            &format!("registry(\"{host}\", insecure = True)\n"),
+            &insecure_registry_line(&host),
             &["pin", &format!("{host}/team/app:v1")],
             config.path(),
             Some(dir.path()),
@@ -206,14 +198,8 @@ fn a_download_broken_mid_blob_resumes_with_range() {
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 41, &[3_000_000]);
     let no_creds = tempfile::tempdir().unwrap();
-    let upstream = insecure_client(&registry.host(), no_creds.path());
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: ImageRef::parse(&format!("{}/team/big", registry.host())).unwrap(),
-        tags: vec!["v1".to_owned()],
-        sources: BlobSources::new(),
-    };
+    let upstream = fast_client(&registry.host(), no_creds.path());
+    let request = manifest_push(image.manifest, &format!("{}/team/big", registry.host()), &["v1"]);
     upstream.push(&cas, &request).unwrap();
 
     // A proxy that cuts the first full GET of the layer halfway and records
@@ -244,7 +230,7 @@ fn a_download_broken_mid_blob_resumes_with_range() {
     };
 
     let (_fresh_cache, fresh) = temp_cas();
-    let client = insecure_client(&proxy.host(), no_creds.path());
+    let client = fast_client(&proxy.host(), no_creds.path());
     let descriptor = Descriptor::new(OCI_LAYER, layer);
     let fetched = client
         .fetch_blob(&fresh, &ImageRef::parse(&format!("{}/team/big", proxy.host())).unwrap(), &descriptor, false)
@@ -281,13 +267,8 @@ fn a_trickling_blob_download_ends_at_its_deadline() {
         }
     });
     let no_creds = tempfile::tempdir().unwrap();
-    let client = Client::new(ClientOptions {
-        registries: vec![RegistrySetting { host: host.clone(), insecure: true, ..RegistrySetting::default() }],
-        docker_config: Some(no_creds.path().to_owned()),
-        download_grace: Duration::from_secs(2),
-        ..ClientOptions::default()
-    })
-    .unwrap();
+    let options = insecure_options(std::slice::from_ref(&host), Some(no_creds.path()));
+    let client = Client::new(ClientOptions { download_grace: Duration::from_secs(2), ..options }).unwrap();
     let (_cache, cas) = temp_cas();
     let blob = berth::cache::BlobRef { digest: berth::cache::Digest::of(&[b'x'; 100_000]), size: 100_000 };
     let started = Instant::now();
@@ -316,15 +297,9 @@ fn a_failing_token_server_is_retried() {
     let (_cache, cas) = temp_cas();
     let image = TestImage::build(&cas, 57, &[20_000, 30_000]);
     let no_creds = tempfile::tempdir().unwrap();
-    let client = insecure_client(&host, no_creds.path());
+    let client = fast_client(&host, no_creds.path());
     let repository = ImageRef::parse(&format!("{host}/team/flaky")).unwrap();
-    let request = PushRequest {
-        root: image.manifest,
-        media_type: OCI_MANIFEST.to_owned(),
-        destination: repository.clone(),
-        tags: vec!["v1".to_owned()],
-        sources: BlobSources::new(),
-    };
+    let request = manifest_push(image.manifest, &repository.to_string(), &["v1"]);
     // Token requests fail (500s and dropped connections) while pushing and
     // pulling, with tokens that run out after two uses.
     tokens.token_faults.store(3, std::sync::atomic::Ordering::SeqCst);

@@ -1,14 +1,20 @@
 //! A real `docker-registry` on 127.0.0.1 on a free port, with a temp
-//! storage dir, stopped when dropped; and the Docker `config.json` that logs
-//! berth in to it.
+//! storage dir, stopped when dropped; the Docker `config.json` that logs
+//! berth in to it; and the client settings, `WORKSPACE.star` line and push
+//! request that tests of plain-HTTP registries share.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use berth::cache::Digest;
+use berth::cache::{BlobRef, Digest};
+use berth::registry::{BlobSources, Client, ClientOptions, ImageRef, PushRequest};
+use berth::workspace::RegistrySetting;
+
+use crate::util::images::OCI_MANIFEST;
 
 pub const DOCKER_REGISTRY: &str = "/usr/bin/docker-registry";
 
@@ -160,4 +166,40 @@ pub fn docker_config_with(host: &str, user: &str, password: &str) -> tempfile::T
     let config = serde_json::json!({"auths": {host: {"auth": auth}}});
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     dir
+}
+
+/// Client options for plain-HTTP registries at `hosts`, with credentials
+/// from `docker_config` (a `config.json` directory) when given. Tests set
+/// the rest (`backoff`, `max_attempts`) with `..insecure_options(...)`.
+pub fn insecure_options(hosts: &[String], docker_config: Option<&Path>) -> ClientOptions {
+    ClientOptions {
+        registries: hosts
+            .iter()
+            .map(|host| RegistrySetting { host: host.clone(), insecure: true, ..RegistrySetting::default() })
+            .collect(),
+        docker_config: docker_config.map(Path::to_owned),
+        ..ClientOptions::default()
+    }
+}
+
+/// A client of the plain-HTTP registries at `hosts` (see [`insecure_options`]).
+pub fn insecure_client(hosts: &[String], docker_config: Option<&Path>) -> Client {
+    Client::new(insecure_options(hosts, docker_config)).unwrap()
+}
+
+/// The `WORKSPACE.star` line that makes `host` a plain-HTTP registry.
+pub fn insecure_registry_line(host: &str) -> String {
+    format!("registry(\"{host}\", insecure = True)\n")
+}
+
+/// A push of the image manifest `manifest` (in the pushing CAS) to
+/// `destination` (`host/repository`) with `tags`, nothing mounted.
+pub fn manifest_push(manifest: BlobRef, destination: &str, tags: &[&str]) -> PushRequest {
+    PushRequest {
+        root: manifest,
+        media_type: OCI_MANIFEST.to_owned(),
+        destination: ImageRef::parse(destination).unwrap(),
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        sources: BlobSources::new(),
+    }
 }
