@@ -99,6 +99,9 @@ mod tests {
         let mut header = tar::Header::new_ustar();
         header.set_size(contents.len() as u64);
         header.set_mode(0o640);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
         header.set_entry_type(tar::EntryType::Regular);
         builder.append_data(&mut header, name, contents).unwrap();
         builder.into_inner().unwrap()
