@@ -5,7 +5,8 @@
 # what that build published (every blob: the cold build's cost; manifests
 # and indexes only: the no-op build's).
 #
-# Usage: bench/integrity/verify_cost.sh [WORKDIR]   (env: RUNS=5 no-op builds)
+# Usage: bench/integrity/verify_cost.sh [WORKDIR]   (env: RUNS=5 no-op builds,
+#        NO_BUILD=1 to use the release binaries already built)
 # Needs what the examples need (root, runc, the .deb bases in third_party).
 set -euo pipefail
 
@@ -14,7 +15,7 @@ source "$repo/bench/common.sh"
 work=${1:-/tmp/berth-bench-verify}
 runs=${RUNS:-5}
 cd "$repo"
-nice -n 10 cargo build --release --bin berth --example verify_cost 2>&1 | tail -1
+[ "${NO_BUILD:-0}" = 1 ] || nice -n 10 cargo build --release --bin berth --example verify_cost 2>&1 | tail -1
 target=${CARGO_TARGET_DIR:-$repo/target}
 berth=$target/release/berth
 bench_header "$repo" "$berth"
@@ -27,7 +28,7 @@ rm -rf "$work/ws/examples/"*/berth-out
 export BERTH_CACHE_DIR=$work/cache
 cd "$work/ws"
 
-ms() { date +%s%N | awk '{ printf "%d", $1 / 1000000 }'; }
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
 start=$(ms)
 "$berth" --console none build //examples/... >/dev/null 2>"$work/cold.log" || { cat "$work/cold.log" >&2; exit 1; }
 cold=$(( $(ms) - start ))
