@@ -27,7 +27,7 @@ pub fn user(name: &str) -> Option<User> {
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() > 3 && fields[0] == name)
-            .then(|| User { uid: fields[2].parse().ok()?, gid: fields[3].parse().ok()? })?
+            .then(|| Some(User { uid: fields[2].parse().ok()?, gid: fields[3].parse().ok()? }))?
     })
 }
 
@@ -56,7 +56,7 @@ pub fn missing() -> Option<String> {
             return Some(format!("`{tool}` is not installed"));
         }
     }
-    let user = user(SINGLE_ID)?;
+    let user = user(SINGLE_ID).expect("checked above");
     let allowed = as_user(Command::new("/usr/bin/unshare").args(["--user", "true"]), user)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
