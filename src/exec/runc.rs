@@ -932,10 +932,14 @@ pub fn config(container: &Container, id: &str) -> Result<Spec, RuncError> {
         namespaces.push(namespace(LinuxNamespaceType::Cgroup)?);
     }
     let deny_devices = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(spec_error)?;
-    let mut resources = LinuxResourcesBuilder::default().devices(vec![deny_devices]);
     // Rootless, the host's cgroups are not berth's to limit (runc would
-    // fail to apply them); `rootless_limits_warning` says so.
+    // fail to apply them); `rootless_limits_warning` says so. No device
+    // rule either: a user namespace cannot make device nodes anyway.
     let limited = rootless::rootless().is_none();
+    let mut resources = LinuxResourcesBuilder::default();
+    if limited {
+        resources = resources.devices(vec![deny_devices]);
+    }
     if limited && cgroup_available("pids") {
         resources =
             resources.pids(LinuxPidsBuilder::default().limit(container.limits.pids).build().map_err(spec_error)?);
