@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc docker-registry openssl skopeo umoci oci-image-tool busybox-static buildah podman pigz hyperfine time xz-utils faketime locales-all)
+packages=(runc docker-registry openssl skopeo umoci oci-image-tool busybox-static buildah podman pigz hyperfine time xz-utils faketime locales-all uidmap)
 if [ "${1:-}" = "--examples-only" ]; then
     packages=(runc)
 fi
@@ -39,6 +39,23 @@ if [ -z "$(berth_start /etc/subuid)" ] || [ "$(berth_start /etc/subuid)" != "$(b
         echo "berth:$start:65536" | $sudo tee -a "$file" >/dev/null
     done
     echo "setup: containers map to host ids $start-$((start + 65535)) (berth in /etc/subuid, /etc/subgid)" >&2
+fi
+
+# Rootless tests run berth as two unprivileged users: `berth-rootless` with
+# a subordinate range of its own (mapped through newuidmap/newgidmap, package
+# uidmap) and `berth-single` with none (a single-id map).
+if [ "${1:-}" != "--examples-only" ]; then
+    for user in berth-rootless berth-single; do
+        id -u "$user" >/dev/null 2>&1 || $sudo useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+    done
+    if ! grep -q '^berth-rootless:' /etc/subuid || ! grep -q '^berth-rootless:' /etc/subgid; then
+        start=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: 'BEGIN { end = 1000000 }
+            $2 + $3 > end { end = $2 + $3 } END { print int((end + 65535) / 65536) * 65536 }')
+        for file in /etc/subuid /etc/subgid; do
+            $sudo sed -i '/^berth-rootless:/d' "$file"
+            echo "berth-rootless:$start:65536" | $sudo tee -a "$file" >/dev/null
+        done
+    fi
 fi
 
 if [ -x scripts/fetch-debs.sh ]; then

@@ -12,6 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-export BERTH_TEST_REQUIRE="${BERTH_TEST_REQUIRE-root,runc,busybox,registry,debs,docker,skopeo,umoci,oci-image-tool,podman,faketime,network,openssl,buildgrid,subids}"
+export BERTH_TEST_REQUIRE="${BERTH_TEST_REQUIRE-root,runc,busybox,registry,debs,docker,skopeo,umoci,oci-image-tool,podman,faketime,network,openssl,buildgrid,subids,rootless}"
 cargo test --locked --all-targets -- "$@"
 cargo test --locked --doc

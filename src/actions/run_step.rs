@@ -177,12 +177,16 @@ impl Action for RunStep {
             .with_hint(RAISE_TIMEOUT));
         }
         if outcome.exit_code != 0 {
-            return Err(Error::user(format!(
+            let error = Error::user(format!(
                 "Step `{}` failed with exit code {}{}",
                 self.describe(),
                 outcome.exit_code,
                 stderr_tail(&outcome.stderr),
-            )));
+            ));
+            return Err(match runtime.failure_hint() {
+                Some(hint) => error.with_hint(hint),
+                None => error,
+            });
         }
         let entries = runtime.capture(root.path(), &self.spec.outputs, &self.spec.exclude, deadline).map_err(failed)?;
         let mut builder = LayerBuilder::new(self.spec.source_date_epoch);

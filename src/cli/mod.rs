@@ -56,6 +56,9 @@ enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    // Run as a user, berth is root of a user namespace of its own
+    // (`exec::rootless`); this must come while the process has one thread.
+    crate::exec::enter_rootless();
     // berth started as its own watchdog (`exec::install_signal_handlers`).
     let mut args = std::env::args_os().skip(1);
     if args.next().is_some_and(|arg| arg == crate::exec::WATCHDOG_ARG) {

@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use crate::exec::cgroup;
-use crate::exec::rootfs::EXPOSED_ROOTS;
-use crate::exec::runc::RUNC_STATE_ROOT;
+use crate::exec::rootfs::exposed_roots;
+use crate::exec::runc::{runc_command, state_root};
 use crate::sys;
 
 /// This process as an owner: `PID.START` (start time in clock ticks since
@@ -237,7 +237,7 @@ pub fn run_watchdog(owner: &str) -> i32 {
 /// `runc delete --force ID`: kills the container's processes and removes
 /// its state and cgroup.
 fn delete_container(runc: &Path, id: &str) {
-    let _ = Command::new(runc)
+    let _ = runc_command(runc)
         .args(["delete", "--force", id])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -258,7 +258,7 @@ pub struct SweepReport {
 /// Removes what berth processes that no longer exist left behind: their
 /// runc containers (any cache), and under `cache_dir` their mounts and
 /// their `scratch/` and `run/` directories, and their roots bound under
-/// `/run/berth` for user namespaces. Those of live processes are
+/// `exposed_roots()` for user namespaces. Those of live processes are
 /// left alone, so it is safe while other builds run. `runc` is the
 /// `runc(path)` setting (else `PATH`); without runc or root, containers
 /// are not looked for. Best effort: what cannot be removed stays for the
@@ -276,8 +276,7 @@ pub fn sweep(cache_dir: &Path, runc: Option<&Path>) -> SweepReport {
         }
         report.cgroups = cgroup::sweep(|name| owner_alive(name, "berth-"));
     }
-    let areas =
-        [(cache_dir.join("scratch"), "action-"), (cache_dir.join("run"), ""), (PathBuf::from(EXPOSED_ROOTS), "")];
+    let areas = [(cache_dir.join("scratch"), "action-"), (cache_dir.join("run"), ""), (exposed_roots(), "")];
     if let Ok(points) = sys::mount_points() {
         let mut stale: Vec<&PathBuf> = points
             .iter()
@@ -323,7 +322,7 @@ fn find_runc(setting: Option<&Path>) -> Option<PathBuf> {
 /// command and skips a container whose runc was killed while creating it
 /// (a directory without `state.json`, which `runc delete --force` removes).
 fn list_containers() -> Vec<String> {
-    std::fs::read_dir(RUNC_STATE_ROOT)
+    std::fs::read_dir(state_root())
         .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().into_string().ok()).collect())
         .unwrap_or_default()
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::error::{Diagnose, ErrorKind};
 use crate::exec::lifecycle::{self, LiveMount};
+use crate::exec::rootless;
 use crate::oci::{is_opaque_dir, is_whiteout, ExtractedLayer};
 use crate::sys;
 
@@ -70,15 +71,21 @@ pub struct RootFs {
     /// (`exec::lifecycle`); dropped after the unmount.
     live: Option<LiveMount>,
     /// Where the root is bound for a container in a user namespace (see
-    /// [`EXPOSED_ROOTS`]), with its registration.
+    /// [`exposed_roots`]), with its registration.
     exposed: Option<(PathBuf, LiveMount)>,
 }
 
 /// Where roots of user-namespaced containers are bound: runc, as the
 /// container's root, must be able to walk to the root filesystem, and the
 /// cache usually sits below a private home directory. Each root is
-/// `/run/berth/OWNER-N`, with its owner in the name for the sweep.
-pub const EXPOSED_ROOTS: &str = "/run/berth";
+/// `/run/berth/OWNER-N` (rootless: `/tmp/berth-UID/roots/OWNER-N`, see
+/// `exec::rootless`), with its owner in the name for the sweep.
+pub fn exposed_roots() -> PathBuf {
+    match rootless::rootless() {
+        Some(rootless) => rootless.private_dir().join("roots"),
+        None => PathBuf::from("/run/berth"),
+    }
+}
 
 impl RootFs {
     /// Stacks `layers` (lowest first) under `dir`, which must not exist yet.
@@ -88,7 +95,7 @@ impl RootFs {
     /// `id_shift` is the host id of uid 0 of a user-namespaced container (0
     /// for none): the layers were extracted shifted by it, the root's own
     /// directory is given to it, and the root is bound under
-    /// [`EXPOSED_ROOTS`] where that user can reach it.
+    /// [`exposed_roots`] where that user can reach it.
     ///
     /// `upper_bytes` caps what the container may write: overlayfs's upper
     /// directory goes on a tmpfs of that size (so it is memory, and only
@@ -131,10 +138,15 @@ impl RootFs {
         Ok(rootfs)
     }
 
-    /// Binds the root at `/run/berth/OWNER-N`.
+    /// Binds the root at [`exposed_roots`]`/OWNER-N`.
     fn expose(&mut self) -> Result<(), RootFsError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let roots = Path::new(EXPOSED_ROOTS);
+        if let Some(rootless) = rootless::rootless() {
+            // `/tmp` is shared: the directory must be this user's.
+            let dir = rootless.private_dir();
+            rootless.prepare_private_dir().map_err(io_at(&dir))?;
+        }
+        let roots = &exposed_roots();
         fs::DirBuilder::new().recursive(true).mode(0o711).create(roots).map_err(io_at(roots))?;
         // Walkable by everyone, listable by root only, whatever the umask.
         fs::set_permissions(roots, fs::Permissions::from_mode(0o711)).map_err(io_at(roots))?;
@@ -199,7 +211,14 @@ impl RootFs {
         // The upper directory is the root directory the container sees.
         chown_shifted(&upper, id_shift)?;
         let lowers: Vec<String> = lowers.iter().map(|path| path.display().to_string()).collect();
-        let options = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+        let mut options =
+            format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), upper.display(), work.display());
+        if rootless::rootless().is_some() {
+            // The `trusted.` xattrs are the host root's: overlayfs mounted
+            // in a user namespace keeps opaque directories in `user.`
+            // (extraction writes those there, `oci::opaque_xattr`).
+            options.push_str(",userxattr");
+        }
         if options.contains(['\\']) || lowers.iter().any(|lower| lower.contains([',', ':'])) {
             return Err(RootFsError::Overlay { reason: "the cache path holds `,` or `:`".into() });
         }

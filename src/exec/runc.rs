@@ -34,11 +34,25 @@ use oci_spec::OciSpecError;
 
 use crate::actions::{Outcome, Stdio};
 use crate::error::{Diagnose, ErrorKind};
-use crate::exec::{lifecycle, UserNamespace, RANGE_SIZE};
+use crate::exec::{lifecycle, rootless, UserNamespace};
 use crate::sys::{self, Signal};
 
-/// Where runc keeps container state when run as root without `--root`.
-pub(crate) const RUNC_STATE_ROOT: &str = "/run/runc";
+/// Where runc keeps container state (`--root`): its default as root, and
+/// below berth's private directory when rootless (`/run/runc` belongs to
+/// the host's root).
+pub(crate) fn state_root() -> PathBuf {
+    match rootless::rootless() {
+        Some(rootless) => rootless.private_dir().join("runc"),
+        None => PathBuf::from("/run/runc"),
+    }
+}
+
+/// A `runc` command with berth's state root.
+pub(crate) fn runc_command(runc: &Path) -> Command {
+    let mut command = Command::new(runc);
+    command.arg("--root").arg(state_root());
+    command
+}
 
 /// Bytes of stdout and of stderr kept from a captured container (the tail is
 /// what a failing step shows).
@@ -50,8 +64,8 @@ pub enum RuncError {
     NotOnPath,
     #[error("`runc` was not found at `{path}` (set by `runc(path)` in WORKSPACE.star)")]
     NotAt { path: PathBuf },
-    #[error("Running containers needs root, and berth runs as uid {uid}")]
-    NotRoot { uid: u32 },
+    #[error("Running containers needs root or a user namespace, and berth runs as uid {uid}: {reason}")]
+    NotRoot { uid: u32, reason: String },
     #[error("Cannot start `{runc}`: {source}")]
     Spawn { runc: PathBuf, source: io::Error },
     #[error("I/O error at `{path}` while preparing a container: {source}")]
@@ -73,7 +87,7 @@ impl Diagnose for RuncError {
             RuncError::NotOnPath => "install the `runc` package, or set `runc(path)` in WORKSPACE.star",
             RuncError::NotAt { .. } => "install the `runc` package, or fix the path",
             RuncError::NotRoot { .. } => {
-                "run berth as root (for example with sudo); rootless containers are not supported"
+                "run berth as root, or as a user where the kernel allows unprivileged user namespaces"
             }
             RuncError::Spawn { .. } | RuncError::Io { .. } | RuncError::Config { .. } => return None,
         };
@@ -159,6 +173,16 @@ fn has_2025_fixes(version: (u32, u32, u32)) -> bool {
     }
 }
 
+/// Rootless, the cgroups of the host are not berth's: containers run
+/// without memory and pids limits.
+fn rootless_limits_warning() -> Option<String> {
+    rootless::rootless().map(|_| {
+        "berth runs rootless: steps get no memory or pids limits (the host's cgroups are not delegated to this \
+         user)"
+            .to_owned()
+    })
+}
+
 fn old_runc_warning(path: &Path) -> Option<String> {
     let output = Command::new(path).arg("--version").stdin(process::Stdio::null()).output().ok()?;
     let version = parse_runc_version(&String::from_utf8_lossy(&output.stdout))?;
@@ -196,9 +220,18 @@ impl Runc {
         };
         let uid = sys::effective_uid();
         if uid != 0 {
-            return Err(RuncError::NotRoot { uid });
+            let reason = rootless::failure().unwrap_or("it has no user namespace").to_owned();
+            return Err(RuncError::NotRoot { uid, reason });
         }
-        OLD_RUNC.get_or_init(|| old_runc_warning(&path));
+        if let Some(rootless) = rootless::rootless() {
+            let dir = rootless.private_dir();
+            rootless.prepare_private_dir().map_err(|source| RuncError::Io { path: dir, source })?;
+        }
+        OLD_RUNC.get_or_init(|| {
+            let warnings: Vec<String> =
+                [old_runc_warning(&path), rootless_limits_warning()].into_iter().flatten().collect();
+            (!warnings.is_empty()).then(|| warnings.join("\nwarning: "))
+        });
         Ok(Runc { path })
     }
 
@@ -223,7 +256,7 @@ impl Runc {
             .map_err(|error| RuncError::Io { path: config_path.clone(), source: error.into() })?;
         drop(file);
 
-        let mut command = Command::new(&self.path);
+        let mut command = runc_command(&self.path);
         command.arg("run").arg("--bundle").arg(bundle).arg(&id);
         // berth turns transparent huge pages off for itself (main.rs), and
         // children inherit that: the container gets the machine's setting.
@@ -292,7 +325,7 @@ impl Runc {
 
     /// Ids of the containers runc knows about (`runc list`).
     pub fn list(&self) -> Result<Vec<String>, RuncError> {
-        let output = Command::new(&self.path)
+        let output = runc_command(&self.path)
             .args(["list", "--quiet"])
             .output()
             .map_err(|source| RuncError::Spawn { runc: self.path.clone(), source })?;
@@ -300,7 +333,7 @@ impl Runc {
     }
 
     fn kill(&self, id: &str) {
-        let _ = Command::new(&self.path)
+        let _ = runc_command(&self.path)
             .args(["kill", "--all", id, "KILL"])
             .stdin(process::Stdio::null())
             .stdout(process::Stdio::null())
@@ -319,8 +352,8 @@ impl Drop for DeleteOnDrop<'_> {
     fn drop(&mut self) {
         // `runc run` deletes a container that exited by itself; only a killed
         // or failed one leaves state behind, so skip the extra process then.
-        if Path::new(RUNC_STATE_ROOT).join(self.id).exists() {
-            let _ = Command::new(&self.runc.path)
+        if state_root().join(self.id).exists() {
+            let _ = runc_command(&self.runc.path)
                 .args(["delete", "--force", self.id])
                 .stdin(process::Stdio::null())
                 .stdout(process::Stdio::null())
@@ -899,12 +932,19 @@ pub fn config(container: &Container, id: &str) -> Result<Spec, RuncError> {
         namespaces.push(namespace(LinuxNamespaceType::Cgroup)?);
     }
     let deny_devices = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(spec_error)?;
-    let mut resources = LinuxResourcesBuilder::default().devices(vec![deny_devices]);
-    if cgroup_available("pids") {
+    // Rootless, the host's cgroups are not berth's to limit (runc would
+    // fail to apply them); `rootless_limits_warning` says so. No device
+    // rule either: a user namespace cannot make device nodes anyway.
+    let limited = rootless::rootless().is_none();
+    let mut resources = LinuxResourcesBuilder::default();
+    if limited {
+        resources = resources.devices(vec![deny_devices]);
+    }
+    if limited && cgroup_available("pids") {
         resources =
             resources.pids(LinuxPidsBuilder::default().limit(container.limits.pids).build().map_err(spec_error)?);
     }
-    if let (true, Some(limit)) = (cgroup_available("memory"), container.limits.memory_bytes) {
+    if let (true, true, Some(limit)) = (limited, cgroup_available("memory"), container.limits.memory_bytes) {
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build().map_err(spec_error)?);
     }
     // Without `network`, raw sockets are of no use but to probe the
@@ -937,12 +977,17 @@ pub fn config(container: &Container, id: &str) -> Result<Spec, RuncError> {
     let mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
-        )?,
+        // Group `tty` (5) owns terminals, where the container has that id.
+        if container.userns.is_none_or(|userns| userns.size > 5) {
+            mount(
+                "/dev/pts",
+                "devpts",
+                "devpts",
+                &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+            )?
+        } else {
+            mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"])?
+        },
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         // A user namespace may mount sysfs only in a network namespace of
@@ -964,7 +1009,7 @@ pub fn config(container: &Container, id: &str) -> Result<Spec, RuncError> {
             LinuxIdMappingBuilder::default()
                 .container_id(0u32)
                 .host_id(userns.host)
-                .size(RANGE_SIZE)
+                .size(userns.size)
                 .build()
                 .map_err(spec_error)
         };
@@ -1075,8 +1120,11 @@ mod tests {
     #[test]
     fn a_user_namespace_maps_root_to_the_range() {
         let config = serde_json::to_value(
-            config(&Container { userns: Some(UserNamespace { host: 300_000 }), ..container(false) }, "berth-test")
-                .unwrap(),
+            config(
+                &Container { userns: Some(UserNamespace { host: 300_000, size: 65_536 }), ..container(false) },
+                "berth-test",
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(config["linux"]["namespaces"].as_array().unwrap().iter().any(|ns| ns["type"] == "user"));

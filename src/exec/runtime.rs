@@ -16,7 +16,7 @@ use crate::cache::{BlobRef, Cas, CasError, Digest};
 use crate::error::Error;
 use crate::exec::cgroup::{self, Budget};
 use crate::exec::runc::start_error;
-use crate::exec::{Container, Limits, RootFs, RootFsError, Runc, StackMode, UserNamespace};
+use crate::exec::{rootless, Container, Limits, RootFs, RootFsError, Runc, StackMode, UserNamespace};
 use crate::oci::{ExtractError, ExtractLimits, ExtractedLayer, LayerStore};
 use crate::sys;
 use crate::workspace::LimitSettings;
@@ -66,9 +66,10 @@ impl RuncRuntime {
     }
 
     /// The user namespace every container runs in: the `berth` ranges of
-    /// `/etc/subuid` and `/etc/subgid` (read each time: two small files).
+    /// `/etc/subuid` and `/etc/subgid` (read each time: two small files),
+    /// or rootless, the ids of berth's own namespace.
     fn userns(&self) -> Result<UserNamespace, RuntimeError> {
-        UserNamespace::from_subid_files().map_err(|error| RuntimeError::Failed(error.into()))
+        UserNamespace::current().map_err(|error| RuntimeError::Failed(error.into()))
     }
 }
 
@@ -118,6 +119,16 @@ impl ContainerRuntime for RuncRuntime {
         Ok(self.userns()?.host)
     }
 
+    fn failure_hint(&self) -> Option<String> {
+        let single = rootless().is_some_and(|rootless| rootless.container_ids().1 == 1);
+        single.then(|| {
+            "berth runs rootless with a single id (this user has no range in /etc/subuid and /etc/subgid, or \
+             newuidmap is missing): a step has uid and gid 0 and no other owner; add a range \
+             (`usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER`) and install `uidmap`"
+                .to_owned()
+        })
+    }
+
     /// In parallel, keeping order. The deadline is checked before each
     /// layer, before each entry of a layer being extracted (the half-made
     /// layer is removed; the next step extracts it again) and after the last.
@@ -131,7 +142,13 @@ impl ContainerRuntime for RuncRuntime {
         const STAGE: &str = "extracting the base layers";
         let limits = ExtractLimits { deadline, ..ExtractLimits::default() };
         // Owned by the ids the container's user namespace maps to.
-        let store = &store.with_id_shift(self.userns()?.host);
+        let userns = self.userns()?;
+        let mut store = store.with_id_shift(userns.host);
+        if rootless().is_some() {
+            // Ids past the namespace's cannot be given here.
+            store = store.with_id_count(userns.size);
+        }
+        let store = &store;
         let layers = digests
             .par_iter()
             .map(|digest| {

@@ -12,6 +12,7 @@
 use std::path::Path;
 
 use crate::error::{Diagnose, ErrorKind};
+use crate::exec::rootless;
 
 /// The name of the `/etc/subuid` and `/etc/subgid` entries berth maps
 /// containers to when it runs as root.
@@ -30,6 +31,9 @@ pub enum UserNamespaceError {
     NoRange { file: &'static str },
     #[error("The `{SUBID_NAME}` ranges of `/etc/subuid` ({uid}) and `/etc/subgid` ({gid}) start at different ids")]
     Mismatch { uid: u32, gid: u32 },
+    /// berth runs as a user and has no user namespace (`exec::rootless`).
+    #[error("Containers cannot run: {reason}")]
+    NoNamespace { reason: String },
 }
 
 impl Diagnose for UserNamespaceError {
@@ -38,6 +42,9 @@ impl Diagnose for UserNamespaceError {
     }
 
     fn hint(&self) -> Option<String> {
+        if let UserNamespaceError::NoNamespace { .. } = self {
+            return None;
+        }
         Some(format!(
             "run `scripts/setup.sh`, or add a line `{SUBID_NAME}:START:{RANGE_SIZE}` with the same unused START \
              (for example 1000000) to /etc/subuid and /etc/subgid"
@@ -45,15 +52,34 @@ impl Diagnose for UserNamespaceError {
     }
 }
 
-/// The host ids a container's ids 0..[`RANGE_SIZE`] map to: `host + id`,
-/// for uids and gids alike.
+/// The ids a container's ids 0..`size` map to: `host + id`, for uids and
+/// gids alike. "Host" is the namespace berth runs in: the machine's when
+/// berth runs as root, its own user namespace when rootless
+/// (`exec::rootless`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserNamespace {
     /// The host id of uid and gid 0 inside.
     pub host: u32,
+    /// How many ids the container has ([`RANGE_SIZE`], or fewer rootless).
+    pub size: u32,
 }
 
 impl UserNamespace {
+    /// The user namespace containers get here: the `berth` ranges when
+    /// berth runs as root, else what its rootless namespace holds.
+    pub fn current() -> Result<UserNamespace, UserNamespaceError> {
+        if let Some(rootless) = rootless::rootless() {
+            let (host, size) = rootless.container_ids();
+            return Ok(UserNamespace { host, size });
+        }
+        if crate::sys::effective_uid() != 0 {
+            let reason =
+                rootless::failure().unwrap_or("berth runs as a user other than root and has no user namespace");
+            return Err(UserNamespaceError::NoNamespace { reason: reason.to_owned() });
+        }
+        UserNamespace::from_subid_files()
+    }
+
     /// The `berth` ranges of `/etc/subuid` and `/etc/subgid`.
     pub fn from_subid_files() -> Result<UserNamespace, UserNamespaceError> {
         UserNamespace::from_files(Path::new("/etc/subuid"), Path::new("/etc/subgid"))
@@ -65,7 +91,7 @@ impl UserNamespace {
         if uid != gid {
             return Err(UserNamespaceError::Mismatch { uid, gid });
         }
-        Ok(UserNamespace { host: uid })
+        Ok(UserNamespace { host: uid, size: RANGE_SIZE })
     }
 
     /// The id inside of host id `host_id`; ids outside the range (which a
@@ -73,7 +99,7 @@ impl UserNamespace {
     /// shows them inside.
     pub fn to_inside(&self, host_id: u32) -> u32 {
         match host_id.checked_sub(self.host) {
-            Some(inside) if inside < RANGE_SIZE => inside,
+            Some(inside) if inside < self.size => inside,
             _ => 65_534,
         }
     }
@@ -103,7 +129,7 @@ mod tests {
         std::fs::write(&subuid, "alice:100000:65536\nberth:200000:10\nberth:300000:65536\n").unwrap();
         std::fs::write(&subgid, "berth:300000:70000\n").unwrap();
         let userns = UserNamespace::from_files(&subuid, &subgid).unwrap();
-        assert_eq!(userns, UserNamespace { host: 300_000 });
+        assert_eq!(userns, UserNamespace { host: 300_000, size: RANGE_SIZE });
         assert_eq!((userns.to_inside(300_000), userns.to_inside(300_005)), (0, 5));
         assert_eq!((userns.to_inside(0), userns.to_inside(400_000)), (65_534, 65_534));
         std::fs::write(&subgid, "berth:400000:65536\n").unwrap();

@@ -82,6 +82,11 @@ pub struct ExtractLimits {
     /// uid 0 is this host id; 0 keeps the ids of the archive. Set by
     /// [`LayerStore::with_id_shift`].
     pub id_shift: u32,
+    /// Owner ids (before the shift) at or past this become 0: ids the
+    /// namespace berth runs in cannot give (rootless berth has the ids of
+    /// its subordinate range only, or just one). Set by
+    /// [`LayerStore::with_id_count`]; `u32::MAX` keeps every id.
+    pub id_count: u32,
 }
 
 impl Default for ExtractLimits {
@@ -95,6 +100,7 @@ impl Default for ExtractLimits {
             ratio_slack_bytes: 64 << 20,
             deadline: None,
             id_shift: 0,
+            id_count: u32::MAX,
         }
     }
 }
@@ -172,6 +178,19 @@ pub struct UnpackStats {
 /// The xattr overlayfs reads to make a directory hide the lower layers' one.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
+/// The same, for overlayfs mounted in a user namespace (`userxattr`):
+/// `trusted.` xattrs belong to the host's root.
+pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// The opaque xattr extraction writes: [`USER_OPAQUE_XATTR`] when berth
+/// runs rootless (`exec::rootless`), else [`OPAQUE_XATTR`].
+fn opaque_xattr() -> &'static [u8] {
+    match crate::exec::rootless() {
+        Some(_) => USER_OPAQUE_XATTR.as_bytes(),
+        None => OPAQUE_XATTR.as_bytes(),
+    }
+}
+
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 
@@ -181,12 +200,13 @@ const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 pub struct LayerStore {
     dir: PathBuf,
     id_shift: u32,
+    id_count: u32,
 }
 
 impl LayerStore {
     /// The store of the cache at `cache_dir` (created on first extraction).
     pub fn new(cache_dir: &Path) -> LayerStore {
-        LayerStore { dir: cache_dir.join("layers"), id_shift: 0 }
+        LayerStore { dir: cache_dir.join("layers"), id_shift: 0, id_count: u32::MAX }
     }
 
     /// The store of the same cache whose layers are extracted with every
@@ -195,8 +215,15 @@ impl LayerStore {
     pub fn with_id_shift(&self, shift: u32) -> LayerStore {
         match shift {
             0 => self.clone(),
-            _ => LayerStore { dir: self.dir.join(format!("shifted-{shift}")), id_shift: shift },
+            _ => LayerStore { dir: self.dir.join(format!("shifted-{shift}")), id_shift: shift, ..self.clone() },
         }
+    }
+
+    /// This store with owner ids at or past `count` made 0
+    /// (`<store>/ids-<count>/`), for a namespace with only `count` ids to
+    /// give (see [`ExtractLimits::id_count`]).
+    pub fn with_id_count(&self, count: u32) -> LayerStore {
+        LayerStore { dir: self.dir.join(format!("ids-{count}")), id_count: count, ..self.clone() }
     }
 
     /// `<cache>/layers`.
@@ -211,7 +238,7 @@ impl LayerStore {
     /// Concurrent callers for one digest (threads or processes sharing the
     /// cache) wait on a lock file and find the first one's result.
     pub fn extract(&self, cas: &Cas, digest: &Digest, limits: &ExtractLimits) -> Result<ExtractedLayer, ExtractError> {
-        let limits = ExtractLimits { id_shift: self.id_shift, ..limits.clone() };
+        let limits = ExtractLimits { id_shift: self.id_shift, id_count: self.id_count, ..limits.clone() };
         extract_layer_cached(cas, &self.dir, digest, &limits)
     }
 }
@@ -490,7 +517,9 @@ impl Pax {
 /// Only these xattrs are restored: `trusted.*` would let a layer forge
 /// overlayfs markers and `security.selinux` labels are the host's business.
 fn allowed_xattr(name: &[u8]) -> bool {
-    name == b"security.capability" || name.starts_with(b"user.")
+    // `user.overlay.` is overlayfs's own in a user namespace (rootless
+    // berth): a layer must not make its directories opaque that way.
+    name == b"security.capability" || (name.starts_with(b"user.") && !name.starts_with(b"user.overlay."))
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ExtractError + '_ {
@@ -518,7 +547,9 @@ pub fn is_whiteout(metadata: &fs::Metadata) -> bool {
 /// Does this directory carry overlayfs's opaque marker?
 pub fn is_opaque_dir(path: &Path) -> bool {
     let mut value = [0u8; 4];
-    sys::get_xattr(path, OPAQUE_XATTR.as_bytes(), &mut value) == Some(1) && value[0] == b'y'
+    [OPAQUE_XATTR, USER_OPAQUE_XATTR]
+        .iter()
+        .any(|name| sys::get_xattr(path, name.as_bytes(), &mut value) == Some(1) && value[0] == b'y')
 }
 
 fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> Result<(), ExtractError> {
@@ -639,7 +670,8 @@ impl Unpacker<'_> {
             let mtime = header.mtime().ok();
             // Ids past the mapped range show as the overflow id inside.
             let shift = self.limits.id_shift;
-            let owner = Owner { uid: uid.saturating_add(shift), gid: gid.saturating_add(shift), mode };
+            let inside = |id: u32| if id < self.limits.id_count { id } else { 0 };
+            let owner = Owner { uid: inside(uid).saturating_add(shift), gid: inside(gid).saturating_add(shift), mode };
             let components = components(&path).map_err(|reason| refuse(&reason))?;
             match kind {
                 _ if kind.is_dir() => self.directory(&components, owner, &shown)?,
@@ -708,7 +740,7 @@ impl Unpacker<'_> {
                         fs::remove_file(&path).map_err(io_at(&path))?;
                         fs::DirBuilder::new().mode(0o755).create(&path).map_err(io_at(&path))?;
                         chown_created(self.limits.id_shift, &path)?;
-                        set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
+                        set_xattr(&path, opaque_xattr(), b"y")?;
                     }
                     Some(metadata) if metadata.file_type().is_symlink() => {
                         return Err(ExtractError::Refused {
@@ -784,7 +816,7 @@ impl Unpacker<'_> {
             Some(metadata) if is_whiteout(&metadata) => {
                 fs::remove_file(&path).map_err(io_at(&path))?;
                 fs::DirBuilder::new().mode(0o700).create(&path).map_err(io_at(&path))?;
-                set_xattr(&path, OPAQUE_XATTR.as_bytes(), b"y")?;
+                set_xattr(&path, opaque_xattr(), b"y")?;
             }
             existing => {
                 if existing.is_some() {
@@ -805,7 +837,7 @@ impl Unpacker<'_> {
             if parents.is_empty() {
                 self.stats.opaque_root = true;
             } else {
-                set_xattr(&parent, OPAQUE_XATTR.as_bytes(), b"y")?;
+                set_xattr(&parent, opaque_xattr(), b"y")?;
             }
             return Ok(());
         }

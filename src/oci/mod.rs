@@ -28,7 +28,7 @@ pub use config::{
 pub use error::OciError;
 pub use extract::{
     is_opaque_dir, is_whiteout, unpack, unpack_with_diff_id, ExtractError, ExtractLimits, ExtractedLayer, LayerStore,
-    UnpackStats, OPAQUE_XATTR,
+    UnpackStats, OPAQUE_XATTR, USER_OPAQUE_XATTR,
 };
 pub use import::{layout_files, ImageSource, Imported, ImportedImage};
 pub use layer::{

@@ -13,6 +13,7 @@
 //! - `process`: privileges, signals, `prctl`, resource limits, memory size.
 //! - `signal`: SIGINT/SIGTERM/SIGHUP handed to a thread through a pipe.
 //! - `time`: the kernel's coarse file clock.
+//! - `userns`: entering a user namespace as an unprivileged user.
 
 mod file;
 mod lock;
@@ -21,6 +22,7 @@ mod node;
 mod process;
 mod signal;
 mod time;
+mod userns;
 
 pub use file::{exchange, open_nofollow, read_regular_capped, touch, write_atomic, AtomicFile, Durability};
 pub use lock::{flock, LockMode};
@@ -34,3 +36,4 @@ pub use process::{
 };
 pub use signal::{raise, TerminationSignals, SIGHUP, SIGINT, SIGTERM};
 pub use time::coarse_realtime_ns;
+pub use userns::{make_mounts_slave, map_self, real_ids, unshare_user_namespace};

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::need::{skip, Need};
-use crate::util::runc::{serial, BUSYBOX, CONTAINER};
+use crate::util::runc::{serial, sleepers, wait_until, BUSYBOX, CONTAINER};
 use crate::util::workspace::TestWorkspace;
 
 /// A workspace whose `//app:long` step sleeps for `marker` seconds (the
@@ -74,27 +74,6 @@ fn mounts_below(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Pids of processes running `sleep MARKER`.
-fn sleepers(marker: u32) -> Vec<u32> {
-    let wanted = format!("sleep\0{marker}\0");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline.ends_with(wanted.as_bytes()))
-        })
-        .collect()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn signal(child: &Child, signal: i32) {
     // SAFETY: kill has no memory preconditions; the pid is our own child,
     // not yet reaped.
@@ -106,7 +85,7 @@ fn start_step(workspace: &TestWorkspace, args: &[&str], marker: u32) -> Child {
     let mut child = workspace.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let start = Instant::now();
-    while containers_of(pid).is_empty() || sleepers(marker).is_empty() {
+    while containers_of(pid).is_empty() || sleepers(&marker.to_string()).is_empty() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("berth ended before its container ran: {status}");
         }
@@ -125,7 +104,7 @@ fn assert_nothing_left(workspace: &TestWorkspace, pid: u32, marker: u32) {
     let exposed = mounts_below(Path::new("/run/berth"));
     assert!(!exposed.iter().any(|point| point.starts_with(&format!("/run/berth/{pid}."))), "{exposed:?}");
     // A killed process may take a moment to be reaped by init.
-    wait_until("the step's processes to go", Duration::from_secs(10), || sleepers(marker).is_empty());
+    wait_until("the step's processes to go", Duration::from_secs(10), || sleepers(&marker.to_string()).is_empty());
     // Nor its cgroups (the shared parent, and a container's own that a runc
     // killed while creating it left below the parent); a watchdog may still
     // be finishing.
@@ -241,7 +220,9 @@ fn sigkill_during_a_step_is_cleaned_up_by_the_watchdog() {
     child.kill().unwrap();
     child.wait().unwrap();
     wait_until("the watchdog's cleanup", Duration::from_secs(30), || {
-        containers_of(pid).is_empty() && mounts_below(workspace.root()).is_empty() && sleepers(marker).is_empty()
+        containers_of(pid).is_empty()
+            && mounts_below(workspace.root()).is_empty()
+            && sleepers(&marker.to_string()).is_empty()
     });
     // The watchdog is gone once it has finished (the cgroup is its last step).
     wait_until("the watchdog to exit", Duration::from_secs(10), || {
@@ -251,6 +232,37 @@ fn sigkill_during_a_step_is_cleaned_up_by_the_watchdog() {
                 .map(|cmdline| !String::from_utf8_lossy(&cmdline).contains(&owner_arg))
                 .unwrap_or(true)
         })
+    });
+    assert_nothing_left(&workspace, pid, marker);
+}
+
+/// `kill -9 -PGID` (a CI runner or a shell killing the job's whole process
+/// group) kills berth and runc together; the watchdog is in a session of
+/// its own, so it outlives them and cleans up: no berth command runs
+/// between the kill and the checks.
+#[test]
+fn sigkill_of_berths_process_group_is_cleaned_up_by_the_watchdog() {
+    if skip(CONTAINER) {
+        return;
+    }
+    let _serial = serial();
+    let marker = 2921;
+    let workspace = workspace(marker);
+    let mut command = workspace.command(&["--console", "none", "build", "//app:long"]);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    wait_until("the step's container", Duration::from_secs(120), || {
+        !containers_of(pid).is_empty() && !sleepers(&marker.to_string()).is_empty()
+    });
+    // The group is berth's own (process_group(0)): its pgid is its pid.
+    // SAFETY: kill has no memory preconditions; the group is our child's.
+    assert_eq!(unsafe { libc::kill(-(pid as i32), libc::SIGKILL) }, 0);
+    child.wait().unwrap();
+    wait_until("the watchdog's cleanup", Duration::from_secs(30), || {
+        containers_of(pid).is_empty()
+            && mounts_below(workspace.root()).is_empty()
+            && sleepers(&marker.to_string()).is_empty()
     });
     assert_nothing_left(&workspace, pid, marker);
 }
@@ -344,7 +356,7 @@ fn berth_run_timeout_kills_and_deletes_the_container() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("`berth run` timed out after 2s while running"), "{stderr}");
     assert!(stderr.contains("hint: raise `--timeout`"), "{stderr}");
-    assert!(sleepers(marker).is_empty());
+    assert!(sleepers(&marker.to_string()).is_empty());
     assert_eq!(mounts_below(workspace.root()), Vec::<String>::new());
     let zero = workspace.berth(&["--console", "none", "run", "--timeout", "0", "//app:shell"]);
     assert_eq!(zero.code, 1);

@@ -58,6 +58,7 @@ mod runc_steps;
 mod sandbox_escapes;
 mod sandbox_host_reads;
 mod sandbox_limits;
+mod sandbox_rootless;
 mod sandbox_userns;
 mod stamp;
 mod tls_registry;

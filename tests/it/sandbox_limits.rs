@@ -4,10 +4,9 @@
 //! captured outputs are capped.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::util::need::skip;
-use crate::util::runc::{serial, BUSYBOX, CONTAINER};
+use crate::util::runc::{serial, wait_for_sleeper, BUSYBOX, CONTAINER};
 use crate::util::workspace::TestWorkspace;
 
 fn workspace(limits: &str, steps: &str) -> TestWorkspace {
@@ -133,19 +132,7 @@ fn containers_share_one_budget_under_a_parent_cgroup() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let sleeper = loop {
-        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            cmdline.ends_with(format!("sleep\0{marker}\0").as_bytes()).then_some(pid)
-        });
-        if let Some(pid) = found {
-            break pid;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the container did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let sleeper = wait_for_sleeper(marker);
     let cgroups = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
     let parent = format!("/berth-{}.", child.id());
     let path = cgroups

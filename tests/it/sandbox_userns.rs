@@ -6,15 +6,14 @@
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use berth::exec::UserNamespace;
 
 use crate::util::need::skip;
-use crate::util::runc::{serial, BUSYBOX, CONTAINER};
+use crate::util::runc::{serial, wait_for_sleeper, BUSYBOX, CONTAINER};
 use crate::util::workspace::TestWorkspace;
 
-fn workspace() -> TestWorkspace {
+pub(crate) fn workspace() -> TestWorkspace {
     let workspace = TestWorkspace::new();
     workspace.bytes("app/busybox", &std::fs::read(BUSYBOX).unwrap());
     workspace.file(
@@ -48,7 +47,7 @@ oci_build_layer(
 }
 
 /// The captured layer's entries: path → (uid, gid, contents).
-fn layer_entries(path: &std::path::Path) -> Vec<(String, u64, u64, String)> {
+pub(crate) fn layer_entries(path: &std::path::Path) -> Vec<(String, u64, u64, String)> {
     let mut tar_bytes = Vec::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_end(&mut tar_bytes).unwrap();
     let mut archive = tar::Archive::new(&tar_bytes[..]);
@@ -101,19 +100,7 @@ fn files_made_by_root_inside_belong_to_the_range_on_the_host() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    let sleeper = loop {
-        let found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            cmdline.ends_with(format!("sleep\0{marker}\0").as_bytes()).then_some(pid)
-        });
-        if let Some(pid) = found {
-            break pid;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the container did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let sleeper = wait_for_sleeper(marker);
     let host_view = std::fs::metadata(format!("/proc/{sleeper}/root/tmp/made"));
     let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
     child.kill().unwrap();

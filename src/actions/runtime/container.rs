@@ -109,6 +109,12 @@ pub trait ContainerRuntime: Debug + Send + Sync {
         Ok(0)
     }
 
+    /// A hint for a process that failed, when the way this runtime runs
+    /// containers may be why (rootless with a single id: no other owner).
+    fn failure_hint(&self) -> Option<String> {
+        None
+    }
+
     /// The layers `digests` (CAS blobs, lowest first), extracted into
     /// `store` once per digest, in the same order.
     fn extract(

@@ -13,6 +13,7 @@ pub mod images;
 pub mod need;
 pub mod process;
 pub mod registry;
+pub mod rootless;
 pub mod runc;
 pub mod token;
 pub mod workspace;

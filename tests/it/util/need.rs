@@ -49,11 +49,16 @@ pub enum Need {
     /// The `berth` ranges of `/etc/subuid` and `/etc/subgid`: containers run
     /// in a user namespace mapped to them.
     Subids,
+    /// The users `berth-rootless` (with a range in /etc/subuid and
+    /// /etc/subgid) and `berth-single` (without), newuidmap and newgidmap,
+    /// and a kernel that gives unprivileged users a user namespace: the
+    /// rootless tests run berth as those users.
+    Rootless,
 }
 
 impl Need {
     /// Every need, in the order `BERTH_TEST_REQUIRE=all` checks them.
-    pub const ALL: [Need; 15] = [
+    pub const ALL: [Need; 16] = [
         Need::Root,
         Need::Runc,
         Need::Busybox,
@@ -69,6 +74,7 @@ impl Need {
         Need::Openssl,
         Need::Buildgrid,
         Need::Subids,
+        Need::Rootless,
     ];
 
     /// The name `BERTH_TEST_REQUIRE` uses.
@@ -89,6 +95,7 @@ impl Need {
             Need::Openssl => "openssl",
             Need::Buildgrid => "buildgrid",
             Need::Subids => "subids",
+            Need::Rootless => "rootless",
         }
     }
 
@@ -110,6 +117,10 @@ impl Need {
             Need::Openssl => "run `scripts/setup.sh` (Debian package `openssl`)",
             Need::Buildgrid => "run `scripts/setup.sh` (a venv at /opt/berth-buildgrid with PyPI `buildgrid==0.9.1`)",
             Need::Subids => "run `scripts/setup.sh` (adds `berth` ranges to /etc/subuid and /etc/subgid)",
+            Need::Rootless => {
+                "run `scripts/setup.sh` (users `berth-rootless` and `berth-single`, Debian package `uidmap`), on a \
+                 kernel that allows unprivileged user namespaces"
+            }
         }
     }
 
@@ -140,6 +151,7 @@ impl Need {
             Need::Network => non_loopback_ipv4().is_some(),
             Need::Openssl => on_path("openssl"),
             Need::Subids => berth::exec::UserNamespace::from_subid_files().is_ok(),
+            Need::Rootless => return super::rootless::missing(),
         };
         (!present).then(|| match self {
             Need::Root => "the tests do not run as root".to_owned(),

@@ -100,3 +100,39 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 pub fn zstd(bytes: &[u8]) -> Vec<u8> {
     zstd::encode_all(bytes, 3).unwrap()
 }
+
+/// Pids of the processes running `sleep MARKER` (a test's container picks
+/// a marker no other test uses, so its process can be found from outside).
+pub fn sleepers(marker: &str) -> Vec<u32> {
+    let wanted = format!("sleep\0{marker}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline.ends_with(wanted.as_bytes()))
+        })
+        .collect()
+}
+
+/// Polls `done` every 50 ms; panics naming `what` after `timeout`.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most a minute) for a container's `sleep MARKER` and returns
+/// its pid.
+#[track_caller]
+pub fn wait_for_sleeper(marker: &str) -> u32 {
+    let mut found = None;
+    wait_until("the container's `sleep` to start", std::time::Duration::from_secs(60), || {
+        found = sleepers(marker).first().copied();
+        found.is_some()
+    });
+    found.expect("found")
+}
