@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use berth::cache::{Cas, Digest};
+use berth::cache::{canonical_json, Cas, Digest};
 use berth::oci::{ExtractLimits, LayerStore};
 
 const FILES: usize = 10_000;
@@ -31,7 +31,7 @@ fn layer() -> Vec<u8> {
     };
     let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut builder = tar::Builder::new(gzip);
-    let mut header = |kind: tar::EntryType, mode: u32, size: usize| {
+    let header = |kind: tar::EntryType, mode: u32, size: usize| {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(mode);
@@ -73,14 +73,14 @@ fn write_layout(dir: &Path, layer: &[u8]) {
         "architecture": "amd64", "os": "linux", "config": {},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     });
-    let (config_digest, config_size) = put(&serde_json::to_vec(&config).unwrap());
+    let (config_digest, config_size) = put(&canonical_json(&config));
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size}],
     });
-    let (manifest_digest, manifest_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let (manifest_digest, manifest_size) = put(&canonical_json(&manifest));
     let index = serde_json::json!({
         "schemaVersion": 2,
         "manifests": [{
@@ -89,7 +89,7 @@ fn write_layout(dir: &Path, layer: &[u8]) {
             "annotations": {"org.opencontainers.image.ref.name": "bench"},
         }],
     });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("index.json"), canonical_json(&index)).unwrap();
     std::fs::File::create(dir.join("oci-layout")).unwrap().write_all(br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
