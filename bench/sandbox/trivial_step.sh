@@ -12,7 +12,9 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 berth=${BERTH:-$repo/target/debug/berth}
 runs=${RUNS:-10}
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# `berth clean --cache` first: rootless, the layer store holds files of the
+# user's subordinate ids, which only berth (in its namespace) can remove.
+trap '(cd "$work" && "$berth" --quiet clean --cache) || true; rm -rf "$work"' EXIT
 mkdir -p "$work/app"
 : > "$work/WORKSPACE.star"
 cp /bin/busybox "$work/app/busybox"
