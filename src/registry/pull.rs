@@ -443,13 +443,7 @@ impl Client {
         };
         // One byte more than expected is enough to know the body is too long.
         let remaining = (descriptor.size + 1).saturating_sub(written);
-        let mut body = Progress {
-            inner: response.take(remaining),
-            client: self,
-            unreported: 0,
-            total: 0,
-            deadline: download.deadline,
-        };
+        let mut body = Progress::new(response.take(remaining), self, download.deadline);
         let copied = io::copy(&mut body, &mut writer);
         self.transferred(body.unreported);
         let written = written + body.total;
@@ -519,12 +513,20 @@ pub fn download_deadline(grace: Duration, size: u64) -> Duration {
 
 /// Reports bytes read from a body every MiB, for progress on large blobs;
 /// counts them; and fails once the download's deadline has passed.
-struct Progress<'a, R> {
+pub(super) struct Progress<'a, R> {
     inner: R,
     client: &'a Client,
-    unreported: u64,
-    total: u64,
+    /// Read but not yet reported: the caller reports it when the copy ends.
+    pub(super) unreported: u64,
+    /// Read in all.
+    pub(super) total: u64,
     deadline: Instant,
+}
+
+impl<'a, R> Progress<'a, R> {
+    pub(super) fn new(inner: R, client: &'a Client, deadline: Instant) -> Self {
+        Progress { inner, client, unreported: 0, total: 0, deadline }
+    }
 }
 
 impl<R: Read> Read for Progress<'_, R> {

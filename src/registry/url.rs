@@ -13,6 +13,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::cache::{BlobRef, Cas, Digest, Sha256Writer};
 use crate::registry::client::{authority, error_chain, Failure};
+use crate::registry::pull::Progress;
 use crate::registry::{Client, RegistryError};
 
 /// Redirects followed before giving up.
@@ -87,14 +88,14 @@ impl Client {
             }));
         }
         let mut writer = Sha256Writer::new(cas.writer().map_err(RegistryError::from)?);
-        let mut body = Deadline { inner: response.take(MAX_URL_FILE + 1), deadline };
+        let mut body = Progress::new(response.take(MAX_URL_FILE + 1), self, deadline);
         let copied = io::copy(&mut body, &mut writer);
+        self.transferred(body.unreported);
         if let Err(error) = copied {
             let reason = format!("the download broke off: {}", error_chain(&error));
             return Err(Failure::retriable(failed(reason)));
         }
         let (actual, size, cas_writer) = writer.finish();
-        self.transferred(size);
         if size > MAX_URL_FILE {
             return Err(Failure::fatal(RegistryError::TooLarge {
                 what: "The file",
@@ -113,21 +114,5 @@ impl Client {
             }));
         }
         Ok(cas_writer.commit().map_err(RegistryError::from)?)
-    }
-}
-
-/// A body that fails once the download's deadline has passed, so a server
-/// trickling bytes cannot hold a build forever.
-struct Deadline<R> {
-    inner: R,
-    deadline: Instant,
-}
-
-impl<R: Read> Read for Deadline<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if Instant::now() >= self.deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "the download's deadline has passed"));
-        }
-        self.inner.read(buf)
     }
 }

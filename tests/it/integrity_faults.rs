@@ -262,9 +262,7 @@ fn fault_campaign() {
     if skip(&[Need::Registry]) {
         return;
     }
-    let setting = |name: &str, default: u64| -> u64 {
-        std::env::var(format!("BERTH_FAULTS_{name}")).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-    };
+    let setting = |name: &str, default: u64| crate::util::env_number(&format!("BERTH_FAULTS_{name}"), default);
     let campaign = Campaign {
         pushes: setting("PUSHES", 200) as usize,
         pulls: setting("PULLS", 1000) as usize,

@@ -320,9 +320,7 @@ fn flip_campaign() {
     if skip(&[Need::Registry]) || skip(CONTAINER) {
         return;
     }
-    let setting = |name: &str, default: u64| -> u64 {
-        std::env::var(format!("BERTH_FLIPS_{name}")).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-    };
+    let setting = |name: &str, default: u64| crate::util::env_number(&format!("BERTH_FLIPS_{name}"), default);
     let campaign = Campaign {
         images: setting("IMAGES", 25) as usize,
         rounds: setting("ROUNDS", 100) as usize,

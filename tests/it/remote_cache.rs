@@ -547,6 +547,12 @@ fn remote_cache_bad_urls_are_refused_before_building() {
     assert!(!ws.path("berth-out").exists());
 }
 
+/// A `WORKSPACE.star` whose remote cache is the repository `berth/cache`
+/// of `registry` (plain HTTP).
+fn oci_cache_workspace(registry: &crate::util::registry::Registry) -> String {
+    format!("registry({host:?}, insecure = True)\nremote_cache(\"oci://{host}/berth/cache\")\n", host = registry.host())
+}
+
 /// `oci://`: the same two checkouts with a real `docker-registry` as the
 /// cache; each entry is a manifest tagged `ac-<key hex>`.
 #[test]
@@ -555,10 +561,7 @@ fn remote_cache_oci_registry_serves_a_second_checkout() {
         return;
     }
     let registry = crate::util::registry::Registry::start();
-    let workspace_file = format!(
-        "registry({host:?}, insecure = True)\nremote_cache(\"oci://{host}/berth/cache\")\n",
-        host = registry.host()
-    );
+    let workspace_file = oci_cache_workspace(&registry);
     let first = small_workspace();
     first.file("WORKSPACE.star", &workspace_file);
     let a = first.berth(&["--console", "plain", "build", "//app:img"]);
@@ -607,10 +610,7 @@ fn remote_cache_oci_poisoned_entries_are_rebuilt_locally() {
     }
     for poison in ["config", "blob"] {
         let registry = crate::util::registry::Registry::start();
-        let workspace_file = format!(
-            "registry({host:?}, insecure = True)\nremote_cache(\"oci://{host}/berth/cache\")\n",
-            host = registry.host()
-        );
+        let workspace_file = oci_cache_workspace(&registry);
         let first = small_workspace();
         first.file("WORKSPACE.star", &workspace_file);
         let a = first.berth(&["--console", "plain", "build", "//app:img"]);

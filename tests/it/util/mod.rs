@@ -17,3 +17,9 @@ pub mod rootless;
 pub mod runc;
 pub mod token;
 pub mod workspace;
+
+/// A number from the environment variable `name` (how the `bench/` scripts
+/// size a full campaign), else `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
